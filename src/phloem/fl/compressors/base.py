@@ -1,0 +1,78 @@
+"""The compression operator contract shared by every compressor.
+
+A compressor maps a vector ``v`` to what the receiver reconstructs, ``C(v)``, and says how many
+bits travelled. Two families (FL_PyTorch, Richtarik et al.):
+
+- unbiased: ``E[C(v)] = v`` and ``E||C(v) - v||^2 <= omega ||v||^2``;
+- contractive (possibly biased): ``E||C(v) - v||^2 <= (1 - alpha) ||v||^2`` with ``alpha`` in (0, 1].
+
+An unbiased compressor with ``omega < 1`` is also contractive with ``alpha = 1 - omega``.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["FLOAT_BITS", "Compressed", "Compressor", "index_bits"]
+
+#: Bits per transmitted real number (float32 on the wire).
+FLOAT_BITS = 32
+
+
+def index_bits(d: int) -> int:
+    """Bits needed to address one of ``d`` coordinates."""
+    return max(1, math.ceil(math.log2(d))) if d > 1 else 1
+
+
+@dataclass(frozen=True)
+class Compressed:
+    """The result of compressing one vector.
+
+    Attributes
+    ----------
+    value
+        The vector the receiver reconstructs (same shape and dtype as the input).
+    bits
+        Bits sent on the wire for this vector.
+    """
+
+    value: torch.Tensor
+    bits: int
+
+
+class Compressor(ABC):
+    """A compression operator with its constants and bit accounting.
+
+    Subclasses are frozen dataclasses holding their parameters; randomness comes only from the
+    generator passed to :meth:`compress`.
+    """
+
+    #: ``True`` when ``E[C(v)] = v``.
+    unbiased: ClassVar[bool]
+
+    @abstractmethod
+    def compress(self, v: torch.Tensor, gen: torch.Generator) -> Compressed:
+        """Compress the 1-D tensor ``v`` using only ``gen`` for randomness."""
+
+    @abstractmethod
+    def omega(self, d: int) -> float:
+        """Variance constant for dimension ``d`` (``math.inf`` for a biased compressor)."""
+
+    def alpha(self, d: int) -> float:
+        """Contraction constant for dimension ``d`` (0.0 when the operator is not contractive)."""
+        w = self.omega(d)
+        return max(0.0, 1.0 - w) if math.isfinite(w) else 0.0
+
+    @abstractmethod
+    def expected_bits(self, d: int) -> float:
+        """Expected bits sent for one vector of dimension ``d``."""
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
