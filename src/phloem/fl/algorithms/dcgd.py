@@ -1,0 +1,72 @@
+"""DCGD: distributed compressed gradient descent.
+
+Khirirat, Feyzmahdavian, Johansson. "Distributed learning with compressed gradients." 2018;
+analysed for unbiased compressors by Khaled and Richtarik (2019) and in FL_PyTorch.
+
+Each client sends ``C(grad f_i(x))``; the server steps along their weighted mean. With an
+unbiased compressor of variance ``omega`` and heterogeneous clients it converges only to a
+neighbourhood of the optimum whose size grows with ``omega sum_i ||grad f_i(x*)||^2``: the
+noise floor that DIANA and EF21 remove.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from phloem.fl.algorithms.base import (
+    Algorithm,
+    ClientRng,
+    Cohort,
+    Message,
+    compress,
+    weighted_sum,
+)
+from phloem.fl.local import FullGradient, LocalSolver
+from phloem.fl.problem import ClientOracle
+from phloem.fl.server_opt import OptState
+
+__all__ = ["DCGD", "GradServer"]
+
+
+@dataclass(frozen=True)
+class GradServer:
+    """Model and optimiser state of a gradient-type method."""
+
+    x: torch.Tensor
+    opt: OptState = field(default_factory=OptState)
+
+
+@dataclass(frozen=True)
+class DCGD(Algorithm[GradServer, None]):
+    """Compressed gradient descent; ``local`` only supplies the gradient estimator."""
+
+    name: ClassVar[str] = "dcgd"
+    local: LocalSolver = field(default_factory=FullGradient)
+
+    def init_server(
+        self, x0: torch.Tensor, client_states: Sequence[None], weights: np.ndarray
+    ) -> GradServer:
+        return GradServer(x0)
+
+    def client_update(
+        self, server: GradServer, state: None, oracle: ClientOracle, rng: ClientRng
+    ) -> tuple[Message, None]:
+        gr = self.local.gradient(oracle, server.x, rng.local)
+        g, bits = compress(self.compressor, gr.grad, rng.compression)
+        return Message({"g": g}, bits, gr.loss, gr.samples), None
+
+    def server_update(
+        self,
+        server: GradServer,
+        messages: Sequence[Message],
+        cohort: Cohort,
+        gen: np.random.Generator,
+    ) -> GradServer:
+        g = weighted_sum(messages, "g", cohort.normalised)
+        x, opt = self.server_opt.step(server.x, g, server.opt)
+        return GradServer(x, opt)

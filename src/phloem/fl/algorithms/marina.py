@@ -1,0 +1,111 @@
+"""MARINA: compressed gradient differences with rare full synchronisations.
+
+Gorbunov, Burlachenko, Li, Richtarik. "MARINA: Faster Non-Convex Distributed Learning with
+Compression." ICML 2021 (Algorithm 1, and PP-MARINA, Algorithm 4, for partial participation).
+
+With the server at ``x^{k+1} = x^k - gamma g^k``, a shared coin ``c_k ~ Be(p)`` decides the round:
+on a synchronisation round *every* client sends ``grad f_i(x^{k+1})`` and
+``g^{k+1} = mean_i grad f_i(x^{k+1})``; otherwise the round's cohort sends
+``C(grad f_i(x^{k+1}) - grad f_i(x^k))`` (both on the same minibatch) and
+``g^{k+1} = g^k + mean(...)``. The estimator is biased but its error is controlled, which gives
+the method its optimal non-convex rates. The run starts with a synchronisation round (``g^0 = 0``,
+so ``x^1 = x^0``). Default ``p`` is the compressor's expected fraction of bits,
+``E[bits] / (32 d)`` (the paper's ``p = zeta / d`` for sparsifiers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from phloem.fl.algorithms.base import (
+    Algorithm,
+    ClientRng,
+    Cohort,
+    Message,
+    compress,
+    weighted_sum,
+)
+from phloem.fl.compressors.base import FLOAT_BITS
+from phloem.fl.local import FullGradient, LocalSolver
+from phloem.fl.problem import ClientOracle
+from phloem.fl.server_opt import OptState
+
+__all__ = ["Marina", "MarinaServer"]
+
+
+@dataclass(frozen=True)
+class MarinaServer:
+    """``x = x^{k+1}``, ``x_prev = x^k``, the estimator ``g = g^k`` and this round's coin."""
+
+    x: torch.Tensor
+    x_prev: torch.Tensor
+    g: torch.Tensor
+    sync: bool
+    opt: OptState = field(default_factory=OptState)
+
+
+@dataclass(frozen=True)
+class Marina(Algorithm[MarinaServer, None]):
+    """MARINA / PP-MARINA (partial participation on compressed rounds)."""
+
+    name: ClassVar[str] = "marina"
+    local: LocalSolver = field(default_factory=FullGradient)
+    p: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.p is not None and not 0.0 < self.p <= 1.0:
+            raise ValueError(f"algorithm.p must be in (0, 1], got {self.p}")
+
+    def sync_probability(self, d: int) -> float:
+        """The probability ``p`` of a synchronisation round for dimension ``d``."""
+        if self.p is not None:
+            return self.p
+        if self.compressor is None:
+            return 1.0
+        return min(1.0, self.compressor.expected_bits(d) / (FLOAT_BITS * d))
+
+    def init_server(
+        self, x0: torch.Tensor, client_states: Sequence[None], weights: np.ndarray
+    ) -> MarinaServer:
+        return MarinaServer(x0, x0, torch.zeros_like(x0), sync=True)
+
+    def round_cohort(
+        self, server: MarinaServer, sampled: np.ndarray, num_clients: int
+    ) -> np.ndarray:
+        return np.arange(num_clients, dtype=np.int64) if server.sync else sampled
+
+    def client_update(
+        self, server: MarinaServer, state: None, oracle: ClientOracle, rng: ClientRng
+    ) -> tuple[Message, None]:
+        if server.sync:
+            gr = self.local.gradient(oracle, server.x, rng.local)
+            return Message({"g": gr.grad}, FLOAT_BITS * gr.grad.numel(), gr.loss, gr.samples), None
+        # The same minibatch at both points: replay the generator.
+        saved = rng.local.get_state()
+        new = self.local.gradient(oracle, server.x, rng.local)
+        rng.local.set_state(saved)
+        old = self.local.gradient(oracle, server.x_prev, rng.local)
+        diff, bits = compress(self.compressor, new.grad - old.grad, rng.compression)
+        return Message({"g": diff}, bits, new.loss, new.samples + old.samples), None
+
+    def server_update(
+        self,
+        server: MarinaServer,
+        messages: Sequence[Message],
+        cohort: Cohort,
+        gen: np.random.Generator,
+    ) -> MarinaServer:
+        mean = weighted_sum(messages, "g", cohort.normalised)
+        g = mean if server.sync else server.g + mean
+        x, opt = self.server_opt.step(server.x, g, server.opt)
+        sync = bool(gen.random() < self.sync_probability(server.x.numel()))
+        return MarinaServer(x, server.x, g, sync, opt)
+
+    def downlink_bits(self, server: MarinaServer) -> int:
+        # Clients need x^{k+1} and, on compressed rounds, x^k (kept from the last round).
+        return FLOAT_BITS * server.x.numel()

@@ -1,0 +1,153 @@
+"""Models for the simulator, and a flat-parameter binding that makes them cheap to drive.
+
+Federated optimisation is stated over a parameter vector ``x`` in R^d; :class:`FlatModule` makes
+a ``torch.nn.Module`` read its parameters from one contiguous buffer and write its gradients to
+another, so that a local step is a single ``axpy`` on the flat vector, there are no per-parameter
+Python loops in the hot path, and one model object is reused for every client (pfl-style).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from enum import StrEnum
+
+import torch
+from torch import nn
+
+__all__ = [
+    "FlatModule",
+    "ModelKind",
+    "build_model",
+    "cnn28",
+    "cnn32",
+    "linear_model",
+    "mlp",
+    "seeded",
+]
+
+
+class ModelKind(StrEnum):
+    """The built-in model families."""
+
+    LINEAR = "linear"  # linear regression, squared loss
+    LOGISTIC = "logistic"  # multinomial logistic regression, cross-entropy
+    MLP = "mlp"
+    CNN = "cnn"
+
+
+def linear_model(in_features: int, out_features: int) -> nn.Module:
+    """An affine map on flattened inputs (linear or logistic regression)."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(in_features, out_features))
+
+
+def mlp(in_features: int, hidden: Sequence[int], out_features: int) -> nn.Module:
+    """A ReLU multi-layer perceptron on flattened inputs."""
+    layers: list[nn.Module] = [nn.Flatten()]
+    width = in_features
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        width = h
+    layers.append(nn.Linear(width, out_features))
+    return nn.Sequential(*layers)
+
+
+def _cnn(in_channels: int, side: int, num_classes: int, width: int) -> nn.Module:
+    # Two conv-pool stages then two dense layers: the LeNet-style net FedAvg (McMahan et al.,
+    # 2017) used for MNIST/FEMNIST; no batch norm, whose running statistics do not federate.
+    feat = (side // 4) ** 2 * 2 * width
+    return nn.Sequential(
+        nn.Conv2d(in_channels, width, 5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(width, 2 * width, 5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(feat, 128),
+        nn.ReLU(),
+        nn.Linear(128, num_classes),
+    )
+
+
+def cnn28(num_classes: int, in_channels: int = 1, width: int = 16) -> nn.Module:
+    """Small CNN for 28x28 images (MNIST, FEMNIST)."""
+    return _cnn(in_channels, 28, num_classes, width)
+
+
+def cnn32(num_classes: int, in_channels: int = 3, width: int = 16) -> nn.Module:
+    """Small CNN for 32x32 images (CIFAR-10)."""
+    return _cnn(in_channels, 32, num_classes, width)
+
+
+def build_model(
+    kind: ModelKind,
+    feature_shape: tuple[int, ...],
+    num_outputs: int,
+    hidden: Sequence[int] = (64,),
+) -> nn.Module:
+    """Build a model for inputs of ``feature_shape`` with ``num_outputs`` outputs.
+
+    Raises
+    ------
+    ValueError
+        If a CNN is asked for inputs that are not 28x28 or 32x32 images.
+    """
+    n_in = 1
+    for s in feature_shape:
+        n_in *= s
+    if kind in (ModelKind.LINEAR, ModelKind.LOGISTIC):
+        return linear_model(n_in, num_outputs)
+    if kind is ModelKind.MLP:
+        return mlp(n_in, hidden, num_outputs)
+    if len(feature_shape) == 3 and feature_shape[1:] == (28, 28):
+        return cnn28(num_outputs, feature_shape[0])
+    if len(feature_shape) == 3 and feature_shape[1:] == (32, 32):
+        return cnn32(num_outputs, feature_shape[0])
+    raise ValueError(
+        f"model 'cnn' needs (C, 28, 28) or (C, 32, 32) image inputs, got feature shape "
+        f"{feature_shape}; use 'mlp' or 'logistic' for flat features"
+    )
+
+
+class FlatModule:
+    """A module whose parameters and gradients live in two flat buffers.
+
+    Parameters
+    ----------
+    module
+        The model. Its parameters are re-pointed at slices of :attr:`flat` (values preserved).
+    dtype
+        Floating dtype of parameters (and so of every vector the simulator handles).
+    """
+
+    def __init__(self, module: nn.Module, dtype: torch.dtype = torch.float32) -> None:
+        module.to(dtype)
+        params = list(module.parameters())
+        if list(module.buffers()):
+            raise ValueError("FlatModule supports parameter-only models (no buffers such as BN)")
+        self.module = module
+        self.dim = sum(p.numel() for p in params)
+        self.flat = torch.empty(self.dim, dtype=dtype)
+        self.grad = torch.zeros(self.dim, dtype=dtype)
+        offset = 0
+        for p in params:
+            n = p.numel()
+            self.flat[offset : offset + n].copy_(p.data.reshape(-1))
+            p.data = self.flat[offset : offset + n].view_as(p)
+            # Autograd accumulates in place into an existing .grad, so gradients land in self.grad.
+            p.grad = self.grad[offset : offset + n].view_as(p)
+            offset += n
+
+    def initial_vector(self) -> torch.Tensor:
+        """A copy of the current parameters as a flat vector."""
+        return self.flat.clone()
+
+
+def seeded(factory: Callable[[], nn.Module], seed: int) -> nn.Module:
+    """Build ``factory()`` with PyTorch's default initialisation drawn from ``seed``.
+
+    The global torch RNG is forked and restored, so nothing outside leaks in or out.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return factory()
