@@ -76,7 +76,7 @@ class History:
                 ys.append(float(b))
         return xs, ys
 
-    def keys(self) -> list[str]:
+    def columns(self) -> list[str]:
         """Every metric name that appears, in first-seen order."""
         seen: dict[str, None] = {}
         for r in self.rows:

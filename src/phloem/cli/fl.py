@@ -1,0 +1,164 @@
+"""``phloem fl ...``: run experiments from TOML configs and list what can be configured."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from phloem.core.config import apply_overrides, from_dict, load_toml, to_dict, to_toml
+from phloem.core.errors import ConfigError, DataNotFoundError, DivergenceError, PhloemError
+from phloem.core.rundir import RunDir
+from phloem.fl.config import (
+    AlgorithmName,
+    ExperimentConfig,
+    ModelName,
+    PartitionScheme,
+    SamplingScheme,
+)
+from phloem.fl.simulate import SimulationResult, simulate
+
+__all__ = ["app", "load_config", "run_config"]
+
+app = typer.Typer(help="Federated-optimisation simulator.", no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+
+
+def load_config(
+    path: Path | None, overrides: list[str], base: dict[str, Any] | None = None
+) -> ExperimentConfig:
+    """Read ``path`` (or start from ``base``), apply ``section.key=value`` overrides, validate."""
+    data = dict(base or {})
+    if path is not None:
+        data = load_toml(path)
+    return from_dict(ExperimentConfig, apply_overrides(data, overrides))
+
+
+def run_config(
+    cfg: ExperimentConfig,
+    *,
+    run_dir: RunDir | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    root: Path | None = None,
+) -> SimulationResult:
+    """Build and run ``cfg`` in a (new or resumed) run directory."""
+    from phloem.cli.registry import build_experiment
+
+    exp = build_experiment(cfg)
+    if run_dir is None:
+        run_dir = RunDir.create(root or Path(cfg.run.out_dir), cfg.run.name)
+    run_dir.write_config(to_toml(to_dict(cfg)))
+    r = cfg.run
+    return simulate(
+        exp.problem,
+        exp.algorithm,
+        exp.sampler,
+        rounds=r.rounds,
+        seed=exp.streams,
+        backend=exp.backend,
+        eval_every=r.eval_every,
+        full_eval=r.full_eval,
+        run_dir=run_dir,
+        checkpoint_every=r.checkpoint_every,
+        resume=resume,
+        progress=progress,
+    )
+
+
+def guarded(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call ``fn``, turning phloem's errors into one clear line and an exit code."""
+    try:
+        return fn(*args, **kwargs)
+    except ConfigError as e:
+        err.print(f"[red]config error:[/red] {e}")
+        raise typer.Exit(2) from None
+    except DataNotFoundError as e:
+        err.print(f"[red]missing data:[/red] {e}")
+        raise typer.Exit(2) from None
+    except DivergenceError as e:
+        err.print(f"[red]diverged:[/red] {e}")
+        raise typer.Exit(3) from None
+    except PhloemError as e:
+        err.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err.print(
+            "[yellow]interrupted:[/yellow] history and a checkpoint were saved; "
+            "continue with `phloem fl run --resume RUN_DIR`."
+        )
+        raise typer.Exit(130) from None
+
+
+def print_summary(result: SimulationResult) -> None:
+    last = result.history.last()
+    table = Table(title=f"{result.run_dir.name if result.run_dir else 'run'} ({result.status})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in last.items():
+        if isinstance(v, float):
+            table.add_row(k, f"{v:.6g}")
+        elif v is not None:
+            table.add_row(k, str(v))
+    console.print(table)
+    if result.run_dir is not None:
+        console.print(f"run folder: {result.run_dir.path}")
+
+
+@app.command("run")
+def run_cmd(
+    config: Annotated[Path | None, typer.Argument(help="TOML config (omit with --resume).")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override, e.g. --set local.lr=0.05 (repeatable)."),
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="Continue the run in this folder from its checkpoint.")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Run a federated experiment; results go to runs/<name>-<time>/."""
+    overrides = set_ or []
+
+    def go() -> SimulationResult:
+        if resume is not None:
+            rd = RunDir.open(resume)
+            cfg = load_config(None, overrides, load_toml(rd.path / RunDir.CONFIG))
+            return run_config(cfg, run_dir=rd, resume=True, progress=progress)
+        if config is None:
+            raise ConfigError("config", "give a CONFIG file, or --resume RUN_DIR")
+        return run_config(load_config(config, overrides), progress=progress)
+
+    print_summary(guarded(go))
+
+
+@app.command("list")
+def list_cmd() -> None:
+    """List algorithms, compressors, data sets, models, partitions and samplers."""
+    from phloem.cli.registry import ALGORITHMS, COMPRESSORS, DATASETS
+
+    t = Table(title="algorithms ([algorithm] name)")
+    t.add_column("name")
+    t.add_column("paper / summary")
+    for name, cls in ALGORITHMS.items():
+        doc = (cls.__module__ and __import__(cls.__module__, fromlist=["_"]).__doc__) or ""
+        t.add_row(name.value, doc.strip().splitlines()[0])
+    console.print(t)
+    for title, rows in (
+        ("compressors ([compressor] name)", COMPRESSORS),
+        ("data sets ([data] dataset)", DATASETS),
+    ):
+        t = Table(title=title)
+        t.add_column("name")
+        t.add_column("what")
+        for k, v in rows.items():
+            t.add_row(k.value, v)
+        console.print(t)
+    console.print("models ([model] name): " + ", ".join(m.value for m in ModelName))
+    console.print("partitions ([data] partition): " + ", ".join(p.value for p in PartitionScheme))
+    console.print("sampling ([sampling] scheme): " + ", ".join(s.value for s in SamplingScheme))
+    console.print(f"{len(AlgorithmName)} algorithms; see docs/fl.md for every config key.")
