@@ -134,9 +134,9 @@ class QuadraticProblem(Problem):
     def __init__(self, A: np.ndarray, b: np.ndarray, weights: np.ndarray) -> None:
         self.dtype = torch.float64
         self.num_clients, self.dim = int(b.shape[0]), int(b.shape[1])
-        self.weights = np.asarray(weights, dtype=np.float64)
-        self.A = torch.as_tensor(A, dtype=torch.float64)
-        self.b = torch.as_tensor(b, dtype=torch.float64)
+        self.weights = np.array(weights, dtype=np.float64)
+        self.A = torch.tensor(np.asarray(A), dtype=torch.float64)
+        self.b = torch.tensor(np.asarray(b), dtype=torch.float64)
         w = torch.as_tensor(self.weights)
         self._A_bar = torch.einsum("i,ijk->jk", w, self.A)
         self._b_bar = w @ self.b
