@@ -315,7 +315,7 @@ class ModelProblem(Problem):
             loss = self.loss_fn(out, yb) * len(yb)
             loss.backward()  # type: ignore[no-untyped-call]
             g_sum += self.net.grad
-            loss_sum += float(loss)
+            loss_sum += float(loss.detach())
             if self.task == "classification":
                 correct += int((out.argmax(1) == yb).sum())
         g = g_sum / n + self.l2 * x
