@@ -1,4 +1,4 @@
-"""Fixtures for the data tests: keep decode caches out of $HOME (data gating is in tests/conftest.py)."""
+"""Fixtures for the data tests: keep decode caches out of $HOME (data gating: tests/conftest.py)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ A compressor maps a vector ``v`` to what the receiver reconstructs, ``C(v)``, an
 bits travelled. Two families (FL_PyTorch, Richtarik et al.):
 
 - unbiased: ``E[C(v)] = v`` and ``E||C(v) - v||^2 <= omega ||v||^2``;
-- contractive (possibly biased): ``E||C(v) - v||^2 <= (1 - alpha) ||v||^2`` with ``alpha`` in (0, 1].
+- contractive (possibly biased): ``E||C(v) - v||^2 <= (1 - alpha) ||v||^2`` with ``alpha`` in
+  (0, 1].
 
 An unbiased compressor with ``omega < 1`` is also contractive with ``alpha = 1 - omega``.
 """
@@ -19,7 +20,14 @@ from typing import TYPE_CHECKING, ClassVar
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["FLOAT_BITS", "Compressed", "Compressor", "index_bits"]
+__all__ = [
+    "FLOAT_BITS",
+    "Compressed",
+    "Compressor",
+    "check_vector",
+    "index_bits",
+    "uniform_like",
+]
 
 #: Bits per transmitted real number (float32 on the wire).
 FLOAT_BITS = 32
@@ -28,6 +36,47 @@ FLOAT_BITS = 32
 def index_bits(d: int) -> int:
     """Bits needed to address one of ``d`` coordinates."""
     return max(1, math.ceil(math.log2(d))) if d > 1 else 1
+
+
+def check_vector(v: torch.Tensor) -> int:
+    """Check that ``v`` is a 1-D floating-point tensor and return its dimension.
+
+    Parameters
+    ----------
+    v
+        The vector about to be compressed.
+
+    Returns
+    -------
+    int
+        ``d = v.numel()``.
+
+    Raises
+    ------
+    ValueError
+        If ``v`` is not 1-D or not of a floating-point dtype.
+    """
+    if v.dim() != 1:
+        raise ValueError(
+            f"compressors take a 1-D tensor, got shape {tuple(v.shape)}; flatten it first "
+            "(e.g. torch.nn.utils.parameters_to_vector)"
+        )
+    if not v.is_floating_point():
+        raise ValueError(f"compressors take a floating-point tensor, got dtype {v.dtype}")
+    return int(v.numel())
+
+
+def uniform_like(v: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Draw ``U[0, 1)`` variates, one per entry of ``v``, from ``gen`` alone.
+
+    The draw happens on ``gen``'s device (a CPU generator may serve a CUDA tensor) and the result
+    is moved to ``v``'s device with ``v``'s dtype, so the same generator state gives the same
+    numbers whatever device ``v`` lives on.
+    """
+    import torch
+
+    u = torch.rand(v.shape, generator=gen, dtype=v.dtype, device=gen.device)
+    return u.to(v.device)
 
 
 @dataclass(frozen=True)
