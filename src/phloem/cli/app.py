@@ -65,7 +65,7 @@ def runs_show(
     rd = fl.guarded(RunDir.open, run)
     console.print(f"[bold]{rd.name}[/bold]  status: {rd.info().status}")
     if (rd.path / RunDir.CONFIG).is_file():
-        console.print(rd.read_config())
+        console.print(rd.read_config(), markup=False, highlight=False)
     h = rd.history()
     cols = [
         k

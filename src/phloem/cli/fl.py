@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -145,7 +146,7 @@ def list_cmd() -> None:
     t.add_column("name")
     t.add_column("paper / summary")
     for name, cls in ALGORITHMS.items():
-        doc = (cls.__module__ and __import__(cls.__module__, fromlist=["_"]).__doc__) or ""
+        doc = sys.modules[cls.__module__].__doc__ or ""
         t.add_row(name.value, doc.strip().splitlines()[0])
     console.print(t)
     for title, rows in (

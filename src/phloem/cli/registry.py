@@ -158,7 +158,12 @@ def build_problem(cfg: ExperimentConfig, streams: SeedStreams) -> Problem:
         )
         return QuadraticProblem(q.A, q.b, q.weights)
     data = _load(cfg, streams.numpy(Stage.DATA))
-    part = _partition(cfg, data, streams.numpy(Stage.PARTITION))
+    try:
+        part = _partition(cfg, data, streams.numpy(Stage.PARTITION))
+    except ValueError as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"data (partition {d.partition.value})", str(e)) from None
     m = cfg.model
     regression = m.name is ModelName.LINEAR
     outputs = 1 if regression else int(data.train.num_classes or 2)
@@ -171,9 +176,12 @@ def build_problem(cfg: ExperimentConfig, streams: SeedStreams) -> Problem:
     except ValueError as e:
         raise ConfigError("model.name", str(e), [v.value for v in ModelName]) from None
     task = "regression" if regression else "classification"
-    return ModelProblem(
-        module, data.train, data.test, part, task=task, l2=m.l2, dtype=_DTYPES[m.dtype]
-    )
+    try:
+        return ModelProblem(
+            module, data.train, data.test, part, task=task, l2=m.l2, dtype=_DTYPES[m.dtype]
+        )
+    except ValueError as e:
+        raise ConfigError("data.partition", str(e)) from None
 
 
 def build_compressor(cfg: ExperimentConfig, dim: int) -> Compressor | None:

@@ -299,8 +299,11 @@ def _start(loop: _Loop, run_dir: RunDir | None, resume: bool) -> tuple[History, 
         if run_dir is None:
             raise ValueError("resume=True needs the run_dir to resume from")
         ck = Checkpoint.load(run_dir.checkpoint_path)
-        kept = [r for r in run_dir.history().rows if isinstance(r.get("round"), int)
-                and int(r["round"] or 0) <= ck.round]  # fmt: skip
+        kept = [
+            r
+            for r in run_dir.history().rows
+            if isinstance(r.get("round"), int) and int(r["round"] or 0) <= ck.round
+        ]
         return History(run_dir.history_path, kept), ck
     ck = loop.initial()
     history = History(run_dir.history_path if run_dir is not None else None)

@@ -1,0 +1,12 @@
+"""Federated algorithms, one module per paper."""
+
+from phloem.fl.algorithms.base import Algorithm
+from phloem.fl.algorithms.dcgd import DCGD
+from phloem.fl.algorithms.diana import Diana
+from phloem.fl.algorithms.ef21 import EF21
+from phloem.fl.algorithms.fedavg import FedAvg
+from phloem.fl.algorithms.fedprox import FedProx
+from phloem.fl.algorithms.marina import Marina
+from phloem.fl.algorithms.scaffold import Scaffold
+
+__all__ = ["DCGD", "EF21", "Algorithm", "Diana", "FedAvg", "FedProx", "Marina", "Scaffold"]
