@@ -23,13 +23,14 @@ import torch
 
 from phloem.fl.compressors.base import FLOAT_BITS, Compressor
 from phloem.fl.problem import ClientOracle
-from phloem.fl.server_opt import ServerOptimizer, ServerSGD
+from phloem.fl.server_opt import OptState, ServerOptimizer, ServerSGD
 
 __all__ = [
     "Algorithm",
     "ClientRng",
     "Cohort",
     "Message",
+    "ModelServer",
     "ServerState",
     "compress",
     "weighted_sum",
@@ -41,6 +42,14 @@ class ServerState(Protocol):
 
     @property
     def x(self) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class ModelServer:
+    """The server state of methods that keep only the model and the optimiser's buffers."""
+
+    x: torch.Tensor
+    opt: OptState = field(default_factory=OptState)
 
 
 @dataclass(frozen=True)

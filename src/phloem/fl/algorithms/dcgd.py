@@ -23,26 +23,18 @@ from phloem.fl.algorithms.base import (
     ClientRng,
     Cohort,
     Message,
+    ModelServer,
     compress,
     weighted_sum,
 )
 from phloem.fl.local import FullGradient, LocalSolver
 from phloem.fl.problem import ClientOracle
-from phloem.fl.server_opt import OptState
 
-__all__ = ["DCGD", "GradServer"]
-
-
-@dataclass(frozen=True)
-class GradServer:
-    """Model and optimiser state of a gradient-type method."""
-
-    x: torch.Tensor
-    opt: OptState = field(default_factory=OptState)
+__all__ = ["DCGD"]
 
 
 @dataclass(frozen=True)
-class DCGD(Algorithm[GradServer, None]):
+class DCGD(Algorithm[ModelServer, None]):
     """Compressed gradient descent; ``local`` only supplies the gradient estimator."""
 
     name: ClassVar[str] = "dcgd"
@@ -50,11 +42,11 @@ class DCGD(Algorithm[GradServer, None]):
 
     def init_server(
         self, x0: torch.Tensor, client_states: Sequence[None], weights: np.ndarray
-    ) -> GradServer:
-        return GradServer(x0)
+    ) -> ModelServer:
+        return ModelServer(x0)
 
     def client_update(
-        self, server: GradServer, state: None, oracle: ClientOracle, rng: ClientRng
+        self, server: ModelServer, state: None, oracle: ClientOracle, rng: ClientRng
     ) -> tuple[Message, None]:
         gr = self.local.gradient(oracle, server.x, rng.local)
         g, bits = compress(self.compressor, gr.grad, rng.compression)
@@ -62,11 +54,11 @@ class DCGD(Algorithm[GradServer, None]):
 
     def server_update(
         self,
-        server: GradServer,
+        server: ModelServer,
         messages: Sequence[Message],
         cohort: Cohort,
         gen: np.random.Generator,
-    ) -> GradServer:
+    ) -> ModelServer:
         g = weighted_sum(messages, "g", cohort.normalised)
         x, opt = self.server_opt.step(server.x, g, server.opt)
-        return GradServer(x, opt)
+        return ModelServer(x, opt)

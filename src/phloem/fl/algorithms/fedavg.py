@@ -23,26 +23,18 @@ from phloem.fl.algorithms.base import (
     ClientRng,
     Cohort,
     Message,
+    ModelServer,
     compress,
     weighted_sum,
 )
 from phloem.fl.local import LocalSolver, MinibatchSGD
 from phloem.fl.problem import ClientOracle
-from phloem.fl.server_opt import OptState
 
-__all__ = ["FedAvg", "FedAvgServer"]
-
-
-@dataclass(frozen=True)
-class FedAvgServer:
-    """Server model and optimiser state."""
-
-    x: torch.Tensor
-    opt: OptState = field(default_factory=OptState)
+__all__ = ["FedAvg"]
 
 
 @dataclass(frozen=True)
-class FedAvg(Algorithm[FedAvgServer, None]):
+class FedAvg(Algorithm[ModelServer, None]):
     """Federated Averaging with any local solver, compressor and server optimiser."""
 
     name: ClassVar[str] = "fedavg"
@@ -50,14 +42,14 @@ class FedAvg(Algorithm[FedAvgServer, None]):
 
     def init_server(
         self, x0: torch.Tensor, client_states: Sequence[None], weights: np.ndarray
-    ) -> FedAvgServer:
-        return FedAvgServer(x0)
+    ) -> ModelServer:
+        return ModelServer(x0)
 
     def _prox_mu(self) -> float:
         return 0.0
 
     def client_update(
-        self, server: FedAvgServer, state: None, oracle: ClientOracle, rng: ClientRng
+        self, server: ModelServer, state: None, oracle: ClientOracle, rng: ClientRng
     ) -> tuple[Message, None]:
         res = self.local.run(oracle, server.x, rng.local, prox_mu=self._prox_mu())
         delta, bits = compress(self.compressor, res.x - server.x, rng.compression)
@@ -65,14 +57,14 @@ class FedAvg(Algorithm[FedAvgServer, None]):
 
     def server_update(
         self,
-        server: FedAvgServer,
+        server: ModelServer,
         messages: Sequence[Message],
         cohort: Cohort,
         gen: np.random.Generator,
-    ) -> FedAvgServer:
+    ) -> ModelServer:
         delta = weighted_sum(messages, "delta", cohort.normalised)
         x, opt = self.server_opt.step(server.x, -delta, server.opt)
-        return FedAvgServer(x, opt)
+        return ModelServer(x, opt)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "local": repr(self.local), "server": repr(self.server_opt)}
