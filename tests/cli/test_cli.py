@@ -189,3 +189,17 @@ def test_demo_runs_both_methods_and_writes_plots(tmp_path: Path) -> None:
     assert "fedavg" in res.output and "diana-randk" in res.output
     assert (tmp_path / "demo-accuracy-vs-bits.png").is_file()
     assert len(list_runs(tmp_path)) == 2
+
+
+def test_theory_command_and_theory_step_rule(config: Path, tmp_path: Path) -> None:
+    res = invoke("fl", "theory", str(config))
+    assert res.exit_code == 0, res.output
+    assert "step size, diana" in res.output and "omega of RandK" in res.output
+    out = tmp_path / "runs"
+    args = ["--set", "server.lr_rule=theory", "--set", f"run.out_dir={out}", "--no-progress"]
+    res = invoke("fl", "run", str(config), *args)
+    assert res.exit_code == 0, res.output
+    assert "lr=" in json.dumps(only_run(out).summary()["algorithm"])
+    bad = runner.invoke(app, ["fl", "run", str(config), "--set", "server.lr_rule=theory",
+                              "--set", "algorithm.name=fedavg"])  # fmt: skip
+    assert bad.exit_code == 2 and "no theory step size for fedavg" in bad.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -163,3 +164,60 @@ def list_cmd() -> None:
     console.print("partitions ([data] partition): " + ", ".join(p.value for p in PartitionScheme))
     console.print("sampling ([sampling] scheme): " + ", ".join(s.value for s in SamplingScheme))
     console.print(f"{len(AlgorithmName)} algorithms; see docs/fl.md for every config key.")
+
+
+@app.command("theory")
+def theory_cmd(
+    config: Annotated[Path, typer.Argument(help="TOML config.")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override (repeatable).")] = None,
+) -> None:
+    """Show the problem's smoothness constants and every method's theoretical step size."""
+
+    def go() -> None:
+        from phloem.cli.registry import build_compressor, build_problem, theory_step
+        from phloem.core.rng import SeedStreams
+        from phloem.fl.algorithms import DCGD, EF21, Diana, Marina
+
+        cfg = load_config(config, set_ or [])
+        problem = build_problem(cfg, SeedStreams(cfg.run.seed))
+        s = problem.smoothness()
+        if s is None:
+            raise ConfigError(
+                "model.name",
+                "smoothness is known only for the quadratic and for linear/logistic models",
+                ["linear", "logistic"],
+            )
+        comp = build_compressor(cfg, problem.dim)
+        t = Table(title=f"{cfg.data.dataset.value}: n = {s.n} clients, d = {problem.dim}")
+        t.add_column("quantity")
+        t.add_column("value", justify="right")
+        rows: list[tuple[str, str]] = []
+        values = [
+            ("L", s.L),
+            ("L_max (of n w_i f_i)", s.L_max),
+            ("L_tilde", s.L_tilde),
+            ("mu", s.mu if s.mu is not None else math.nan),
+            ("L / mu", s.condition_number),
+        ]
+        if comp is not None:
+            values += [
+                (f"omega of {comp.name}", comp.omega(problem.dim)),
+                (f"alpha of {comp.name}", comp.alpha(problem.dim)),
+            ]
+        for algo in (
+            DCGD(compressor=comp),
+            Diana(compressor=comp),
+            Marina(compressor=comp),
+            EF21(compressor=comp),
+        ):
+            try:
+                rows.append((f"step size, {algo.name}", f"{theory_step(algo, problem):.6g}"))
+            except ConfigError as e:
+                rows.append((f"step size, {algo.name}", f"n/a ({e.problem})"))
+        for k, v in values:
+            t.add_row(k, f"{v:.6g}")
+        for k, text in rows:
+            t.add_row(k, text)
+        console.print(t)
+
+    guarded(go)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,7 @@ from phloem.core.errors import ConfigError
 from phloem.core.rng import SeedStreams, Stage
 from phloem.data import loaders, partition, synthetic
 from phloem.data.dataset import Partition, TrainTest
+from phloem.fl import theory
 from phloem.fl.algorithms.base import Algorithm
 from phloem.fl.algorithms.dcgd import DCGD
 from phloem.fl.algorithms.diana import Diana
@@ -39,6 +41,7 @@ from phloem.fl.config import (
     DatasetName,
     DtypeName,
     ExperimentConfig,
+    LrRule,
     ModelName,
     PartitionScheme,
     SamplingScheme,
@@ -51,7 +54,14 @@ from phloem.fl.problem import ModelProblem, Problem, QuadraticProblem
 from phloem.fl.sampling import ClientSampler, FullParticipation, Poisson, UniformCohort
 from phloem.fl.server_opt import ServerAdam, ServerOptimizer, ServerSGD
 
-__all__ = ["ALGORITHMS", "COMPRESSORS", "DATASETS", "Experiment", "build_experiment"]
+__all__ = [
+    "ALGORITHMS",
+    "COMPRESSORS",
+    "DATASETS",
+    "Experiment",
+    "build_experiment",
+    "theory_step",
+]
 
 ALGORITHMS: dict[AlgorithmName, type[Algorithm[Any, Any]]] = {
     AlgorithmName.FEDAVG: FedAvg,
@@ -232,7 +242,63 @@ def build_server(cfg: ExperimentConfig) -> ServerOptimizer:
     return ServerSGD(s.lr, s.momentum)
 
 
-def build_algorithm(cfg: ExperimentConfig, dim: int) -> Algorithm[Any, Any]:
+def theory_step(algorithm: Algorithm[Any, Any], problem: Problem) -> float:
+    """The largest step the algorithm's convergence theorem allows on ``problem``.
+
+    Raises
+    ------
+    ConfigError
+        When the problem's smoothness is unknown, or the method has no such rule here.
+    """
+    s = problem.smoothness()
+    if s is None:
+        raise ConfigError(
+            "server.lr_rule",
+            "'theory' needs a problem with known smoothness: "
+            "the quadratic, or a linear/logistic model",
+        )
+    d, c = problem.dim, algorithm.compressor
+    omega = 0.0 if c is None else c.omega(d)
+    if isinstance(algorithm, (DCGD, Diana, Marina)) and not math.isfinite(omega):
+        raise ConfigError(
+            "compressor.name",
+            f"{algorithm.name} needs an unbiased compressor",
+            ["randk", "natural", "qsgd", "bernoulli"],
+        )
+    if isinstance(algorithm, DCGD):
+        return theory.dcgd_step(s, omega)
+    if isinstance(algorithm, Diana):
+        return theory.diana_step(s, omega)
+    if isinstance(algorithm, Marina):
+        return theory.marina_step(s, omega, algorithm.sync_probability(d))
+    if isinstance(algorithm, EF21):
+        alpha = 1.0 if c is None else c.alpha(d)
+        if alpha <= 0.0:
+            raise ConfigError(
+                "compressor",
+                f"ef21 needs a contractive compressor; {c.name if c else ''}"
+                " is not (use topk, or set compressor.scaled = true)",
+            )
+        return theory.ef21_step(s, alpha)
+    raise ConfigError(
+        "server.lr_rule",
+        f"no theory step size for {algorithm.name}",
+        ["dcgd", "diana", "marina", "ef21"],
+    )
+
+
+def build_algorithm(cfg: ExperimentConfig, problem: Problem) -> Algorithm[Any, Any]:
+    """The configured algorithm, with the theory step size applied when asked for."""
+    algo = _build_algorithm(cfg, problem.dim)
+    if cfg.server.lr_rule is LrRule.THEORY:
+        if not isinstance(algo.server_opt, ServerSGD):
+            raise ConfigError("server.lr_rule", "'theory' applies to the sgd server optimiser")
+        step = cfg.server.lr_scale * theory_step(algo, problem)
+        algo = dataclasses.replace(algo, server_opt=dataclasses.replace(algo.server_opt, lr=step))
+    return algo
+
+
+def _build_algorithm(cfg: ExperimentConfig, dim: int) -> Algorithm[Any, Any]:
     a = cfg.algorithm
     common: dict[str, Any] = {
         "compressor": build_compressor(cfg, dim),
@@ -279,7 +345,7 @@ def build_experiment(cfg: ExperimentConfig) -> Experiment:
             f"{cfg.sampling.cohort_size} exceeds the {problem.num_clients} clients",
         )
     try:
-        algorithm = build_algorithm(cfg, problem.dim)
+        algorithm = build_algorithm(cfg, problem)
     except ValueError as e:
         if isinstance(e, ConfigError):
             raise

@@ -21,6 +21,7 @@ __all__ = [
     "DtypeName",
     "ExperimentConfig",
     "LocalConfig",
+    "LrRule",
     "ModelConfig",
     "ModelName",
     "PartitionScheme",
@@ -90,6 +91,11 @@ class SolverName(StrEnum):
 class ServerOptName(StrEnum):
     SGD = "sgd"
     ADAM = "adam"
+
+
+class LrRule(StrEnum):
+    FIXED = "fixed"
+    THEORY = "theory"
 
 
 class SamplingScheme(StrEnum):
@@ -213,17 +219,24 @@ class LocalConfig:
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """``[server]``: the server optimiser; ``lr`` is the global step size (gamma)."""
+    """``[server]``: the server optimiser; ``lr`` is the global step size (gamma).
+
+    ``lr_rule = "theory"`` replaces ``lr`` by ``lr_scale`` times the largest step the method's
+    convergence theorem allows (see :mod:`phloem.fl.theory`; DCGD, DIANA, MARINA, EF21 on
+    problems with known smoothness).
+    """
 
     optimizer: ServerOptName = ServerOptName.SGD
     lr: float = 1.0
+    lr_rule: LrRule = LrRule.FIXED
+    lr_scale: float = 1.0
     momentum: float = 0.0
     beta1: float = 0.9
     beta2: float = 0.99
     eps: float = 1e-3
 
     def __post_init__(self) -> None:
-        _positive("server", lr=self.lr, eps=self.eps)
+        _positive("server", lr=self.lr, eps=self.eps, lr_scale=self.lr_scale)
 
 
 @dataclass(frozen=True)

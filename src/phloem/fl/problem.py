@@ -18,6 +18,7 @@ from torch import nn
 
 from phloem.data.dataset import ArrayDataset, Partition
 from phloem.fl.models import FlatModule
+from phloem.fl.theory import Smoothness, smoothness_from_clients
 
 __all__ = [
     "ClientOracle",
@@ -95,6 +96,10 @@ class Problem(ABC):
         """The minimiser when known in closed form, else ``None``."""
         return None
 
+    def smoothness(self) -> Smoothness | None:
+        """Smoothness constants when they can be bounded (convex problems), else ``None``."""
+        return None
+
     @property
     def num_samples(self) -> np.ndarray:
         """Samples per client."""
@@ -143,7 +148,8 @@ class QuadraticProblem(Problem):
         self._x_star: torch.Tensor = torch.linalg.solve(self._A_bar, self._b_bar)
         eig = torch.linalg.eigvalsh(self._A_bar)
         self.mu, self.L = float(eig[0]), float(eig[-1])
-        self.L_max = max(float(torch.linalg.eigvalsh(a)[-1]) for a in self.A)
+        self.client_L = np.array([float(torch.linalg.eigvalsh(a)[-1]) for a in self.A])
+        self.L_max = float(self.client_L.max())
         self._f_star = self._objective(self._x_star)
 
     def _objective(self, x: torch.Tensor) -> float:
@@ -158,6 +164,9 @@ class QuadraticProblem(Problem):
     @property
     def x_star(self) -> torch.Tensor:
         return self._x_star
+
+    def smoothness(self) -> Smoothness:
+        return smoothness_from_clients(self.L, self.client_L, self.weights, self.mu)
 
     def evaluate(self, x: torch.Tensor, *, full: bool) -> dict[str, float]:
         out = {"dist_to_opt": float(torch.linalg.vector_norm(x - self._x_star))}
@@ -274,6 +283,42 @@ class ModelProblem(Problem):
     @property
     def num_samples(self) -> np.ndarray:
         return np.diff(self._bounds)
+
+    def smoothness(self) -> Smoothness | None:
+        """Bounds for linear and logistic models (``None`` for anything with a hidden layer).
+
+        Squared loss: ``L_i = lambda_max(X_i^T X_i) / n_i``; softmax cross-entropy:
+        ``L_i <= lambda_max(X_i^T X_i) / (2 n_i)`` (the softmax Hessian has norm <= 1/2), with
+        ``X`` augmented by a ones column for the bias; plus ``l2``. ``mu`` is ``l2`` for
+        cross-entropy and ``lambda_min(X^T X) / N + l2`` for squared loss.
+        """
+        layers = list(self.net.module.children())
+        linear = [m for m in layers if isinstance(m, nn.Linear)]
+        if len(linear) != 1 or not all(isinstance(m, (nn.Flatten, nn.Linear)) for m in layers):
+            return None
+        factor = 0.5 if self.task == "classification" else 1.0
+
+        def gram_eigs(x: torch.Tensor) -> torch.Tensor:
+            xa = torch.cat(
+                [x.reshape(len(x), -1).double(), torch.ones(len(x), 1, dtype=torch.float64)], 1
+            )
+            small = xa @ xa.T if len(xa) < xa.shape[1] else xa.T @ xa
+            eigs: torch.Tensor = torch.linalg.eigvalsh(small)
+            return eigs
+
+        client_L = np.array([
+            factor * float(gram_eigs(self._x[lo:hi])[-1]) / (hi - lo) + self.l2
+            for lo, hi in zip(self._bounds[:-1], self._bounds[1:], strict=True)
+        ])  # fmt: skip
+        eigs = gram_eigs(self._x)
+        n = len(self._y)
+        L = factor * float(eigs[-1]) / n + self.l2
+        if self.task == "classification":
+            mu = self.l2
+        else:
+            full_rank_possible = n >= linear[0].in_features + 1
+            mu = (float(eigs[0]) / n if full_rank_possible else 0.0) + self.l2
+        return smoothness_from_clients(L, client_L, self.weights, mu)
 
     def initial_point(self, gen: torch.Generator) -> torch.Tensor:
         # The model was initialised (from the run's model-init stream) before it was handed over.

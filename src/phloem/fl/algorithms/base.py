@@ -164,4 +164,4 @@ class Algorithm(ABC, Generic[S, C]):
 
     def describe(self) -> dict[str, Any]:
         """Hyper-parameters for the run record."""
-        return {"name": self.name}
+        return {"name": self.name, "spec": repr(self)}

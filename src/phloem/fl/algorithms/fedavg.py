@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -65,6 +65,3 @@ class FedAvg(Algorithm[ModelServer, None]):
         delta = weighted_sum(messages, "delta", cohort.normalised)
         x, opt = self.server_opt.step(server.x, -delta, server.opt)
         return ModelServer(x, opt)
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "local": repr(self.local), "server": repr(self.server_opt)}

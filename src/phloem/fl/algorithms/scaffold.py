@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -85,6 +85,3 @@ class Scaffold(Algorithm[ScaffoldServer, torch.Tensor]):
 
     def downlink_bits(self, server: ScaffoldServer) -> int:
         return 2 * FLOAT_BITS * server.x.numel()
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "local": repr(self.local), "server": repr(self.server_opt)}

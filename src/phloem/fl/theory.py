@@ -1,0 +1,105 @@
+"""Smoothness constants and the step sizes the convergence theorems allow (FL_PyTorch-style).
+
+For ``f = sum_i w_i f_i`` written as ``(1/n) sum_i F_i`` with ``F_i = n w_i f_i``, the theorems
+use ``L`` (smoothness of ``f``), ``L_max = max_i L(F_i)`` and ``L_tilde = sqrt(mean_i L(F_i)^2)``.
+The step sizes below are the largest each cited theorem allows; ``server.lr_rule = "theory"``
+multiplies them by ``server.lr_scale``.
+
+- GD: ``1 / L``.
+- DCGD (unbiased ``omega``): ``1 / (L + 2 omega L_max / n)`` -- Gorbunov, Hanzely, Richtarik,
+  "A Unified Theory of SGD", AISTATS 2020 (Table 2, distributed compressed SGD).
+- DIANA: ``1 / (L + 6 omega L_max / n)`` with ``alpha = 1 / (omega + 1)`` -- same paper,
+  DIANA row; Horvath et al. 2019.
+- MARINA: ``1 / (L + L_tilde sqrt((1 - p) omega / (p n)))`` -- Gorbunov et al., ICML 2021,
+  Theorem 2.1.
+- EF21 (contractive ``alpha``): ``1 / (L + L_tilde sqrt(beta / theta))`` with
+  ``theta = 1 - sqrt(1 - alpha)``, ``beta = (1 - alpha) / (1 - sqrt(1 - alpha))`` -- Richtarik,
+  Sokolov, Fatkhullin, NeurIPS 2021, Theorem 1.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "Smoothness",
+    "dcgd_step",
+    "diana_step",
+    "ef21_step",
+    "gd_step",
+    "marina_step",
+    "smoothness_from_clients",
+]
+
+
+@dataclass(frozen=True)
+class Smoothness:
+    """Smoothness (and strong convexity, when known) of a federated objective.
+
+    Attributes
+    ----------
+    L
+        Smoothness constant of ``f``.
+    L_max, L_tilde
+        Max and quadratic mean of the scaled client constants ``n w_i L_i``.
+    n
+        Number of clients.
+    mu
+        Strong-convexity constant of ``f``, or ``None`` when unknown.
+    """
+
+    L: float
+    L_max: float
+    L_tilde: float
+    n: int
+    mu: float | None = None
+
+    @property
+    def condition_number(self) -> float:
+        """``L / mu`` (``inf`` when ``mu`` is unknown or zero)."""
+        return self.L / self.mu if self.mu else math.inf
+
+
+def smoothness_from_clients(
+    L: float, client_L: np.ndarray, weights: np.ndarray, mu: float | None = None
+) -> Smoothness:
+    """Build :class:`Smoothness` from ``f``'s constant and the clients' own ``L_i``."""
+    n = len(client_L)
+    scaled = n * np.asarray(weights, dtype=np.float64) * np.asarray(client_L, dtype=np.float64)
+    return Smoothness(float(L), float(scaled.max()), float(np.sqrt(np.mean(scaled**2))), n, mu)
+
+
+def gd_step(s: Smoothness) -> float:
+    """``1 / L``."""
+    return 1.0 / s.L
+
+
+def dcgd_step(s: Smoothness, omega: float) -> float:
+    """DCGD with an unbiased compressor of variance ``omega``."""
+    return 1.0 / (s.L + 2.0 * omega * s.L_max / s.n)
+
+
+def diana_step(s: Smoothness, omega: float) -> float:
+    """DIANA with ``alpha = 1/(omega+1)``."""
+    return 1.0 / (s.L + 6.0 * omega * s.L_max / s.n)
+
+
+def marina_step(s: Smoothness, omega: float, p: float) -> float:
+    """MARINA with synchronisation probability ``p``."""
+    if not 0.0 < p <= 1.0:
+        raise ValueError(f"p must be in (0, 1], got {p}")
+    return 1.0 / (s.L + s.L_tilde * math.sqrt((1.0 - p) * omega / (p * s.n)))
+
+
+def ef21_step(s: Smoothness, alpha: float) -> float:
+    """EF21 with a contractive compressor of constant ``alpha``."""
+    if not 0.0 < alpha <= 1.0:
+        raise ValueError(f"EF21 needs a contractive compressor (0 < alpha <= 1), got alpha={alpha}")
+    if alpha == 1.0:
+        return 1.0 / s.L
+    root = math.sqrt(1.0 - alpha)
+    theta, beta = 1.0 - root, (1.0 - alpha) / (1.0 - root)
+    return 1.0 / (s.L + s.L_tilde * math.sqrt(beta / theta))
