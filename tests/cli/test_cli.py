@@ -203,3 +203,60 @@ def test_theory_command_and_theory_step_rule(config: Path, tmp_path: Path) -> No
     bad = runner.invoke(app, ["fl", "run", str(config), "--set", "server.lr_rule=theory",
                               "--set", "algorithm.name=fedavg"])  # fmt: skip
     assert bad.exit_code == 2 and "no theory step size for fedavg" in bad.output
+
+
+def test_resume_refuses_to_change_the_experiment(config: Path, tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    invoke(
+        "fl",
+        "run",
+        str(config),
+        "--set",
+        f"run.out_dir={out}",
+        "--set",
+        "run.rounds=2",
+        "--no-progress",
+    )
+    rd = only_run(out)
+    res = runner.invoke(app, ["fl", "run", "--resume", str(rd.path), "--set", "server.lr=0.01"])
+    assert res.exit_code == 2
+    assert "server.lr" in res.output and "cannot change when resuming" in " ".join(
+        res.output.split()
+    )
+
+
+def test_sigterm_saves_history_and_checkpoint_then_resume_finishes(
+    config: Path, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "runs"
+    sets = [f"run.out_dir={out}", "run.rounds=100000", "run.eval_every=1000"]
+    cmd = [sys.executable, "-m", "phloem.cli.app", "fl", "run", str(config), "--no-progress"]
+    cmd += [arg for s in sets for arg in ("--set", s)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        runs = list_runs(out)
+        if runs and len(RunDir(runs[0].path).history()) > 20:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, output
+    assert "interrupted" in output
+    rd = only_run(out)
+    assert rd.summary()["status"] == "interrupted"
+    done = int(rd.summary()["round"])
+    assert done >= 20 and rd.checkpoint_path.is_file()
+    res = invoke(
+        "fl", "run", "--resume", str(rd.path), "--set", f"run.rounds={done + 3}", "--no-progress"
+    )
+    assert res.exit_code == 0, res.output
+    assert rd.summary()["status"] == "finished"
+    assert [r["round"] for r in rd.history().rows][-4:] == [done, done + 1, done + 2, done + 3]
+    assert os.path.getsize(rd.history_path) > 0

@@ -141,3 +141,7 @@ def demo_cmd(
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -72,8 +74,35 @@ def run_config(
     )
 
 
+#: Settings a resumed run may change: they do not alter the arithmetic of the rounds.
+RESUMABLE = frozenset({"rounds", "eval_every", "checkpoint_every", "backend", "workers"})
+
+
+def check_resumable(saved: ExperimentConfig, new: ExperimentConfig) -> None:
+    """Refuse overrides that would make a resumed run a different experiment."""
+    a, b = to_dict(saved), to_dict(new)
+    for section, values in a.items():
+        for key, value in values.items():
+            if b[section][key] != value and not (section == "run" and key in RESUMABLE):
+                raise ConfigError(
+                    f"{section}.{key}",
+                    "cannot change when resuming (it would make a different experiment); "
+                    "start a new run instead",
+                    sorted(f"run.{k}" for k in RESUMABLE),
+                )
+
+
+def _terminate_as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def guarded(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Call ``fn``, turning phloem's errors into one clear line and an exit code."""
+    """Call ``fn``, turning phloem's errors into one clear line and an exit code.
+
+    SIGTERM is treated like Ctrl-C, so a killed job still saves its history and checkpoint.
+    """
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt) if main_thread else None
     try:
         return fn(*args, **kwargs)
     except ConfigError as e:
@@ -94,6 +123,9 @@ def guarded(fn: Any, *args: Any, **kwargs: Any) -> Any:
             "continue with `phloem fl run --resume RUN_DIR`."
         )
         raise typer.Exit(130) from None
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def print_summary(result: SimulationResult) -> None:
@@ -129,7 +161,9 @@ def run_cmd(
     def go() -> SimulationResult:
         if resume is not None:
             rd = RunDir.open(resume)
+            saved = load_config(None, [], load_toml(rd.path / RunDir.CONFIG))
             cfg = load_config(None, overrides, load_toml(rd.path / RunDir.CONFIG))
+            check_resumable(saved, cfg)
             return run_config(cfg, run_dir=rd, resume=True, progress=progress)
         if config is None:
             raise ConfigError("config", "give a CONFIG file, or --resume RUN_DIR")
