@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from phloem.core.errors import PhloemError
-from phloem.core.rng import SeedStreams, Stage
+from phloem.core.rng import SeedStreams
 from phloem.fl.algorithms.base import Algorithm, ClientRng, Message
 from phloem.fl.problem import Problem
 
@@ -50,10 +50,7 @@ def run_client(
     state: Any,
 ) -> ClientResult:
     """One client's update, with its generators for this round."""
-    rng = ClientRng(
-        local=streams.torch(Stage.CLIENT, round_, cid),
-        compression=streams.torch(Stage.COMPRESSION, round_, cid),
-    )
+    rng = ClientRng(streams, round_, cid)
     return algorithm.client_update(server, state, problem.client(cid), rng)
 
 

@@ -16,11 +16,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import numpy as np
 import torch
 
+from phloem.core.rng import SeedStreams, Stage
 from phloem.fl.compressors.base import FLOAT_BITS, Compressor
 from phloem.fl.problem import ClientOracle
 from phloem.fl.server_opt import OptState, ServerOptimizer, ServerSGD
@@ -52,12 +54,26 @@ class ModelServer:
     opt: OptState = field(default_factory=OptState)
 
 
-@dataclass(frozen=True)
 class ClientRng:
-    """A client's generators for one round: local computation and compression."""
+    """A client's generators for one round: local computation and compression.
 
-    local: torch.Generator
-    compression: torch.Generator
+    Each is derived from the run's streams on first use (deriving one costs ~10 us, which
+    matters when a round's clients take ~100 us), e.g. no compression generator is made for
+    an algorithm without a compressor.
+    """
+
+    def __init__(self, streams: SeedStreams, round_: int, client: int) -> None:
+        self._streams, self._round, self._client = streams, round_, client
+
+    @cached_property
+    def local(self) -> torch.Generator:
+        """Stream ``(CLIENT, round, client)``: shuffles, minibatches."""
+        return self._streams.torch(Stage.CLIENT, self._round, self._client)
+
+    @cached_property
+    def compression(self) -> torch.Generator:
+        """Stream ``(COMPRESSION, round, client)``: the compressor's draws."""
+        return self._streams.torch(Stage.COMPRESSION, self._round, self._client)
 
 
 @dataclass(frozen=True)
