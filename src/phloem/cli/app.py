@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from phloem.cli import fl
+from phloem.cli import data, fl
 from phloem.core.history import History
 from phloem.core.rundir import RunDir, list_runs
 
@@ -21,6 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(fl.app, name="fl")
+app.add_typer(data.app, name="data")
 runs_app = typer.Typer(help="Inspect run folders.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 console = Console()

@@ -5,6 +5,7 @@ Loaders read local files and never download: they look in the folder named by
 synthetic federated problems, and partitioners split a training set among clients.
 """
 
+from phloem.data.catalog import CATALOG, verify_folder
 from phloem.data.dataset import ArrayDataset, Partition, TrainTest
 from phloem.data.loaders import (
     default_cache_dir,
@@ -22,6 +23,7 @@ from phloem.data.paths import data_dir, find_data_file, require_data
 from phloem.data.synthetic import QuadraticData, make_quadratic, make_synthetic
 
 __all__ = [
+    "CATALOG",
     "ArrayDataset",
     "Partition",
     "QuadraticData",
@@ -44,4 +46,5 @@ __all__ = [
     "read_libsvm",
     "require_data",
     "shards",
+    "verify_folder",
 ]
