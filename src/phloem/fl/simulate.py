@@ -143,6 +143,24 @@ class _Loop:
             "cum_oracle_samples": self.totals["samples"],
         }
 
+    def round(self, server: Any, states: list[Any], round_: int) -> tuple[Any, Row]:
+        """One round: cohort, client updates, accounting, server update; returns its row."""
+        t0 = time.perf_counter()
+        cohort = self.cohort(server, round_)
+        if len(cohort.ids):
+            messages = self.clients(server, round_, cohort, states)
+            row = self.account(server, cohort, messages)
+            gen = self.streams.numpy(Stage.SERVER, round_)
+            server = self.algorithm.server_update(server, messages, cohort, gen)
+        else:  # an empty Poisson cohort: nothing moves
+            row = self.account(server, cohort, [])
+        dt = time.perf_counter() - t0
+        self.totals["wall"] += dt
+        return server, {"round": round_, **row, "round_s": dt, "wall_s": self.totals["wall"]}
+
+    def snapshot(self, round_: int, server: Any, states: list[Any]) -> Checkpoint:
+        return Checkpoint(round_, server, list(states), dict(self.totals))
+
     def evaluate(self, server: Any, round_: int, last: bool) -> Row:
         if not (round_ % self.eval_every == 0 or last):
             return {}
@@ -239,25 +257,14 @@ def simulate(
             )
 
     cbs.on_run_start({"round": round_, "rounds": rounds, "resumed": resume})
-    backend.open(problem, algorithm, streams)
+    good = ck
     try:
+        backend.open(problem, algorithm, streams)
         with progress_bar(rounds - round_, algorithm.name, enabled=progress) as bar:
             while round_ < rounds:
-                good = Checkpoint(round_, server, list(states), dict(loop.totals))
+                good = loop.snapshot(round_, server, states)
                 round_ += 1
-                t0 = time.perf_counter()
-                cohort = loop.cohort(server, round_)
-                if len(cohort.ids):
-                    messages = loop.clients(server, round_, cohort, states)
-                    row = loop.account(server, cohort, messages)
-                    server = algorithm.server_update(
-                        server, messages, cohort, streams.numpy(Stage.SERVER, round_)
-                    )
-                else:  # an empty Poisson cohort: nothing moves
-                    row = loop.account(server, cohort, [])
-                dt = time.perf_counter() - t0
-                loop.totals["wall"] += dt
-                row = {"round": round_, **row, "round_s": dt, "wall_s": loop.totals["wall"]}
+                server, row = loop.round(server, states, round_)
                 if not _finite(server):
                     history.append({**row, "diverged": 1})
                     msg = (
@@ -271,26 +278,21 @@ def simulate(
                 history.append(row)
                 bar.advance(info=_brief(row))
                 if checkpoint_every and round_ % checkpoint_every == 0 and run_dir is not None:
-                    Checkpoint(round_, server, states, dict(loop.totals)).save(
-                        run_dir.checkpoint_path
-                    )
+                    loop.snapshot(round_, server, states).save(run_dir.checkpoint_path)
                 if cbs.on_round_end(row):
                     status = "stopped"
                     break
     except KeyboardInterrupt:
         # `good` is the last completed round unless the interrupt came between rounds.
-        last = (
-            Checkpoint(round_, server, states, dict(loop.totals))
-            if len(history) and history.last().get("round") == round_
-            else good
-        )
+        done = len(history) and history.last().get("round") == round_
+        last = loop.snapshot(round_, server, states) if done else good
         save(last, "interrupted", f"interrupted after round {last.round}; resume with --resume")
         raise
     finally:
         backend.close()
         cbs.on_run_end(history.rows)
         history.close()
-    save(Checkpoint(round_, server, states, dict(loop.totals)), status)
+    save(loop.snapshot(round_, server, states), status)
     return SimulationResult(history, server, status, run_dir, states)
 
 
