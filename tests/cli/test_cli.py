@@ -119,9 +119,18 @@ def test_missing_data_file_says_where_it_looked(config: Path, tmp_path: Path) ->
     empty.mkdir()
     res = runner.invoke(
         app,
-        ["fl", "run", str(config), "--set", "data.dataset=mnist", "--set", f"data.path={empty}",
-         "--set", f"run.out_dir={tmp_path / 'r'}"],
-    )  # fmt: skip
+        [
+            "fl",
+            "run",
+            str(config),
+            "--set",
+            "data.dataset=mnist",
+            "--set",
+            f"data.path={empty}",
+            "--set",
+            f"run.out_dir={tmp_path / 'r'}",
+        ],
+    )
     assert res.exit_code == 2
     text = " ".join(res.output.split())
     assert "missing data" in text and str(empty) in text and "PHLOEM_DATA_DIR" in text
@@ -131,9 +140,20 @@ def test_empty_client_is_a_clear_error(config: Path, tmp_path: Path) -> None:
     # 1,437 digits over 5,000 clients cannot give every client a row.
     res = runner.invoke(
         app,
-        ["fl", "run", str(config), "--set", "data.dataset=digits", "--set", "data.partition=iid",
-         "--set", "data.num_clients=5000", "--set", f"run.out_dir={tmp_path / 'r'}"],
-    )  # fmt: skip
+        [
+            "fl",
+            "run",
+            str(config),
+            "--set",
+            "data.dataset=digits",
+            "--set",
+            "data.partition=iid",
+            "--set",
+            "data.num_clients=5000",
+            "--set",
+            f"run.out_dir={tmp_path / 'r'}",
+        ],
+    )
     assert res.exit_code != 0
     assert "client" in res.output.lower()
 
@@ -141,9 +161,20 @@ def test_empty_client_is_a_clear_error(config: Path, tmp_path: Path) -> None:
 def test_diverging_run_exits_3_and_keeps_history(config: Path, tmp_path: Path) -> None:
     out = tmp_path / "runs"
     res = runner.invoke(
-        app, ["fl", "run", str(config), "--set", "server.lr=50.0", "--set", "run.rounds=200",
-              "--set", f"run.out_dir={out}", "--no-progress"],
-    )  # fmt: skip
+        app,
+        [
+            "fl",
+            "run",
+            str(config),
+            "--set",
+            "server.lr=50.0",
+            "--set",
+            "run.rounds=200",
+            "--set",
+            f"run.out_dir={out}",
+            "--no-progress",
+        ],
+    )
     assert res.exit_code == 3
     assert "diverged at round" in " ".join(res.output.split())
     rd = only_run(out)
@@ -163,8 +194,18 @@ def test_fl_list_names_every_algorithm_and_compressor() -> None:
 def test_runs_list_show_and_plot(config: Path, tmp_path: Path) -> None:
     out = tmp_path / "runs"
     invoke("fl", "run", str(config), "--set", f"run.out_dir={out}", "--no-progress")
-    invoke("fl", "run", str(config), "--set", f"run.out_dir={out}", "--set", "algorithm.name=dcgd",
-           "--set", "run.name=dcgd", "--no-progress")  # fmt: skip
+    invoke(
+        "fl",
+        "run",
+        str(config),
+        "--set",
+        f"run.out_dir={out}",
+        "--set",
+        "algorithm.name=dcgd",
+        "--set",
+        "run.name=dcgd",
+        "--no-progress",
+    )
     res = invoke("runs", "list", "--root", str(out))
     assert res.exit_code == 0 and "finished" in res.output
     runs = [i.path for i in list_runs(out)]
@@ -200,8 +241,18 @@ def test_theory_command_and_theory_step_rule(config: Path, tmp_path: Path) -> No
     res = invoke("fl", "run", str(config), *args)
     assert res.exit_code == 0, res.output
     assert "lr=" in json.dumps(only_run(out).summary()["algorithm"])
-    bad = runner.invoke(app, ["fl", "run", str(config), "--set", "server.lr_rule=theory",
-                              "--set", "algorithm.name=fedavg"])  # fmt: skip
+    bad = runner.invoke(
+        app,
+        [
+            "fl",
+            "run",
+            str(config),
+            "--set",
+            "server.lr_rule=theory",
+            "--set",
+            "algorithm.name=fedavg",
+        ],
+    )
     assert bad.exit_code == 2 and "no theory step size for fedavg" in bad.output
 
 
@@ -260,3 +311,30 @@ def test_sigterm_saves_history_and_checkpoint_then_resume_finishes(
     assert rd.summary()["status"] == "finished"
     assert [r["round"] for r in rd.history().rows][-4:] == [done, done + 1, done + 2, done + 3]
     assert os.path.getsize(rd.history_path) > 0
+
+
+def test_sweep_runs_the_grid_and_plots(config: Path, tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    res = invoke(
+        "fl",
+        "sweep",
+        str(config),
+        "--grid",
+        "algorithm.name=dcgd,diana",
+        "--grid",
+        "server.lr=0.1,0.2",
+        "--set",
+        f"run.out_dir={out}",
+        "--x",
+        "bits",
+        "--y",
+        "dist",
+        "--no-progress",
+    )
+    assert res.exit_code == 0, res.output
+    assert len(list_runs(out)) == 4
+    assert "name=diana lr=0.2" in res.output
+    assert (out / "sweep-quad-dist-vs-bits.png").is_file()
+    bad = runner.invoke(app, ["fl", "sweep", str(config), "--grid", "algorithm.name=dcgd,nope"])
+    assert bad.exit_code == 2 and "nope" in bad.output
+    assert len(list_runs(out)) == 4  # the bad grid was rejected before anything ran

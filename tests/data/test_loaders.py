@@ -283,8 +283,15 @@ def test_femnist_inverts_white_background(tmp_path: Path) -> None:
     x[:, 10, 10] = 0
     w = np.array([3, 4], dtype=np.int32)
     y = np.array([0, 61], dtype=np.uint8)
-    np.savez(tmp_path / "femnist_leaf_sample.npz", x_train=x, y_train=y, w_train=w,
-             x_test=x[:1], y_test=y[:1], w_test=w[:1])  # fmt: skip
+    np.savez(
+        tmp_path / "femnist_leaf_sample.npz",
+        x_train=x,
+        y_train=y,
+        w_train=w,
+        x_test=x[:1],
+        y_test=y[:1],
+        w_test=w[:1],
+    )
     tt = load_femnist(tmp_path)
     assert tt.train.x[0, 0, 10, 10] == 1.0 and tt.train.x[0, 0, 0, 0] == 0.0
     np.testing.assert_array_equal(tt.train.groups, [3, 4])
@@ -320,9 +327,16 @@ def _write_cifar_npz(path: Path, images: np.ndarray, labels: np.ndarray) -> None
     blobs = [_jpeg(im) for im in images]
     offsets = np.concatenate([[0], np.cumsum([len(b) for b in blobs])]).astype(np.int64)
     jpeg = np.frombuffer(b"".join(blobs), dtype=np.uint8)
-    np.savez(path, train_jpeg=jpeg, train_offsets=offsets, train_labels=labels,
-             test_jpeg=jpeg, test_offsets=offsets, test_labels=labels,
-             classes=np.array([str(i) for i in range(10)]))  # fmt: skip
+    np.savez(
+        path,
+        train_jpeg=jpeg,
+        train_offsets=offsets,
+        train_labels=labels,
+        test_jpeg=jpeg,
+        test_offsets=offsets,
+        test_labels=labels,
+        classes=np.array([str(i) for i in range(10)]),
+    )
 
 
 def test_cifar10_npz_decoding_on_a_tiny_file(tmp_path: Path) -> None:

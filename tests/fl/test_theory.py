@@ -118,11 +118,17 @@ def test_theory_steps_converge(quad: QuadraticProblem) -> None:
         Diana(compressor=rk, server_opt=ServerSGD(diana_step(s, rk.omega(d)))),
         Marina(compressor=rk, server_opt=ServerSGD(marina_step(s, rk.omega(d), p))),
         EF21(compressor=tk, server_opt=ServerSGD(ef21_step(s, tk.alpha(d)))),
-    ]  # fmt: skip
+    ]
     for algo in methods:
         res = simulate(quad, algo, FullParticipation(), rounds=2500, seed=0, eval_every=2500)
         assert float(torch.linalg.vector_norm(res.x - quad.x_star)) < 1e-6, algo.name
     # DCGD at its theory step is stable (no divergence) though it stalls at its noise floor.
-    res = simulate(quad, DCGD(compressor=rk, server_opt=ServerSGD(dcgd_step(s, rk.omega(d)))),
-                   FullParticipation(), rounds=300, seed=0, eval_every=300)  # fmt: skip
+    res = simulate(
+        quad,
+        DCGD(compressor=rk, server_opt=ServerSGD(dcgd_step(s, rk.omega(d)))),
+        FullParticipation(),
+        rounds=300,
+        seed=0,
+        eval_every=300,
+    )
     assert bool(torch.isfinite(res.x).all())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import signal
 import sys
@@ -253,5 +254,80 @@ def theory_cmd(
         for k, text in rows:
             t.add_row(k, text)
         console.print(t)
+
+    guarded(go)
+
+
+def expand_grid(grid: list[str]) -> list[list[str]]:
+    """``["a.b=1,2", "c.d=x,y"]`` -> every combination as a list of ``key=value`` overrides."""
+    axes: list[list[str]] = []
+    for item in grid:
+        if "=" not in item:
+            raise ConfigError(item, "a grid axis must look like section.key=v1,v2,...")
+        key, values = item.split("=", 1)
+        choices = [v.strip() for v in values.split(",") if v.strip()]
+        if not choices:
+            raise ConfigError(key, "a grid axis needs at least one value")
+        axes.append([f"{key.strip()}={v}" for v in choices])
+    return [list(combo) for combo in itertools.product(*axes)] if axes else [[]]
+
+
+@app.command("sweep")
+def sweep_cmd(
+    config: Annotated[Path, typer.Argument(help="TOML config shared by every run.")],
+    grid: Annotated[
+        list[str], typer.Option(help="Axis, e.g. --grid local.lr=0.01,0.1 (repeatable).")
+    ],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override for all runs.")] = None,
+    x: Annotated[str, typer.Option(help="x axis of the comparison plot.")] = "rounds",
+    y: Annotated[str, typer.Option(help="y axis of the comparison plot.")] = "train_loss",
+    logx: Annotated[bool, typer.Option(help="Log-scale x.")] = False,
+    logy: Annotated[bool, typer.Option(help="Log-scale y.")] = True,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Run every combination of the grid axes, then tabulate and plot them together."""
+    from phloem.core.plotting import plot_histories
+
+    def go() -> None:
+        combos = expand_grid(grid)
+        base = load_config(config, set_ or [])
+        # Validate every combination before running any, so a typo fails in a second.
+        cfgs = [load_config(config, [*(set_ or []), *c]) for c in combos]
+        root = Path(base.run.out_dir)
+        table = Table(
+            title=f"sweep of {len(cfgs)} runs over {', '.join(g.split('=')[0] for g in grid)}"
+        )
+        table.add_column("run", no_wrap=True)
+        for col in (
+            "status",
+            "train_loss",
+            "test_acc",
+            "grad_norm",
+            "dist_to_opt",
+            "bits/client",
+        ):
+            table.add_column(col)
+        runs = []
+        for combo, cfg in zip(combos, cfgs, strict=True):
+            label = " ".join(f"{k.split('.')[-1]}={v}" for k, v in (c.split("=", 1) for c in combo))
+            name = f"{cfg.run.name}-" + "-".join(c.split("=")[1] for c in combo)
+            cfg = load_config(config, [*(set_ or []), *combo, f"run.name={name}"])
+            try:
+                res = run_config(cfg, root=root, progress=progress)
+                status, last = res.status, res.history.last()
+                runs.append((label, res.history))
+            except DivergenceError as e:
+                err.print(f"[yellow]{label}: diverged[/yellow] ({e})")
+                status, last = "diverged", {}
+
+            keys = ("train_loss", "test_acc", "grad_norm", "dist_to_opt", "bits_per_client")
+            cells = [last.get(k) for k in keys]
+            fmt = [f"{v:.4g}" if isinstance(v, (int, float)) else "-" for v in cells]
+            table.add_row(label, status, *fmt)
+        console.print(table)
+        if runs:
+            out = root / f"sweep-{base.run.name}-{y}-vs-{x}.png"
+            plot_histories(runs, x, y, out, logx=logx, logy=logy)
+            console.print(f"plot: {out}")
 
     guarded(go)

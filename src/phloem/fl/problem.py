@@ -309,7 +309,7 @@ class ModelProblem(Problem):
         client_L = np.array([
             factor * float(gram_eigs(self._x[lo:hi])[-1]) / (hi - lo) + self.l2
             for lo, hi in zip(self._bounds[:-1], self._bounds[1:], strict=True)
-        ])  # fmt: skip
+        ])
         eigs = gram_eigs(self._x)
         n = len(self._y)
         L = factor * float(eigs[-1]) / n + self.l2
