@@ -42,9 +42,14 @@ def main(rounds: int) -> float:
     problem = ModelProblem(seeded(lambda: linear_model(64, 10), 0), data.train, data.test, part)
     algo = FedAvg(local=MinibatchSGD(lr=0.1, batch_size=8, epochs=1))
     res = simulate(
-        problem, algo, UniformCohort(10), rounds=rounds, seed=0,
-        backend=ProcessBackend(workers=2), callbacks=[PrintEvery(10)],
-    )  # fmt: skip
+        problem,
+        algo,
+        UniformCohort(10),
+        rounds=rounds,
+        seed=0,
+        backend=ProcessBackend(workers=2),
+        callbacks=[PrintEvery(10)],
+    )
     acc = float(res.history.last()["test_acc"] or 0.0)
     print(f"final test accuracy: {acc:.3f}")
     return acc

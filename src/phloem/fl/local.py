@@ -10,6 +10,7 @@ variates), so the algorithms stay as short as their pseudocode.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -70,6 +71,41 @@ def _step(
     w.add_(g, alpha=-lr)
 
 
+def _descend(
+    oracle: ClientOracle,
+    x: torch.Tensor,
+    batches: Iterable[torch.Tensor | None],
+    lr: float,
+    prox_mu: float,
+    shift: torch.Tensor | None,
+) -> LocalResult:
+    """Step from ``x`` once per batch (``None``: all rows); the loop every solver shares."""
+    w = oracle.workspace(x)
+    loss_sum = torch.zeros((), dtype=x.dtype)
+    steps = samples = 0
+    for idx in batches:
+        g, loss = oracle.batch_grad(w, idx)
+        loss_sum += loss
+        _step(w, g, lr, x, prox_mu, shift)
+        steps += 1
+        samples += oracle.num_samples if idx is None else len(idx)
+    return LocalResult(w.clone(), steps, float(loss_sum) / max(steps, 1), samples)
+
+
+def _minibatches(
+    n: int, batch_size: int, total: int, gen: torch.Generator
+) -> Iterator[torch.Tensor]:
+    """``total`` minibatches over a fresh shuffle of ``range(n)`` per epoch."""
+    done = 0
+    while done < total:
+        perm = torch.randperm(n, generator=gen)
+        for lo in range(0, n, batch_size):
+            yield perm[lo : lo + batch_size]
+            done += 1
+            if done == total:
+                return
+
+
 @dataclass(frozen=True)
 class FullGradient(LocalSolver):
     """Gradient descent with full local gradients.
@@ -103,15 +139,8 @@ class FullGradient(LocalSolver):
         prox_mu: float = 0.0,
         shift: torch.Tensor | None = None,
     ) -> LocalResult:
-        w = oracle.workspace(x)
-        loss_sum = torch.zeros((), dtype=x.dtype)
-        for _ in range(self.steps):
-            g, loss = oracle.batch_grad(w, None)
-            loss_sum += loss
-            _step(w, g, self.lr, x, prox_mu, shift)
-        return LocalResult(
-            w.clone(), self.steps, float(loss_sum) / self.steps, self.steps * oracle.num_samples
-        )
+        batches = (None for _ in range(self.steps))
+        return _descend(oracle, x, batches, self.lr, prox_mu, shift)
 
     def gradient(self, oracle: ClientOracle, x: torch.Tensor, gen: torch.Generator) -> GradResult:
         return oracle.grad(x)
@@ -162,23 +191,10 @@ class MinibatchSGD(LocalSolver):
         prox_mu: float = 0.0,
         shift: torch.Tensor | None = None,
     ) -> LocalResult:
-        n, b = oracle.num_samples, self.batch_size
-        total = self.num_steps(n)
-        w = oracle.workspace(x)
-        loss_sum = torch.zeros((), dtype=x.dtype)
-        done = samples = 0
-        while done < total:
-            perm = torch.randperm(n, generator=gen)
-            for lo in range(0, n, b):
-                idx = perm[lo : lo + b]
-                g, loss = oracle.batch_grad(w, idx)
-                loss_sum += loss
-                _step(w, g, self.lr, x, prox_mu, shift)
-                done += 1
-                samples += len(idx)
-                if done == total:
-                    break
-        return LocalResult(w.clone(), total, float(loss_sum) / total, samples)
+        batches = _minibatches(
+            oracle.num_samples, self.batch_size, self.num_steps(oracle.num_samples), gen
+        )
+        return _descend(oracle, x, batches, self.lr, prox_mu, shift)
 
     def gradient(self, oracle: ClientOracle, x: torch.Tensor, gen: torch.Generator) -> GradResult:
         n = oracle.num_samples

@@ -306,10 +306,12 @@ class ModelProblem(Problem):
             eigs: torch.Tensor = torch.linalg.eigvalsh(small)
             return eigs
 
-        client_L = np.array([
-            factor * float(gram_eigs(self._x[lo:hi])[-1]) / (hi - lo) + self.l2
-            for lo, hi in zip(self._bounds[:-1], self._bounds[1:], strict=True)
-        ])
+        client_L = np.array(
+            [
+                factor * float(gram_eigs(self._x[lo:hi])[-1]) / (hi - lo) + self.l2
+                for lo, hi in zip(self._bounds[:-1], self._bounds[1:], strict=True)
+            ]
+        )
         eigs = gram_eigs(self._x)
         n = len(self._y)
         L = factor * float(eigs[-1]) / n + self.l2
