@@ -12,8 +12,9 @@ import torch
 from torch import nn
 
 from phloem.data.dataset import ArrayDataset, Partition
+from phloem.fl.config import ModelName
 from phloem.fl.local import MinibatchSGD
-from phloem.fl.models import FlatModule, ModelKind, build_model, cnn28, cnn32, mlp, seeded
+from phloem.fl.models import FlatModule, build_model, cnn28, cnn32, mlp, seeded
 from phloem.fl.problem import ModelProblem
 
 
@@ -80,11 +81,11 @@ def test_local_sgd_is_bit_identical_to_a_torch_optim_loop() -> None:
 
 
 def test_build_model_shapes_and_errors() -> None:
-    assert build_model(ModelKind.CNN, (1, 28, 28), 62)(torch.zeros(2, 1, 28, 28)).shape == (2, 62)
-    assert build_model(ModelKind.CNN, (3, 32, 32), 10)(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
-    assert build_model(ModelKind.MLP, (64,), 10, (32,))(torch.zeros(2, 64)).shape == (2, 10)
+    assert build_model(ModelName.CNN, (1, 28, 28), 62)(torch.zeros(2, 1, 28, 28)).shape == (2, 62)
+    assert build_model(ModelName.CNN, (3, 32, 32), 10)(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    assert build_model(ModelName.MLP, (64,), 10, (32,))(torch.zeros(2, 64)).shape == (2, 10)
     with pytest.raises(ValueError, match="28, 28"):
-        build_model(ModelKind.CNN, (64,), 10)
+        build_model(ModelName.CNN, (64,), 10)
 
 
 def test_seeded_init_is_reproducible_and_leaves_global_rng_alone() -> None:

@@ -49,7 +49,7 @@ from phloem.fl.config import (
     SolverName,
 )
 from phloem.fl.local import FullGradient, LocalSolver, MinibatchSGD
-from phloem.fl.models import ModelKind, build_model, seeded
+from phloem.fl.models import build_model, seeded
 from phloem.fl.problem import ModelProblem, Problem, QuadraticProblem
 from phloem.fl.sampling import ClientSampler, FullParticipation, Poisson, UniformCohort
 from phloem.fl.server_opt import ServerAdam, ServerOptimizer, ServerSGD
@@ -93,12 +93,6 @@ DATASETS: dict[DatasetName, str] = {
     DatasetName.SYNTHETIC: "generated FedProx Synthetic(syn_alpha, syn_beta) logistic data",
 }
 
-_MODELS = {
-    ModelName.LINEAR: ModelKind.LINEAR,
-    ModelName.LOGISTIC: ModelKind.LOGISTIC,
-    ModelName.MLP: ModelKind.MLP,
-    ModelName.CNN: ModelKind.CNN,
-}
 _DTYPES = {DtypeName.FLOAT32: torch.float32, DtypeName.FLOAT64: torch.float64}
 
 
@@ -180,7 +174,7 @@ def build_problem(cfg: ExperimentConfig, streams: SeedStreams) -> Problem:
     shape = data.train.feature_shape
     try:
         module = seeded(
-            lambda: build_model(_MODELS[m.name], shape, outputs, m.hidden),
+            lambda: build_model(m.name, shape, outputs, m.hidden),
             streams.int_seed(Stage.MODEL_INIT),
         )
     except ValueError as e:

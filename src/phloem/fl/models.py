@@ -9,14 +9,14 @@ Python loops in the hot path, and one model object is reused for every client (p
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from enum import StrEnum
 
 import torch
 from torch import nn
 
+from phloem.fl.config import ModelName
+
 __all__ = [
     "FlatModule",
-    "ModelKind",
     "build_model",
     "cnn28",
     "cnn32",
@@ -24,15 +24,6 @@ __all__ = [
     "mlp",
     "seeded",
 ]
-
-
-class ModelKind(StrEnum):
-    """The built-in model families."""
-
-    LINEAR = "linear"  # linear regression, squared loss
-    LOGISTIC = "logistic"  # multinomial logistic regression, cross-entropy
-    MLP = "mlp"
-    CNN = "cnn"
 
 
 def linear_model(in_features: int, out_features: int) -> nn.Module:
@@ -80,7 +71,7 @@ def cnn32(num_classes: int, in_channels: int = 3, width: int = 16) -> nn.Module:
 
 
 def build_model(
-    kind: ModelKind,
+    kind: ModelName,
     feature_shape: tuple[int, ...],
     num_outputs: int,
     hidden: Sequence[int] = (64,),
@@ -95,9 +86,9 @@ def build_model(
     n_in = 1
     for s in feature_shape:
         n_in *= s
-    if kind in (ModelKind.LINEAR, ModelKind.LOGISTIC):
+    if kind in (ModelName.LINEAR, ModelName.LOGISTIC):
         return linear_model(n_in, num_outputs)
-    if kind is ModelKind.MLP:
+    if kind is ModelName.MLP:
         return mlp(n_in, hidden, num_outputs)
     if len(feature_shape) == 3 and feature_shape[1:] == (28, 28):
         return cnn28(num_outputs, feature_shape[0])
