@@ -291,8 +291,13 @@ def sweep_cmd(
     def go() -> None:
         combos = expand_grid(grid)
         base = load_config(config, set_ or [])
+
         # Validate every combination before running any, so a typo fails in a second.
-        cfgs = [load_config(config, [*(set_ or []), *c]) for c in combos]
+        def named(combo: list[str]) -> list[str]:
+            suffix = "-".join(c.split("=", 1)[1] for c in combo)
+            return [*(set_ or []), *combo, f"run.name={base.run.name}-{suffix}"]
+
+        cfgs = [load_config(config, named(c)) for c in combos]
         root = Path(base.run.out_dir)
         table = Table(
             title=f"sweep of {len(cfgs)} runs over {', '.join(g.split('=')[0] for g in grid)}"
@@ -310,8 +315,6 @@ def sweep_cmd(
         runs = []
         for combo, cfg in zip(combos, cfgs, strict=True):
             label = " ".join(f"{k.split('.')[-1]}={v}" for k, v in (c.split("=", 1) for c in combo))
-            name = f"{cfg.run.name}-" + "-".join(c.split("=")[1] for c in combo)
-            cfg = load_config(config, [*(set_ or []), *combo, f"run.name={name}"])
             try:
                 res = run_config(cfg, root=root, progress=progress)
                 status, last = res.status, res.history.last()
