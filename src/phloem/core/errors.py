@@ -45,3 +45,20 @@ class DataNotFoundError(PhloemError, FileNotFoundError):
 
 class DivergenceError(PhloemError, ArithmeticError):
     """The optimisation produced NaN or inf; history and a checkpoint were saved first."""
+
+
+class SecAggAbort(PhloemError, RuntimeError):
+    """A secure-aggregation round stopped cleanly; ``stage`` and ``reason`` say where and why.
+
+    Nothing about any client's input was revealed: the server aborts before it asks for, or
+    combines, the shares that would unmask an incomplete set.
+    """
+
+    def __init__(self, stage: str, reason: str) -> None:
+        self.stage = stage
+        self.reason = reason
+        super().__init__(f"secure aggregation aborted at stage '{stage}': {reason}")
+
+
+class ProtocolError(PhloemError, ValueError):
+    """A protocol message was refused: wrong round, wrong stage, bad address, or tampered."""
