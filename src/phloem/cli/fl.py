@@ -72,6 +72,7 @@ def run_config(
         checkpoint_every=r.checkpoint_every,
         resume=resume,
         progress=progress,
+        aggregator=exp.aggregator,
     )
 
 

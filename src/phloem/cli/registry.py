@@ -35,6 +35,7 @@ from phloem.fl.compressors import (
     TopK,
 )
 from phloem.fl.config import (
+    AggregationName,
     AlgorithmName,
     BackendName,
     CompressorName,
@@ -52,7 +53,10 @@ from phloem.fl.local import FullGradient, LocalSolver, MinibatchSGD
 from phloem.fl.models import build_model, seeded
 from phloem.fl.problem import ModelProblem, Problem, QuadraticProblem
 from phloem.fl.sampling import ClientSampler, FullParticipation, Poisson, UniformCohort
+from phloem.fl.secure import Aggregator, DropoutModel
 from phloem.fl.server_opt import ServerAdam, ServerOptimizer, ServerSGD
+from phloem.secagg.aggregate import Protocol, SecAggSettings
+from phloem.secagg.crypto.prg import PrgKind
 
 __all__ = [
     "ALGORITHMS",
@@ -106,6 +110,7 @@ class Experiment:
     sampler: ClientSampler
     backend: Backend
     streams: SeedStreams
+    aggregator: Aggregator | None = None
 
 
 def _load(cfg: ExperimentConfig, rng: np.random.Generator) -> TrainTest:
@@ -326,6 +331,37 @@ def build_backend(cfg: ExperimentConfig) -> Backend:
     return SerialBackend(r.threads)
 
 
+def build_aggregator(cfg: ExperimentConfig) -> Aggregator | None:
+    """The ``[aggregation]`` section; ``None`` for plain aggregation without dropouts."""
+    a = cfg.aggregation
+    if a.name is AggregationName.PLAIN and a.dropout == 0.0:
+        return None
+    settings = SecAggSettings(
+        protocol=Protocol.SECAGG if a.name is AggregationName.SECAGG else Protocol.SECAGG_PLUS,
+        num_shares=a.num_shares,
+        threshold=a.threshold,
+        dropout=a.tolerate_dropout,
+        corrupt=a.tolerate_corrupt,
+        sigma=a.sigma,
+        eta=a.eta,
+        modulus_bits=a.modulus_bits,
+        clip=a.clip,
+        levels=a.levels,
+        prg=PrgKind(str(a.prg)),
+        consistency_check=a.consistency_check,
+    )
+    if a.name is not AggregationName.PLAIN:
+        # fail now, naming the field, rather than in round 1
+        n = cfg.sampling.cohort_size if cfg.sampling.scheme is SamplingScheme.UNIFORM else None
+        if n is not None:
+            try:
+                settings.parameters(n)
+                settings.quantizer(n)
+            except ConfigError as e:
+                raise ConfigError(f"aggregation.{e.field}", e.problem, e.allowed) from None
+    return Aggregator(a.name, settings, DropoutModel(a.dropout, str(a.dropout_stage)))
+
+
 def build_experiment(cfg: ExperimentConfig) -> Experiment:
     """Build every part of ``cfg``; errors name the config field at fault."""
     streams = SeedStreams(cfg.run.seed)
@@ -344,4 +380,12 @@ def build_experiment(cfg: ExperimentConfig) -> Experiment:
         if isinstance(e, ConfigError):
             raise
         raise ConfigError("algorithm", str(e)) from None
-    return Experiment(cfg, problem, algorithm, build_sampler(cfg), build_backend(cfg), streams)
+    return Experiment(
+        cfg,
+        problem,
+        algorithm,
+        build_sampler(cfg),
+        build_backend(cfg),
+        streams,
+        build_aggregator(cfg),
+    )

@@ -47,7 +47,7 @@ class DivergenceError(PhloemError, ArithmeticError):
     """The optimisation produced NaN or inf; history and a checkpoint were saved first."""
 
 
-class SecAggAbort(PhloemError, RuntimeError):
+class SecAggAbort(PhloemError, RuntimeError):  # noqa: N818 (an abort, not an error)
     """A secure-aggregation round stopped cleanly; ``stage`` and ``reason`` say where and why.
 
     Nothing about any client's input was revealed: the server aborts before it asks for, or

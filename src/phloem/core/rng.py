@@ -35,6 +35,7 @@ class Stage(IntEnum):
     SERVER = 5
     DATA = 6
     PARTITION = 7
+    AGGREGATION = 8  # dropouts, neighbour graphs, quantisation of secure aggregation
 
 
 class SeedStreams:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 __all__ = [
+    "AggregationConfig",
+    "AggregationName",
     "AlgorithmConfig",
     "AlgorithmName",
     "BackendName",
@@ -102,6 +104,26 @@ class SamplingScheme(StrEnum):
     FULL = "full"
     UNIFORM = "uniform"
     POISSON = "poisson"
+
+
+class AggregationName(StrEnum):
+    PLAIN = "plain"
+    SECAGG = "secagg"
+    SECAGG_PLUS = "secagg+"
+
+
+class DropoutStage(StrEnum):
+    ANY = "any"
+    SETUP = "setup"
+    SHARE_KEYS = "share_keys"
+    MASKED_INPUT = "masked_input"
+    CONSISTENCY = "consistency"
+    UNMASK = "unmask"
+
+
+class PrgName(StrEnum):
+    AES_CTR = "aes-ctr"
+    CHACHA20 = "chacha20"
 
 
 class BackendName(StrEnum):
@@ -252,6 +274,43 @@ class SamplingConfig:
 
 
 @dataclass(frozen=True)
+class AggregationConfig:
+    """``[aggregation]``: how the server receives updates, and who drops out.
+
+    ``name``: ``plain``, ``secagg`` (complete graph) or ``secagg+`` (sparse graph).
+    ``dropout``: probability that a sampled client drops out in a round, at ``dropout_stage``
+    (``any``: a uniformly random protocol stage). Clients dropping before their masked input
+    leave the round (also under ``plain``, so runs compare like for like).
+    ``num_shares``/``threshold``: ``k`` and ``t``, or empty to derive them from
+    ``tolerate_dropout``, ``tolerate_corrupt``, ``sigma``, ``eta``.
+    ``modulus_bits``, ``clip``, ``levels`` (empty: finest without overflow), ``prg``,
+    ``consistency_check``: as in :class:`phloem.secagg.aggregate.SecAggSettings`.
+    """
+
+    name: AggregationName = AggregationName.PLAIN
+    dropout: float = 0.0
+    dropout_stage: DropoutStage = DropoutStage.ANY
+    num_shares: int | None = None
+    threshold: int | None = None
+    tolerate_dropout: float = 0.1
+    tolerate_corrupt: float = 0.1
+    sigma: float = 40.0
+    eta: float = 30.0
+    modulus_bits: int = 32
+    clip: float = 8.0
+    levels: int | None = None
+    prg: PrgName = PrgName.AES_CTR
+    consistency_check: bool = False
+
+    def __post_init__(self) -> None:
+        _positive("aggregation", clip=self.clip, levels=self.levels, sigma=self.sigma, eta=self.eta)
+        if not 0.0 <= self.dropout <= 1.0:
+            raise ValueError(f"aggregation.dropout must lie in [0, 1], got {self.dropout}")
+        if not 1 <= self.modulus_bits <= 64:
+            raise ValueError(f"aggregation.modulus_bits must lie in 1..64, got {self.modulus_bits}")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """``[run]``: length, seed, evaluation, checkpoints and execution."""
 
@@ -283,4 +342,5 @@ class ExperimentConfig:
     local: LocalConfig = field(default_factory=LocalConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    aggregation: AggregationConfig = field(default_factory=AggregationConfig)
     run: RunConfig = field(default_factory=RunConfig)

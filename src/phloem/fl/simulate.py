@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -28,6 +28,9 @@ from phloem.fl.algorithms.base import Algorithm, Cohort, Message
 from phloem.fl.backends import Backend, SerialBackend
 from phloem.fl.problem import Problem
 from phloem.fl.sampling import ClientSampler
+
+if TYPE_CHECKING:
+    from phloem.fl.secure import Aggregator
 
 __all__ = ["TIMING_KEYS", "Checkpoint", "SimulationResult", "simulate"]
 
@@ -89,8 +92,10 @@ class _Loop:
         backend: Backend,
         eval_every: int,
         full_eval: bool,
+        aggregator: Aggregator | None = None,
     ) -> None:
         self.problem, self.algorithm, self.sampler = problem, algorithm, sampler
+        self.aggregator = aggregator
         self.streams, self.backend = streams, backend
         self.eval_every, self.full_eval = eval_every, full_eval
         self.totals = {"up": 0.0, "down": 0.0, "samples": 0.0, "wall": 0.0}
@@ -147,7 +152,9 @@ class _Loop:
         """One round: cohort, client updates, accounting, server update; returns its row."""
         t0 = time.perf_counter()
         cohort = self.cohort(server, round_)
-        if len(cohort.ids):
+        if self.aggregator is not None and len(cohort.ids):
+            row, server = self.aggregated_round(server, states, round_, cohort)
+        elif len(cohort.ids):
             messages = self.clients(server, round_, cohort, states)
             row = self.account(server, cohort, messages)
             gen = self.streams.numpy(Stage.SERVER, round_)
@@ -157,6 +164,35 @@ class _Loop:
         dt = time.perf_counter() - t0
         self.totals["wall"] += dt
         return server, {"round": round_, **row, "round_s": dt, "wall_s": self.totals["wall"]}
+
+    def aggregated_round(
+        self, server: Any, states: list[Any], round_: int, sampled: Cohort
+    ) -> tuple[Row, Any]:
+        """A round through :class:`~phloem.fl.secure.Aggregator`: dropouts, secure sum."""
+        assert self.aggregator is not None
+        agg_gen = self.streams.numpy(Stage.AGGREGATION, round_)
+        plan = self.aggregator.plan(sampled, agg_gen)
+        cohort = plan.uploading
+        before = [states[i] for i in cohort.ids]
+        messages = self.clients(server, round_, cohort, states) if len(cohort.ids) else []
+        row = self.account(server, cohort, messages)
+        agg_messages, agg_cohort, extra = self.aggregator.aggregate(plan, messages, round_, agg_gen)
+        row.update(extra)
+        if "secagg_up_bytes" in extra:  # the protocol's real upload replaces the float bits
+            up = 8.0 * float(extra["secagg_up_bytes"]) * float(extra["secagg_included"])
+            old = row["up_bits"]
+            assert isinstance(old, float)
+            self.totals["up"] += up - old
+            row["up_bits"] = up
+            row["cum_up_bits"] = self.totals["up"]
+            row["cum_bits"] = self.totals["up"] + self.totals["down"]
+            row["bits_per_client"] = self.totals["up"] / self.problem.num_clients
+        if agg_messages is None:  # aborted: the round changes nothing
+            for i, st in zip(cohort.ids, before, strict=True):
+                states[i] = st
+            return row, server
+        gen = self.streams.numpy(Stage.SERVER, round_)
+        return row, self.algorithm.server_update(server, agg_messages, agg_cohort, gen)
 
     def snapshot(self, round_: int, server: Any, states: list[Any]) -> Checkpoint:
         return Checkpoint(round_, server, list(states), dict(self.totals))
@@ -189,6 +225,7 @@ def simulate(
     checkpoint_every: int = 0,
     resume: bool = False,
     progress: bool = False,
+    aggregator: Aggregator | None = None,
 ) -> SimulationResult:
     """Run ``algorithm`` on ``problem`` for ``rounds`` rounds.
 
@@ -216,6 +253,9 @@ def simulate(
         Continue from ``run_dir``'s checkpoint; the continued history equals an uninterrupted one.
     progress
         Show a progress bar.
+    aggregator
+        Dropout model and plain or secure aggregation (:mod:`phloem.fl.secure`); ``None``
+        is plain aggregation of every sampled client.
 
     Raises
     ------
@@ -230,7 +270,7 @@ def simulate(
         raise ValueError(f"eval_every must be >= 1, got {eval_every}")
     streams = seed if isinstance(seed, SeedStreams) else SeedStreams(seed)
     backend = backend or SerialBackend()
-    loop = _Loop(problem, algorithm, sampler, streams, backend, eval_every, full_eval)
+    loop = _Loop(problem, algorithm, sampler, streams, backend, eval_every, full_eval, aggregator)
     cbs = CallbackList(callbacks)
 
     history, ck = _start(loop, run_dir, resume)

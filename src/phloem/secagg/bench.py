@@ -1,0 +1,122 @@
+"""The shared secure-aggregation benchmark workload and its measurement.
+
+The workload is the one of ``../shared/bench/secagg`` (Flower's harness), so the two can be
+compared entry for entry: client ``i`` holds a float32 vector of ``dim`` values drawn
+U(-1, 1) from ``default_rng(1000 + i)``, with weight ``1 + (i mod 7)`` and ``max_weight`` 10;
+the clients that drop are ``0 .. round(fraction * n) - 1``, at one stage.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from phloem.core.errors import ConfigError
+from phloem.secagg.aggregate import SecAggSettings, secure_mean
+from phloem.secagg.driver import STAGE_NAMES
+
+__all__ = ["BenchResult", "client_vector", "client_weight", "run_bench"]
+
+MAX_WEIGHT = 10.0
+
+
+def client_vector(i: int, dim: int) -> np.ndarray:
+    """Client ``i``'s input (as in the Flower harness)."""
+    return np.random.default_rng(1000 + i).uniform(-1.0, 1.0, dim).astype(np.float32)
+
+
+def client_weight(i: int) -> float:
+    return float(1 + (i % 7))
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """One measured round."""
+
+    ok: bool
+    abort: str
+    clients: int
+    dim: int
+    num_shares: int
+    threshold: int
+    dropped: int
+    stage: str
+    wall_s: float  # the whole in-process round (all clients one after another)
+    client_s: float  # one client's compute over the round (mean per stage, summed)
+    server_s: float
+    up_bytes: float  # one client's upload over the round
+    down_bytes: float
+    max_abs_error: float  # against the exact weighted mean of the included clients
+    error_bound: float
+    peak_rss_mb: float
+    stages: dict[str, dict[str, float | int]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def run_bench(
+    clients: int,
+    dim: int,
+    settings: SecAggSettings,
+    *,
+    dropout: float = 0.0,
+    stage: str = "masked_input",
+    seed: int = 0,
+) -> BenchResult:
+    """Run and measure one round of the shared workload."""
+    if stage not in STAGE_NAMES:
+        raise ConfigError("stage", f"unknown stage {stage!r}", list(STAGE_NAMES))
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError("dropout", f"{dropout} must lie in [0, 1)")
+    vectors = {i: client_vector(i, dim) for i in range(clients)}
+    weights = {i: client_weight(i) for i in range(clients)}
+    drop = list(range(round(dropout * clients)))
+    params = settings.parameters(clients)
+    res = secure_mean(
+        vectors,
+        settings,
+        weights=weights,
+        max_weight=MAX_WEIGHT,
+        gen=np.random.default_rng(seed),
+        dropout={stage: drop} if drop else None,
+    )
+    rep = res.report
+    err = float("nan")
+    if res.mean is not None:
+        inc = res.included
+        exact = np.zeros(dim)
+        for i in inc:
+            exact += weights[i] * vectors[i].astype(np.float64)
+        exact /= sum(weights[i] for i in inc)
+        err = float(np.max(np.abs(res.mean - exact)))
+    totals = rep.totals()
+    return BenchResult(
+        ok=rep.ok,
+        abort=str(rep.abort or ""),
+        clients=clients,
+        dim=dim,
+        num_shares=params.num_shares,
+        threshold=params.threshold,
+        dropped=len(drop),
+        stage=stage if drop else "none",
+        wall_s=rep.wall_s,
+        client_s=totals["client_s"],
+        server_s=totals["server_s"],
+        up_bytes=totals["up_bytes"],
+        down_bytes=totals["down_bytes"],
+        max_abs_error=err,
+        error_bound=res.error_bound if res.mean is not None else float("nan"),
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        stages={k: v.summary() for k, v in rep.stages.items()},
+    )
+
+
+def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t0
