@@ -271,13 +271,25 @@ def connectivity_failure_rate(
     _check_fraction("corrupt", corrupt)
     if trials < 1:
         raise ConfigError("trials", f"{trials} trials estimate nothing", [">= 1"])
-    c, d = _count(corrupt, n), _count(dropout, n)
-    removed_count = min(n, c + d)
+    if num_shares >= n:
+        return 0.0  # a complete graph stays connected whatever is removed
+    removed_count = min(n, _count(corrupt, n) + _count(dropout, n))
+    a, b = _harary_edges(n, num_shares - 1)
     failures = 0
     for _ in range(trials):
-        graph = harary_neighbours(range(n), num_shares, gen)
-        removed = set(gen.permutation(n)[:removed_count].tolist())
-        failures += components_after_dropout(graph, removed) > 1
+        # A fresh relabelling per trial; clients 0..removed_count-1 are the corrupt and
+        # dropped ones. Fixed sets on a random relabelling are distributed exactly like
+        # random sets on a random graph, and avoid building the dictionary each time.
+        alive = gen.permutation(n) >= removed_count
+        index = np.cumsum(alive) - 1
+        keep = alive[a] & alive[b]
+        size = int(alive.sum())
+        graph = csr_array(
+            (np.ones(int(keep.sum()), dtype=np.int8), (index[a[keep]], index[b[keep]])),
+            shape=(size, size),
+        )
+        count, _ = connected_components(graph, directed=False)
+        failures += int(count) > 1
     return failures / trials
 
 
@@ -555,7 +567,13 @@ class GraphParams:
 def _fmt(log2_p: float) -> str:
     if log2_p == -math.inf:
         return "0 (the bad event is impossible)"
+    if log2_p >= 0.0:
+        return "1 (the union bound gives no guarantee)"
     return f"2^{log2_p:.1f}"
+
+
+def _clients(count: int) -> str:
+    return f"{count} client" if count == 1 else f"{count} clients"
 
 
 def _params(s: _Setting, k: int, t: int, origin: ParamOrigin) -> GraphParams:
@@ -588,10 +606,17 @@ def _complete(s: _Setting, origin: ParamOrigin) -> GraphParams:
     # With k = n the neighbours are everyone: C = c and D = d exactly.
     t = (n + c) // 2 + 1
     params = _params(s, n, t, origin)
+    if t > n - 1 and c == 0:
+        raise ConfigError(
+            "n",
+            f"{n} clients are too few: a secure threshold must exceed n / 2, and a client must "
+            f"be recoverable from the other n - 1",
+            [">= 3"],
+        )
     if t > n - 1:
         raise ConfigError(
             "corrupt",
-            f"n = {n} clients is too few for corrupt = {s.corrupt:g} ({c} clients): a secure "
+            f"n = {n} clients is too few for corrupt = {s.corrupt:g} ({_clients(c)}): a secure "
             f"threshold must exceed (n + c) / 2, leaving no holder free to drop out",
             [f"corrupt < {(n - 2) / n:.3g}", "more clients"],
         )
@@ -599,8 +624,8 @@ def _complete(s: _Setting, origin: ParamOrigin) -> GraphParams:
         d_max = n - 2 - (n + c) // 2
         raise ConfigError(
             "dropout",
-            f"n = {n} clients is too few for dropout = {s.dropout:g} ({d} clients) with "
-            f"corrupt = {s.corrupt:g} ({c} clients): security needs t >= {t}, but only "
+            f"n = {n} clients is too few for dropout = {s.dropout:g} ({_clients(d)}) with "
+            f"corrupt = {s.corrupt:g} ({_clients(c)}): security needs t >= {t}, but only "
             f"n - 1 - d = {n - 1 - d} holders besides the client itself are sure to survive",
             [f"dropout < {(d_max + 1) / n:.3g} (at most {d_max} dropped)", "more clients"],
         )
