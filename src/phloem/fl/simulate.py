@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["TIMING_KEYS", "Checkpoint", "SimulationResult", "simulate"]
 
 #: History columns that measure time and so differ between otherwise identical runs.
-TIMING_KEYS = frozenset({"round_s", "eval_s", "wall_s"})
+TIMING_KEYS = frozenset({"round_s", "eval_s", "wall_s", "secagg_s"})
 
 
 @dataclass

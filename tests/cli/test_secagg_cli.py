@@ -1,0 +1,104 @@
+"""``phloem secagg ...`` and secure aggregation through ``phloem fl run``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from phloem.cli.app import app
+from phloem.core.history import read_history
+from phloem.core.rundir import list_runs
+
+runner = CliRunner()
+
+
+def invoke(*args: str):  # type: ignore[no-untyped-def]
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+@pytest.mark.parametrize("cmd", [["secagg"], ["secagg", "bench"], ["secagg", "params"]])
+def test_help(cmd: list[str]) -> None:
+    res = invoke(*cmd, "--help")
+    assert res.exit_code == 0 and "Usage" in res.output
+
+
+@pytest.mark.parametrize(
+    ("protocol", "extra"),
+    [
+        ("secagg+", ["--num-shares", "5", "--threshold", "3"]),
+        ("secagg", []),
+        ("secagg", ["--consistency"]),
+    ],
+)
+def test_bench_reports_a_correct_round(protocol: str, extra: list[str], tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    args = ["-n", "12", "--dim", "300", "--dropout", "0.1", "--stage", "masked_input"]
+    res = invoke("secagg", "bench", *args, "--protocol", protocol, "--json", str(out), *extra)
+    assert res.exit_code == 0, res.output
+    r = json.loads(out.read_text())
+    assert r["ok"] and r["dropped"] == 1 and r["clients"] == 12
+    assert r["max_abs_error"] <= r["error_bound"]
+    # 300 entries + the weight at 4 bytes each dominate the upload
+    assert 4 * 301 < r["up_bytes"] < 4 * 301 + 4000
+    assert "masked_input" in res.output
+
+
+def test_bench_abort_exits_nonzero_with_reason() -> None:
+    args = ["-n", "6", "--dim", "10", "--protocol", "secagg", "--threshold", "5"]
+    res = invoke("secagg", "bench", *args, "--dropout", "0.5", "--stage", "unmask")
+    assert res.exit_code == 4
+    assert "threshold" in res.output
+
+
+def test_bench_bad_input_names_the_field() -> None:
+    res = runner.invoke(app, ["secagg", "bench", "--protocol", "secagg++"])
+    assert res.exit_code == 2 and "--protocol" in res.output and "secagg+" in res.output
+    res = runner.invoke(app, ["secagg", "bench", "-n", "5", "--dim", "4", "--stage", "later"])
+    assert res.exit_code == 2 and "stage" in res.output and "unmask" in res.output
+
+
+def test_params_explains_the_choice() -> None:
+    res = invoke("secagg", "params", "-n", "200", "--dropout", "0.05", "--corrupt", "0.05")
+    assert res.exit_code == 0
+    assert "Harary" in res.output and "Security" in res.output and "Correctness" in res.output
+
+
+QUAD = """
+[data]
+dataset = "quadratic"
+num_clients = 10
+dim = 6
+
+[algorithm]
+name = "fedavg"
+
+[local]
+solver = "full"
+
+[sampling]
+cohort_size = 8
+
+[aggregation]
+name = "secagg+"
+dropout = 0.1
+clip = 16.0
+
+[run]
+name = "sec"
+rounds = 3
+"""
+
+
+def test_fl_run_with_secure_aggregation(tmp_path: Path) -> None:
+    cfg = tmp_path / "sec.toml"
+    cfg.write_text(QUAD)
+    res = invoke("fl", "run", str(cfg), "--set", f"run.out_dir={tmp_path / 'runs'}")
+    assert res.exit_code == 0, res.output
+    (run,) = list_runs(tmp_path / "runs")
+    rows = read_history(run.path / "history.jsonl").rows
+    assert all("secagg_ok" in r for r in rows[1:])
+    bad = runner.invoke(app, ["fl", "run", str(cfg), "--set", "aggregation.name=he"])
+    assert bad.exit_code == 2 and "aggregation.name" in bad.output

@@ -1,0 +1,191 @@
+"""Plain vs secure aggregation inside the simulator: same trajectory up to quantisation."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from tests.conftest import quadratic
+
+from phloem.core.config import from_dict
+from phloem.core.errors import ConfigError
+from phloem.fl.algorithms.base import Cohort, Message, weighted_sum
+from phloem.fl.algorithms.dcgd import DCGD
+from phloem.fl.algorithms.diana import Diana
+from phloem.fl.algorithms.ef21 import EF21
+from phloem.fl.algorithms.fedavg import FedAvg
+from phloem.fl.algorithms.marina import Marina
+from phloem.fl.algorithms.scaffold import Scaffold
+from phloem.fl.compressors import RandK
+from phloem.fl.config import AggregationName, ExperimentConfig
+from phloem.fl.local import FullGradient
+from phloem.fl.sampling import UniformCohort
+from phloem.fl.secure import Aggregator, DropoutModel
+from phloem.fl.server_opt import ServerSGD
+from phloem.fl.simulate import TIMING_KEYS, simulate
+from phloem.secagg.aggregate import SecAggSettings
+
+SECURE = [AggregationName.SECAGG, AggregationName.SECAGG_PLUS]
+
+
+def messages_and_cohort(n: int, d: int, seed: int) -> tuple[list[Message], Cohort]:
+    rng = np.random.default_rng(seed)
+    msgs = [
+        Message(
+            {
+                "a": torch.from_numpy(rng.normal(size=d).astype(np.float32)),
+                "b": torch.from_numpy(rng.normal(size=(2, 3)).astype(np.float32)),
+            },
+            32 * (d + 6),
+            0.0,
+            1,
+        )
+        for _ in range(n)
+    ]
+    w = rng.uniform(0.1, 1.0, n)
+    return msgs, Cohort(np.arange(n), w, 3 * n)
+
+
+@pytest.mark.parametrize("name", SECURE)
+def test_pseudo_message_reproduces_both_weightings(name: AggregationName) -> None:
+    msgs, cohort = messages_and_cohort(12, 40, 0)
+    agg = Aggregator(name, SecAggSettings(clip=4.0))
+    plan = agg.plan(cohort, np.random.default_rng(1))
+    out, pseudo, row = agg.aggregate(plan, msgs, 1, np.random.default_rng(2))
+    assert out is not None and len(out) == 1 and row["secagg_ok"] == 1
+    bound = float(row["secagg_max_error"])
+    assert 0 < bound < 1e-5
+    for key in ("a", "b"):
+        exact_mean = weighted_sum(msgs, key, cohort.normalised)
+        got_mean = weighted_sum(out, key, pseudo.normalised)
+        assert got_mean.shape == exact_mean.shape
+        float32 = 1e-6  # both sides are float32 tensors accumulated in float32
+        assert float((got_mean - exact_mean).abs().max()) <= bound + float32
+        exact_sum = weighted_sum(msgs, key, cohort.weights)
+        got_sum = weighted_sum(out, key, pseudo.weights)
+        # sum = W_hat * mean_hat: relative error of W_hat plus the mean's error, scaled
+        tol = (bound + float32) * float(cohort.weights.sum()) * 3
+        assert float((got_sum - exact_sum).abs().max()) <= tol
+    assert pseudo.num_clients == cohort.num_clients
+
+
+def test_dropout_model_draws_per_stage_and_validates() -> None:
+    ids = np.arange(1000)
+    plan = DropoutModel(0.2).draw(ids, np.random.default_rng(0))
+    total = sum(len(v) for v in plan.values())
+    assert 150 < total < 250
+    assert set(plan) == {"setup", "share_keys", "masked_input", "consistency", "unmask"}
+    only = DropoutModel(0.5, "unmask").draw(ids, np.random.default_rng(0))
+    assert set(only) == {"unmask"}
+    assert DropoutModel(0.0).draw(ids, np.random.default_rng(0)) == {}
+    with pytest.raises(ConfigError, match=r"aggregation\.dropout_stage"):
+        DropoutModel(0.1, "later")
+    with pytest.raises(ConfigError, match=r"aggregation\.dropout"):
+        DropoutModel(1.5)
+
+
+def test_clients_dropping_before_upload_leave_the_cohort() -> None:
+    cohort = Cohort(np.arange(6), np.ones(6), 6)
+    agg = Aggregator(AggregationName.SECAGG, dropout=DropoutModel(1.0, "share_keys"))
+    plan = agg.plan(cohort, np.random.default_rng(0))
+    assert plan.uploading.ids.size == 0
+    late = Aggregator(AggregationName.SECAGG, dropout=DropoutModel(1.0, "unmask"))
+    assert late.plan(cohort, np.random.default_rng(0)).uploading.ids.size == 6
+
+
+QUAD_ALGOS = {
+    "fedavg": FedAvg(local=FullGradient(), server_opt=ServerSGD(0.5)),
+    "dcgd": DCGD(server_opt=ServerSGD(0.5)),
+    "diana": Diana(compressor=RandK(10), server_opt=ServerSGD(0.2)),
+    "marina": Marina(compressor=RandK(10), server_opt=ServerSGD(0.2)),
+    "ef21": EF21(server_opt=ServerSGD(0.5)),
+    "scaffold": Scaffold(local=FullGradient(), server_opt=ServerSGD(0.5)),
+}
+
+
+@pytest.mark.parametrize("algo", sorted(QUAD_ALGOS))
+@pytest.mark.parametrize("name", SECURE)
+def test_secure_run_tracks_plain_run(algo: str, name: AggregationName) -> None:
+    problem = quadratic(num_clients=12, dim=20)
+    kw = {"rounds": 8, "seed": 3}
+    sampler = UniformCohort(8)
+    plain = simulate(problem, QUAD_ALGOS[algo], sampler, **kw)  # type: ignore[arg-type]
+    sec = simulate(
+        problem,
+        QUAD_ALGOS[algo],
+        sampler,
+        aggregator=Aggregator(name, SecAggSettings(clip=16.0)),
+        **kw,  # type: ignore[arg-type]
+    )
+    rows = sec.history.rows[1:]
+    assert all(r["secagg_ok"] == 1 and r["secagg_included"] == r["clients"] for r in rows)
+    # every round adds at most its quantisation error (times the step's contraction <= 1)
+    budget = sum(float(r["secagg_max_error"]) for r in rows) * 4
+    assert 0 < float((sec.x - plain.x).abs().max()) <= budget
+    # the protocol's real upload replaces the float bits
+    assert rows[0]["up_bits"] != plain.history.rows[1]["up_bits"]
+
+
+def test_same_dropouts_under_plain_and_secure() -> None:
+    problem = quadratic(num_clients=20, dim=10)
+    algo = FedAvg(local=FullGradient(), server_opt=ServerSGD(0.5))
+    drop = DropoutModel(0.15)
+    kw = {"rounds": 6, "seed": 1}
+    plain = simulate(
+        problem,
+        algo,
+        UniformCohort(12),
+        aggregator=Aggregator(dropout=drop),
+        **kw,  # type: ignore[arg-type]
+    )
+    sec = simulate(
+        problem,
+        algo,
+        UniformCohort(12),
+        aggregator=Aggregator(AggregationName.SECAGG, SecAggSettings(clip=16.0), drop),
+        **kw,  # type: ignore[arg-type]
+    )
+    p_rows, s_rows = plain.history.rows[1:], sec.history.rows[1:]
+    assert [r["dropped"] for r in p_rows] == [r["dropped"] for r in s_rows]
+    assert any(r["dropped"] for r in p_rows)
+    assert [r["clients"] for r in p_rows] == [r["clients"] for r in s_rows]
+    assert float((sec.x - plain.x).abs().max()) < 1e-4
+
+
+def test_aborted_round_changes_nothing() -> None:
+    problem = quadratic(num_clients=8, dim=10)
+    algo = Scaffold(local=FullGradient(), server_opt=ServerSGD(0.5))
+    # every client leaves at the unmask stage: never enough shares, every round aborts
+    agg = Aggregator(AggregationName.SECAGG, SecAggSettings(clip=16.0), DropoutModel(1.0, "unmask"))
+    res = simulate(problem, algo, UniformCohort(6), rounds=3, seed=0, aggregator=agg)
+    start = simulate(problem, algo, UniformCohort(6), rounds=0, seed=0)
+    rows = res.history.rows[1:]
+    assert all(r["secagg_ok"] == 0 and "threshold" in str(r["secagg_abort"]) for r in rows)
+    assert torch.equal(res.x, start.x)
+    for a, b in zip(res.client_states, start.client_states, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_secure_history_is_deterministic() -> None:
+    problem = quadratic(num_clients=10, dim=10)
+    algo = FedAvg(local=FullGradient(), server_opt=ServerSGD(0.5))
+    agg = Aggregator(AggregationName.SECAGG_PLUS, SecAggSettings(clip=16.0), DropoutModel(0.1))
+
+    def rows() -> list[dict[str, object]]:
+        res = simulate(problem, algo, UniformCohort(8), rounds=4, seed=5, aggregator=agg)
+        return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in res.history.rows]
+
+    assert rows() == rows()
+
+
+def test_aggregation_config_validation() -> None:
+    with pytest.raises(ConfigError, match=r"aggregation\.name.*secagg\+"):
+        from_dict(ExperimentConfig, {"aggregation": {"name": "homomorphic"}})
+    with pytest.raises(ConfigError, match=r"aggregation\.dropout_stage"):
+        from_dict(ExperimentConfig, {"aggregation": {"dropout_stage": "later"}})
+    with pytest.raises(ConfigError, match="aggregation"):
+        from_dict(ExperimentConfig, {"aggregation": {"dropout": 2.0}})
+    cfg = from_dict(ExperimentConfig, {"aggregation": {"name": "secagg+", "num_shares": 5}})
+    assert dataclasses.asdict(cfg)["aggregation"]["num_shares"] == 5
