@@ -224,12 +224,13 @@ def test_runs_list_show_and_plot(config: Path, tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "available" in bad.output
 
 
-def test_demo_runs_both_methods_and_writes_plots(tmp_path: Path) -> None:
+def test_demo_runs_every_method_and_writes_plots(tmp_path: Path) -> None:
     res = invoke("demo", "--rounds", "3", "--out", str(tmp_path))
     assert res.exit_code == 0, res.output
-    assert "fedavg" in res.output and "diana-randk" in res.output
+    for name in ("fedavg", "fedavg-secagg+", "diana-randk"):
+        assert name in res.output
     assert (tmp_path / "demo-accuracy-vs-bits.png").is_file()
-    assert len(list_runs(tmp_path)) == 2
+    assert len(list_runs(tmp_path)) == 3
 
 
 def test_theory_command_and_theory_step_rule(config: Path, tmp_path: Path) -> None:
