@@ -1,0 +1,169 @@
+"""The client side of phloem's secure aggregation in Flower: a ``ClientApp`` mod.
+
+``ClientApp(client_fn=..., mods=[phloem_secagg_mod])`` is all a client needs. The mod answers
+the messages of :class:`~phloem.secagg.flower.PhloemSecAggWorkflow` (those whose content holds
+the :data:`~phloem.secagg.flower.RECORD_KEY` record) with a
+:class:`~phloem.secagg.client.SecAggClient`, and passes every other message (evaluation,
+``get_parameters``, a plain ``fit`` of another workflow) to the wrapped app unchanged.
+
+On the masked-input request it calls the wrapped app's ``fit`` (``call_next``), flattens the
+returned arrays into one vector, quantises it together with the client's weight
+(``num_examples``, capped at ``max_weight``) with :class:`~phloem.secagg.quantize.Quantizer`
+and sends the masked ring vector. The reply keeps the ``FitRes`` it wraps -- status,
+``num_examples`` and metrics, which Flower's strategies expect, exactly as Flower's
+``secaggplus_mod`` does -- with its arrays removed: only the masked vector leaves the node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from flwr.app import ArrayRecord, Context, Message, RecordDict
+from flwr.clientapp.typing import ClientAppCallable, Mod
+from flwr.common import parameters_to_ndarrays
+from flwr.compat.common.recorddict_compat import recorddict_to_fitres
+
+from phloem.core.errors import ProtocolError
+from phloem.secagg.client import SecAggClient
+from phloem.secagg.flower import _records, _state
+from phloem.secagg.messages import Message as ProtocolMessage
+from phloem.secagg.messages import RoundConfig, Setup, SharesDelivery, Stage
+
+__all__ = ["make_phloem_secagg_mod", "phloem_secagg_mod"]
+
+GeneratorFactory = Callable[[int, int], np.random.Generator]
+
+
+def _fresh_generator(node_id: int, round_id: int) -> np.random.Generator:
+    return np.random.default_rng()
+
+
+def _fit_input(
+    msg: Message,
+    ctxt: Context,
+    call_next: ClientAppCallable,
+    record_quantizer: _records.QuantizerSpec,
+    gen_of: GeneratorFactory,
+    out: list[Message],
+) -> Callable[[RoundConfig], np.ndarray]:
+    """The input function of the masked-input stage: train, flatten, quantise."""
+
+    def make_input(cfg: RoundConfig) -> np.ndarray:
+        reply = call_next(msg, ctxt)
+        if reply.has_error():
+            raise ProtocolError(f"the ClientApp's fit failed: {reply.error.reason}")
+        try:
+            fitres = recorddict_to_fitres(reply.content, keep_input=True)
+        except KeyError as exc:
+            raise ProtocolError(
+                f"the ClientApp's reply is not a FitRes (missing {exc}): phloem_secagg_mod, "
+                "like Flower's secaggplus_mod, wraps a ClientApp(client_fn=...) whose client "
+                "implements fit"
+            ) from exc
+        arrays = parameters_to_ndarrays(fitres.parameters)
+        flat = np.concatenate(
+            [np.asarray(a, dtype=np.float64).ravel() for a in arrays] or [np.zeros(0)]
+        )
+        if flat.size != cfg.dim - 1:
+            raise ProtocolError(
+                f"the model has {flat.size} parameters, the round aggregates {cfg.dim - 1} "
+                "(the server's global model): client and server models differ"
+            )
+        quantizer = record_quantizer.build(cfg.modulus_bits)
+        weight = float(fitres.num_examples)
+        if weight > quantizer.max_weight:
+            _records.LOGGER.warning(
+                "num_examples = %s exceeds max_weight = %s: this client's weight is capped "
+                "at max_weight (raise max_weight in PhloemSecAggWorkflow to avoid it)",
+                fitres.num_examples,
+                quantizer.max_weight,
+            )
+            weight = quantizer.max_weight
+        out.append(reply)
+        return quantizer.encode(flat, weight, gen_of(msg.metadata.dst_node_id, cfg.round_id))
+
+    return make_input
+
+
+def _reply(msg: Message, reply: ProtocolMessage, stage: Stage, fit: Message | None) -> Message:
+    """The Flower reply: the fit reply's records without arrays, plus phloem's record."""
+    if fit is None:
+        content = RecordDict()
+    else:
+        content = fit.content
+        for key in list(content.array_records):
+            content.array_records[key] = ArrayRecord()
+    content.config_records[_records.RECORD_KEY] = _records.pack(reply, stage)
+    return Message(content, reply_to=msg)
+
+
+def make_phloem_secagg_mod(
+    generator: GeneratorFactory | None = None,
+) -> Mod:
+    """A client mod answering phloem's secure aggregation; see :data:`phloem_secagg_mod`.
+
+    Parameters
+    ----------
+    generator
+        ``generator(node_id, round_id)`` -> the :class:`numpy.random.Generator` of the
+        stochastic rounding in that round (it needs no secrecy: the masks use ``os.urandom``
+        whatever this is). By default a fresh, OS-seeded generator; pass e.g.
+        ``lambda node, rnd: np.random.default_rng([seed, node, rnd])`` for reproducible runs.
+
+    Returns
+    -------
+    Mod
+        ``mod(msg, ctxt, call_next) -> Message`` for ``ClientApp(..., mods=[mod])``.
+    """
+    gen_of = generator or _fresh_generator
+
+    def phloem_secagg_mod(msg: Message, ctxt: Context, call_next: ClientAppCallable) -> Message:
+        record = _records.find(msg.content) if msg.has_content() else None
+        if record is None:
+            return call_next(msg, ctxt)
+        try:
+            request = _records.unpack(record)
+            if isinstance(request, Setup):
+                slot = _state.InputSlot()
+                client = SecAggClient(msg.metadata.dst_node_id, slot)
+            else:
+                stored = _state.load(ctxt.state)
+                if stored is None:
+                    raise ProtocolError(
+                        f"got {type(request).__name__} but this node holds no round in progress "
+                        "(it missed the set-up, or its state was lost)"
+                    )
+                client, slot = stored
+            stage = client.stage
+            fit: list[Message] = []
+            if isinstance(request, SharesDelivery):
+                slot.fn = _fit_input(
+                    msg, ctxt, call_next, _records.quantizer_of(record), gen_of, fit
+                )
+            try:
+                reply = client.handle(request)
+            finally:
+                slot.fn = None
+        except BaseException:
+            _state.clear(ctxt.state)  # this node is out of the round (Flower replies an error)
+            raise
+        if client.stage is Stage.DONE:
+            _state.clear(ctxt.state)
+        else:
+            _state.save(ctxt.state, client, slot)
+        return _reply(msg, reply, stage, fit[0] if fit else None)
+
+    return phloem_secagg_mod
+
+
+phloem_secagg_mod: Mod = make_phloem_secagg_mod()
+"""Flower client mod running phloem's SecAgg / SecAgg+ client (OS-seeded rounding).
+
+Use it where Flower's ``secaggplus_mod`` goes: ``ClientApp(client_fn, mods=[phloem_secagg_mod])``,
+together with :class:`~phloem.secagg.flower.PhloemSecAggWorkflow` on the server. The
+:class:`~phloem.secagg.client.SecAggClient` of the current round is kept, pickled, in
+``ctxt.state`` between stages (see :mod:`phloem.secagg.flower._state`); a client that fails a
+check or cannot train raises, which Flower reports to the server as an error reply, and the
+server treats that client as dropped out.
+"""
