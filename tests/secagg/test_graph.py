@@ -370,3 +370,13 @@ def test_explain_and_neighbours() -> None:
         5, 5, 3, 0.0, 0.0, 40.0, 30.0, True, -math.inf, -math.inf, ParamOrigin.GIVEN
     ).neighbours(range(5), np.random.default_rng(0))
     assert full == complete_neighbours(range(5))
+
+
+def test_harary_accepts_uint64_ids() -> None:
+    """Flower's node ids are uint64; ids beyond int64 must work (and stay Python ints)."""
+    ids = [2**64 - 1 - 7919 * i for i in range(30)]
+    g = harary_neighbours(ids, 7, np.random.default_rng(0))
+    assert set(g) == set(ids)
+    assert all(u in g[v] for u in g for v in g[u])
+    assert {len(vs) for vs in g.values()} == {6}
+    assert all(type(v) is int for vs in g.values() for v in vs)

@@ -196,9 +196,12 @@ def harary_neighbours(
     n = len(members)
     if num_shares >= n:
         return complete_neighbours(members)
-    labels = np.asarray(members, dtype=np.int64)[gen.permutation(n)]
+    # build on positions 0..n-1 and map back: ids may be any Python int (Flower's node ids
+    # are uint64, beyond int64); the map is monotone, so neighbour tuples stay sorted
+    order = sorted(members)
     a, b = _harary_edges(n, num_shares - 1)
-    return _adjacency(labels, a, b)
+    adj = _adjacency(gen.permutation(n), a, b)
+    return {order[i]: tuple(order[j] for j in vs) for i, vs in adj.items()}
 
 
 def components_after_dropout(neighbours: dict[int, tuple[int, ...]], removed: set[int]) -> int:
