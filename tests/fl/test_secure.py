@@ -7,10 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from tests.conftest import quadratic
 
 from phloem.core.config import from_dict
 from phloem.core.errors import ConfigError
+from phloem.data.synthetic import make_quadratic
 from phloem.fl.algorithms.base import Cohort, Message, weighted_sum
 from phloem.fl.algorithms.dcgd import DCGD
 from phloem.fl.algorithms.diana import Diana
@@ -21,6 +21,7 @@ from phloem.fl.algorithms.scaffold import Scaffold
 from phloem.fl.compressors import RandK
 from phloem.fl.config import AggregationName, ExperimentConfig
 from phloem.fl.local import FullGradient
+from phloem.fl.problem import QuadraticProblem
 from phloem.fl.sampling import UniformCohort
 from phloem.fl.secure import Aggregator, DropoutModel
 from phloem.fl.server_opt import ServerSGD
@@ -28,6 +29,11 @@ from phloem.fl.simulate import TIMING_KEYS, simulate
 from phloem.secagg.aggregate import SecAggSettings
 
 SECURE = [AggregationName.SECAGG, AggregationName.SECAGG_PLUS]
+
+
+def quadratic(num_clients: int, dim: int, seed: int = 0) -> QuadraticProblem:
+    q = make_quadratic(num_clients, dim, 1.0, 0.2, np.random.default_rng(seed), 1.0)
+    return QuadraticProblem(q.A, q.b, q.weights)
 
 
 def messages_and_cohort(n: int, d: int, seed: int) -> tuple[list[Message], Cohort]:

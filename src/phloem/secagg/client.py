@@ -169,8 +169,13 @@ class SecAggClient:
         points = [msg.point, *msg.neighbours.values()]
         if len(set(points)) != len(points) or min(points) < 1 or max(points) >= shamir.PRIME:
             raise ProtocolError(f"client {self.id}: share points must be distinct and non-zero")
-        PrgKind(cfg.prg)
-        dtype_for_bits(cfg.modulus_bits)
+        try:
+            PrgKind(cfg.prg)
+            dtype_for_bits(cfg.modulus_bits)
+        except ValueError as exc:  # ConfigError included: the server sent a bad config
+            raise ProtocolError(f"client {self.id}: unusable round config: {exc}") from exc
+        if cfg.threshold < 1 or cfg.dim < 0:
+            raise ProtocolError(f"client {self.id}: unusable round config {cfg}")
         self.config = cfg
         self._point = msg.point
         self._peers = {v: _Peer(x) for v, x in msg.neighbours.items()}

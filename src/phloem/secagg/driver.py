@@ -40,6 +40,7 @@ STAGE_NAMES: dict[str, Stage] = {
 class StageStats:
     """Per-stage accounting: per-client compute and bytes, server compute."""
 
+    clients: list[int] = field(default_factory=list)  # who answered, aligned with the lists below
     client_s: list[float] = field(default_factory=list)
     down_bytes: list[int] = field(default_factory=list)
     up_bytes: list[int] = field(default_factory=list)
@@ -73,21 +74,20 @@ class RoundReport:
         return self.result is not None
 
     def upload_bytes_per_client(self) -> float:
-        """Mean bytes one client sent over the whole round (clients that finished)."""
+        """Mean bytes one client sent in the round (over the clients in the last stage)."""
         per: dict[int, int] = {}
         for st in self.stages.values():
-            for i, b in enumerate(st.up_bytes):
-                per[i] = per.get(i, 0) + b
-        return float(sum(st.up_bytes[0] if st.up_bytes else 0 for st in self.stages.values()))
+            for u, b in zip(st.clients, st.up_bytes, strict=True):
+                per[u] = per.get(u, 0) + b
+        finished = list(self.stages.values())[-1].clients if self.stages else []
+        return float(np.mean([per[u] for u in finished])) if finished else 0.0
 
     def totals(self) -> dict[str, float]:
         """Client time (sum over stages of the per-client mean), server time, bytes per client."""
         return {
             "client_s": sum(float(np.mean(s.client_s)) for s in self.stages.values() if s.client_s),
             "server_s": sum(s.server_s for s in self.stages.values()),
-            "up_bytes": sum(
-                float(np.mean(s.up_bytes)) for s in self.stages.values() if s.up_bytes
-            ),
+            "up_bytes": sum(float(np.mean(s.up_bytes)) for s in self.stages.values() if s.up_bytes),
             "down_bytes": sum(
                 float(np.mean(s.down_bytes)) for s in self.stages.values() if s.down_bytes
             ),
@@ -162,6 +162,7 @@ def run_round(
                 except (SecAggAbort, ProtocolError) as exc:  # the client drops out
                     st.refused.append(f"{u}: {exc}")
                     continue
+                st.clients.append(u)
                 st.client_s.append(time.perf_counter() - t0)
                 st.down_bytes.append(len(down))
                 st.up_bytes.append(len(reply))

@@ -264,7 +264,10 @@ def _get(r: _Reader, kind: str) -> Any:
     if kind == "int":
         return r.u64()
     if kind == "bool":
-        return bool(r.u8())
+        flag = r.u8()
+        if flag > 1:
+            raise ProtocolError(f"a flag must be 0 or 1, got {flag}")
+        return bool(flag)
     if kind == "bytes":
         return r.blob()
     if kind == "str":
@@ -278,6 +281,8 @@ def _get(r: _Reader, kind: str) -> Any:
         out = {}
         for _ in range(r.u32()):
             key = r.u64()
+            if key in out:  # one entry per client: a repeat is malformed, not an overwrite
+                raise ProtocolError(f"client {key} appears twice")
             out[key] = _get(r, inner)
         return out
     if kind == "RoundConfig":

@@ -87,9 +87,16 @@ class SecAggServer:
 
     def __init__(self, config: RoundConfig, neighbours: Mapping[int, Sequence[int]]) -> None:
         dtype_for_bits(config.modulus_bits)
-        PrgKind(config.prg)
+        try:
+            PrgKind(config.prg)
+        except ValueError:
+            raise ConfigError("prg", f"unknown PRG {config.prg!r}", list(PrgKind)) from None
+        if config.dim < 0:
+            raise ConfigError("dim", f"{config.dim} entries: must be >= 0")
         self.config = config
         self.graph = {u: tuple(sorted(vs)) for u, vs in neighbours.items()}
+        if not self.graph:
+            raise ConfigError("neighbours", "a round needs at least one client")
         for u, vs in self.graph.items():
             if u in vs:
                 raise ConfigError("neighbours", f"client {u} is its own neighbour")
