@@ -259,8 +259,13 @@ def test_requests_about_strangers_or_its_own_key_are_refused() -> None:
     c = h.clients[0]
     with pytest.raises(ProtocolError, match="its own key share"):
         c.handle(UnmaskRequest(7, (1, 2, 3), (0, 4), {}))
+    # a refused request ends the client's round: no second request is answered
+    assert c.stage is Stage.DONE
+    with pytest.raises(ProtocolError, match="stage DONE"):
+        c.handle(UnmaskRequest(7, (0, 1, 2, 3), (4,), {}))
+    h, _ = _client_at_unmask()
     with pytest.raises(ProtocolError, match="holds no shares of \\[99\\]"):
-        c.handle(UnmaskRequest(7, (0, 1, 2, 3), (4, 99), {}))
+        h.clients[0].handle(UnmaskRequest(7, (0, 1, 2, 3), (4, 99), {}))
     # nobody holds shares of a client that never shared its keys
     h = Harness.make(5, 3)
     h.step()

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from secagg_reference import Harness, expected_outcome, plain_sum
+from secagg_reference import Harness, expected_outcome, plain_sum, wire
 
 from phloem.core.errors import ConfigError, ProtocolError, SecAggAbort
+from phloem.secagg.crypto.shamir import PRIME
 from phloem.secagg.graph import complete_neighbours, harary_neighbours
 from phloem.secagg.messages import (
     ConsistencySignature,
@@ -286,3 +287,30 @@ def test_sum_in_every_ring_and_prg() -> None:
             result = h.run({3: Stage.MASKED_INPUT} if bits % 2 else {})
             assert [int(x) for x in result.total] == plain_sum(h.inputs, result.included, bits)
             assert result.total.dtype.itemsize * 8 >= bits
+
+
+@pytest.mark.parametrize("kind", ["seed", "key"])
+def test_a_corrupted_unmask_share_aborts_when_shares_are_redundant(kind: str) -> None:
+    """With more than t shares back, a tampered share is caught instead of a wrong sum."""
+    h = Harness.make(6, 3)
+    for _ in range(2):  # set-up, key sharing
+        h.step()
+    h.step({5})  # 5 shared its keys but sends no masked input: its key is rebuilt
+    replies = {u: h.clients[u].handle(wire(m)) for u, m in h.outbox.items()}
+    victim = 1
+    rep = replies[victim]
+    assert isinstance(rep, UnmaskShares)
+    shares = dict(rep.seed_shares if kind == "seed" else rep.key_shares)
+    owner = 0 if kind == "seed" else 5
+    bad = shares[owner].copy()
+    bad[0] = (int(bad[0]) + 1) % PRIME
+    shares[owner] = bad
+    seeds = shares if kind == "seed" else rep.seed_shares
+    keys = shares if kind == "key" else rep.key_shares
+    replies[victim] = UnmaskShares(rep.round_id, victim, seeds, keys)
+    for r in replies.values():
+        h.server.receive(r)
+    with pytest.raises(SecAggAbort, match=f"client {owner}'s .*corrupted") as info:
+        h.server.advance()
+    assert info.value.stage == "unmask"
+    assert h.server.result is None

@@ -295,6 +295,14 @@ class SecAggClient:
 
     def _unmask(self, msg: UnmaskRequest) -> UnmaskShares:
         cfg = self._expect(msg, Stage.UNMASK)
+        try:
+            return self._answer_unmask(msg, cfg)
+        except ProtocolError:
+            # one request per round: a refused one ends it, so a second cannot follow
+            self.stage = Stage.DONE
+            raise
+
+    def _answer_unmask(self, msg: UnmaskRequest, cfg: RoundConfig) -> UnmaskShares:
         surv, drop = set(msg.survivors), set(msg.dropped)
         if surv & drop:
             self.stage = Stage.DONE

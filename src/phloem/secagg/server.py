@@ -59,6 +59,9 @@ _REPLY_TYPE: dict[Stage, type[Message]] = {
 }
 
 
+_NO_VECTOR = np.zeros(0, dtype=np.uint8)
+
+
 class AggregateResult:
     """The unmasked sum and who is in it."""
 
@@ -118,6 +121,7 @@ class SecAggServer:
         self._u2: set[int] = set()
         self._u3: tuple[int, ...] = ()
         self._sum: np.ndarray | None = None
+        self._running: np.ndarray | None = None
         self._requests: dict[int, UnmaskRequest] = {}
         self._signatures: dict[int, bytes] = {}
         self.sizes: dict[str, int] = {}
@@ -153,6 +157,12 @@ class SecAggServer:
         if sender in self._inbox:
             raise ProtocolError(f"second {type(msg).__name__} from {sender}")
         self._validate(msg)
+        if isinstance(msg, MaskedInput):
+            # add as they arrive: the server holds one vector, not one per client
+            if self._running is None:
+                self._running = np.zeros_like(msg.vector)
+            np.add(self._running, msg.vector, out=self._running)
+            msg = MaskedInput(msg.round_id, msg.sender, _NO_VECTOR)
         self._inbox[sender] = msg
 
     def advance(self) -> dict[int, Message]:
@@ -287,9 +297,9 @@ class SecAggServer:
         self.sizes["U3"] = len(masked)
         self._require(len(masked), "clients sent masked inputs")
         bits = self.config.modulus_bits
-        total = np.zeros(self.config.dim, dtype=dtype_for_bits(bits))
-        for u in self._u3:
-            np.add(total, masked[u].vector, out=total)
+        total, self._running = self._running, None
+        if total is None:  # pragma: no cover - _require above rules out an empty U3
+            total = np.zeros(self.config.dim, dtype=dtype_for_bits(bits))
         self._sum = reduce(total, bits)
         if self.config.consistency_check:
             self.stage = Stage.CONSISTENCY
@@ -327,23 +337,43 @@ class SecAggServer:
             )
         return np.asarray(pts, dtype=np.uint64), np.stack(rows).astype(np.uint64)
 
+    def _reconstruct(
+        self, pts: np.ndarray, rows: np.ndarray, length: int, owner: int, what: str
+    ) -> bytes:
+        """The secret from its shares; abort if they are corrupted or inconsistent.
+
+        With more than ``t`` shares, the first ``t`` and the last ``t`` must give the same
+        secret: a corrupted share in either set changes that set's result (its Lagrange
+        coefficient is non-zero), and any share outside both is not used. With exactly ``t``
+        shares there is no redundancy, so only out-of-range results are caught.
+        """
+        t = self.config.threshold
+        try:
+            secret = shamir.combine(pts, rows, t)
+            if pts.size > t and not np.array_equal(secret, shamir.combine(pts[-t:], rows[-t:], t)):
+                raise ProtocolError("two sets of shares disagree")
+            return shamir.field_to_bytes(secret, length)
+        except ProtocolError as exc:
+            raise self._abort(
+                f"client {owner}'s {what} shares are corrupted ({exc}); a holder sent a bad share"
+            ) from exc
+
     def _after_unmask(self, inbox: dict[int, Message]) -> dict[int, Message]:
         replies = {u: m for u, m in inbox.items() if isinstance(m, UnmaskShares)}
         self.sizes["U5"] = len(replies)
         self._require(len(replies), "clients answered the unmask request")
         cfg, bits = self.config, self.config.modulus_bits
-        t = cfg.threshold
         u3 = set(self._u3)
         dropped = sorted(self._u2 - u3)
         # reconstruct everything first: abort before any mask is removed
         seeds: dict[int, bytes] = {}
         for u in self._u3:
             pts, rows = self._collect(replies, u, "seed")
-            seeds[u] = shamir.field_to_bytes(shamir.combine(pts, rows, t), SEED_BYTES)
+            seeds[u] = self._reconstruct(pts, rows, SEED_BYTES, u, "mask-seed")
         secret_keys: dict[int, bytes] = {}
         for u in dropped:
             pts, rows = self._collect(replies, u, "key")
-            sk = shamir.field_to_bytes(shamir.combine(pts, rows, t), KEY_BYTES)
+            sk = self._reconstruct(pts, rows, KEY_BYTES, u, "key")
             if KeyPair.from_secret(sk).public != self._keys[u].s_public:
                 raise self._abort(f"client {u}'s reconstructed key does not match its public key")
             secret_keys[u] = sk
