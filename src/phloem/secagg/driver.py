@@ -142,16 +142,14 @@ def run_round(
     }
     stats: dict[str, StageStats] = {}
     t_round = time.perf_counter()
-    server = SecAggServer(config, neighbours)
     t0 = time.perf_counter()
+    server = SecAggServer(config, neighbours)
     outbox: dict[int, Message] = server.start()
-    server_time = time.perf_counter() - t0
+    stats[_stage_name(Stage.SETUP)] = StageStats(server_s=time.perf_counter() - t0)
     try:
         while outbox:
             stage = server.stage
             st = stats.setdefault(_stage_name(stage), StageStats())
-            st.server_s += server_time
-            replies: list[bytes] = []
             for u, msg in outbox.items():
                 if u in drop_at and drop_at[u] <= stage:
                     continue
@@ -166,14 +164,19 @@ def run_round(
                 st.client_s.append(time.perf_counter() - t0)
                 st.down_bytes.append(len(down))
                 st.up_bytes.append(len(reply))
-                replies.append(reply)
+                # delivered at once: the server never holds more than one reply in flight
+                t0 = time.perf_counter()
+                try:
+                    server.receive(decode(reply))
+                    st.answered += 1
+                except ProtocolError as exc:  # refused by the server: a dropout too
+                    st.refused.append(f"{u} (server): {exc}")
+                st.server_s += time.perf_counter() - t0
             t0 = time.perf_counter()
-            for data in replies:
-                server.receive(decode(data))
-            st.answered = len(replies)
-            outbox = server.advance()
-            server_time = time.perf_counter() - t0
-        stats[_stage_name(Stage.UNMASK)].server_s += server_time
+            try:  # closing a stage is booked to that stage
+                outbox = server.advance()
+            finally:
+                st.server_s += time.perf_counter() - t0
     except SecAggAbort as exc:
         return RoundReport(None, exc, stats, time.perf_counter() - t_round)
     return RoundReport(server.result, None, stats, time.perf_counter() - t_round)
