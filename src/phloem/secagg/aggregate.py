@@ -196,10 +196,9 @@ def secure_mean(
     if not vectors:
         raise ConfigError("vectors", "no client vectors to aggregate")
     ids = sorted(all_clients) if all_clients is not None else sorted(vectors)
-    dims = {np.asarray(v).size for v in vectors.values()}
-    if len(dims) != 1:
-        raise ConfigError("vectors", f"clients' vectors differ in length: {sorted(dims)}")
-    d = dims.pop()
+    # one vector fixes the length; the others are read when their client encodes (so a lazy
+    # mapping keeps one vector in memory at a time)
+    d = np.asarray(vectors[next(iter(vectors))]).size
     w = {u: 1.0 for u in vectors} if weights is None else {u: float(weights[u]) for u in vectors}
     wmax = max_weight if max_weight is not None else max(max(w.values()), 1e-300)
     quant = settings.quantizer(len(ids), wmax)
@@ -209,7 +208,10 @@ def secure_mean(
     def encode(u: int, cfg: RoundConfig) -> np.ndarray:
         if u not in vectors:
             raise ConfigError("vectors", f"client {u} reached its masked input without a vector")
-        return quant.encode(np.asarray(vectors[u], dtype=np.float64).ravel(), w[u], rounding[u])
+        x = np.asarray(vectors[u], dtype=np.float64).ravel()
+        if x.size != d:
+            raise ConfigError("vectors", f"client {u}'s vector has {x.size} entries, others {d}")
+        return quant.encode(x, w[u], rounding[u])
 
     graph_gen = np.random.default_rng(int(seeds[0]))
     report = secure_sum(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import resource
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,24 @@ def client_vector(i: int, dim: int) -> np.ndarray:
 
 def client_weight(i: int) -> float:
     return float(1 + (i % 7))
+
+
+class _LazyVectors(Mapping[int, np.ndarray]):
+    """Client vectors made when asked for, as the Flower harness does (memory stays O(dim))."""
+
+    def __init__(self, clients: int, dim: int) -> None:
+        self.clients, self.dim = clients, dim
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if not 0 <= i < self.clients:
+            raise KeyError(i)
+        return client_vector(i, self.dim)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.clients))
+
+    def __len__(self) -> int:
+        return self.clients
 
 
 @dataclass(frozen=True)
@@ -73,7 +92,7 @@ def run_bench(
         raise ConfigError("stage", f"unknown stage {stage!r}", list(STAGE_NAMES))
     if not 0.0 <= dropout < 1.0:
         raise ConfigError("dropout", f"{dropout} must lie in [0, 1)")
-    vectors = {i: client_vector(i, dim) for i in range(clients)}
+    vectors = _LazyVectors(clients, dim)
     weights = {i: client_weight(i) for i in range(clients)}
     drop = list(range(round(dropout * clients)))
     params = settings.parameters(clients)

@@ -86,6 +86,7 @@ class _Peer:
     c_public: bytes = b""
     s_public: bytes = b""
     sign_public: bytes = b""
+    share_key: bytes = b""  # AEAD key of the shares exchanged with this peer
 
 
 InputFn = Callable[[RoundConfig], np.ndarray]
@@ -214,9 +215,12 @@ class SecAggClient:
         self._held[self.id] = shares[0]
         out: dict[int, bytes] = {}
         for row, v in zip(shares[1:], self._live, strict=True):
-            key = agree(
-                self._c.secret, self._peers[v].c_public, _share_info(cfg.round_id, self.id, v)
+            peer = self._peers[v]
+            # one key per pair and round serves both directions (the info is order-free)
+            peer.share_key = agree(
+                self._c.private, peer.c_public, _share_info(cfg.round_id, self.id, v)
             )
+            key = peer.share_key
             plain = row.astype(_WIRE_SHARE).tobytes()
             ad = aead.associated_data(cfg.round_id, self.id, v)
             out[v] = aead.seal(key, plain, ad, self._rand)
@@ -230,9 +234,7 @@ class SecAggClient:
             raise ProtocolError(f"client {self.id}: shares from non-neighbours {sorted(unknown)}")
         self._need(len(msg.ciphertexts) + 1, "neighbours sent shares")
         for v, sealed in msg.ciphertexts.items():
-            key = agree(
-                self._c.secret, self._peers[v].c_public, _share_info(cfg.round_id, v, self.id)
-            )
+            key = self._peers[v].share_key
             plain = aead.open_sealed(key, sealed, aead.associated_data(cfg.round_id, v, self.id))
             if len(plain) != 2 * CHUNKS * _WIRE_SHARE.itemsize:
                 raise ProtocolError(f"client {self.id}: share from {v} has the wrong length")
@@ -255,7 +257,7 @@ class SecAggClient:
         )
         for v in self._u2:
             seed = agree(
-                self._s.secret, self._peers[v].s_public, mask_info(cfg.round_id, self.id, v)
+                self._s.private, self._peers[v].s_public, mask_info(cfg.round_id, self.id, v)
             )
             mask = expand(seed, cfg.dim, cfg.modulus_bits, prg, out=buf)
             if self.id < v:

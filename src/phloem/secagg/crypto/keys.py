@@ -63,7 +63,21 @@ class KeyPair:
             raise ProtocolError(f"an X25519 secret key has {KEY_BYTES} bytes, got {len(secret)}")
         sk = X25519PrivateKey.from_private_bytes(secret)
         pk = sk.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        return cls(secret, pk)
+        pair = cls(secret, pk)
+        object.__setattr__(pair, "_private", sk)
+        return pair
+
+    @property
+    def private(self) -> X25519PrivateKey:
+        """The parsed private key (parsed once: a parse costs as much as half an exchange)."""
+        sk = self.__dict__.get("_private")
+        if sk is None:
+            sk = X25519PrivateKey.from_private_bytes(self.secret)
+            object.__setattr__(self, "_private", sk)
+        return sk
+
+    def __getstate__(self) -> dict[str, bytes]:
+        return {"secret": self.secret, "public": self.public}  # the parsed key is not pickled
 
 
 def hkdf(secret: bytes, info: bytes, length: int = KEY_BYTES) -> bytes:
@@ -82,7 +96,7 @@ def pair_info(purpose: bytes, round_id: int, a: int, b: int) -> bytes:
     )
 
 
-def agree(secret: bytes, peer_public: bytes, info: bytes) -> bytes:
+def agree(secret: bytes | X25519PrivateKey, peer_public: bytes, info: bytes) -> bytes:
     """``HKDF(X25519(secret, peer_public), info)``: a 32-byte key both sides derive alike.
 
     Raises
@@ -93,7 +107,8 @@ def agree(secret: bytes, peer_public: bytes, info: bytes) -> bytes:
     """
     try:
         peer = X25519PublicKey.from_public_bytes(peer_public)
-        shared = X25519PrivateKey.from_private_bytes(secret).exchange(peer)
+        sk = X25519PrivateKey.from_private_bytes(secret) if isinstance(secret, bytes) else secret
+        shared = sk.exchange(peer)
     except ValueError as exc:
         raise ProtocolError(f"bad X25519 public key: {exc}") from exc
     return hkdf(shared, info)
