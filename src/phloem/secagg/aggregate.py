@@ -208,7 +208,7 @@ def secure_mean(
     def encode(u: int, cfg: RoundConfig) -> np.ndarray:
         if u not in vectors:
             raise ConfigError("vectors", f"client {u} reached its masked input without a vector")
-        x = np.asarray(vectors[u], dtype=np.float64).ravel()
+        x = np.asarray(vectors[u]).ravel()  # the quantiser widens float32 on the fly
         if x.size != d:
             raise ConfigError("vectors", f"client {u}'s vector has {x.size} entries, others {d}")
         return quant.encode(x, w[u], rounding[u])

@@ -226,7 +226,8 @@ class _Reader:
             raise ProtocolError(f"unknown array dtype code {code}")
         dt = _DTYPE_OF[code]
         n = self.u64()
-        return np.frombuffer(self.take(n * dt.itemsize), dtype=dt).astype(dt.newbyteorder("="))
+        a = np.frombuffer(self.take(n * dt.itemsize), dtype=dt)  # read-only view, no copy
+        return a if dt.isnative else a.astype(dt.newbyteorder("="))
 
 
 # One tag per field type; the message classes' annotations say which one applies.

@@ -205,7 +205,10 @@ class Quantizer:
             raise ConfigError(
                 "weight", f"{weight!r} is not a client weight", [f"[0, {self.max_weight:g}]"]
             )
-        v = np.asarray(x, dtype=np.float64).ravel()
+        v = np.asarray(x)
+        if v.dtype.kind != "f":
+            v = v.astype(np.float64)
+        v = v.ravel()  # float32 stays float32: the arithmetic below writes float64 in place
         finite = np.isfinite(v)
         if not finite.all():
             bad = int(np.flatnonzero(~finite)[0])
@@ -218,19 +221,26 @@ class Quantizer:
         share = w / self.max_weight
         half = 0.5 * self.levels
         u = np.empty(v.size + 1, dtype=np.float64)
-        u[:-1] = (share * np.clip(v, -self.clip, self.clip) / self.clip + 1.0) * half
+        body = u[:-1]
+        # (share * clip(v) / clip + 1) * half, in place: no temporaries of the input's size
+        np.clip(v, -self.clip, self.clip, out=body)
+        body *= share * half / self.clip
+        body += half
         u[-1] = share * self.levels
         return self._round(u, gen)
 
     def _round(self, u: npt.NDArray[np.float64], gen: np.random.Generator) -> np.ndarray:
         """Stochastic rounding of ``u`` into ``[0, levels]`` as ring elements."""
         np.clip(u, 0.0, float(self.levels), out=u)
-        low = np.floor(u)
-        up = gen.random(u.size) < (u - low)
-        np.minimum(low, _BELOW_2_64, out=low)  # float(2^64 - 1) rounds up to 2^64
-        q = low.astype(np.uint64) + up.astype(np.uint64)
-        np.minimum(q, np.uint64(self.levels), out=q)
-        return q.astype(self.dtype)
+        if self.dtype.itemsize == 8:
+            np.minimum(u, _BELOW_2_64, out=u)  # float(2^64 - 1) rounds up to 2^64
+        # u >= 0, so truncation is floor; floor(u) <= levels < 2^bits fits the ring's dtype.
+        # Fewer, smaller temporaries matter: each fresh array costs its page faults.
+        q = u.astype(self.dtype)
+        u -= q  # the fractional parts, in place
+        q += gen.random(u.size) < u
+        np.minimum(q, self.dtype.type(self.levels), out=q)
+        return q
 
     def decode_sum(self, total: npt.ArrayLike, n_included: int) -> tuple[np.ndarray, float]:
         """Undo the encoding of a ring sum of ``n_included`` encodings.
