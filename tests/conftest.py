@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 from phloem.data.paths import data_dir, require_data
 from phloem.data.synthetic import make_quadratic
 from phloem.fl.problem import QuadraticProblem
+
+# ``HYPOTHESIS_PROFILE=ci`` (set by .ci/run): the same examples every run
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def need_data_file(relative: str) -> Path:
