@@ -56,7 +56,6 @@ from phloem.fl.sampling import ClientSampler, FullParticipation, Poisson, Unifor
 from phloem.fl.secure import Aggregator, DropoutModel
 from phloem.fl.server_opt import ServerAdam, ServerOptimizer, ServerSGD
 from phloem.secagg.aggregate import Protocol, SecAggSettings
-from phloem.secagg.crypto.prg import PrgKind
 
 __all__ = [
     "ALGORITHMS",
@@ -347,7 +346,7 @@ def build_aggregator(cfg: ExperimentConfig) -> Aggregator | None:
         modulus_bits=a.modulus_bits,
         clip=a.clip,
         levels=a.levels,
-        prg=PrgKind(str(a.prg)),
+        prg=a.prg,
         consistency_check=a.consistency_check,
     )
     if a.name is not AggregationName.PLAIN:

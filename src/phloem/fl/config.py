@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from phloem.secagg.crypto.prg import PrgKind
+
 __all__ = [
     "AggregationConfig",
     "AggregationName",
@@ -119,11 +121,6 @@ class DropoutStage(StrEnum):
     MASKED_INPUT = "masked_input"
     CONSISTENCY = "consistency"
     UNMASK = "unmask"
-
-
-class PrgName(StrEnum):
-    AES_CTR = "aes-ctr"
-    CHACHA20 = "chacha20"
 
 
 class BackendName(StrEnum):
@@ -299,7 +296,7 @@ class AggregationConfig:
     modulus_bits: int = 32
     clip: float = 8.0
     levels: int | None = None
-    prg: PrgName = PrgName.AES_CTR
+    prg: PrgKind = PrgKind.AES_CTR
     consistency_check: bool = False
 
     def __post_init__(self) -> None:
