@@ -189,6 +189,9 @@ def test_fl_list_names_every_algorithm_and_compressor() -> None:
         assert name in res.output
     for name in ("randk", "topk", "natural", "qsgd", "bernoulli"):
         assert name in res.output
+    # config section names are printed literally (not eaten as rich markup)
+    assert "[data] dataset" in res.output and "[mu, L]" in res.output
+    assert "plain, secagg, secagg+" in res.output
 
 
 def test_runs_list_show_and_plot(config: Path, tmp_path: Path) -> None:

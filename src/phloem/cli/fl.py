@@ -12,13 +12,16 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from phloem.core.config import apply_overrides, from_dict, load_toml, to_dict, to_toml
 from phloem.core.errors import ConfigError, DataNotFoundError, DivergenceError, PhloemError
 from phloem.core.rundir import RunDir
 from phloem.fl.config import (
+    AggregationName,
     AlgorithmName,
+    DropoutStage,
     ExperimentConfig,
     ModelName,
     PartitionScheme,
@@ -179,26 +182,33 @@ def list_cmd() -> None:
     """List algorithms, compressors, data sets, models, partitions and samplers."""
     from phloem.cli.registry import ALGORITHMS, COMPRESSORS, DATASETS
 
-    t = Table(title="algorithms ([algorithm] name)")
+    # section names like "[data]" are text, not rich markup: escape them
+    t = Table(title=escape("algorithms ([algorithm] name)"))
     t.add_column("name")
     t.add_column("paper / summary")
     for name, cls in ALGORITHMS.items():
         doc = sys.modules[cls.__module__].__doc__ or ""
-        t.add_row(name.value, doc.strip().splitlines()[0])
+        t.add_row(name.value, escape(doc.strip().splitlines()[0]))
     console.print(t)
     for title, rows in (
         ("compressors ([compressor] name)", COMPRESSORS),
         ("data sets ([data] dataset)", DATASETS),
     ):
-        t = Table(title=title)
+        t = Table(title=escape(title))
         t.add_column("name")
         t.add_column("what")
         for k, v in rows.items():
-            t.add_row(k.value, v)
+            t.add_row(k.value, escape(v))
         console.print(t)
-    console.print("models ([model] name): " + ", ".join(m.value for m in ModelName))
-    console.print("partitions ([data] partition): " + ", ".join(p.value for p in PartitionScheme))
-    console.print("sampling ([sampling] scheme): " + ", ".join(s.value for s in SamplingScheme))
+    lines = {
+        "models ([model] name)": ModelName,
+        "partitions ([data] partition)": PartitionScheme,
+        "sampling ([sampling] scheme)": SamplingScheme,
+        "aggregation ([aggregation] name)": AggregationName,
+        "dropout stages ([aggregation] dropout_stage)": DropoutStage,
+    }
+    for what, enum in lines.items():
+        console.print(escape(f"{what}: " + ", ".join(m.value for m in enum)))
     console.print(f"{len(AlgorithmName)} algorithms; see docs/fl.md for every config key.")
 
 

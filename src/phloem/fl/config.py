@@ -21,6 +21,7 @@ __all__ = [
     "CompressorConfig",
     "CompressorName",
     "DataConfig",
+    "DropoutStage",
     "DatasetName",
     "DtypeName",
     "ExperimentConfig",
