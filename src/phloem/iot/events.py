@@ -8,9 +8,28 @@ observation, each query timed in seconds since the anchor. :meth:`Event.window` 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections import Counter
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal, get_args
 
-__all__ = ["Event", "Query"]
+from phloem.iot.dns import DnsParseError, parse_dns
+from phloem.iot.packets import DecodeStats, DnsTransport, decode, extract_dhcp, extract_dns
+from phloem.iot.pcap import RawPacket
+
+__all__ = [
+    "ANCHOR_MODES",
+    "AnchorMode",
+    "Event",
+    "EventStats",
+    "Query",
+    "events_from_packets",
+    "main_resolvers",
+    "resolvers_used",
+    "uses_external_resolver",
+]
 
 
 @dataclass(frozen=True)
@@ -41,3 +60,254 @@ class Event:
     @property
     def has_dns(self) -> bool:
         return bool(self.queries)
+
+
+AnchorMode = Literal["first-query", "dhcp", "dhcp-or-first-query", "capture-start"]
+"""How an event's anchor (t = 0) is chosen; see :func:`events_from_packets`."""
+
+ANCHOR_MODES: tuple[AnchorMode, ...] = get_args(AnchorMode)
+_DHCP_CLIENT_TYPES = frozenset({None, 1, 3})  # BOOTP, DISCOVER, REQUEST
+
+
+@dataclass(slots=True)
+class EventStats:
+    """What :func:`events_from_packets` met; pass one object to accumulate over many calls.
+
+    Attributes
+    ----------
+    packets
+        Packets read.
+    decode
+        Per-packet decode counters (``decode.malformed``: frames cut short or inconsistent).
+    queries
+        DNS query messages taken (client -> port 53, QR = 0).
+    responses
+        DNS messages on the query path with QR = 1, or sent from port 53 (ignored).
+    mdns
+        mDNS messages (ignored: link-local service discovery, not resolution).
+    malformed_dns
+        DNS payloads that :func:`~phloem.iot.dns.parse_dns` rejected (skipped).
+    empty_queries
+        Queries with no question (skipped).
+    dhcp_anchors
+        Events anchored at a DHCP DISCOVER/REQUEST.
+    fallback_anchors
+        Keys of clients that ``anchor="dhcp"`` had to anchor at their first query because no
+        DHCP message of theirs was seen.
+    before_anchor
+        Queries dropped because they came before their client's anchor.
+    known_skipped
+        Clients that were already in ``known`` and therefore started no event.
+    """
+
+    packets: int = 0
+    decode: DecodeStats = field(default_factory=DecodeStats)
+    queries: int = 0
+    responses: int = 0
+    mdns: int = 0
+    malformed_dns: int = 0
+    empty_queries: int = 0
+    dhcp_anchors: int = 0
+    fallback_anchors: list[str] = field(default_factory=list)
+    before_anchor: int = 0
+    known_skipped: int = 0
+
+
+@dataclass(slots=True)
+class _Client:
+    first_query: float = math.inf
+    dhcp: float = math.inf
+    queries: list[tuple[float, str, int, str]] = field(default_factory=list)
+
+
+def _collect(packets: Iterable[RawPacket], stats: EventStats) -> tuple[dict[str, _Client], float]:
+    """Group DNS queries and DHCP client messages by client key; also the first packet time."""
+    clients: dict[str, _Client] = {}
+    first_ts = math.inf
+    for raw in packets:
+        stats.packets += 1
+        if raw.ts < first_ts:  # nan (pcapng simple packet blocks) compares False
+            first_ts = raw.ts
+        pkt = decode(raw, stats.decode)
+        if pkt is None:
+            continue
+        dhcp = extract_dhcp(pkt)
+        if dhcp is not None:
+            if dhcp.is_request and dhcp.message_type in _DHCP_CLIENT_TYPES:
+                client = clients.setdefault(dhcp.client_mac, _Client())
+                client.dhcp = min(client.dhcp, pkt.ts)
+            continue
+        dns = extract_dns(pkt, stats.decode)
+        if dns is None:
+            continue
+        if dns.transport is DnsTransport.MDNS:
+            stats.mdns += 1
+            continue
+        if not dns.is_query_direction:
+            stats.responses += 1
+            continue
+        try:
+            message = parse_dns(dns.message)
+        except DnsParseError:
+            stats.malformed_dns += 1
+            continue
+        if message.qr:
+            stats.responses += 1
+            continue
+        if not message.questions:
+            stats.empty_queries += 1
+            continue
+        stats.queries += 1
+        client = clients.setdefault(pkt.src_mac or pkt.src_ip, _Client())
+        client.first_query = min(client.first_query, pkt.ts)
+        client.queries.extend((pkt.ts, q.name, q.qtype, pkt.dst_ip) for q in message.questions)
+    return clients, first_ts
+
+
+def _anchor(
+    key: str, client: _Client, mode: AnchorMode, first_ts: float, stats: EventStats
+) -> float:
+    """The anchor time (epoch seconds) of one client under ``mode``."""
+    if mode == "capture-start":
+        return first_ts if math.isfinite(first_ts) else client.first_query
+    if mode == "first-query":
+        return client.first_query
+    if math.isfinite(client.dhcp):
+        stats.dhcp_anchors += 1
+        return client.dhcp
+    if mode == "dhcp":
+        stats.fallback_anchors.append(key)
+    return client.first_query
+
+
+def events_from_packets(
+    packets: Iterable[RawPacket],
+    *,
+    anchor: AnchorMode = "dhcp-or-first-query",
+    known: set[str] | None = None,
+    stats: EventStats | None = None,
+) -> list[Event]:
+    """Cut a packet stream into one :class:`Event` per client that sent DNS queries.
+
+    A *query* is a DNS message with QR = 0 sent to port 53 over UDP or TCP; responses,
+    mDNS (port 5353) and anything else are ignored. Clients are keyed by source MAC when the
+    link layer shows it, else by source IP (so behind a NAT, or on raw-IP captures, one key may
+    hide several devices; a device that changes IP between events keeps its MAC key).
+
+    Parameters
+    ----------
+    packets
+        Packets of one capture or one chunk of a live stream, e.g. a
+        :class:`~phloem.iot.pcap.PcapReader`.
+    anchor
+        Where each event's ``t = 0`` is:
+
+        ``"first-query"``
+            the client's first query;
+        ``"dhcp"``
+            its first DHCP DISCOVER/REQUEST (keyed by the DHCP client MAC); a client with no
+            DHCP message in the stream is anchored at its first query and its key is listed in
+            ``stats.fallback_anchors``;
+        ``"dhcp-or-first-query"`` (default)
+            the same without the flag;
+        ``"capture-start"``
+            the first packet of the stream, whatever it carries (for power-cycle experiments
+            whose capture starts with the plug).
+
+        In the DHCP modes a client seen only through DHCP yields an event with no queries
+        (it joined and stayed silent); queries before the anchor are dropped.
+    known
+        Keys of clients already seen (e.g. in earlier chunks of a live stream). They start
+        no new event: with a live stream, only a client not seen before starts an event, so a
+        device that keeps running is not re-anchored. The set is **updated in place** with
+        the keys of the events returned, so passing the same set to successive calls gives
+        one event per client over the whole stream.
+    stats
+        Counters to update (malformed frames and DNS messages are counted there and skipped,
+        never raised).
+
+    Returns
+    -------
+    list of Event
+        Sorted by anchor time, then key; ``device`` is ``None``, ``experiment`` empty and
+        ``day`` the UTC date of the anchor.
+
+    Raises
+    ------
+    ValueError
+        ``anchor`` is not one of :data:`ANCHOR_MODES`.
+    """
+    if anchor not in ANCHOR_MODES:
+        raise ValueError(f"anchor must be one of {ANCHOR_MODES}, got {anchor!r}")
+    stats = stats if stats is not None else EventStats()
+    clients, first_ts = _collect(packets, stats)
+    events: list[Event] = []
+    for key, client in clients.items():
+        if known is not None and key in known:
+            stats.known_skipped += 1
+            continue
+        if not client.queries and anchor in ("first-query", "capture-start"):
+            continue  # DHCP-only client: only the DHCP modes report silent clients
+        at = _anchor(key, client, anchor, first_ts, stats)
+        kept = sorted((q for q in client.queries if q[0] >= at), key=lambda q: q[0])
+        stats.before_anchor += len(client.queries) - len(kept)
+        queries = tuple(Query(ts - at, name, qtype, dst) for ts, name, qtype, dst in kept)
+        day = datetime.fromtimestamp(at, UTC).date().isoformat()
+        events.append(Event(key, at, queries, day=day))
+    if known is not None:
+        known.update(e.key for e in events)
+    events.sort(key=lambda e: (e.anchor_utc, e.key))
+    return events
+
+
+def resolvers_used(event: Event) -> dict[str, int]:
+    """Number of queries the event sent to each resolver, most used first."""
+    return dict(Counter(q.resolver for q in event.queries).most_common())
+
+
+def main_resolvers(events: Iterable[Event]) -> frozenset[str]:
+    """The resolver used by the most clients: the network's own resolver, presumably.
+
+    Each event votes once for every resolver it used; ties on clients are broken by the
+    number of queries, and resolvers still tied are all returned. Empty when no event has
+    queries. With a single event this is the device's most used resolver.
+    """
+    clients: Counter[str] = Counter()
+    queries: Counter[str] = Counter()
+    for event in events:
+        used = Counter(q.resolver for q in event.queries)
+        clients.update(used.keys())
+        queries.update(used)
+    if not clients:
+        return frozenset()
+    top = max((clients[r], queries[r]) for r in clients)
+    return frozenset(r for r in clients if (clients[r], queries[r]) == top)
+
+
+def uses_external_resolver(
+    event: Event,
+    local_resolvers: Collection[str] | None = None,
+    *,
+    peers: Iterable[Event] | None = None,
+) -> bool:
+    """Whether the event sent any query to a resolver outside ``local_resolvers``.
+
+    The "hard-coded external resolver" flag: a device that ignores the resolver its DHCP
+    lease names and queries its own (8.8.8.8, 114.114.114.114, ...).
+
+    Parameters
+    ----------
+    event
+        The device's event.
+    local_resolvers
+        The network's resolvers. By default :func:`main_resolvers` of ``peers``: the resolver
+        used by the most clients of the capture, i.e. the gateway's.
+    peers
+        The events of the same capture or network (default: ``[event]`` alone, which makes
+        the device's most used resolver the local one, so the flag marks devices that also
+        query a second resolver). Ignored when ``local_resolvers`` is given.
+    """
+    if local_resolvers is None:
+        local_resolvers = main_resolvers(peers if peers is not None else [event])
+    local = frozenset(local_resolvers)
+    return any(q.resolver not in local for q in event.queries)
