@@ -55,6 +55,7 @@ def test_windows_levels_and_no_dns_share() -> None:
     # the first query (t = 0) already names the device; the quiet event cannot be right
     assert by[(0.0, "device")].accuracy == pytest.approx((n - 1) / n)
     assert by[(0.0, "device")].no_dns_share == pytest.approx(1 / n)
+    assert by[(0.0, "device")].accuracy_dns == 1.0  # the quiet event is left out
     assert by[(10.0, "manufacturer")].accuracy == pytest.approx((n - 1) / n)
     assert 0 < by[(10.0, "device")].macro_f1 <= 1
 

@@ -68,6 +68,8 @@ class WindowScore:
     macro_f1: float
     n_test: int
     no_dns_share: float  # test events without any query within the window
+    accuracy_dns: float = float("nan")  # on the test events with at least one query
+    macro_f1_dns: float = float("nan")
 
 
 def temporal_split_events(
@@ -110,7 +112,8 @@ def evaluate_windows(
         clf = model().fit(vec.transform(train, w), y_train)
         proba = clf.predict_proba(vec.transform(test, w))
         classes = [str(c) for c in clf.classes_]
-        no_dns = float(np.mean([not e.window(w) for e in test])) if test else 0.0
+        has = np.array([bool(e.window(w)) for e in test], dtype=bool)
+        no_dns = float(1.0 - has.mean()) if test else 0.0
         levels: dict[str, tuple[np.ndarray, list[str], list[str]]] = {
             "device": (proba, classes, y_test)
         }
@@ -119,6 +122,8 @@ def evaluate_windows(
             levels[level] = (gp, [str(c) for c in gc], [mapping[y] for y in y_test])
         for level, (p, cls, truth) in levels.items():
             pred = [cls[i] for i in np.argmax(p, axis=1)]
+            t_dns = [x for x, h in zip(truth, has, strict=True) if h]
+            p_dns = [x for x, h in zip(pred, has, strict=True) if h]
             scores.append(
                 WindowScore(
                     w,
@@ -127,6 +132,10 @@ def evaluate_windows(
                     float(f1_score(truth, pred, average="macro", zero_division=0)),
                     len(test),
                     no_dns,
+                    float(accuracy_score(t_dns, p_dns)) if t_dns else float("nan"),
+                    float(f1_score(t_dns, p_dns, average="macro", zero_division=0))
+                    if t_dns
+                    else float("nan"),
                 )
             )
     return scores
