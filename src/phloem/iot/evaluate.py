@@ -35,6 +35,7 @@ from phloem.iot.models import (
     UnknownDetector,
     aggregate_proba,
 )
+from phloem.iot.unknown import NoveltyDetector
 
 __all__ = [
     "WINDOWS",
@@ -191,10 +192,13 @@ def leave_one_device_out(
     devices: Sequence[str] | None = None,
     seed: int = 0,
 ) -> list[UnknownScore]:
-    """Hold each device out of training; flag test events whose top probability is low.
+    """Hold each device out of training; flag test events that look unknown.
 
-    The threshold is calibrated on a validation split of the known devices' training events
-    (a fifth of them, at random) to flag at most ``target_false_unknown`` of them.
+    An event is flagged when the classifier's top probability is low
+    (:class:`~phloem.iot.models.UnknownDetector`) or when many of its names were never seen in
+    training (:class:`~phloem.iot.unknown.NoveltyDetector`). Both thresholds are calibrated on
+    a validation split of the known devices' training events (a fifth of them, at random), each
+    to flag at most half of ``target_false_unknown`` of them.
     """
     out: list[UnknownScore] = []
     for d in devices or sorted({str(e.device) for e in train}):
@@ -205,15 +209,20 @@ def leave_one_device_out(
         val_ev = [e for e, m in zip(known, mask, strict=True) if m]
         vec = Vectorizer(spec).fit(fit_ev, window_s)
         clf = model().fit(vec.transform(fit_ev, window_s), _labels(fit_ev))
+        # half the false-unknown budget each: low confidence, and novel names
         det = UnknownDetector.calibrate(
-            clf.predict_proba(vec.transform(val_ev, window_s)), target_false_unknown
+            clf.predict_proba(vec.transform(val_ev, window_s)), target_false_unknown / 2
         )
+        nov = NoveltyDetector().fit(fit_ev, window_s)
+        nov.calibrate(val_ev, window_s, target_false_unknown / 2)
         held = [e for e in test if e.device == d]
         rest = [e for e in test if e.device != d]
         if not held or not rest:
             continue
         flag_held = det.is_unknown(clf.predict_proba(vec.transform(held, window_s)))
+        flag_held |= nov.is_unknown(held, window_s)
         flag_rest = det.is_unknown(clf.predict_proba(vec.transform(rest, window_s)))
+        flag_rest |= nov.is_unknown(rest, window_s)
         out.append(
             UnknownScore(
                 d,
