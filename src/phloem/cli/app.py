@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from phloem.cli import data, fl, secagg
+from phloem.cli import data, fl, iot, secagg
 from phloem.core.history import History
 from phloem.core.rundir import RunDir, list_runs
 
@@ -23,6 +23,7 @@ app = typer.Typer(
 app.add_typer(fl.app, name="fl")
 app.add_typer(data.app, name="data")
 app.add_typer(secagg.app, name="secagg")
+app.add_typer(iot.app, name="iot")
 runs_app = typer.Typer(help="Inspect run folders.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 console = Console()
