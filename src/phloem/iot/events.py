@@ -51,7 +51,7 @@ class Event:
     queries: tuple[Query, ...]  # sorted by t
     device: str | None = None  # ground-truth device label, when known
     experiment: str = ""  # where it came from (capture id, log name)
-    day: str = ""  # ISO date (UTC) of the anchor, for temporal splits
+    day: str = ""  # ISO date of the anchor for temporal splits (UTC; doh_iot: its folder day)
 
     def window(self, seconds: float) -> tuple[Query, ...]:
         """The queries within ``seconds`` of the anchor (``t <= seconds``)."""
