@@ -54,6 +54,16 @@ def test_train_identify_and_evaluate(iot_env: Path, tmp_path: Path) -> None:
     res = runner.invoke(app, ["iot", "identify", str(cap), "--model", str(model)])
     assert res.exit_code == 0, res.output
     assert "iROBOT_roomba" in res.output and "malformed 0" in res.output
+    # the same device seen through a dnsmasq / Pi-hole log instead of a capture
+    log = tmp_path / "pihole.log"
+    log.write_text(
+        "Nov 25 10:00:01 dnsmasq[812]: query[A] 0.irobot.pool.ntp.org from 192.168.1.23\n"
+        "Nov 25 10:00:02 dnsmasq[812]: query[A] garbled\n"
+    )
+    res = runner.invoke(app, ["iot", "identify", str(log), "--model", str(model)])
+    assert res.exit_code == 0, res.output
+    assert "192.168.1.23" in res.output and "iROBOT_roomba" in res.output
+    assert "malformed 1" in res.output
     out = tmp_path / "scores.json"
     args = ["--features", "sld", "--windows", "2", "--json", str(out)]
     res = runner.invoke(app, ["iot", "evaluate", *args])

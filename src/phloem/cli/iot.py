@@ -135,14 +135,65 @@ def evaluate(
         json_out.write_text(json.dumps([s.__dict__ for s in scores], indent=1))
 
 
+SOURCES = ("pcap", "dnsmasq", "unbound", "ftl")
+
+
+def _source_kind(path: Path) -> str:
+    """Guess the input's format from its first bytes."""
+    try:
+        head = path.open("rb").read(512)
+    except OSError as exc:
+        raise ConfigError("CAPTURE_OR_LOG", f"cannot read {path}: {exc}") from None
+    if head[:4] in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1",
+                    b"\xa1\xb2\x3c\x4d", b"\x0a\x0d\x0d\x0a"):  # fmt: skip
+        return "pcap"
+    if head.startswith(b"SQLite format 3"):
+        return "ftl"
+    text = head.decode("utf-8", "replace")
+    return "unbound" if text.startswith("[") and "unbound" in text else "dnsmasq"
+
+
+def _log_events(path: Path, kind: str, year: int) -> tuple[list[Any], Any]:
+    from phloem.iot.logs import (
+        LogStats,
+        events_from_log,
+        read_dnsmasq,
+        read_ftl_db,
+        read_unbound,
+    )
+
+    st = LogStats()
+    if kind == "ftl":
+        return events_from_log(read_ftl_db(path, stats=st)), st
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        recs = (
+            list(read_unbound(fh, stats=st))
+            if kind == "unbound"
+            else list(read_dnsmasq(fh, year=year, stats=st))
+        )
+    return events_from_log(recs), st
+
+
 @app.command("identify")
 def identify(
-    capture: Annotated[Path, typer.Argument(help="A pcap or pcapng file.")],
+    capture: Annotated[
+        Path,
+        typer.Argument(
+            help="A pcap/pcapng capture, or a dnsmasq/Pi-hole/unbound log, or "
+            "Pi-hole's FTL database."
+        ),
+    ],
     model_path: Annotated[Path, typer.Option("--model", help="A model from `iot train`.")] = Path(
         "iot-model.npz"
     ),
     window: Annotated[float, typer.Option(help="Seconds after each device's anchor.")] = 2.0,
     top: Annotated[int, typer.Option(help="Labels shown per device.")] = 3,
+    source: Annotated[
+        str, typer.Option(help="auto, pcap (pcap/pcapng), dnsmasq (or Pi-hole), unbound, ftl.")
+    ] = "auto",
+    year: Annotated[int, typer.Option(help="Year of dnsmasq log lines (they carry none).")] = (
+        datetime.now(UTC).year
+    ),
 ) -> None:
     """Per-device report for a capture: key, first seen, top labels, driving names, flags."""
 
@@ -155,9 +206,16 @@ def identify(
             raise ConfigError("--model", f"{model_path} does not exist; run `phloem iot train`")
         m = NumpyModel.load(model_path)
         stats = EventStats()
-        with PcapReader(capture) as reader:
-            events = events_from_packets(reader, stats=stats)
-            read_stats = reader.stats
+        kind = _source_kind(capture) if source == "auto" else source
+        if kind not in SOURCES:
+            raise ConfigError("--source", f"unknown {source!r}", ("auto", *SOURCES))
+        read_stats: Any
+        if kind == "pcap":
+            with PcapReader(capture) as reader:
+                events = events_from_packets(reader, stats=stats)
+                read_stats = reader.stats
+        else:
+            events, read_stats = _log_events(capture, kind, year)
         rows = []
         if events:
             proba = m.predict_proba_events(events, window)
@@ -184,7 +242,13 @@ def identify(
             ", ".join(flags) or "-",
         )
     console.print(t)
-    console.print(
-        f"packets read {read_stats.packets}, malformed {read_stats.malformed}, "
-        f"truncated {read_stats.truncated}; undecodable DNS {malformed_dns} (all skipped)"
-    )
+    if hasattr(read_stats, "packets"):
+        console.print(
+            f"packets read {read_stats.packets}, malformed {read_stats.malformed}, "
+            f"truncated {read_stats.truncated}; undecodable DNS {malformed_dns} (all skipped)"
+        )
+    else:
+        console.print(
+            f"log lines {read_stats.lines}, queries {read_stats.queries}, "
+            f"malformed {read_stats.malformed} (skipped)"
+        )

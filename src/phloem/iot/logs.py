@@ -1,0 +1,169 @@
+"""Resolver logs as a source of queries: dnsmasq / Pi-hole, unbound, Pi-hole's FTL database.
+
+A home gateway usually has no packet capture but does have its resolver's log. Each reader
+yields :class:`LogQuery` records (time, client IP, name, query type); :func:`events_from_log`
+groups them into :class:`~phloem.iot.events.Event` s keyed by client IP, anchored at each
+client's first query (logs carry no DHCP). Lines that are not queries are ignored; lines that
+look like queries but do not parse are counted in :class:`LogStats`, never fatal.
+
+Formats
+-------
+- dnsmasq and Pi-hole (``pihole.log``), syslog-style, no year in the line::
+
+      Nov 25 10:00:01 dnsmasq[812]: query[A] time.example.com from 192.168.1.23
+
+- unbound with ``log-queries: yes`` (epoch timestamp)::
+
+      [1700000000] unbound[321:0] info: 192.168.1.23 time.example.com. A IN
+
+- Pi-hole FTL's SQLite ``queries`` table (``timestamp``, ``type``, ``domain``, ``client``),
+  read-only, type codes as FTL numbers them.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timezone
+from pathlib import Path
+
+from phloem.iot.dns import QTYPE
+from phloem.iot.events import Event, Query
+
+__all__ = [
+    "LogQuery",
+    "LogStats",
+    "events_from_log",
+    "read_dnsmasq",
+    "read_ftl_db",
+    "read_unbound",
+]
+
+_TYPE_CODE = {name: code for code, name in QTYPE.items()}
+#: Pi-hole FTL's query type numbering (FTL's enum query_types)
+FTL_TYPES: dict[int, int] = {
+    1: 1, 2: 28, 3: 255, 4: 33, 5: 6, 6: 12, 7: 16, 8: 35, 9: 15, 10: 43, 11: 46, 12: 48,
+    13: 2, 15: 64, 16: 65,
+}  # fmt: skip
+
+_DNSMASQ = re.compile(
+    r"^(?P<mon>[A-Z][a-z]{2})\s+(?P<day>\d{1,2}) (?P<time>\d\d:\d\d:\d\d) \S+: "
+    r"query\[(?P<type>[A-Za-z0-9]+)\] (?P<name>\S+) from (?P<client>\S+)\s*$"
+)
+_UNBOUND = re.compile(
+    r"^\[(?P<ts>\d+(?:\.\d+)?)\] unbound\[[^\]]*\] info: (?P<client>[0-9A-Fa-f:.]+) "
+    r"(?P<name>\S+) "
+    r"(?P<type>[A-Za-z0-9]+) IN\s*$"
+)
+
+
+@dataclass(frozen=True)
+class LogQuery:
+    ts: float  # UTC epoch seconds
+    client: str  # client IP as logged
+    name: str  # lower case, no trailing dot
+    qtype: int
+
+
+@dataclass
+class LogStats:
+    lines: int = 0
+    queries: int = 0
+    malformed: int = 0  # looked like a query line but did not parse
+
+
+def _qtype(token: str) -> int:
+    t = token.upper()
+    if t.startswith("TYPE") and t[4:].isdigit():
+        return int(t[4:])
+    return _TYPE_CODE.get(t, 0)
+
+
+def _name(raw: str) -> str:
+    return raw.rstrip(".").lower()
+
+
+def read_dnsmasq(
+    lines: Iterable[str], *, year: int, tz: timezone = UTC, stats: LogStats | None = None
+) -> Iterator[LogQuery]:
+    """Queries from dnsmasq / Pi-hole log lines; ``year`` (and ``tz``) complete the timestamps."""
+    st = stats if stats is not None else LogStats()
+    for line in lines:
+        st.lines += 1
+        if "query[" not in line:
+            continue
+        m = _DNSMASQ.match(line.rstrip("\n"))
+        if m is None:
+            st.malformed += 1
+            continue
+        try:
+            when = datetime.strptime(
+                f"{year} {m['mon']} {m['day']} {m['time']}", "%Y %b %d %H:%M:%S"
+            ).replace(tzinfo=tz)
+        except ValueError:
+            st.malformed += 1
+            continue
+        st.queries += 1
+        yield LogQuery(when.timestamp(), m["client"], _name(m["name"]), _qtype(m["type"]))
+
+
+def read_unbound(lines: Iterable[str], *, stats: LogStats | None = None) -> Iterator[LogQuery]:
+    """Queries from unbound ``log-queries`` lines."""
+    st = stats if stats is not None else LogStats()
+    for line in lines:
+        st.lines += 1
+        if " info: " not in line or " IN" not in line:
+            continue
+        m = _UNBOUND.match(line.rstrip("\n"))
+        if m is None:
+            st.malformed += 1
+            continue
+        st.queries += 1
+        yield LogQuery(float(m["ts"]), m["client"], _name(m["name"]), _qtype(m["type"]))
+
+
+def read_ftl_db(path: str | Path, *, stats: LogStats | None = None) -> Iterator[LogQuery]:
+    """Queries from Pi-hole FTL's SQLite database, opened read-only, in time order."""
+    st = stats if stats is not None else LogStats()
+    con = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
+    try:
+        rows = con.execute("SELECT timestamp, type, domain, client FROM queries ORDER BY timestamp")
+        for ts, typ, domain, client in rows:
+            st.lines += 1
+            if not isinstance(domain, str) or not isinstance(client, str) or ts is None:
+                st.malformed += 1
+                continue
+            st.queries += 1
+            yield LogQuery(float(ts), client, _name(domain), FTL_TYPES.get(int(typ or 0), 0))
+    finally:
+        con.close()
+
+
+def events_from_log(
+    records: Iterable[LogQuery], *, known: set[str] | None = None, resolver: str = ""
+) -> list[Event]:
+    """One event per client not in ``known``, anchored at its first query (``known`` grows).
+
+    ``resolver`` is recorded as every query's resolver (a log is the resolver's own view).
+    """
+    seen = known if known is not None else set()
+    first: dict[str, float] = {}
+    queries: dict[str, list[Query]] = {}
+    for r in sorted(records, key=lambda r: r.ts):
+        if r.client in seen and r.client not in first:
+            continue
+        t0 = first.setdefault(r.client, r.ts)
+        queries.setdefault(r.client, []).append(Query(r.ts - t0, r.name, r.qtype, resolver))
+    seen.update(first)
+    return [
+        Event(
+            key=c,
+            anchor_utc=t0,
+            queries=tuple(queries[c]),
+            day=datetime.fromtimestamp(t0, tz=UTC).date().isoformat(),
+            experiment="log",
+        )
+        for c, t0 in sorted(first.items(), key=lambda kv: kv[1])
+    ]
