@@ -135,9 +135,8 @@ class Aggregator:
         weights = {int(u): float(w) for u, w in zip(cohort.ids, cohort.weights, strict=True)}
         # clients that drop before uploading still take part in the protocol's first stages
         ids = [int(u) for u in plan.cohort.ids]
-        inputs = {u: flat.get(u, np.zeros(0)) for u in ids}
         res = secure_mean(
-            {u: v for u, v in inputs.items() if u in flat},
+            flat,
             settings,
             weights=weights,
             gen=gen,

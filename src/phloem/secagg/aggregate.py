@@ -9,7 +9,6 @@ go through here.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -230,8 +229,3 @@ def secure_mean(
     total, weight = quant.decode_sum(report.result.total, len(included))
     mean = total / weight if weight > 0 else np.zeros(d)
     return SecureMean(mean, weight, included, report, quant)
-
-
-def urandom_for(_client: int) -> RandomBytes:
-    """The default secret byte source for every client."""
-    return os.urandom

@@ -9,7 +9,6 @@ the clients that drop are ``0 .. round(fraction * n) - 1``, at one stage.
 from __future__ import annotations
 
 import resource
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -133,9 +132,3 @@ def run_bench(
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         stages={k: v.summary() for k, v in rep.stages.items()},
     )
-
-
-def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
-    t0 = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - t0
