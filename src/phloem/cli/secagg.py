@@ -32,6 +32,8 @@ def _settings(
     consistency: bool,
     tolerate_dropout: float,
     tolerate_corrupt: float,
+    sigma: float = 40.0,
+    eta: float = 30.0,
 ) -> SecAggSettings:
     if protocol not in [p.value for p in Protocol]:
         raise ConfigError("--protocol", f"unknown {protocol!r}", [p.value for p in Protocol])
@@ -41,6 +43,8 @@ def _settings(
         threshold=threshold,
         dropout=tolerate_dropout,
         corrupt=tolerate_corrupt,
+        sigma=sigma,
+        eta=eta,
         modulus_bits=modulus_bits,
         prg=prg,  # type: ignore[arg-type]
         consistency_check=consistency,
@@ -138,14 +142,8 @@ def params(
     import numpy as np
 
     def explain() -> str:
-        s = SecAggSettings(
-            protocol=Protocol(protocol) if protocol in ("secagg", "secagg+") else protocol,  # type: ignore[arg-type]
-            num_shares=num_shares,
-            threshold=threshold,
-            dropout=dropout,
-            corrupt=corrupt,
-            sigma=sigma,
-            eta=eta,
+        s = _settings(
+            protocol, num_shares, threshold, 32, "aes-ctr", False, dropout, corrupt, sigma, eta
         )
         return s.parameters(clients).explain(mc_trials, np.random.default_rng(0))
 
