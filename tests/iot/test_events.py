@@ -7,6 +7,7 @@ import struct
 
 import pytest
 
+from phloem.iot.dns import parse_dns
 from phloem.iot.events import (
     ANCHOR_MODES,
     Event,
@@ -15,8 +16,10 @@ from phloem.iot.events import (
     events_from_packets,
     main_resolvers,
     resolvers_used,
+    stack_fingerprint,
     uses_external_resolver,
 )
+from phloem.iot.packets import decode, extract_dns
 from phloem.iot.pcap import RawPacket
 
 MAC_A = "0c:8b:95:a0:e2:cc"
@@ -40,9 +43,9 @@ def udp(sport: int, dport: int, payload: bytes) -> bytes:
     return struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
 
 
-def ipv4(body: bytes, src: str, dst: str) -> bytes:
+def ipv4(body: bytes, src: str, dst: str, ttl: int = 64) -> bytes:
     return (
-        struct.pack("!BBHHHBBH", 0x45, 0, 20 + len(body), 0, 0, 64, 17, 0)
+        struct.pack("!BBHHHBBH", 0x45, 0, 20 + len(body), 0, 0, ttl, 17, 0)
         + socket.inet_aton(src)
         + socket.inet_aton(dst)
         + body
@@ -107,8 +110,8 @@ def test_groups_by_mac_and_keeps_only_queries() -> None:
     a = events[MAC_A]
     assert a.anchor_utc == T0 + 2.0 and a.day == "2023-11-14"
     assert a.queries == (
-        Query(0.0, "a.example.com", 1, "10.0.0.1"),
-        Query(3.0, "api.example.com", 1, "8.8.8.8"),
+        Query(0.0, "a.example.com", 1, "10.0.0.1", "ttl=64"),
+        Query(3.0, "api.example.com", 1, "8.8.8.8", "ttl=64"),
     )
     assert [q.name for q in events[MAC_B].queries] == ["early.b.com", "b.example.com", "c.b.com"]
     assert (stats.queries, stats.responses, stats.packets) == (5, 1, 8)
@@ -197,3 +200,40 @@ def test_resolver_flags() -> None:
                            Query(2, "z", 1, "8.8.4.4")))  # fmt: skip
     assert main_resolvers([lone]) == {"8.8.8.8"} and uses_external_resolver(lone)
     assert main_resolvers([]) == frozenset()
+
+
+def _fingerprint(frame: bytes) -> str:
+    pkt = decode(RawPacket(T0, 1, frame, 0))
+    assert pkt is not None
+    payload = extract_dns(pkt)
+    assert payload is not None
+    return stack_fingerprint(pkt, parse_dns(payload.message))
+
+
+@pytest.mark.parametrize(
+    ("ttl", "expected"), [(1, "ttl=32"), (32, "ttl=32"), (60, "ttl=64"), (64, "ttl=64"),
+                          (100, "ttl=128"), (128, "ttl=128"), (200, "ttl=255"), (255, "ttl=255")]
+)  # fmt: skip
+def test_stack_fingerprint_rounds_ttl_up_to_an_initial_value(ttl: int, expected: str) -> None:
+    frame = eth(MAC_A, GW, ipv4(udp(40000, 53, dns("x.com")), "10.0.0.5", "8.8.8.8", ttl=ttl))
+    assert _fingerprint(frame) == expected
+
+
+def test_stack_fingerprint_traits() -> None:
+    # id 0, RD clear, one additional record (EDNS OPT), two questions
+    labels = b"\x01x\x03com\x00"
+    msg = struct.pack("!HHHHHH", 0, 0x0000, 2, 0, 0, 1) + (labels + b"\x00\x01\x00\x01") * 2
+    msg += b"\x00" + struct.pack("!HHIH", 41, 1232, 0, 0)  # OPT RR
+    frame = eth(MAC_A, GW, ipv4(udp(40000, 53, msg), "10.0.0.5", "8.8.8.8", ttl=255))
+    assert _fingerprint(frame) == "ttl=255 rd0 edns id0 qd2"
+    # a plain stub query: RD set, random id, no additional records
+    assert _fingerprint(eth(MAC_A, GW, ipv4(udp(1, 53, dns("x.com")), "10.0.0.5", "1.1.1.1"))) == (
+        "ttl=64"
+    )
+
+
+def test_queries_carry_their_fingerprint_into_events() -> None:
+    pkts = [RawPacket(T0, 1, eth(MAC_A, GW, ipv4(udp(1, 53, dns("x.com", ident=0)),
+                                                 "10.0.0.5", "8.8.8.8", ttl=255)), 0)]  # fmt: skip
+    (event,) = events_from_packets(pkts)
+    assert event.queries[0].stack == "ttl=255 id0"

@@ -76,6 +76,27 @@ def test_block_weights_scale_before_normalisation() -> None:
     np.testing.assert_allclose(vec.transform(ev, 1.0).toarray()[0], [3.0, 1.0])
 
 
+def test_resolver_and_stack_blocks() -> None:
+    qs = (
+        Query(0.0, "a.example.com", 1, "114.114.114.114", "ttl=255 id0"),
+        Query(0.5, "b.example.com", 1, "192.168.1.1", "ttl=255 id0"),
+        Query(0.6, "c.example.com", 1, "fe80::1", "ttl=255"),
+        Query(0.7, "d.example.com", 1, "not-an-ip", ""),
+        Query(0.8, "e.example.com", 1, "", ""),  # a resolver log: no resolver, no fingerprint
+    )
+    ev = Event("k", 0.0, qs, device="d")
+    spec = FeatureSpec(blocks=(Block.RESOLVER, Block.STACK), weighting=Weighting.COUNT,
+                       l2_normalise=False)  # fmt: skip
+    vec = Vectorizer(spec).fit([ev], 5.0)
+    row = dict(zip(vec.feature_names, vec.transform([ev], 5.0).toarray()[0], strict=True))
+    assert row == {
+        "resolver:114.114.114.114": 1.0,
+        "resolver:local": 3.0,
+        "stack:ttl=255": 3.0,
+        "stack:id0": 2.0,
+    }
+
+
 def test_all_blocks_terms() -> None:
     vec = Vectorizer(FeatureSpec(order_k=2, l2_normalise=False)).fit(EVENTS[:1], 5.0)
     names = set(vec.feature_names)

@@ -73,6 +73,7 @@ def test_ethernet_udp_dns_query() -> None:
     assert (d.src_ip, d.dst_ip, d.ip_version) == ("10.10.0.247", "8.8.8.8", 4)
     assert (d.protocol, d.src_port, d.dst_port) == (IpProto.UDP, 45773, 53)
     assert d.payload == DNS_QUERY  # Ethernet padding trimmed
+    assert d.ttl == 64 and d.tcp_flags is None
     dns = extract_dns(d)
     assert dns is not None and dns.transport is DnsTransport.UDP and dns.is_query_direction
     assert parse_dns(dns.message).questions[0].name == "api.amazon.com"

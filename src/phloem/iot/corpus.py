@@ -50,7 +50,7 @@ from phloem.iot.pcap import CaptureFormatError, PcapReader
 
 __all__ = ["CACHE_VERSION", "CorpusStats", "build_corpus", "corpus_cache_file", "load_corpus"]
 
-CACHE_VERSION: Final = 1
+CACHE_VERSION: Final = 2
 """Bump when the events :func:`build_corpus` produces change; older cache files are ignored."""
 
 _WHAT: Final = "DoH-IoT captures (github.com/SafeNetIoT/doh_iot)"
@@ -205,7 +205,7 @@ def corpus_cache_file(tarball: Path, cache_dir: str | Path | None = None) -> Pat
 def _to_json(events: list[Event]) -> dict[str, Any]:
     rows = [
         [e.key, e.anchor_utc, e.device, e.experiment, e.day,
-         [[q.t, q.name, q.qtype, q.resolver] for q in e.queries]]
+         [[q.t, q.name, q.qtype, q.resolver, q.stack] for q in e.queries]]
         for e in events
     ]  # fmt: skip
     return {"version": CACHE_VERSION, "events": rows}
@@ -215,7 +215,7 @@ def _from_json(doc: dict[str, Any]) -> list[Event]:
     if doc.get("version") != CACHE_VERSION:
         raise ValueError("cache version mismatch")
     return [
-        Event(key, anchor, tuple(Query(t, n, qt, r) for t, n, qt, r in qs), device, exp, day)
+        Event(key, anchor, tuple(Query(*q) for q in qs), device, exp, day)
         for key, anchor, device, exp, day, qs in doc["events"]
     ]
 

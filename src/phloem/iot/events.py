@@ -15,8 +15,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal, get_args
 
-from phloem.iot.dns import DnsParseError, parse_dns
-from phloem.iot.packets import DecodeStats, DnsTransport, decode, extract_dhcp, extract_dns
+from phloem.iot.dns import DnsMessage, DnsParseError, parse_dns
+from phloem.iot.packets import (
+    Decoded,
+    DecodeStats,
+    DnsTransport,
+    IpProto,
+    decode,
+    extract_dhcp,
+    extract_dns,
+)
 from phloem.iot.pcap import RawPacket
 
 __all__ = [
@@ -28,6 +36,7 @@ __all__ = [
     "events_from_packets",
     "main_resolvers",
     "resolvers_used",
+    "stack_fingerprint",
     "uses_external_resolver",
 ]
 
@@ -40,6 +49,7 @@ class Query:
     name: str  # query name, lower case, no trailing dot
     qtype: int  # 1 = A, 28 = AAAA, ... (phloem.iot.dns.QTYPE)
     resolver: str  # destination IP of the query
+    stack: str = ""  # the sender's stack fingerprint (:func:`stack_fingerprint`); "" if unseen
 
 
 @dataclass(frozen=True)
@@ -113,11 +123,48 @@ class EventStats:
     known_skipped: int = 0
 
 
+_INITIAL_TTLS = (32, 64, 128, 255)
+
+
+def stack_fingerprint(packet: Decoded, message: DnsMessage) -> str:
+    """Space-separated traits of the network stack that sent a DNS query.
+
+    Passive OS fingerprinting applied to DNS (after p0f): what the sender's resolver library
+    and IP stack choose, and a device keeps across reboots:
+
+    - ``ttl=<n>``: the initial IP TTL / hop limit, rounded up to 32, 64, 128 or 255 (exact on
+      the device's own link, where captures are taken);
+    - ``v6``: the query went over IPv6; ``tcp``: over TCP;
+    - ``rd0``: recursion not desired (stub resolvers set RD);
+    - ``edns``: additional records present (an EDNS OPT, in practice);
+    - ``id0``: transaction id 0 (some embedded stacks never randomise it);
+    - ``qd<n>``: more than one question in the message.
+
+    Resolver logs do not show these; their queries carry an empty fingerprint.
+    """
+    traits: list[str] = []
+    if packet.ttl:
+        traits.append(f"ttl={next(t for t in _INITIAL_TTLS if packet.ttl <= t)}")
+    if packet.ip_version == 6:
+        traits.append("v6")
+    if packet.protocol is IpProto.TCP:
+        traits.append("tcp")
+    if not message.rd:
+        traits.append("rd0")
+    if message.additional_count:
+        traits.append("edns")
+    if message.id == 0:
+        traits.append("id0")
+    if len(message.questions) > 1:
+        traits.append(f"qd{len(message.questions)}")
+    return " ".join(traits)
+
+
 @dataclass(slots=True)
 class _Client:
     first_query: float = math.inf
     dhcp: float = math.inf
-    queries: list[tuple[float, str, int, str]] = field(default_factory=list)
+    queries: list[tuple[float, str, int, str, str]] = field(default_factory=list)
 
 
 def _collect(packets: Iterable[RawPacket], stats: EventStats) -> tuple[dict[str, _Client], float]:
@@ -160,7 +207,10 @@ def _collect(packets: Iterable[RawPacket], stats: EventStats) -> tuple[dict[str,
         stats.queries += 1
         client = clients.setdefault(pkt.src_mac or pkt.src_ip, _Client())
         client.first_query = min(client.first_query, pkt.ts)
-        client.queries.extend((pkt.ts, q.name, q.qtype, pkt.dst_ip) for q in message.questions)
+        stack = stack_fingerprint(pkt, message)
+        client.queries.extend(
+            (pkt.ts, q.name, q.qtype, pkt.dst_ip, stack) for q in message.questions
+        )
     return clients, first_ts
 
 
@@ -251,7 +301,7 @@ def events_from_packets(
         at = _anchor(key, client, anchor, first_ts, stats)
         kept = sorted((q for q in client.queries if q[0] >= at), key=lambda q: q[0])
         stats.before_anchor += len(client.queries) - len(kept)
-        queries = tuple(Query(ts - at, name, qtype, dst) for ts, name, qtype, dst in kept)
+        queries = tuple(Query(ts - at, name, qtype, dst, fp) for ts, name, qtype, dst, fp in kept)
         day = datetime.fromtimestamp(at, UTC).date().isoformat()
         events.append(Event(key, at, queries, day=day))
     if known is not None:

@@ -9,7 +9,13 @@ blocks next to it, each switchable and weighted through a frozen :class:`Feature
 - ``token``: bag of name tokens (:func:`~phloem.iot.domains.tokens`),
 - ``qtype``: counts of query types (``A``, ``AAAA``, ``PTR``, ...),
 - ``count``: ``log(1 + n)`` of the number of queries and of distinct names,
-- ``order``: the first ``K`` distinct registered domains with their rank (``sld@0=amazon.com``).
+- ``order``: the first ``K`` distinct registered domains with their rank (``sld@0=amazon.com``),
+- ``resolver``: the resolvers queried -- a public address as such (a device that hard-codes
+  ``114.114.114.114`` keeps doing so on any network), every private one as ``local``,
+- ``stack``: the sender's stack fingerprint traits
+  (:func:`~phloem.iot.events.stack_fingerprint`: initial TTL, RD, EDNS, zero ids, ...),
+  which tell apart devices whose first query is the same name (two cameras asking for
+  ``0.pool.ntp.org``). Captures only: resolver logs carry neither block.
 
 Terms are strings ``"<block>:<term>"``; the vocabulary is sorted, so fitting twice on the same
 events gives the same columns. Featurising one event (:meth:`Vectorizer.featurise`) needs only
@@ -19,11 +25,13 @@ imported only to build the sparse matrix in :meth:`Vectorizer.transform`.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -48,6 +56,8 @@ class Block(StrEnum):
     QTYPE = "qtype"
     COUNT = "count"
     ORDER = "order"
+    RESOLVER = "resolver"
+    STACK = "stack"
 
 
 class Weighting(StrEnum):
@@ -61,6 +71,15 @@ class Weighting(StrEnum):
 _COUNT_TERMS = ("count:queries", "count:distinct")
 
 
+@lru_cache(maxsize=4096)
+def _resolver_term(address: str) -> str:
+    """A public resolver address as itself; private, local and unparsable ones as ``local``."""
+    try:
+        return address if ipaddress.ip_address(address).is_global else "local"
+    except ValueError:
+        return "local"
+
+
 @dataclass(frozen=True)
 class FeatureSpec:
     """Which feature blocks to build and how to weigh them.
@@ -68,7 +87,7 @@ class FeatureSpec:
     Parameters
     ----------
     blocks
-        The blocks to build, in any order. Default: all six.
+        The blocks to build, in any order. Default: all of them.
     weights
         Multiplier per block (missing blocks weigh 1.0), applied before row normalisation.
     weighting
@@ -185,6 +204,11 @@ class Vectorizer:
             elif block is Block.ORDER:
                 leading = [d for d in dict.fromkeys(slds) if d][: spec.order_k]
                 out.update({f"order:sld@{i}={d}": 1.0 for i, d in enumerate(leading)})
+            elif block is Block.RESOLVER:
+                bags.update(f"resolver:{_resolver_term(q.resolver)}" for q in queries if q.resolver)
+            elif block is Block.STACK:
+                for q in queries:
+                    bags.update(f"stack:{t}" for t in q.stack.split())
         weighting = spec.weighting
         for term, c in bags.items():
             if weighting is Weighting.BINARY:

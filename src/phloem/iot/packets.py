@@ -99,6 +99,9 @@ class Decoded:
 
     ``src_mac``/``dst_mac`` are ``"aa:bb:cc:dd:ee:ff"`` when the link layer shows them
     (Ethernet; the source only for SLL/SLL2), else ``None``. ``tcp_flags`` is ``None`` for UDP.
+    ``ttl`` is the IPv4 TTL or IPv6 hop limit as captured (0 when unknown): seen on the
+    device's own link it is the initial value its network stack sets (64 Linux, 128 Windows,
+    255 many embedded stacks), a classic passive OS fingerprint.
     """
 
     ts: float
@@ -113,6 +116,7 @@ class Decoded:
     dst_port: int
     payload: bytes
     tcp_flags: int | None = None
+    ttl: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,10 +225,10 @@ def _version_ethertype(first: int) -> int:
     raise _SkipError("not_ip")
 
 
-def _ipv4(data: bytes, off: int) -> tuple[str, str, int, bytes]:
+def _ipv4(data: bytes, off: int) -> tuple[str, str, int, bytes, int]:
     if len(data) < off + 20:
         raise _SkipError("malformed")
-    vihl, _, total, _, frag, _, proto = struct.unpack_from("!BBHHHBB", data, off)
+    vihl, _, total, _, frag, ttl, proto = struct.unpack_from("!BBHHHBB", data, off)
     ihl = (vihl & 0xF) * 4
     if vihl >> 4 != 4 or ihl < 20 or total < ihl or len(data) < off + ihl:
         raise _SkipError("malformed")
@@ -233,13 +237,13 @@ def _ipv4(data: bytes, off: int) -> tuple[str, str, int, bytes]:
     src = socket.inet_ntop(socket.AF_INET, data[off + 12 : off + 16])
     dst = socket.inet_ntop(socket.AF_INET, data[off + 16 : off + 20])
     # ``total`` trims Ethernet padding; a snapped capture just ends earlier
-    return src, dst, proto, data[off + ihl : off + total]
+    return src, dst, proto, data[off + ihl : off + total], ttl
 
 
-def _ipv6(data: bytes, off: int) -> tuple[str, str, int, bytes]:
+def _ipv6(data: bytes, off: int) -> tuple[str, str, int, bytes, int]:
     if len(data) < off + 40:
         raise _SkipError("malformed")
-    vtf, plen, nxt = struct.unpack_from("!IHB", data, off)
+    vtf, plen, nxt, hop_limit = struct.unpack_from("!IHBB", data, off)
     if vtf >> 28 != 6:
         raise _SkipError("malformed")
     src = socket.inet_ntop(socket.AF_INET6, data[off + 8 : off + 24])
@@ -265,7 +269,7 @@ def _ipv6(data: bytes, off: int) -> tuple[str, str, int, bytes]:
             break
     if pos > len(body):
         raise _SkipError("malformed")
-    return src, dst, nxt, body[pos:]
+    return src, dst, nxt, body[pos:], hop_limit
 
 
 def decode(raw: RawPacket, stats: DecodeStats | None = None) -> Decoded | None:
@@ -298,10 +302,10 @@ def _decode(raw: RawPacket) -> Decoded:
     data = raw.data
     src_mac, dst_mac, ethertype, off = _link(raw.link_type, data)
     if ethertype == _ETH_IPV4:
-        src, dst, proto, body = _ipv4(data, off)
+        src, dst, proto, body, ttl = _ipv4(data, off)
         version = 4
     elif ethertype == _ETH_IPV6:
-        src, dst, proto, body = _ipv6(data, off)
+        src, dst, proto, body, ttl = _ipv6(data, off)
         version = 6
     else:
         raise _SkipError("not_ip")
@@ -313,7 +317,7 @@ def _decode(raw: RawPacket) -> Decoded:
             raise _SkipError("malformed")
         return Decoded(
             raw.ts, raw.interface, src_mac, dst_mac, src, dst, version,
-            IpProto.UDP, sport, dport, body[8:ulen],
+            IpProto.UDP, sport, dport, body[8:ulen], None, ttl,
         )  # fmt: skip
     if proto == IpProto.TCP:
         if len(body) < 20:
@@ -324,7 +328,7 @@ def _decode(raw: RawPacket) -> Decoded:
             raise _SkipError("malformed")
         return Decoded(
             raw.ts, raw.interface, src_mac, dst_mac, src, dst, version,
-            IpProto.TCP, sport, dport, body[hlen:], flags,
+            IpProto.TCP, sport, dport, body[hlen:], flags, ttl,
         )  # fmt: skip
     raise _SkipError("other_transport")
 
