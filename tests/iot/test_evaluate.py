@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from phloem.iot.evaluate import (
+    evaluate_anytime,
     evaluate_windows,
+    experiment_split,
     leave_one_device_out,
     paper_rows,
     temporal_split_events,
@@ -73,3 +75,35 @@ def test_held_out_device_is_flagged_unknown() -> None:
     assert r.device == "bulb" and r.n_unknown == 10
     assert r.unknown_flagged >= 0.8
     assert r.known_flagged <= 0.2
+
+
+def test_experiment_split_keeps_each_experiment_on_one_side() -> None:
+    events = corpus()
+    twin = [Event(e.key, e.anchor_utc, e.queries, e.device, e.experiment, e.day) for e in events]
+    train, test = experiment_split(events + twin, 0.25, seed=3)
+    assert {e.experiment for e in train}.isdisjoint({e.experiment for e in test})
+    assert len(test) == 2 * round(0.25 * len(events))
+    assert experiment_split(events, 0.25, seed=3) == experiment_split(events, 0.25, seed=3)
+    with pytest.raises(ValueError, match="test_fraction"):
+        experiment_split(events, 1.0)
+
+
+def test_anytime_scores_match_a_direct_replay() -> None:
+    from phloem.iot.identify import Identifier
+
+    train, test = temporal_split_events(corpus(per_day=10), 3)
+    idt = Identifier.train(train, checkpoints=(0, 5, 10), target_false_unknown=0.05)
+    quiet = Event("q-mac", 0.0, (), "plug", "quiet", "2023-10-22")
+    s = evaluate_anytime(idt, [*test, quiet], confidence=0.8, horizon_s=10.0)
+    assert s.n_events == len(test)  # the silent event is left out
+    # slow reference: the first query time at which the answer is confident
+    times = []
+    for e in test:
+        for q in e.window(10.0):
+            a = idt.answer(e, q.t, explain=False)
+            if not a.unknown and a.confidence >= 0.8:
+                times.append(q.t)
+                break
+    assert s.answered == pytest.approx(len(times) / len(test))
+    assert s.median_time_s == pytest.approx(float(np.median(times)), abs=1e-3)
+    assert 0.0 <= s.first_answer_accuracy <= 1.0 and s.final_accuracy == 1.0

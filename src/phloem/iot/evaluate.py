@@ -10,10 +10,12 @@ share of them is reported beside the scores.
 Protocols
 ---------
 - :func:`temporal_split_events`: train on the earlier days, test on the later ones;
+- :func:`experiment_split`: a random split that keeps each experiment on one side;
 - :func:`paper_rows`: the paper's own protocol -- one row per queried second-level domain,
   rows split at random -- kept to show fidelity to the paper and how it leaks between train
   and test (the same experiment contributes rows to both);
-- :func:`leave_one_device_out`: unknown-device detection.
+- :func:`leave_one_device_out`: unknown-device detection;
+- :func:`evaluate_anytime`: the any-time mode replayed query by query.
 """
 
 from __future__ import annotations
@@ -32,16 +34,17 @@ from phloem.iot.models import (
     LogRegClassifier,
     MLPClassifier,
     ProbabilisticClassifier,
-    UnknownDetector,
     aggregate_proba,
 )
-from phloem.iot.unknown import NoveltyDetector
 
 __all__ = [
     "WINDOWS",
+    "AnytimeScore",
     "UnknownScore",
     "WindowScore",
+    "evaluate_anytime",
     "evaluate_windows",
+    "experiment_split",
     "leave_one_device_out",
     "paper_rows",
     "temporal_split_events",
@@ -84,6 +87,27 @@ def temporal_split_events(
     return [e for e in events if e.day in cut], [e for e in events if e.day not in cut]
 
 
+def experiment_split(
+    events: Sequence[Event], test_fraction: float = 0.3, *, seed: int = 0
+) -> tuple[list[Event], list[Event]]:
+    """Random split by experiment: all events of one experiment land on the same side.
+
+    The fix of the paper's leak (its rows of one experiment fall on both sides) that keeps its
+    random, day-blind split. Experiments are ``Event.experiment`` (events without one are
+    their own experiment).
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    ids = sorted({e.experiment or f"#{i}" for i, e in enumerate(events)})
+    gen = np.random.default_rng(seed)
+    test_ids = set(gen.permutation(ids)[: round(test_fraction * len(ids))].tolist())
+    train: list[Event] = []
+    test: list[Event] = []
+    for i, e in enumerate(events):
+        (test if (e.experiment or f"#{i}") in test_ids else train).append(e)
+    return train, test
+
+
 def _labels(events: Sequence[Event]) -> list[str]:
     out = []
     for e in events:
@@ -101,10 +125,13 @@ def evaluate_windows(
     model: ModelFactory = LogRegClassifier,
     windows: Sequence[float] = WINDOWS,
     groups: Mapping[str, Mapping[str, str]] | None = None,
+    predictions: dict[str, tuple[list[str], list[str]]] | None = None,
 ) -> list[WindowScore]:
     """Fit per window on ``train``, score on ``test``; ``groups``: level -> device -> group.
 
-    Test devices never seen in training count as errors at the device level.
+    Test devices never seen in training count as errors at the device level. When a dict is
+    passed as ``predictions`` it receives ``"<level>@<window>s" -> (truth, predicted)`` for
+    every window and level (for confusion matrices).
     """
     y_train, y_test = _labels(train), _labels(test)
     scores: list[WindowScore] = []
@@ -123,6 +150,8 @@ def evaluate_windows(
             levels[level] = (gp, [str(c) for c in gc], [mapping[y] for y in y_test])
         for level, (p, cls, truth) in levels.items():
             pred = [cls[i] for i in np.argmax(p, axis=1)]
+            if predictions is not None:
+                predictions[f"{level}@{w:g}s"] = (list(truth), pred)
             t_dns = [x for x, h in zip(truth, has, strict=True) if h]
             p_dns = [x for x, h in zip(pred, has, strict=True) if h]
             scores.append(
@@ -174,11 +203,13 @@ class UnknownScore:
     """Leave-one-device-out unknown detection for one held-out device."""
 
     device: str
-    threshold: float
+    threshold: float  # top-probability threshold
     unknown_flagged: float  # share of the held-out device's test events flagged unknown
     known_flagged: float  # share of the known devices' test events flagged unknown
     n_unknown: int
     n_known: int
+    novelty_threshold: float = float("nan")
+    window_s: float = float("nan")
 
 
 def leave_one_device_out(
@@ -194,43 +225,119 @@ def leave_one_device_out(
 ) -> list[UnknownScore]:
     """Hold each device out of training; flag test events that look unknown.
 
-    An event is flagged when the classifier's top probability is low
-    (:class:`~phloem.iot.models.UnknownDetector`) or when many of its names were never seen in
-    training (:class:`~phloem.iot.unknown.NoveltyDetector`). Both thresholds are calibrated on
-    a validation split of the known devices' training events (a fifth of them, at random), each
-    to flag at most half of ``target_false_unknown`` of them.
+    For each device an :class:`~phloem.iot.identify.Identifier` is trained on the other
+    devices' training events at the single checkpoint ``window_s`` -- the deployable detector
+    itself: an event is flagged when the classifier's top probability is low or when many of
+    its names were never seen in training, both thresholds calibrated on a random fifth of the
+    known devices' training events held out of the fit, each to flag at most half of
+    ``target_false_unknown`` of them. Only test events with at least one query in the window
+    are scored (a silent event is "no DNS", not "unknown").
     """
+    from phloem.iot.identify import Identifier
+
     out: list[UnknownScore] = []
+    scored = [e for e in test if e.window(window_s)]
     for d in devices or sorted({str(e.device) for e in train}):
-        known = [e for e in train if e.device != d]
-        gen = np.random.default_rng(seed)
-        mask = gen.random(len(known)) < 0.2
-        fit_ev = [e for e, m in zip(known, mask, strict=True) if not m]
-        val_ev = [e for e, m in zip(known, mask, strict=True) if m]
-        vec = Vectorizer(spec).fit(fit_ev, window_s)
-        clf = model().fit(vec.transform(fit_ev, window_s), _labels(fit_ev))
-        # half the false-unknown budget each: low confidence, and novel names
-        det = UnknownDetector.calibrate(
-            clf.predict_proba(vec.transform(val_ev, window_s)), target_false_unknown / 2
-        )
-        nov = NoveltyDetector().fit(fit_ev, window_s)
-        nov.calibrate(val_ev, window_s, target_false_unknown / 2)
-        held = [e for e in test if e.device == d]
-        rest = [e for e in test if e.device != d]
+        held = [e for e in scored if e.device == d]
+        rest = [e for e in scored if e.device != d]
         if not held or not rest:
             continue
-        flag_held = det.is_unknown(clf.predict_proba(vec.transform(held, window_s)))
-        flag_held |= nov.is_unknown(held, window_s)
-        flag_rest = det.is_unknown(clf.predict_proba(vec.transform(rest, window_s)))
-        flag_rest |= nov.is_unknown(rest, window_s)
+        idt = Identifier.train(
+            [e for e in train if e.device != d],
+            spec=spec,
+            model=model,
+            checkpoints=(window_s,),
+            target_false_unknown=target_false_unknown,
+            seed=seed,
+        )
+        flag_held = [a.unknown for a in idt.answer_many(held, window_s, explain=False)]
+        flag_rest = [a.unknown for a in idt.answer_many(rest, window_s, explain=False)]
+        th = idt.thresholds_at(window_s)
         out.append(
             UnknownScore(
                 d,
-                det.threshold,
+                th.max_proba,
                 float(np.mean(flag_held)),
                 float(np.mean(flag_rest)),
                 len(held),
                 len(rest),
+                th.novelty,
+                window_s,
             )
         )
     return out
+
+
+@dataclass(frozen=True)
+class AnytimeScore:
+    """How the any-time mode fares on a set of test events (see :func:`evaluate_anytime`)."""
+
+    confidence: float
+    horizon_s: float
+    n_events: int  # test events with at least one query within the horizon
+    answered: float  # share given a confident answer within the horizon
+    first_answer_accuracy: float  # accuracy of those first confident answers
+    final_accuracy: float  # top device at the horizon (every scored event)
+    median_time_s: float  # seconds from the anchor to the first confident answer
+    p90_time_s: float
+    revised: float  # share of answered events whose device changed later
+    flagged_unknown: float  # share flagged unknown at some point
+
+
+def evaluate_anytime(
+    identifier: Any,
+    test: Sequence[Event],
+    *,
+    confidence: float = 0.9,
+    horizon_s: float = 60.0,
+) -> AnytimeScore:
+    """Replay each test event query by query through a :class:`~phloem.iot.stream.Tracker`.
+
+    The any-time mode answers once the top probability reaches ``confidence`` (and the event
+    is not flagged unknown); this scores those first answers, when they came, and the answer
+    at the horizon. Events with no query within the horizon are left out.
+    """
+    from phloem.iot.events import Observation
+    from phloem.iot.stream import Tracker
+
+    firsts: list[tuple[bool, float]] = []
+    finals: list[bool] = []
+    revised = unknown = 0
+    n = 0
+    for e in test:
+        qs = e.window(horizon_s)
+        if not qs:
+            continue
+        n += 1
+        tracker = Tracker(identifier, horizon_s=horizon_s, confidence=confidence, explain=False)
+        first: tuple[bool, float] | None = None
+        changed = flagged = False
+        obs = (Observation(e.anchor_utc + q.t, e.key, "query", q.name, q.qtype, q.resolver,
+                           q.stack) for q in qs)  # fmt: skip
+        for line in tracker.run(obs):
+            kind = line["event"]
+            if kind == "identified":
+                first = (line["device"] == e.device, float(line["elapsed_s"]))
+            elif kind == "revised":
+                changed = True
+            elif kind == "unknown":
+                flagged = True
+            elif kind == "final":
+                finals.append(bool(line["top"]) and line["top"][0]["label"] == e.device)
+        if first is not None:
+            firsts.append(first)
+            revised += changed
+        unknown += flagged
+    times = np.array([t for _, t in firsts]) if firsts else np.array([np.nan])
+    return AnytimeScore(
+        confidence,
+        horizon_s,
+        n,
+        len(firsts) / n if n else float("nan"),
+        float(np.mean([ok for ok, _ in firsts])) if firsts else float("nan"),
+        float(np.mean(finals)) if finals else float("nan"),
+        float(np.median(times)),
+        float(np.percentile(times, 90)),
+        revised / len(firsts) if firsts else float("nan"),
+        unknown / n if n else float("nan"),
+    )

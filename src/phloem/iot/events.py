@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal, get_args
@@ -32,9 +32,11 @@ __all__ = [
     "AnchorMode",
     "Event",
     "EventStats",
+    "Observation",
     "Query",
     "events_from_packets",
     "main_resolvers",
+    "observe_packets",
     "resolvers_used",
     "stack_fingerprint",
     "uses_external_resolver",
@@ -167,22 +169,38 @@ class _Client:
     queries: list[tuple[float, str, int, str, str]] = field(default_factory=list)
 
 
-def _collect(packets: Iterable[RawPacket], stats: EventStats) -> tuple[dict[str, _Client], float]:
-    """Group DNS queries and DHCP client messages by client key; also the first packet time."""
-    clients: dict[str, _Client] = {}
-    first_ts = math.inf
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One thing a client did that the identifier cares about, in stream order.
+
+    ``kind`` is ``"query"`` (a DNS question: ``name``, ``qtype``, ``resolver`` and ``stack``
+    set) or ``"dhcp"`` (a DHCP DISCOVER/REQUEST: the client joined; ``key`` is its MAC).
+    """
+
+    ts: float  # epoch seconds
+    key: str  # client MAC, else IP
+    kind: Literal["query", "dhcp"]
+    name: str = ""
+    qtype: int = 0
+    resolver: str = ""
+    stack: str = ""
+
+
+def observe_packets(packets: Iterable[RawPacket], stats: EventStats) -> Iterator[Observation]:
+    """Stream the DNS questions and DHCP client messages of ``packets``, one by one.
+
+    The streaming core of :func:`events_from_packets` and of live monitoring: damaged frames
+    and DNS messages are counted in ``stats`` and skipped.
+    """
     for raw in packets:
         stats.packets += 1
-        if raw.ts < first_ts:  # nan (pcapng simple packet blocks) compares False
-            first_ts = raw.ts
         pkt = decode(raw, stats.decode)
         if pkt is None:
             continue
         dhcp = extract_dhcp(pkt)
         if dhcp is not None:
             if dhcp.is_request and dhcp.message_type in _DHCP_CLIENT_TYPES:
-                client = clients.setdefault(dhcp.client_mac, _Client())
-                client.dhcp = min(client.dhcp, pkt.ts)
+                yield Observation(pkt.ts, dhcp.client_mac, "dhcp")
             continue
         dns = extract_dns(pkt, stats.decode)
         if dns is None:
@@ -205,12 +223,31 @@ def _collect(packets: Iterable[RawPacket], stats: EventStats) -> tuple[dict[str,
             stats.empty_queries += 1
             continue
         stats.queries += 1
-        client = clients.setdefault(pkt.src_mac or pkt.src_ip, _Client())
-        client.first_query = min(client.first_query, pkt.ts)
+        key = pkt.src_mac or pkt.src_ip
         stack = stack_fingerprint(pkt, message)
-        client.queries.extend(
-            (pkt.ts, q.name, q.qtype, pkt.dst_ip, stack) for q in message.questions
-        )
+        for q in message.questions:
+            yield Observation(pkt.ts, key, "query", q.name, q.qtype, pkt.dst_ip, stack)
+
+
+def _collect(packets: Iterable[RawPacket], stats: EventStats) -> tuple[dict[str, _Client], float]:
+    """Group DNS queries and DHCP client messages by client key; also the first packet time."""
+    clients: dict[str, _Client] = {}
+    first_ts = math.inf
+
+    def timed(packets: Iterable[RawPacket]) -> Iterator[RawPacket]:
+        nonlocal first_ts
+        for raw in packets:
+            if raw.ts < first_ts:  # nan (pcapng simple packet blocks) compares False
+                first_ts = raw.ts
+            yield raw
+
+    for ob in observe_packets(timed(packets), stats):
+        client = clients.setdefault(ob.key, _Client())
+        if ob.kind == "dhcp":
+            client.dhcp = min(client.dhcp, ob.ts)
+        else:
+            client.first_query = min(client.first_query, ob.ts)
+            client.queries.append((ob.ts, ob.name, ob.qtype, ob.resolver, ob.stack))
     return clients, first_ts
 
 

@@ -26,7 +26,7 @@ import re
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 
 from phloem.iot.dns import QTYPE
@@ -86,7 +86,7 @@ def _name(raw: str) -> str:
 
 
 def read_dnsmasq(
-    lines: Iterable[str], *, year: int, tz: timezone = UTC, stats: LogStats | None = None
+    lines: Iterable[str], *, year: int, tz: tzinfo = UTC, stats: LogStats | None = None
 ) -> Iterator[LogQuery]:
     """Queries from dnsmasq / Pi-hole log lines; ``year`` (and ``tz``) complete the timestamps."""
     st = stats if stats is not None else LogStats()

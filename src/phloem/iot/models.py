@@ -334,10 +334,17 @@ class NumpyModel:
         ``(W, b)`` float32 pairs; ReLU between layers, softmax after the last.
     classes
         Class labels, in output column order.
+    extra
+        JSON-able metadata saved beside the weights (e.g. what
+        :class:`~phloem.iot.identify.Identifier` needs: unknown thresholds, label hierarchy).
     """
 
     def __init__(
-        self, vectorizer: Vectorizer, layers: Sequence[DenseLayer], classes: Sequence[str]
+        self,
+        vectorizer: Vectorizer,
+        layers: Sequence[DenseLayer],
+        classes: Sequence[str],
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
         if not layers:
             raise ValueError("NumpyModel needs at least one layer")
@@ -352,6 +359,7 @@ class NumpyModel:
             for W, b in layers
         ]
         self.classes = [str(c) for c in classes]
+        self.extra: dict[str, Any] = dict(extra or {})
 
     def predict_proba_events(self, events: Sequence[Event], window_s: float) -> F32Array:
         """Class probabilities (float32, ``(len(events), n_classes)``) of each event's window."""
@@ -374,7 +382,11 @@ class NumpyModel:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write one compressed ``.npz``: weights, plus vocabulary/spec/classes as JSON bytes."""
-        meta = {"vectorizer": self.vectorizer.to_dict(), "classes": self.classes}
+        meta = {
+            "vectorizer": self.vectorizer.to_dict(),
+            "classes": self.classes,
+            "extra": self.extra,
+        }
         arrays: dict[str, Any] = {
             "meta_json": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8),
         }
@@ -392,16 +404,21 @@ class NumpyModel:
             meta = json.loads(bytes(npz["meta_json"]).decode("utf-8"))
             n = sum(1 for k in npz.files if k.startswith("W"))
             layers = [(npz[f"W{i}"], npz[f"b{i}"]) for i in range(n)]
-        return cls(Vectorizer.from_dict(meta["vectorizer"]), layers, meta["classes"])
+        vec = Vectorizer.from_dict(meta["vectorizer"])
+        return cls(vec, layers, meta["classes"], meta.get("extra"))
 
 
-def export_numpy(model: ProbabilisticClassifier, vectorizer: Vectorizer) -> NumpyModel:
+def export_numpy(
+    model: ProbabilisticClassifier,
+    vectorizer: Vectorizer,
+    extra: Mapping[str, Any] | None = None,
+) -> NumpyModel:
     """Freeze a fitted classifier and its vectorizer into a :class:`NumpyModel`.
 
     Its probabilities match ``model.predict_proba(vectorizer.transform(...))`` to float32
     precision. Size is about ``4 * (n_features * width_1 + ...)`` bytes before compression.
     """
-    return NumpyModel(vectorizer, model.dense_layers(), [str(c) for c in model.classes_])
+    return NumpyModel(vectorizer, model.dense_layers(), [str(c) for c in model.classes_], extra)
 
 
 # --- unknown devices and hierarchy ----------------------------------------------------------

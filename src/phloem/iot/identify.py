@@ -1,0 +1,401 @@
+"""The deployable identifier: one numpy-only file that names a device at any time after it joins.
+
+:class:`Identifier` bundles what a gateway needs to answer "which device is this?" from the
+queries a client has sent so far:
+
+- an **any-time model**: one classifier trained on every training event cut at every
+  checkpoint (0, 1, 2, 5, 10, 30, 60 s by default), so the same weights answer after the
+  first query and keep refining as queries arrive -- no model per window to pick;
+- **unknown-device detection** calibrated per checkpoint on known devices held out of the
+  fit: a low top probability (:class:`~phloem.iot.models.UnknownDetector`) or a high share of
+  never-seen names (:class:`~phloem.iot.unknown.NoveltyDetector`) flags the event;
+- the **label hierarchy** device -> manufacturer -> category, with probabilities summed up
+  the tree;
+- **explanations**: the names (and stack traits) whose removal would cost the answer the most
+  probability.
+
+It is saved as one ``.npz`` (:class:`~phloem.iot.models.NumpyModel` plus JSON metadata) and
+needs neither torch, scikit-learn nor scipy to load and run.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from phloem.iot.domains import masked_name
+from phloem.iot.events import Event, Query
+from phloem.iot.features import FeatureSpec, Vectorizer
+from phloem.iot.models import NumpyModel, ProbabilisticClassifier, UnknownDetector, export_numpy
+from phloem.iot.unknown import NoveltyDetector
+
+__all__ = ["CHECKPOINTS", "Answer", "Identifier", "Level"]
+
+CHECKPOINTS: tuple[float, ...] = (0.0, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+"""Seconds after the anchor the any-time model is trained (and its thresholds calibrated) at."""
+
+_FORMAT = "phloem.iot.identifier/1"
+_MIN_DROP = 0.005  # a driver must move the top probability by at least this much
+_NEVER = 2.0  # a novelty threshold no event reaches (novelty is a share, at most 1)
+
+
+@dataclass(frozen=True)
+class Level:
+    """The top label of one hierarchy level and its probability."""
+
+    label: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the identifier says about one client after ``elapsed_s`` seconds.
+
+    Attributes
+    ----------
+    key
+        The client (MAC or IP).
+    elapsed_s
+        Seconds after the anchor covered by the answer.
+    n_queries
+        Queries seen within them.
+    top
+        The most probable devices with their probabilities, best first.
+    manufacturer, category
+        The top label of each level (device probabilities summed per group); ``None`` when
+        the identifier has no hierarchy.
+    unknown
+        The event looks like a device the model was not trained on.
+    confident
+        The top probability reached the identifier's confidence threshold and the event is
+        not unknown: an any-time caller can act on :attr:`device`.
+    novelty
+        Share of the distinct (masked) names never seen in training.
+    drivers
+        ``(what, drop)``: the names, or ``stack:...`` / ``resolver:...`` traits, whose removal
+        lowers the top device's probability the most, largest drop first (drops of at least
+        0.005 only).
+    """
+
+    key: str
+    elapsed_s: float
+    n_queries: int
+    top: tuple[Level, ...]
+    manufacturer: Level | None
+    category: Level | None
+    unknown: bool
+    confident: bool
+    novelty: float
+    drivers: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def device(self) -> str | None:
+        """The top device, or ``None`` when the event is unknown or has no queries."""
+        if self.unknown or not self.top or self.n_queries == 0:
+            return None
+        return self.top[0].label
+
+    @property
+    def confidence(self) -> float:
+        return self.top[0].probability if self.top else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form (for ``phloem iot monitor`` lines and ``--json`` reports)."""
+
+        def level(v: Level | None) -> dict[str, Any] | None:
+            return None if v is None else {"label": v.label, "p": round(v.probability, 4)}
+
+        return {
+            "key": self.key,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "n_queries": self.n_queries,
+            "device": self.device,
+            "confidence": round(self.confidence, 4),
+            "confident": self.confident,
+            "unknown": self.unknown,
+            "novelty": round(self.novelty, 4),
+            "manufacturer": level(self.manufacturer),
+            "category": level(self.category),
+            "top": [level(v) for v in self.top],
+            "drivers": [[w, round(d, 4)] for w, d in self.drivers],
+        }
+
+
+@dataclass
+class _Thresholds:
+    window_s: float
+    max_proba: float
+    novelty: float
+
+
+@dataclass
+class Identifier:
+    """A trained any-time device identifier; build with :meth:`train`, keep with :meth:`save`.
+
+    Parameters
+    ----------
+    model
+        The numpy-only classifier (features + dense layers).
+    checkpoints
+        Windows the model was trained and calibrated at, ascending.
+    thresholds
+        Per checkpoint: the top-probability threshold and the novelty threshold.
+    vocabulary
+        Masked names seen in training (the novelty detector's memory).
+    hierarchy
+        Device -> ``(manufacturer, category)``; may be empty.
+    confidence
+        Top probability at which an answer counts as confident (any-time mode).
+    """
+
+    model: NumpyModel
+    checkpoints: tuple[float, ...]
+    thresholds: list[_Thresholds]
+    vocabulary: frozenset[str]
+    hierarchy: dict[str, tuple[str, str]] = field(default_factory=dict)
+    confidence: float = 0.9
+
+    # --- training --------------------------------------------------------------------------
+
+    @classmethod
+    def train(
+        cls,
+        events: Sequence[Event],
+        *,
+        spec: FeatureSpec | None = None,
+        model: Callable[[], Any] | None = None,
+        checkpoints: Sequence[float] = CHECKPOINTS,
+        hierarchy: Mapping[str, tuple[str, str]] | None = None,
+        target_false_unknown: float = 0.01,
+        val_fraction: float = 0.2,
+        confidence: float = 0.9,
+        seed: int = 0,
+    ) -> Identifier:
+        """Fit on labelled ``events`` and calibrate the unknown detectors.
+
+        A random ``val_fraction`` of the events is held out of the fit; on it each checkpoint's
+        two thresholds are set to flag at most half of ``target_false_unknown`` of the known
+        devices' events each (so at most the target together). Events without a query within a
+        checkpoint add no training row for it.
+
+        Parameters
+        ----------
+        events
+            Labelled events (``Event.device`` set).
+        spec
+            Feature blocks (default: all).
+        model
+            A factory of an unfitted classifier with ``fit``/``predict_proba``/
+            ``dense_layers`` (default: :class:`~phloem.iot.models.LogRegClassifier`).
+        checkpoints
+            Windows to train and calibrate at.
+        hierarchy
+            Device -> (manufacturer, category) for the hierarchical answer.
+        target_false_unknown
+            Share of known-device events allowed to be flagged unknown.
+        val_fraction
+            Share of events held out for calibration.
+        confidence
+            Default any-time confidence threshold stored with the model.
+        seed
+            Seeds the calibration split.
+        """
+        from scipy.sparse import vstack
+
+        from phloem.iot.models import LogRegClassifier
+
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        cps = tuple(sorted({float(c) for c in checkpoints}))
+        if not cps or cps[0] < 0:
+            raise ValueError(f"checkpoints must be non-negative seconds, got {checkpoints}")
+        labelled = [e for e in events if e.device is not None]
+        if len(labelled) != len(events):
+            raise ValueError("every training event needs a device label")
+        mask = np.random.default_rng(seed).random(len(labelled)) < val_fraction
+        fit_ev = [e for e, m in zip(labelled, mask, strict=True) if not m]
+        val_ev = [e for e, m in zip(labelled, mask, strict=True) if m]
+        vec = Vectorizer(spec).fit(fit_ev, cps[-1])
+        blocks: list[Any] = []
+        y: list[str] = []
+        for w in cps:
+            rows = [e for e in fit_ev if e.window(w)]
+            blocks.append(vec.transform(rows, w))
+            y.extend(str(e.device) for e in rows)
+        clf: ProbabilisticClassifier = (model or LogRegClassifier)().fit(vstack(blocks), y)
+        numpy_model = export_numpy(clf, vec)
+        nov = NoveltyDetector().fit(fit_ev, cps[-1])
+        thresholds = []
+        for w in cps:
+            val_w = [e for e in val_ev if e.window(w)]
+            if not val_w:
+                thresholds.append(_Thresholds(w, 0.0, _NEVER))
+                continue
+            # calibrated on the exported (float32) predictor: the one that will be deployed
+            det = UnknownDetector.calibrate(
+                numpy_model.predict_proba_events(val_w, w), target_false_unknown / 2
+            )
+            nov.calibrate(val_w, w, target_false_unknown / 2)
+            thresholds.append(_Thresholds(w, det.threshold, nov.threshold))
+        return cls(
+            numpy_model,
+            cps,
+            thresholds,
+            frozenset(nov.vocabulary),
+            dict(hierarchy or {}),
+            confidence,
+        )
+
+    # --- persistence -----------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """One ``.npz``: the numpy model with the identifier's metadata in its JSON."""
+        self.model.extra = {
+            "format": _FORMAT,
+            "checkpoints": list(self.checkpoints),
+            "thresholds": [[t.window_s, t.max_proba, t.novelty] for t in self.thresholds],
+            "vocabulary": sorted(self.vocabulary),
+            "hierarchy": {d: list(mc) for d, mc in sorted(self.hierarchy.items())},
+            "confidence": self.confidence,
+        }
+        self.model.save(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Identifier:
+        """Read a file written by :meth:`save`.
+
+        A bare model from :func:`~phloem.iot.models.export_numpy` loads too: it then has no
+        unknown detection, no hierarchy, and one checkpoint at 0 s.
+        """
+        m = NumpyModel.load(path)
+        x = m.extra
+        if x.get("format") != _FORMAT:
+            return cls(m, (0.0,), [_Thresholds(0.0, 0.0, _NEVER)], frozenset())
+        return cls(
+            m,
+            tuple(float(c) for c in x["checkpoints"]),
+            [_Thresholds(float(w), float(p), float(n)) for w, p, n in x["thresholds"]],
+            frozenset(x["vocabulary"]),
+            {d: (str(mc[0]), str(mc[1])) for d, mc in x["hierarchy"].items()},
+            float(x["confidence"]),
+        )
+
+    # --- answering -------------------------------------------------------------------------
+
+    @property
+    def classes(self) -> list[str]:
+        return self.model.classes
+
+    def thresholds_at(self, elapsed_s: float) -> _Thresholds:
+        """The thresholds of the last checkpoint at or before ``elapsed_s`` (the first before)."""
+        i = bisect.bisect_right(self.checkpoints, elapsed_s) - 1
+        return self.thresholds[max(i, 0)]
+
+    def novelty(self, queries: Sequence[Query]) -> float:
+        """Share of the distinct masked names of ``queries`` never seen in training."""
+        names = {masked_name(q.name) for q in queries}
+        return len(names - self.vocabulary) / len(names) if names else 0.0
+
+    def proba(self, events: Sequence[Event], window_s: float) -> npt.NDArray[np.float32]:
+        """Device probabilities of each event's first ``window_s`` seconds."""
+        return self.model.predict_proba_events(events, window_s)
+
+    def answer(
+        self, event: Event, window_s: float, *, top: int = 3, explain: bool = True
+    ) -> Answer:
+        """The identifier's answer for one event cut at ``window_s`` seconds."""
+        return self.answer_many([event], window_s, top=top, explain=explain)[0]
+
+    def answer_many(
+        self, events: Sequence[Event], window_s: float, *, top: int = 3, explain: bool = True
+    ) -> list[Answer]:
+        """:meth:`answer` for many events (one batched prediction)."""
+        if not events:
+            return []
+        proba = self.proba(events, window_s)
+        th = self.thresholds_at(window_s)
+        out = []
+        for e, p in zip(events, proba, strict=True):
+            qs = e.window(window_s)
+            order = np.argsort(-p, kind="stable")[:top]
+            levels = tuple(Level(self.classes[j], float(p[j])) for j in order)
+            nov = self.novelty(qs)
+            unknown = bool(qs) and (float(p.max()) < th.max_proba or nov >= th.novelty)
+            man, cat = self._hierarchy(p)
+            drivers = (
+                self._drivers(e, window_s, int(order[0]), float(p[order[0]])) if explain else ()
+            )
+            out.append(
+                Answer(
+                    e.key,
+                    window_s,
+                    len(qs),
+                    levels,
+                    man,
+                    cat,
+                    unknown,
+                    bool(qs) and not unknown and float(p.max()) >= self.confidence,
+                    nov,
+                    drivers,
+                )
+            )
+        return out
+
+    def _hierarchy(self, p: npt.NDArray[np.float32]) -> tuple[Level | None, Level | None]:
+        if not self.hierarchy:
+            return None, None
+        out = []
+        for level in (0, 1):
+            sums: dict[str, float] = {}
+            for c, v in zip(self.classes, p, strict=True):
+                g = self.hierarchy.get(c, ("?", "?"))[level]
+                sums[g] = sums.get(g, 0.0) + float(v)
+            g = max(sorted(sums), key=lambda k: sums[k])
+            out.append(Level(g, sums[g]))
+        return out[0], out[1]
+
+    def _drivers(
+        self, event: Event, window_s: float, cls: int, p_top: float, k: int = 3
+    ) -> tuple[tuple[str, float], ...]:
+        """Occlusion: the top class's probability without each name (or trait), one at a time."""
+        qs = event.window(window_s)
+        if not qs:
+            return ()
+        what: list[str] = []
+        variants: list[Event] = []
+        for name in dict.fromkeys(q.name for q in qs):
+            what.append(name)
+            kept = tuple(q for q in qs if q.name != name)
+            variants.append(Event(event.key, event.anchor_utc, kept))
+        for attr, label in (("stack", "stack"), ("resolver", "resolver")):
+            values = {getattr(q, attr) for q in qs} - {""}
+            if values:
+                what.append(f"{label}:{' | '.join(sorted(values))}")
+                blank = tuple(_blank(q, attr) for q in qs)
+                variants.append(Event(event.key, event.anchor_utc, blank))
+        p = self.proba(variants, window_s)[:, cls]
+        drops = sorted(
+            ((w, p_top - float(v)) for w, v in zip(what, p, strict=True) if p_top - v >= _MIN_DROP),
+            key=lambda wd: -wd[1],
+        )
+        return tuple(drops[:k])
+
+    def timeline(
+        self, event: Event, windows: Sequence[float] | None = None, *, top: int = 1
+    ) -> list[Answer]:
+        """Answers at each of ``windows`` (default: the checkpoints), no explanations."""
+        return [
+            self.answer(event, w, top=top, explain=False) for w in (windows or self.checkpoints)
+        ]
+
+
+def _blank(q: Query, attr: str) -> Query:
+    if attr == "stack":
+        return Query(q.t, q.name, q.qtype, q.resolver, "")
+    return Query(q.t, q.name, q.qtype, "", q.stack)

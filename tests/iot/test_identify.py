@@ -1,0 +1,127 @@
+"""Identifier: any-time answers, unknown flags, hierarchy, drivers, numpy-only persistence."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from iot_synth import HIERARCHY, corpus, event
+
+from phloem.iot.events import Event
+from phloem.iot.features import Vectorizer
+from phloem.iot.identify import Identifier
+from phloem.iot.models import LogRegClassifier, export_numpy
+
+
+@pytest.fixture(scope="module")
+def identifier() -> Identifier:
+    return Identifier.train(corpus(), hierarchy=HIERARCHY, checkpoints=(0, 2, 10),
+                            target_false_unknown=0.05)  # fmt: skip
+
+
+def test_answers_refine_with_time_and_name_the_device(identifier: Identifier) -> None:
+    rng = np.random.default_rng(7)
+    for dev in HIERARCHY:
+        e = event(dev, rng)
+        late = identifier.answer(e, 10.0)
+        assert late.device == dev and late.confident and not late.unknown
+        assert late.manufacturer is not None and late.manufacturer.label == HIERARCHY[dev][0]
+        assert late.category is not None and late.category.label == HIERARCHY[dev][1]
+        # the top level's probability can only grow up the tree
+        assert late.manufacturer.probability >= late.confidence - 1e-6
+        assert late.n_queries == len(e.queries)
+    # plug and cam share their first name; the stack fingerprint still tells them apart
+    for dev in ("plug", "cam"):
+        first = identifier.answer(event(dev, rng), 0.0)
+        assert first.n_queries == 1 and first.top[0].label == dev
+        assert any(w.startswith("stack:") for w, _ in first.drivers)
+
+
+def test_timeline_follows_checkpoints(identifier: Identifier) -> None:
+    e = event("speaker", np.random.default_rng(1))
+    steps = identifier.timeline(e)
+    assert [a.elapsed_s for a in steps] == [0.0, 2.0, 10.0]
+    assert [a.n_queries for a in steps] == [len(e.window(w)) for w in (0.0, 2.0, 10.0)]
+
+
+def test_drivers_are_the_names_whose_removal_costs_most(identifier: Identifier) -> None:
+    e = event("bulb", np.random.default_rng(2))
+    a = identifier.answer(e, 10.0)
+    assert a.drivers, "a confident answer has drivers"
+    drops = [d for _, d in a.drivers]
+    assert drops == sorted(drops, reverse=True) and all(d >= 0.005 for d in drops)
+    # slow reference: remove the top driver by hand and re-score
+    name, drop = a.drivers[0]
+    if not name.startswith(("stack:", "resolver:")):
+        kept = tuple(q for q in e.queries if q.name != name)
+        p = identifier.proba([Event(e.key, e.anchor_utc, kept)], 10.0)[0]
+        top = identifier.classes.index(a.top[0].label)
+        assert a.confidence - float(p[top]) == pytest.approx(drop, abs=1e-5)
+
+
+def test_unseen_device_is_flagged_unknown(identifier: Identifier) -> None:
+    rng = np.random.default_rng(3)
+    ghosts = [event("ghost", rng, i=i) for i in range(20)]
+    answers = identifier.answer_many(ghosts, 10.0)
+    assert all(a.unknown and a.device is None and not a.confident for a in answers)
+    assert all(a.novelty == 1.0 for a in answers)
+    known = [event(d, rng, i=i) for d in HIERARCHY for i in range(20)]
+    flagged = np.mean([a.unknown for a in identifier.answer_many(known, 10.0)])
+    assert flagged <= 0.05
+
+
+def test_silent_event_is_neither_known_nor_unknown(identifier: Identifier) -> None:
+    a = identifier.answer(Event("quiet", 0.0, ()), 60.0)
+    assert a.n_queries == 0 and a.device is None and not a.unknown and not a.confident
+    assert a.drivers == ()
+
+
+def test_thresholds_pick_the_last_checkpoint_before(identifier: Identifier) -> None:
+    th = identifier.thresholds
+    assert identifier.thresholds_at(0.5) is th[0]
+    assert identifier.thresholds_at(2.0) is th[1]
+    assert identifier.thresholds_at(99.0) is th[2]
+
+
+def test_save_load_roundtrip_and_numpy_only(identifier: Identifier, tmp_path: Path) -> None:
+    path = tmp_path / "idt.npz"
+    identifier.save(path)
+    assert path.stat().st_size < 1_000_000
+    back = Identifier.load(path)
+    e = event("cam", np.random.default_rng(4))
+    assert back.answer(e, 2.0) == identifier.answer(e, 2.0)
+    assert back.hierarchy == identifier.hierarchy and back.checkpoints == identifier.checkpoints
+    # loading and answering needs neither torch, scikit-learn nor scipy
+    code = (
+        "import sys\n"
+        "from phloem.iot.identify import Identifier\n"
+        "from phloem.iot.events import Event, Query\n"
+        f"idt = Identifier.load({str(path)!r})\n"
+        "a = idt.answer(Event('k', 0.0, (Query(0.0, 'stream.camco.net', 1, '8.8.8.8', 'ttl=64'),"
+        ")), 2.0)\n"
+        "heavy = [m for m in ('torch', 'sklearn', 'scipy') if m in sys.modules]\n"
+        "print(a.top[0].label, heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["cam", "[]"]
+
+
+def test_bare_numpy_model_loads_without_unknown_detection(tmp_path: Path) -> None:
+    events = corpus(per_day=4, days=1)
+    vec = Vectorizer().fit(events, 10.0)
+    clf = LogRegClassifier().fit(vec.transform(events, 10.0), [str(e.device) for e in events])
+    path = tmp_path / "bare.npz"
+    export_numpy(clf, vec).save(path)
+    idt = Identifier.load(path)
+    a = idt.answer(event("ghost", np.random.default_rng(0)), 10.0)
+    assert not a.unknown and a.manufacturer is None and idt.checkpoints == (0.0,)
+
+
+def test_bad_training_input_is_refused() -> None:
+    with pytest.raises(ValueError, match="val_fraction"):
+        Identifier.train(corpus(per_day=2, days=1), val_fraction=1.0)
+    with pytest.raises(ValueError, match="device label"):
+        Identifier.train([Event("k", 0.0, ())])
