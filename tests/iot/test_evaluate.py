@@ -12,6 +12,7 @@ from phloem.iot.evaluate import (
     leave_one_device_out,
     paper_rows,
     temporal_split_events,
+    unseen_devices,
 )
 from phloem.iot.events import Event, Query
 
@@ -107,3 +108,12 @@ def test_anytime_scores_match_a_direct_replay() -> None:
     assert s.answered == pytest.approx(len(times) / len(test))
     assert s.median_time_s == pytest.approx(float(np.median(times)), abs=1e-3)
     assert 0.0 <= s.first_answer_accuracy <= 1.0 and s.final_accuracy == 1.0
+
+
+def test_unseen_devices_scores_only_new_devices() -> None:
+    train, test = temporal_split_events(corpus(per_day=10), 3)
+    train = [e for e in train if e.device != "speaker"]
+    res = unseen_devices(train, test, 10.0, target_false_unknown=0.05)
+    assert [r.device for r in res] == ["speaker"]
+    assert res[0].unknown_flagged >= 0.8 and res[0].n_known == len(test) - res[0].n_unknown
+    assert unseen_devices(train, [e for e in test if e.device != "speaker"], 10.0) == []

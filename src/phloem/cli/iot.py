@@ -137,7 +137,8 @@ def evaluate(
         str,
         typer.Option(
             help="temporal (train on earlier days), experiment (random split of experiments), "
-            "unknown (leave one device out), anytime (query-by-query replay), paper (random rows)."
+            "unknown (leave one device out; or the test days' new devices), "
+            "anytime (query-by-query replay), paper (random rows)."
         ),
     ] = "temporal",
     features: Annotated[str, typer.Option(help="full or sld.")] = "full",

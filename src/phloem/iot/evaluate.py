@@ -48,6 +48,7 @@ __all__ = [
     "leave_one_device_out",
     "paper_rows",
     "temporal_split_events",
+    "unseen_devices",
 ]
 
 WINDOWS: tuple[float, ...] = (0.0, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -250,22 +251,50 @@ def leave_one_device_out(
             target_false_unknown=target_false_unknown,
             seed=seed,
         )
-        flag_held = [a.unknown for a in idt.answer_many(held, window_s, explain=False)]
-        flag_rest = [a.unknown for a in idt.answer_many(rest, window_s, explain=False)]
-        th = idt.thresholds_at(window_s)
-        out.append(
-            UnknownScore(
-                d,
-                th.max_proba,
-                float(np.mean(flag_held)),
-                float(np.mean(flag_rest)),
-                len(held),
-                len(rest),
-                th.novelty,
-                window_s,
-            )
-        )
+        out.append(_unknown_score(idt, d, held, rest, window_s))
     return out
+
+
+def unseen_devices(
+    train: Sequence[Event],
+    test: Sequence[Event],
+    window_s: float,
+    *,
+    spec: FeatureSpec | None = None,
+    model: ModelFactory = LogRegClassifier,
+    target_false_unknown: float = 0.01,
+    seed: int = 0,
+) -> list[UnknownScore]:
+    """Unknown detection on devices that are genuinely new: in ``test`` but not in ``train``.
+
+    One :class:`~phloem.iot.identify.Identifier` is trained on all of ``train`` (calibrated as
+    in :func:`leave_one_device_out`); each new device's scored test events give one
+    :class:`UnknownScore`, with the known devices' test events as the false-unknown side.
+    """
+    from phloem.iot.identify import Identifier
+
+    seen = {e.device for e in train}
+    scored = [e for e in test if e.window(window_s)]
+    rest = [e for e in scored if e.device in seen]
+    new = sorted({str(e.device) for e in scored} - {str(d) for d in seen})
+    if not new or not rest:
+        return []
+    idt = Identifier.train(train, spec=spec, model=model, checkpoints=(window_s,),
+                           target_false_unknown=target_false_unknown, seed=seed)  # fmt: skip
+    return [
+        _unknown_score(idt, d, [e for e in scored if e.device == d], rest, window_s) for d in new
+    ]
+
+
+def _unknown_score(
+    idt: Any, device: str, held: Sequence[Event], rest: Sequence[Event], window_s: float
+) -> UnknownScore:
+    flag_held = [a.unknown for a in idt.answer_many(held, window_s, explain=False)]
+    flag_rest = [a.unknown for a in idt.answer_many(rest, window_s, explain=False)]
+    th = idt.thresholds_at(window_s)
+    return UnknownScore(device, th.max_proba, float(np.mean(flag_held)),
+                        float(np.mean(flag_rest)), len(held), len(rest), th.novelty,
+                        window_s)  # fmt: skip
 
 
 @dataclass(frozen=True)
