@@ -123,5 +123,7 @@ def test_bare_numpy_model_loads_without_unknown_detection(tmp_path: Path) -> Non
 def test_bad_training_input_is_refused() -> None:
     with pytest.raises(ValueError, match="val_fraction"):
         Identifier.train(corpus(per_day=2, days=1), val_fraction=1.0)
+    with pytest.raises(ValueError, match="calibrate_on"):
+        Identifier.train(corpus(per_day=2, days=1), calibrate_on="oldest")
     with pytest.raises(ValueError, match="device label"):
         Identifier.train([Event("k", 0.0, ())])

