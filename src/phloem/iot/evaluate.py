@@ -38,6 +38,7 @@ from phloem.iot.models import (
 )
 
 __all__ = [
+    "NO_DNS",
     "WINDOWS",
     "AnytimeScore",
     "UnknownScore",
@@ -52,6 +53,8 @@ __all__ = [
 ]
 
 WINDOWS: tuple[float, ...] = (0.0, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
+NO_DNS = "(no DNS)"
+"""The prediction recorded for a test event without any query in the window (always wrong)."""
 
 
 class Trainable(ProbabilisticClassifier, Protocol):
@@ -130,7 +133,9 @@ def evaluate_windows(
 ) -> list[WindowScore]:
     """Fit per window on ``train``, score on ``test``; ``groups``: level -> device -> group.
 
-    Test devices never seen in training count as errors at the device level. When a dict is
+    Test devices never seen in training count as errors at the device level, and so do events
+    without any query in the window (predicted :data:`NO_DNS`: a deployment has nothing to
+    answer from, so no lucky prior guess is counted). When a dict is
     passed as ``predictions`` it receives ``"<level>@<window>s" -> (truth, predicted)`` for
     every window and level (for confusion matrices).
     """
@@ -150,7 +155,8 @@ def evaluate_windows(
             gp, gc = aggregate_proba(proba, classes, mapping)
             levels[level] = (gp, [str(c) for c in gc], [mapping[y] for y in y_test])
         for level, (p, cls, truth) in levels.items():
-            pred = [cls[i] for i in np.argmax(p, axis=1)]
+            # no query in the window: the identifier has nothing to go on and gives no answer
+            pred = [cls[i] if h else NO_DNS for i, h in zip(np.argmax(p, axis=1), has, strict=True)]
             if predictions is not None:
                 predictions[f"{level}@{w:g}s"] = (list(truth), pred)
             t_dns = [x for x, h in zip(truth, has, strict=True) if h]
