@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -295,17 +296,10 @@ def _print_scores(protocol: str, title: str, scores: list[Any], extra: dict[str,
                 "",
             )
     elif protocol == "anytime":
-        cols = (
-            "horizon s",
-            "events",
-            "answered",
-            "1st answer acc",
-            "final acc",
-            "median s",
-            "p90 s",
-            "revised",
-            "unknown",
-        )
+        # short headers and a light box: nine columns fit an 80-column terminal
+        t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+        cols = ("T s", "events", "answered", "1st acc", "final", "med s", "p90 s", "revised",
+                "unknown")  # fmt: skip
         for c in cols:
             t.add_column(c, justify="right")
         for s in scores:

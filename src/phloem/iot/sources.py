@@ -153,17 +153,17 @@ def open_observations(
         return _from_log(records), stats
     yr = year if year is not None else datetime.now(tz).year
 
-    def lines() -> Iterator[str]:
-        if follow:
-            yield from live.follow_lines(path, poll_s=poll_s, stop=stop)
-        else:
-            with path.open(encoding="utf-8", errors="replace") as fh:
-                yield from fh
+    def whole_file() -> Iterator[str]:
+        with path.open(encoding="utf-8", errors="replace") as fh:
+            yield from fh
+
+    # a follower takes its starting point now: lines written before the first read still count
+    lines = live.follow_lines(path, poll_s=poll_s, stop=stop) if follow else whole_file()
 
     recs = (
-        read_unbound(lines(), stats=stats.log)
+        read_unbound(lines, stats=stats.log)
         if resolved == "unbound"
-        else read_dnsmasq(lines(), year=yr, tz=tz, stats=stats.log)
+        else read_dnsmasq(lines, year=yr, tz=tz, stats=stats.log)
     )
     return _from_log(recs if follow else _sorted(recs)), stats
 
