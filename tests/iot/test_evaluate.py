@@ -117,3 +117,15 @@ def test_unseen_devices_scores_only_new_devices() -> None:
     assert [r.device for r in res] == ["speaker"]
     assert res[0].unknown_flagged >= 0.8 and res[0].n_known == len(test) - res[0].n_unknown
     assert unseen_devices(train, [e for e in test if e.device != "speaker"], 10.0) == []
+
+
+def test_macro_f1_is_over_the_true_classes() -> None:
+    from sklearn.metrics import f1_score
+
+    from phloem.iot.evaluate import NO_DNS, _macro_f1
+
+    truth = ["a", "a", "b", "b"]
+    pred = ["a", NO_DNS, "b", "b"]
+    # a: P=1, R=0.5 -> 2/3; b: 1 -> mean 5/6 (sklearn's default would add NO_DNS with F1 0)
+    assert _macro_f1(truth, pred) == pytest.approx(5 / 6)
+    assert f1_score(truth, pred, average="macro") == pytest.approx(5 / 9)
