@@ -254,7 +254,8 @@ def evaluate(
         from phloem.iot.report import write_report
 
         preds = extra["predictions"]
-        keep = {k: v for k, v in preds.items() if k.endswith(("@0s", "@2s", "@60s"))}
+        wanted = ("device@0s", "device@2s", "device@60s", "manufacturer@60s", "category@60s")
+        keep = {k: v for k, v in preds.items() if k in wanted}
         meta = {
             "protocol": protocol,
             "split": split,
