@@ -240,8 +240,8 @@ def leave_one_device_out(
     For each device an :class:`~phloem.iot.identify.Identifier` is trained on the other
     devices' training events at the single checkpoint ``window_s`` -- the deployable detector
     itself: an event is flagged when the classifier's top probability is low or when many of
-    its names were never seen in training, both thresholds calibrated on a random fifth of the
-    known devices' training events held out of the fit, each to flag at most half of
+    its names were never seen in training, both thresholds calibrated on the latest fifth of
+    the known devices' training events, held out of the fit, each to flag at most half of
     ``target_false_unknown`` of them. Only test events with at least one query in the window
     are scored (a silent event is "no DNS", not "unknown").
     """

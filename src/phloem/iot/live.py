@@ -31,7 +31,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from phloem.core.errors import PhloemError
-from phloem.iot.logs import FTL_TYPES, LogQuery, LogStats, _name
+from phloem.iot.logs import LogQuery, LogStats, ftl_record
 from phloem.iot.packets import LinkType
 from phloem.iot.pcap import RawPacket
 
@@ -436,12 +436,9 @@ def _follow_ftl(
         last_data = time.monotonic()
         for row_id, ts, typ, domain, client in rows:
             last_id = int(row_id)
-            st.lines += 1
-            if not isinstance(domain, str) or not isinstance(client, str) or ts is None:
-                st.malformed += 1
-                continue
-            st.queries += 1
-            yield LogQuery(float(ts), client, _name(domain), FTL_TYPES.get(int(typ or 0), 0))
+            rec = ftl_record(ts, typ, domain, client, st)
+            if rec is not None:
+                yield rec
 
 
 # ---- capture_interface ------------------------------------------------------------------

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
+from typing import Any
 
 from phloem.iot.dns import QTYPE
 from phloem.iot.events import Event, Query
@@ -36,6 +37,7 @@ __all__ = [
     "LogQuery",
     "LogStats",
     "events_from_log",
+    "ftl_record",
     "read_dnsmasq",
     "read_ftl_db",
     "read_unbound",
@@ -124,6 +126,16 @@ def read_unbound(lines: Iterable[str], *, stats: LogStats | None = None) -> Iter
         yield LogQuery(float(m["ts"]), m["client"], _name(m["name"]), _qtype(m["type"]))
 
 
+def ftl_record(ts: Any, typ: Any, domain: Any, client: Any, stats: LogStats) -> LogQuery | None:
+    """One row of FTL's ``queries`` table as a query (``None``, counted malformed, if damaged)."""
+    stats.lines += 1
+    if not isinstance(domain, str) or not isinstance(client, str) or ts is None:
+        stats.malformed += 1
+        return None
+    stats.queries += 1
+    return LogQuery(float(ts), client, _name(domain), FTL_TYPES.get(int(typ or 0), 0))
+
+
 def read_ftl_db(path: str | Path, *, stats: LogStats | None = None) -> Iterator[LogQuery]:
     """Queries from Pi-hole FTL's SQLite database, opened read-only, in time order."""
     st = stats if stats is not None else LogStats()
@@ -131,12 +143,9 @@ def read_ftl_db(path: str | Path, *, stats: LogStats | None = None) -> Iterator[
     try:
         rows = con.execute("SELECT timestamp, type, domain, client FROM queries ORDER BY timestamp")
         for ts, typ, domain, client in rows:
-            st.lines += 1
-            if not isinstance(domain, str) or not isinstance(client, str) or ts is None:
-                st.malformed += 1
-                continue
-            st.queries += 1
-            yield LogQuery(float(ts), client, _name(domain), FTL_TYPES.get(int(typ or 0), 0))
+            rec = ftl_record(ts, typ, domain, client, st)
+            if rec is not None:
+                yield rec
     finally:
         con.close()
 
