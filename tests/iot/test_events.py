@@ -10,6 +10,7 @@ import pytest
 from phloem.iot.dns import parse_dns
 from phloem.iot.events import (
     ANCHOR_MODES,
+    AnchorMode,
     Event,
     EventStats,
     Query,
@@ -237,3 +238,14 @@ def test_queries_carry_their_fingerprint_into_events() -> None:
                                                  "10.0.0.5", "8.8.8.8", ttl=255)), 0)]  # fmt: skip
     (event,) = events_from_packets(pkts)
     assert event.queries[0].stack == "ttl=255 id0"
+
+
+@pytest.mark.parametrize("anchor", ANCHOR_MODES)
+def test_events_from_observations_match_events_from_packets(anchor: AnchorMode) -> None:
+    from phloem.iot.events import events_from_observations, observe_packets
+
+    # the capture's first packet is an ARP frame, so only capture-start can tell them apart
+    pkts = capture()[1:]
+    direct = events_from_packets(pkts, anchor=anchor)
+    via = events_from_observations(observe_packets(pkts, EventStats()), anchor=anchor)
+    assert via == direct

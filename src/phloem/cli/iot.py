@@ -360,29 +360,27 @@ def identify(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the reports as JSON here.")
     ] = None,
+    anchor: Annotated[
+        str,
+        typer.Option(
+            help="What starts a client's clock: dhcp-or-first-query, dhcp, first-query or "
+            "capture-start."
+        ),
+    ] = "dhcp-or-first-query",
 ) -> None:
     """Per-device report: key, first seen, device -> manufacturer -> category with confidence
     over time, the names that drove the decision, and flags (unknown, no DNS, external
     resolver)."""
 
     def go() -> tuple[list[dict[str, Any]], str]:
-        from phloem.iot.events import Event, Query, uses_external_resolver
+        from phloem.iot.events import ANCHOR_MODES, events_from_observations, uses_external_resolver
         from phloem.iot.sources import open_observations
 
         idt = _load_identifier(model_path)
         obs, stats = open_observations(capture, kind=source, year=year)
-        per: dict[str, list[Any]] = {}
-        for ob in obs:
-            if ob.kind == "query":
-                per.setdefault(ob.key, []).append(ob)
-        events = [
-            Event(
-                k,
-                o[0].ts,
-                tuple(Query(x.ts - o[0].ts, x.name, x.qtype, x.resolver, x.stack) for x in o),
-            )
-            for k, o in sorted(per.items(), key=lambda kv: kv[1][0].ts)
-        ]
+        if anchor not in ANCHOR_MODES:
+            raise ConfigError("--anchor", f"unknown {anchor!r}", ANCHOR_MODES)
+        events = events_from_observations(obs, anchor=anchor)
         answers = idt.answer_many(events, window, top=top)
         reports = []
         for e, a in zip(events, answers, strict=True):

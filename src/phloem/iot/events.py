@@ -34,6 +34,7 @@ __all__ = [
     "EventStats",
     "Observation",
     "Query",
+    "events_from_observations",
     "events_from_packets",
     "main_resolvers",
     "observe_packets",
@@ -229,26 +230,19 @@ def observe_packets(packets: Iterable[RawPacket], stats: EventStats) -> Iterator
             yield Observation(pkt.ts, key, "query", q.name, q.qtype, pkt.dst_ip, stack)
 
 
-def _collect(packets: Iterable[RawPacket], stats: EventStats) -> tuple[dict[str, _Client], float]:
-    """Group DNS queries and DHCP client messages by client key; also the first packet time."""
+def _collect(
+    observations: Iterable[Observation],
+) -> dict[str, _Client]:
+    """Group DNS queries and DHCP client messages by client key."""
     clients: dict[str, _Client] = {}
-    first_ts = math.inf
-
-    def timed(packets: Iterable[RawPacket]) -> Iterator[RawPacket]:
-        nonlocal first_ts
-        for raw in packets:
-            if raw.ts < first_ts:  # nan (pcapng simple packet blocks) compares False
-                first_ts = raw.ts
-            yield raw
-
-    for ob in observe_packets(timed(packets), stats):
+    for ob in observations:
         client = clients.setdefault(ob.key, _Client())
         if ob.kind == "dhcp":
             client.dhcp = min(client.dhcp, ob.ts)
         else:
             client.first_query = min(client.first_query, ob.ts)
             client.queries.append((ob.ts, ob.name, ob.qtype, ob.resolver, ob.stack))
-    return clients, first_ts
+    return clients
 
 
 def _anchor(
@@ -327,7 +321,44 @@ def events_from_packets(
     if anchor not in ANCHOR_MODES:
         raise ValueError(f"anchor must be one of {ANCHOR_MODES}, got {anchor!r}")
     stats = stats if stats is not None else EventStats()
-    clients, first_ts = _collect(packets, stats)
+    first_ts = math.inf
+
+    def timed(packets: Iterable[RawPacket]) -> Iterator[RawPacket]:
+        nonlocal first_ts
+        for raw in packets:
+            if raw.ts < first_ts:  # nan (pcapng simple packet blocks) compares False
+                first_ts = raw.ts
+            yield raw
+
+    clients = _collect(observe_packets(timed(packets), stats))
+    return _events(clients, anchor, known, stats, first_ts)
+
+
+def events_from_observations(
+    observations: Iterable[Observation],
+    *,
+    anchor: AnchorMode = "dhcp-or-first-query",
+    known: set[str] | None = None,
+    stats: EventStats | None = None,
+) -> list[Event]:
+    """:func:`events_from_packets` for a stream of observations (a log, a live source).
+
+    ``anchor="capture-start"`` takes the first observation's time as the start.
+    """
+    if anchor not in ANCHOR_MODES:
+        raise ValueError(f"anchor must be one of {ANCHOR_MODES}, got {anchor!r}")
+    obs = list(observations)
+    first_ts = min((o.ts for o in obs), default=math.inf)
+    return _events(_collect(obs), anchor, known, stats or EventStats(), first_ts)
+
+
+def _events(
+    clients: dict[str, _Client],
+    anchor: AnchorMode,
+    known: set[str] | None,
+    stats: EventStats,
+    first_ts: float,
+) -> list[Event]:
     events: list[Event] = []
     for key, client in clients.items():
         if known is not None and key in known:
