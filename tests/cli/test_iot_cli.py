@@ -279,3 +279,33 @@ def test_evaluate_experiment_writes_a_report(iot_module_env: Path, tmp_path: Pat
         (w, lv) for w in (0.0, 2.0) for lv in ("device", "manufacturer", "category")
     }
     assert all(0.0 <= s["accuracy"] <= 1.0 for s in scores)
+
+
+def test_monitor_live_on_loopback(trained: Trained) -> None:
+    """End to end on a real AF_PACKET socket: a DNS query sent to 127.0.0.1:53 is seen,
+    the client joins, and its final line comes when the idle timeout stops the capture."""
+    ok, why = can_capture()
+    if not ok:
+        pytest.skip(f"live capture not permitted here: {why}")
+    import socket
+    import struct
+
+    name = f"probe-{time.monotonic_ns()}.irobot.pool.ntp.org"
+    qname = b"".join(bytes([len(p)]) + p.encode() for p in name.split("."))
+    query = struct.pack("!HHHHHH", 0x4242, 0x0100, 1, 0, 0, 0) + qname + b"\x00\x00\x01\x00\x01"
+
+    def send() -> None:
+        time.sleep(1.0)  # the capture socket is open once the command has started
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(query, ("127.0.0.1", 53))
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    args = ["--interface", "lo", "--idle-timeout", "2", "--horizon", "5", "--no-explain"]
+    res = runner.invoke(app, ["iot", "monitor", *args, "--model", str(trained.model)])
+    sender.join()
+    assert res.exit_code == 0, res.output
+    lines = [json.loads(x) for x in res.stdout.splitlines() if x.startswith("{")]
+    finals = [x for x in lines if x["event"] == "final" and x["n_queries"] >= 1]
+    assert any(x["event"] == "join" for x in lines) and finals
+    assert "packets read" in res.stderr
