@@ -188,7 +188,8 @@ def evaluate(
             days = sorted({e.day for e in test_ev})
             if not test_ev:
                 raise ConfigError("--test-until", "no test events between the given days")
-            split = f"train {train_ev[0].day if train_ev else '?'}..{train_until}, test days " + (
+            first_day = min(e.day for e in train_ev)
+            split = f"train {first_day}..{train_until}, test days " + (
                 ", ".join(days) if len(days) <= 4 else f"{days[0]}..{days[-1]}"
             )
         known = {e.device for e in train_ev}
