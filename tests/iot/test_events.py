@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import socket
 import struct
 
 import pytest
+from iot_frames import dns, eth, ipv4, udp
 
 from phloem.iot.dns import parse_dns
 from phloem.iot.events import (
@@ -27,38 +27,6 @@ MAC_A = "0c:8b:95:a0:e2:cc"
 MAC_B = "28:e3:47:8e:cf:a8"
 GW = "02:00:00:00:00:01"
 T0 = 1_700_000_000.0
-
-
-def dns(name: str, qtype: int = 1, response: bool = False, ident: int = 7) -> bytes:
-    flags = 0x8180 if response else 0x0100
-    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split("."))
-    return (
-        struct.pack("!HHHHHH", ident, flags, 1, 0, 0, 0)
-        + labels
-        + b"\x00"
-        + struct.pack("!HH", qtype, 1)
-    )
-
-
-def udp(sport: int, dport: int, payload: bytes) -> bytes:
-    return struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
-
-
-def ipv4(body: bytes, src: str, dst: str, ttl: int = 64) -> bytes:
-    return (
-        struct.pack("!BBHHHBBH", 0x45, 0, 20 + len(body), 0, 0, ttl, 17, 0)
-        + socket.inet_aton(src)
-        + socket.inet_aton(dst)
-        + body
-    )
-
-
-def eth(src: str, dst: str, payload: bytes) -> bytes:
-    return (
-        bytes.fromhex(dst.replace(":", ""))
-        + bytes.fromhex(src.replace(":", ""))
-        + (b"\x08\x00" + payload)
-    )
 
 
 def query(

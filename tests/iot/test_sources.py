@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import sqlite3
 import struct
 import threading
@@ -11,6 +10,10 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from iot_frames import dns as _dns
+from iot_frames import eth as _eth
+from iot_frames import ipv4 as _ipv4
+from iot_frames import udp as _udp
 
 from phloem.core.errors import ConfigError
 from phloem.iot.events import Observation
@@ -23,38 +26,6 @@ T0 = 1_700_000_000  # 2023-11-14 22:13:20 UTC
 POLL_S = 0.02
 
 # ---- frames, built by hand (as in test_events.py) ----------------------------------------
-
-
-def _dns(name: str, qtype: int = 1, response: bool = False) -> bytes:
-    flags = 0x8180 if response else 0x0100
-    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split("."))
-    return (
-        struct.pack("!HHHHHH", 7, flags, 1, 0, 0, 0)
-        + labels
-        + b"\x00"
-        + struct.pack("!HH", qtype, 1)
-    )
-
-
-def _udp(sport: int, dport: int, payload: bytes) -> bytes:
-    return struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
-
-
-def _ipv4(body: bytes, src: str, dst: str, ttl: int = 64) -> bytes:
-    return (
-        struct.pack("!BBHHHBBH", 0x45, 0, 20 + len(body), 0, 0, ttl, 17, 0)
-        + socket.inet_aton(src)
-        + socket.inet_aton(dst)
-        + body
-    )
-
-
-def _eth(src: str, dst: str, payload: bytes) -> bytes:
-    return (
-        bytes.fromhex(dst.replace(":", ""))
-        + bytes.fromhex(src.replace(":", ""))
-        + (b"\x08\x00" + payload)
-    )
 
 
 def _query(mac: str, ip: str, name: str, resolver: str, qtype: int = 1, ttl: int = 64) -> bytes:
