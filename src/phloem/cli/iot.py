@@ -374,7 +374,12 @@ def identify(
     resolver)."""
 
     def go() -> tuple[list[dict[str, Any]], str]:
-        from phloem.iot.events import ANCHOR_MODES, events_from_observations, uses_external_resolver
+        from phloem.iot.events import (
+            ANCHOR_MODES,
+            events_from_observations,
+            main_resolvers,
+            uses_external_resolver,
+        )
         from phloem.iot.sources import open_observations
 
         idt = _load_identifier(model_path)
@@ -383,6 +388,7 @@ def identify(
             raise ConfigError("--anchor", f"unknown {anchor!r}", ANCHOR_MODES)
         events = events_from_observations(obs, anchor=anchor)
         answers = idt.answer_many(events, window, top=top)
+        local = main_resolvers(events)  # the network's resolver, found once for all clients
         reports = []
         for e, a in zip(events, answers, strict=True):
             steps = [w for w in idt.checkpoints if w < window] + [window]
@@ -403,7 +409,7 @@ def identify(
                 over_time=over,
                 names=sorted({q.name for q in e.window(window)}),
                 no_dns=not e.window(window),
-                external_resolver=uses_external_resolver(e, peers=events),
+                external_resolver=uses_external_resolver(e, local),
             )
             reports.append(rep)
         return reports, stats.summary()

@@ -25,19 +25,20 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
 from phloem.iot.dns import QTYPE
-from phloem.iot.events import Event, Query
+from phloem.iot.events import Event, Observation, events_from_observations
 
 __all__ = [
     "LogQuery",
     "LogStats",
     "events_from_log",
     "ftl_record",
+    "observations_from_log",
     "read_dnsmasq",
     "read_ftl_db",
     "read_unbound",
@@ -150,29 +151,24 @@ def read_ftl_db(path: str | Path, *, stats: LogStats | None = None) -> Iterator[
         con.close()
 
 
+def observations_from_log(
+    records: Iterable[LogQuery], *, resolver: str = ""
+) -> Iterator[Observation]:
+    """Log records as stream observations (no stack traits: a log does not show them)."""
+    for r in records:
+        yield Observation(r.ts, r.client, "query", r.name, r.qtype, resolver)
+
+
 def events_from_log(
     records: Iterable[LogQuery], *, known: set[str] | None = None, resolver: str = ""
 ) -> list[Event]:
     """One event per client not in ``known``, anchored at its first query (``known`` grows).
 
     ``resolver`` is recorded as every query's resolver (a log is the resolver's own view).
+    The grouping is :func:`~phloem.iot.events.events_from_observations` with first-query
+    anchors (logs carry no DHCP); events are marked ``experiment="log"``.
     """
-    seen = known if known is not None else set()
-    first: dict[str, float] = {}
-    queries: dict[str, list[Query]] = {}
-    for r in sorted(records, key=lambda r: r.ts):
-        if r.client in seen and r.client not in first:
-            continue
-        t0 = first.setdefault(r.client, r.ts)
-        queries.setdefault(r.client, []).append(Query(r.ts - t0, r.name, r.qtype, resolver))
-    seen.update(first)
-    return [
-        Event(
-            key=c,
-            anchor_utc=t0,
-            queries=tuple(queries[c]),
-            day=datetime.fromtimestamp(t0, tz=UTC).date().isoformat(),
-            experiment="log",
-        )
-        for c, t0 in sorted(first.items(), key=lambda kv: kv[1])
-    ]
+    events = events_from_observations(
+        observations_from_log(records, resolver=resolver), anchor="first-query", known=known
+    )
+    return [replace(e, experiment="log") for e in events]

@@ -17,7 +17,14 @@ from typing import Any, Literal, get_args
 
 from phloem.core.errors import ConfigError
 from phloem.iot.events import EventStats, Observation, observe_packets
-from phloem.iot.logs import LogQuery, LogStats, read_dnsmasq, read_ftl_db, read_unbound
+from phloem.iot.logs import (
+    LogQuery,
+    LogStats,
+    observations_from_log,
+    read_dnsmasq,
+    read_ftl_db,
+    read_unbound,
+)
 
 __all__ = ["SOURCE_KINDS", "SourceKind", "SourceStats", "open_observations", "sniff_format"]
 
@@ -70,11 +77,6 @@ class SourceStats:
             f"log lines {self.log.lines}, queries {self.log.queries}, "
             f"malformed {self.log.malformed} (skipped)"
         )
-
-
-def _from_log(records: Iterator[LogQuery]) -> Iterator[Observation]:
-    for r in records:
-        yield Observation(r.ts, r.client, "query", r.name, r.qtype)
 
 
 def open_observations(
@@ -150,7 +152,7 @@ def open_observations(
             if follow
             else _sorted(read_ftl_db(path, stats=stats.log))
         )
-        return _from_log(records), stats
+        return observations_from_log(records), stats
     yr = year if year is not None else datetime.now(tz).year
 
     def whole_file() -> Iterator[str]:
@@ -165,7 +167,7 @@ def open_observations(
         if resolved == "unbound"
         else read_dnsmasq(lines, year=yr, tz=tz, stats=stats.log)
     )
-    return _from_log(recs if follow else _sorted(recs)), stats
+    return observations_from_log(recs if follow else _sorted(recs)), stats
 
 
 def _sorted(records: Iterator[LogQuery]) -> Iterator[LogQuery]:

@@ -33,15 +33,8 @@ from typing import Any
 
 from phloem.iot.events import Event, Observation, Query
 from phloem.iot.identify import Answer, Identifier
-from phloem.iot.logs import LogQuery
 
-__all__ = ["Tracker", "observations_from_log"]
-
-
-def observations_from_log(records: Iterable[LogQuery]) -> Iterator[Observation]:
-    """Resolver log records as stream observations (no resolver address, no stack traits)."""
-    for r in records:
-        yield Observation(r.ts, r.client, "query", r.name, r.qtype)
+__all__ = ["Tracker"]
 
 
 @dataclass
