@@ -24,7 +24,7 @@ def main(num_clients: int = 10, rounds: int = 3) -> dict[str, Any]:
     """Simulate ``rounds`` rounds over ``num_clients`` clients; per-round results."""
     secagg_app.RESULTS.clear()
     run_simulation(
-        server_app=secagg_app.make_server_app(num_rounds=rounds),
+        server_app=secagg_app.make_server_app(num_rounds=rounds, num_clients=num_clients),
         client_app=secagg_app.client_app,
         num_supernodes=num_clients,
         backend_config={

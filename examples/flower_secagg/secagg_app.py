@@ -85,8 +85,12 @@ def client_fn(context: Context) -> Client:
 client_app = ClientApp(client_fn=client_fn, mods=[phloem_secagg_mod])  # <- phloem
 
 
-def make_server_app(num_rounds: int = 3, timeout_s: float | None = 60.0) -> ServerApp:
-    """The ServerApp: FedAvg over all clients, fit rounds through phloem's SecAgg+."""
+def make_server_app(
+    num_rounds: int = 3, timeout_s: float | None = 60.0, num_clients: int = 10
+) -> ServerApp:
+    """The ServerApp: FedAvg over all ``num_clients`` clients, fit rounds through phloem's
+    SecAgg+. Every round waits until all clients are connected: a secure sum over whoever
+    happened to connect first could be too small (SecAgg+ needs at least 3)."""
     server_app = ServerApp()
 
     @server_app.main()
@@ -95,6 +99,9 @@ def make_server_app(num_rounds: int = 3, timeout_s: float | None = 60.0) -> Serv
         strategy = FedAvg(
             fraction_fit=1.0,
             fraction_evaluate=1.0,
+            min_fit_clients=num_clients,
+            min_evaluate_clients=num_clients,
+            min_available_clients=num_clients,
             initial_parameters=ndarrays_to_parameters(
                 [np.zeros(s, dtype=np.float32) for s in MODEL_SHAPES]
             ),

@@ -354,6 +354,18 @@ def test_too_many_dropouts_skip_the_round_and_keep_the_model() -> None:
     assert all(not a.any() for a in final)  # the initial zeros
 
 
+def test_a_sample_too_small_for_secagg_skips_the_round_and_keeps_the_model(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Two clients cannot hold a secure threshold; the server logs it and goes on."""
+    wf = PhloemSecAggWorkflow(max_weight=10.0, seed=2)
+    with caplog.at_level("ERROR"):
+        final, _, _ = run_app(2, wf, rounds=2)
+    assert all(not a.any() for a in final)  # the initial zeros
+    skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(skipped) == 2 and "min_fit_clients" in skipped[0], skipped
+
+
 def test_workflow_without_the_mod_says_so() -> None:
     with pytest.raises(MissingModError, match="mods=\\[phloem_secagg_mod\\]"):
         run_app(4, PhloemSecAggWorkflow(), mods=[])

@@ -333,7 +333,19 @@ class PhloemSecAggWorkflow:
             )
             return None
         proxies = {proxy.node_id: proxy for proxy, _ in instructions}
-        graph = self._graph(len(proxies))
+        try:
+            graph = self._graph(len(proxies))
+        except ConfigError as exc:
+            if exc.field not in ("n", "corrupt", "dropout"):
+                raise
+            # The sample, not the configuration, is at fault: another round may draw more.
+            LOGGER.error(
+                "%s; round %d skipped (raise the strategy's min_fit_clients and "
+                "min_available_clients so that every round samples enough clients)",
+                exc,
+                server_round,
+            )
+            return None
         gen = np.random.default_rng(None if cfg.seed is None else [cfg.seed, server_round])
         if cfg.levels is None:
             quantizer = Quantizer.for_clients(
