@@ -75,6 +75,23 @@ def test_logreg_learns_and_exports_exactly(
     assert back.predict_events(events[:3], WINDOW_S) == list(clf.predict(X[:3]))
 
 
+def test_export_handles_events_without_features_among_others(
+    data: tuple[Vectorizer, list[Event], np.ndarray],
+) -> None:
+    """Events with no feature in the window (no DNS, only late queries) sit between others:
+    the segmented sum must give them the bias alone, as the dense product does."""
+    vec, events, y = data
+    clf = LogRegClassifier(C=10.0).fit(vec.transform(events, WINDOW_S), y)
+    late = Event("late", 0.0, (Query(WINDOW_S + 1.0, "x.example.com", 1, "10.0.0.1"),))
+    empty = Event("empty", 0.0, ())
+    mixed = [empty, events[0], late, empty, events[40], events[41], late]
+    X = vec.transform(mixed, WINDOW_S)
+    assert X[0].nnz == 0 and X[2].nnz == 0 and X[1].nnz > 0
+    got = export_numpy(clf, vec).predict_proba_events(mixed, WINDOW_S)
+    np.testing.assert_allclose(got, clf.predict_proba(X), atol=1e-5)
+    np.testing.assert_allclose(got[0], got[2], atol=0)
+
+
 def test_logreg_binary_export(data: tuple[Vectorizer, list[Event], np.ndarray]) -> None:
     vec, events, y = data
     keep = [i for i, lab in enumerate(y) if lab in ("dev00", "dev01")]

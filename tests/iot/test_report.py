@@ -176,14 +176,24 @@ def test_plot_confusion_sized_by_labels_without_warnings(
     rng = np.random.default_rng(n)
     labels = [f"device-{i:02d}" for i in range(n)]
     m = rng.integers(0, 5, size=(n, n))
-    m[0] = 0  # a device with no test events: its row must stay zero, without a warning
+    m[0] = 0  # a device with no test events: its row is left out, without a warning
+    m[1:, 0] = 3
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         out = plot_confusion(m, labels, tmp_path / f"cm{n}.png", normalise=normalise, title="x")
     img = imread(out)
-    side = px(_confusion_side_in(n))
-    assert img.shape[:2] == (side, side)
+    assert img.shape[:2] == (px(_confusion_side_in(n - 1)), px(_confusion_side_in(n)))
     assert img[..., :3].std() > 0
+
+
+def test_plot_confusion_leaves_out_prediction_only_rows(tmp_path: Path) -> None:
+    truth = [f"d{i:02d}" for i in range(20)] * 2
+    pred = truth[:20] + ["(no DNS)"] * 20
+    m, labels = confusion_matrix(truth, pred)
+    assert labels[0] == "(no DNS)" and not m[0].any()
+    img = imread(plot_confusion(m, labels, tmp_path / "cm.png"))
+    assert img.shape[:2] == (px(_confusion_side_in(20)), px(_confusion_side_in(21)))
+    assert _confusion_side_in(20) < _confusion_side_in(21)
 
 
 def test_confusion_figure_grows_with_labels_within_bounds() -> None:

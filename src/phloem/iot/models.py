@@ -368,8 +368,10 @@ class NumpyModel:
         # sparse rows times dense weights: gather the used rows of W0 and sum them per event
         h = np.zeros((len(events), W0.shape[1]), dtype=np.float32)
         if len(indices):
-            rows = np.repeat(np.arange(len(events)), np.diff(indptr))
-            np.add.at(h, rows, W0[indices] * values[:, None])
+            # reduceat sums each event's run of rows; an empty run would wrongly yield the
+            # next row, so only events with features take part (their runs tile the data).
+            filled = np.flatnonzero(np.diff(indptr) > 0)
+            h[filled] = np.add.reduceat(W0[indices] * values[:, None], indptr[filled], axis=0)
         h += b0
         for W, b in self.layers[1:]:
             h = np.maximum(h, 0.0) @ W + b

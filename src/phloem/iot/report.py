@@ -337,11 +337,17 @@ def plot_confusion(
     Returns
     -------
     pathlib.Path
-        The file written. The (square) figure grows with the number of labels so that some 40
-        stay readable; cells carry their value when there are at most 25 labels.
+        The file written. Rows with no events (labels that only occur as predictions, such as
+        ``"(no DNS)"`` or ``"unknown"``) are left out, so the figure may be wider than tall; it
+        grows with the number of labels so that some 40 stay readable; cells carry their value
+        when there are at most 25 labels.
     """
-    m = _square(matrix, labels)
+    full = _square(matrix, labels)
     n = len(labels)
+    # Labels that only ever are predictions ("(no DNS)", "unknown") would be empty rows.
+    keep = np.flatnonzero(full.sum(axis=1) > 0) if full.any() else np.arange(n)
+    m = full[keep]
+    rows = [str(labels[i]) for i in keep]
     shown = _row_normalise(m) if normalise else m.astype(np.float64)
     import matplotlib
 
@@ -349,7 +355,8 @@ def plot_confusion(
     import matplotlib.pyplot as plt
 
     side = _confusion_side_in(n)
-    fig, ax = plt.subplots(figsize=(side, side), layout="constrained")
+    height = _confusion_side_in(len(rows)) if len(rows) < n else side
+    fig, ax = plt.subplots(figsize=(side, height), layout="constrained")
     vmax = 1.0 if normalise else max(1.0, float(shown.max(initial=0.0)))
     im = ax.imshow(shown, cmap="Blues", vmin=0.0, vmax=vmax, interpolation="nearest")
     fig.colorbar(im, ax=ax, shrink=0.8, label="share of row" if normalise else "events")
@@ -357,7 +364,7 @@ def plot_confusion(
     ax.set_xticks(
         range(n), list(labels), rotation=60, ha="right", rotation_mode="anchor", fontsize=font
     )
-    ax.set_yticks(range(n), list(labels), fontsize=font)
+    ax.set_yticks(range(len(rows)), rows, fontsize=font)
     ax.set_xlabel("predicted")
     ax.set_ylabel("truth")
     if title:
