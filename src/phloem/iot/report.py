@@ -347,7 +347,7 @@ def plot_confusion(
     # Labels that only ever are predictions ("(no DNS)", "unknown") would be empty rows.
     keep = np.flatnonzero(full.sum(axis=1) > 0) if full.any() else np.arange(n)
     m = full[keep]
-    rows = [str(labels[i]) for i in keep]
+    rows = [str(labels[i]) for i in keep.tolist()]
     shown = _row_normalise(m) if normalise else m.astype(np.float64)
     import matplotlib
 
