@@ -22,6 +22,8 @@ run() {  # name, then the arguments of `phloem iot evaluate`
 # temporal split of the first run: train 2023-10-19..25, test 10-26..28 (22 devices)
 run temporal_full --protocol temporal --report "$OUT/report_temporal_full"
 run temporal_sld --protocol temporal --features sld --report "$OUT/report_temporal_sld"
+# what a resolver log (dnsmasq, unbound, Pi-hole) carries: names, types, counts, order
+run temporal_log --protocol temporal --features log
 run temporal_full_mlp --protocol temporal --model mlp --windows 0,2,60
 run temporal_sld_mlp --protocol temporal --model mlp --features sld --windows 0,2,60
 # a month later: the same 22 devices on 2023-11-22 (the 12 new devices are scored below)
@@ -34,5 +36,6 @@ run paper --protocol paper --windows 2,60
 run anytime_full --protocol anytime --windows 2,10,60
 # unknown devices: leave one device out (10-26..28), then the 12 devices new on 2023-11-22
 run unknown_full --protocol unknown --windows 2,60
+run unknown_log --protocol unknown --features log --windows 2,60
 run unknown_nov22 --protocol unknown --test-from 2023-11-22 --test-until 2023-11-22 --windows 2,60
 echo "written to $OUT"

@@ -50,6 +50,18 @@ def test_bad_choices_name_the_option(iot_env: Path) -> None:
     assert res.exit_code == 2 and "iot train" in res.output
 
 
+def test_log_features_leave_out_what_a_resolver_log_lacks(iot_env: Path, tmp_path: Path) -> None:
+    from phloem.iot.features import Block
+    from phloem.iot.identify import Identifier
+
+    model = tmp_path / "log.npz"
+    args = ["--out", str(model), "--features", "log", "--checkpoints", "2"]
+    res = runner.invoke(app, ["iot", "train", *args])
+    assert res.exit_code == 0, res.output
+    blocks = set(Identifier.load(model).model.vectorizer.spec.blocks)
+    assert blocks == set(Block) - {Block.STACK, Block.RESOLVER}
+
+
 def test_train_identify_and_evaluate(iot_env: Path, tmp_path: Path) -> None:
     model = tmp_path / "m.npz"
     res = runner.invoke(app, ["iot", "train", "--out", str(model), "--features", "sld"])

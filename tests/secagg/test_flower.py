@@ -15,7 +15,6 @@ import importlib.util
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -440,9 +439,7 @@ def test_example_in_a_real_flower_simulation() -> None:
     weighted mean of the clients' locally trained models."""
     pytest.importorskip("ray")
     example = _load_example()
-    t0 = time.perf_counter()
     out = example.main(num_clients=4, rounds=2)
-    elapsed = time.perf_counter() - t0
     app = example.secagg_app
     first = out["rounds"][0]
     start = [np.zeros(s, np.float32) for s in app.MODEL_SHAPES]
@@ -456,4 +453,3 @@ def test_example_in_a_real_flower_simulation() -> None:
     bound = 1.5 * n * wmax * step / w.sum()
     assert float(np.max(np.abs(got - expected))) <= bound + 2e-6
     assert len(out["rounds"]) == 2 and out["rounds"][1]["included"] == 4
-    assert elapsed < 120, f"the Ray simulation took {elapsed:.0f} s"

@@ -24,7 +24,11 @@ __all__ = ["app"]
 app = typer.Typer(help="IoT device identification from DNS.", no_args_is_help=True)
 console = Console()
 
-FEATURES = ("full", "sld")
+FEATURES = ("full", "log", "sld")
+FEATURES_HELP = (
+    "full (every block), log (what a resolver log carries: names, types, counts and order, "
+    "without the stack fingerprint or the resolver address) or sld (the paper's)."
+)
 MODELS = ("logreg", "mlp")
 
 
@@ -33,7 +37,11 @@ def _spec(features: str) -> Any:
 
     if features not in FEATURES:
         raise ConfigError("--features", f"unknown {features!r}", FEATURES)
-    return FeatureSpec() if features == "full" else FeatureSpec(blocks=(Block.SLD,))
+    if features == "full":
+        return FeatureSpec()
+    if features == "log":
+        return FeatureSpec(blocks=tuple(b for b in Block if b not in (Block.STACK, Block.RESOLVER)))
+    return FeatureSpec(blocks=(Block.SLD,))
 
 
 def _model(model: str) -> Any:
@@ -84,9 +92,7 @@ def train(
     out: Annotated[Path, typer.Option(help="Where to write the numpy model (.npz).")] = Path(
         "iot-model.npz"
     ),
-    features: Annotated[str, typer.Option(help="full (every block) or sld (the paper's).")] = (
-        "full"
-    ),
+    features: Annotated[str, typer.Option(help=FEATURES_HELP)] = "full",
     model: Annotated[str, typer.Option(help="logreg or mlp.")] = "logreg",
     train_until: Annotated[str, typer.Option(help="Last day (YYYY-MM-DD) trained on.")] = (
         "2023-10-25"
@@ -142,7 +148,7 @@ def evaluate(
             "anytime (query-by-query replay), paper (random rows)."
         ),
     ] = "temporal",
-    features: Annotated[str, typer.Option(help="full or sld.")] = "full",
+    features: Annotated[str, typer.Option(help=FEATURES_HELP)] = "full",
     model: Annotated[str, typer.Option(help="logreg or mlp.")] = "logreg",
     train_until: Annotated[str, typer.Option(help="Last training day.")] = "2023-10-25",
     test_from: Annotated[
