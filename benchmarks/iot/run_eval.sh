@@ -3,7 +3,7 @@
 #   PHLOEM_DATA_DIR=../shared/data benchmarks/iot/run_eval.sh [OUT]
 # OUT defaults to benchmarks/iot/results/<today>/eval. Each run writes <name>.txt (the table as
 # printed), <name>.json (the scores, split stated inside) and, for the temporal and experiment
-# protocols, report_<name>/ (report.md, curves.png, confusion matrices). About 25 min on a
+# protocols, report_<name>/ (report.md, curves.png, confusion matrices). About 30 min on a
 # 2-core VM, most of it the MLP and the leave-one-device-out runs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
