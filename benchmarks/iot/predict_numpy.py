@@ -110,7 +110,7 @@ def read_events(path: Path) -> list[Event]:
     ]  # fmt: skip
 
 
-def _pass_stats(ns: list[int]) -> dict[str, float]:
+def pass_stats(ns: list[int]) -> dict[str, float]:
     us = np.asarray(ns, dtype=np.float64) / 1e3
     return {
         "median_us": float(np.median(us)),
@@ -120,8 +120,10 @@ def _pass_stats(ns: list[int]) -> dict[str, float]:
     }
 
 
-def _per_event(fn: Any, events: list[Event], repeats: int) -> list[dict[str, float]]:
-    """``repeats`` passes of ``fn([e])`` over every event, timed one call at a time."""
+def per_event(fn: Any, events: Sequence[Event], repeats: int) -> list[dict[str, float]]:
+    """``repeats`` passes of ``fn([e])`` over every event, timed one call at a time.
+
+    Also the protocol run_export.py applies to the torch / scikit-learn baseline."""
     passes = []
     for _ in range(repeats):
         ns = []
@@ -129,11 +131,11 @@ def _per_event(fn: Any, events: list[Event], repeats: int) -> list[dict[str, flo
             t0 = time.perf_counter_ns()
             fn([e])
             ns.append(time.perf_counter_ns() - t0)
-        passes.append(_pass_stats(ns))
+        passes.append(pass_stats(ns))
     return passes
 
 
-def _best_s(fn: Any, repeats: int) -> tuple[float, list[float]]:
+def best_s(fn: Any, repeats: int) -> tuple[float, list[float]]:
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -148,7 +150,7 @@ def measure(model_path: Path, events_path: Path, window_s: float, repeats: int) 
     t0 = time.perf_counter()
     model = NumpyModel.load(model_path)
     out["load_first_ms"] = (time.perf_counter() - t0) * 1e3
-    _, loads = _best_s(lambda: NumpyModel.load(model_path), repeats)
+    _, loads = best_s(lambda: NumpyModel.load(model_path), repeats)
     out["load_median_ms"] = float(np.median(loads)) * 1e3
     out["rss_after_load_mb"] = _rss_mb()
     out["heavy_after_load"] = _heavy_loaded()
@@ -164,10 +166,10 @@ def measure(model_path: Path, events_path: Path, window_s: float, repeats: int) 
     def featurise(evs: list[Event]) -> Any:
         return model.vectorizer.featurise_batch(evs, window_s)
 
-    out["per_event_passes"] = _per_event(predict, events, repeats)
-    out["featurise_per_event_passes"] = _per_event(featurise, events, repeats)
-    out["batched_best_s"], out["batched_s"] = _best_s(lambda: predict(events), repeats)
-    out["featurise_batched_best_s"], _ = _best_s(lambda: featurise(events), repeats)
+    out["per_event_passes"] = per_event(predict, events, repeats)
+    out["featurise_per_event_passes"] = per_event(featurise, events, repeats)
+    out["batched_best_s"], out["batched_s"] = best_s(lambda: predict(events), repeats)
+    out["featurise_batched_best_s"], _ = best_s(lambda: featurise(events), repeats)
     proba = predict(events)
     out["heavy_after_predict"] = _heavy_loaded()
     out["third_party_modules"] = _third_party()

@@ -24,7 +24,8 @@ equal those of step 3. Results and caveats: ``README.md`` beside this script.
 
 Progress goes to stderr; the markdown tables go to stdout; ``--json`` gets every number, the
 machine, the date and the git commit. Exit status 0, or 3 when a numpy-only run imported torch,
-scikit-learn or scipy (a defect of the export).
+scikit-learn or scipy, or when the ``--bare-python`` run answered differently (defects of the
+export).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from phloem.iot.features import Block, FeatureSpec, Vectorizer
 from phloem.iot.models import LogRegClassifier, MLPClassifier, export_numpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from predict_numpy import read_events, write_events
+from predict_numpy import best_s, per_event, read_events, write_events
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parents[1] / "src"
@@ -153,38 +154,6 @@ def split(events: Sequence[Event]) -> tuple[list[Event], list[Event]]:
 
 
 # --- timing ------------------------------------------------------------------------------------
-
-
-def _pass_stats(ns: list[int]) -> dict[str, float]:
-    us = np.asarray(ns, dtype=np.float64) / 1e3
-    return {
-        "median_us": float(np.median(us)),
-        "p99_us": float(np.percentile(us, 99)),
-        "mean_us": float(us.mean()),
-        "max_us": float(us.max()),
-    }
-
-
-def per_event(fn: Callable[[list[Event]], Any], events: Sequence[Event], repeats: int) -> Any:
-    """``repeats`` passes of ``fn([e])`` over every event (the protocol of predict_numpy.py)."""
-    passes = []
-    for _ in range(repeats):
-        ns = []
-        for e in events:
-            t0 = time.perf_counter_ns()
-            fn([e])
-            ns.append(time.perf_counter_ns() - t0)
-        passes.append(_pass_stats(ns))
-    return passes
-
-
-def best_s(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float]]:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), times
 
 
 def summarise(passes: list[dict[str, float]]) -> dict[str, float]:
@@ -320,6 +289,8 @@ def targets(r: dict[str, Any]) -> dict[str, bool]:
     if bare is not None:
         heavy += [*bare["heavy_after_load"], *bare["heavy_after_predict"]]
         heavy += [] if bare["returncode"] == 0 else [f"bare run exit {bare['returncode']}"]
+        if bare.get("max_abs_proba_diff_vs_numpy") != 0.0:  # must answer exactly the same
+            heavy.append("bare run answers differ")
     return {
         "size_under_1MB": r["npz_bytes"] < SIZE_TARGET_B,
         "per_event_median_under_1ms": npy["per_event"]["median_us"] < LATENCY_TARGET_US,

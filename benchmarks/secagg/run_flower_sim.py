@@ -27,16 +27,13 @@ from flwr.server.strategy import FedAvg
 from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 from flwr.simulation import run_simulation
 
+from phloem.secagg.bench import MAX_WEIGHT, client_vector, client_weight
 from phloem.secagg.flower import PhloemSecAggWorkflow, phloem_secagg_mod
 
 IMPL, N, DIM = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 K, T, OUT = int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 ROUNDS = 2
 RESULT: dict[str, Any] = {"impl": IMPL, "N": N, "DIM": DIM, "k": K, "t": T, "round_s": []}
-
-
-def client_vector(i: int) -> np.ndarray:
-    return np.random.default_rng(1000 + i).uniform(-1.0, 1.0, DIM).astype(np.float32)
 
 
 class BenchClient(NumPyClient):  # type: ignore[misc]
@@ -47,7 +44,7 @@ class BenchClient(NumPyClient):  # type: ignore[misc]
         return [np.zeros(DIM, dtype=np.float32)]
 
     def fit(self, parameters: Any, config: Any) -> tuple[list[np.ndarray], int, dict[str, Any]]:
-        return [client_vector(self.i)], 1 + self.i % 7, {}
+        return [client_vector(self.i, DIM)], int(client_weight(self.i)), {}
 
 
 def client_fn(context: Any) -> Any:
@@ -82,13 +79,15 @@ def main(grid: Any, context: Any) -> None:
     )
     lctx = LegacyContext(context=context, config=ServerConfig(num_rounds=ROUNDS), strategy=strategy)
     if IMPL == "flower":
-        wf: Any = SecAggPlusWorkflow(num_shares=K, reconstruction_threshold=T, max_weight=10.0)
+        wf: Any = SecAggPlusWorkflow(
+            num_shares=K, reconstruction_threshold=T, max_weight=MAX_WEIGHT
+        )
     else:
-        wf = PhloemSecAggWorkflow(num_shares=K, threshold=T, max_weight=10.0)
+        wf = PhloemSecAggWorkflow(num_shares=K, threshold=T, max_weight=MAX_WEIGHT)
     DefaultWorkflow(fit_workflow=Timed(wf))(grid, lctx)
     agg = next(iter(lctx.state.array_records["parameters"].values())).numpy()
-    w = np.array([1 + i % 7 for i in range(N)], dtype=np.float64)
-    exact = sum(w[i] * client_vector(i).astype(np.float64) for i in range(N)) / w.sum()
+    w = np.array([client_weight(i) for i in range(N)], dtype=np.float64)
+    exact = sum(w[i] * client_vector(i, DIM).astype(np.float64) for i in range(N)) / w.sum()
     RESULT["max_abs_error"] = float(np.max(np.abs(agg - exact)))
 
 

@@ -17,11 +17,11 @@ both tools:
 The protocol is SecAgg (complete graph) when ``k >= N`` and SecAgg+ otherwise. One round runs
 in this fresh process through :func:`phloem.secagg.bench.run_bench` (all clients one after
 another, every message through the wire encoding); ``OUT.json`` gets the
-:class:`~phloem.secagg.bench.BenchResult` fields plus the process's peak RSS (``ru_maxrss``),
-its RSS before the round, and the command line. Exit status 0 when the round produced the
-mean, 4 when it aborted, 2 on a bad argument or an invalid ``(k, t)``. ``PHLOEM_BENCH_SEED``
-(default 0) seeds the neighbour graph and the stochastic rounding; the clients' keys and
-seeds come from ``os.urandom``.
+:class:`~phloem.secagg.bench.BenchResult` fields (``peak_rss_mb`` is the process's
+``ru_maxrss``) plus its RSS before the round, and the command line. Exit status 0 when the
+round produced the mean, 4 when it aborted, 2 on a bad argument or an invalid ``(k, t)``.
+``PHLOEM_BENCH_SEED`` (default 0) seeds the neighbour graph and the stochastic rounding; the
+clients' keys and seeds come from ``os.urandom``.
 """
 
 from __future__ import annotations
@@ -119,7 +119,6 @@ def main(argv: list[str]) -> int:
         bench_call_s=bench_s,  # run_bench as a whole: making the inputs + the round + checking
         process_s=time.perf_counter() - T_START,
         rss_before_round_mb=rss_before,
-        ru_maxrss_mb=_rss_mb(),
         python=platform.python_version(),
         numpy=np.__version__,
     )
@@ -129,7 +128,7 @@ def main(argv: list[str]) -> int:
         f"protocol={settings.protocol} k={res.num_shares} t={res.threshold} "
         f"dropped={res.dropped}@{res.stage} round_s={res.wall_s:.3f} client_s={res.client_s:.4f} "
         f"server_s={res.server_s:.4f} up_B={res.up_bytes:.0f} "
-        f"max_abs_err={res.max_abs_error:.3g} ru_maxrss_mb={out['ru_maxrss_mb']:.0f}"
+        f"max_abs_err={res.max_abs_error:.3g} peak_rss_mb={res.peak_rss_mb:.0f}"
         + ("" if res.ok else f" abort={res.abort!r}"),
         flush=True,
     )

@@ -110,6 +110,7 @@ def _phloem_numbers(d: dict[str, Any]) -> dict[str, Any]:
         "client_s": d["client_s"],
         "server_s": d["server_s"],
         "up_bytes": d["up_bytes"],
+        # older runs also wrote ru_maxrss_mb, a second reading taken just after peak_rss_mb
         "rss_mb": d.get("ru_maxrss_mb", d.get("peak_rss_mb", math.nan)),
         "max_abs_err": d["max_abs_error"],
     }
