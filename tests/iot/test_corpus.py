@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import socket
 import struct
 import tarfile
 import time
@@ -12,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from iot_frames import dns, eth, ipv4, udp
 
 from phloem.iot import corpus as corpus_mod
 from phloem.iot.corpus import CorpusStats, build_corpus, corpus_cache_file, load_corpus
@@ -27,13 +27,7 @@ T0 = 1_700_647_200.0  # 2023-11-22 10:00:00 UTC
 
 def query(t: float, mac: str, ip: str, name: str, resolver: str = "8.8.8.8") -> RawPacket:
     """An Ethernet/IPv4/UDP DNS A query (same frames as tests/iot/test_events.py)."""
-    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split("."))
-    msg = struct.pack("!HHHHHH", 7, 0x0100, 1, 0, 0, 0) + labels + b"\x00\x00\x01\x00\x01"
-    body = struct.pack("!HHHH", 40000, 53, 8 + len(msg), 0) + msg
-    ip_hdr = struct.pack("!BBHHHBBH", 0x45, 0, 20 + len(body), 0, 0, 64, 17, 0)
-    ip_pkt = ip_hdr + socket.inet_aton(ip) + socket.inet_aton(resolver) + body
-    frame = bytes.fromhex(GW.replace(":", "") + mac.replace(":", "") + "0800") + ip_pkt
-    return RawPacket(T0 + t, 1, frame, 0)
+    return RawPacket(T0 + t, 1, eth(mac, GW, ipv4(udp(40000, 53, dns(name)), ip, resolver)), 0)
 
 
 DataFile = Callable[[str], Path]

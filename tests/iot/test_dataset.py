@@ -141,6 +141,17 @@ def test_iter_and_index_count_bad_members(tmp_path: Path) -> None:
     assert len(index.unparsed) == 1 and len(index.corrupt) == 2
 
 
+@pytest.mark.parametrize("endian", ["<", ">"])
+@pytest.mark.parametrize("magic", [0xA1B2C3D4, 0xA1B23C4D])  # micro-, nanosecond
+def test_every_classic_pcap_magic_is_indexed(tmp_path: Path, endian: str, magic: int) -> None:
+    header = struct.pack(endian + "IHHiIII", magic, 2, 4, 0, 0, 65535, 1)
+    name = "dns_only/a/2023-10-19/2023-10-19_10:00:00.400s.pcap"
+    stats = ScanStats()
+    got = list(iter_captures(_tarball(tmp_path, {name: header}), stats=stats))
+    assert [(i.path, d) for i, d in got] == [(name, header)]
+    assert stats.corrupt == [] and stats.captures == 1
+
+
 def test_missing_files_raise_data_not_found(tmp_path: Path) -> None:
     with pytest.raises(DataNotFoundError, match=r"labels\.csv"):
         load_labels(tmp_path)

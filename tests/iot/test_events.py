@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import struct
 
 import pytest
@@ -212,8 +213,25 @@ def test_queries_carry_their_fingerprint_into_events() -> None:
 def test_events_from_observations_match_events_from_packets(anchor: AnchorMode) -> None:
     from phloem.iot.events import events_from_observations, observe_packets
 
-    # the capture's first packet is an ARP frame, so only capture-start can tell them apart
-    pkts = capture()[1:]
+    # the capture's first packet is an ARP frame: capture-start must anchor there either way,
+    # through the start time that observe_packets leaves in the stats
+    pkts = capture()
     direct = events_from_packets(pkts, anchor=anchor)
-    via = events_from_observations(observe_packets(pkts, EventStats()), anchor=anchor)
+    stats = EventStats()
+    via = events_from_observations(observe_packets(pkts, stats), anchor=anchor, stats=stats)
     assert via == direct
+    assert stats.start_ts == T0
+
+
+def test_capture_start_is_each_streams_own_first_packet() -> None:
+    """One stats object over several captures (as build_corpus does): each has its start."""
+    stats = EventStats()
+    first = events_from_packets(capture(), anchor="capture-start", stats=stats)
+    assert {e.anchor_utc for e in first} == {T0}
+    later = [RawPacket(T0 + 100.0, 1, bytes(14), 0), query(102.0, MAC_A, "10.0.0.5", "x.com")]
+    (event,) = events_from_packets(later, anchor="capture-start", stats=stats)
+    assert event.anchor_utc == T0 + 100.0 and event.queries[0].t == 2.0
+    # untimed packets (pcapng simple packet blocks) do not start a capture
+    untimed = [RawPacket(math.nan, 1, bytes(14), 0), query(7.0, MAC_A, "10.0.0.5", "x.com")]
+    (event,) = events_from_packets(untimed, anchor="capture-start", stats=stats)
+    assert event.anchor_utc == T0 + 7.0 and stats.start_ts == T0 + 7.0

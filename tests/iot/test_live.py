@@ -6,7 +6,6 @@ import os
 import re
 import socket
 import sqlite3
-import struct
 import sys
 import threading
 import time
@@ -16,6 +15,7 @@ from itertools import islice
 from pathlib import Path
 
 import pytest
+from iot_frames import dns
 
 from phloem.iot.events import events_from_packets
 from phloem.iot.live import (
@@ -253,12 +253,6 @@ def test_ftl_wrong_file_errors(tmp_path: Path) -> None:
 # ---- capture_interface ------------------------------------------------------------------
 
 
-def _dns_query(name: str, txid: int = 0x1234) -> bytes:
-    header = struct.pack("!HHHHHH", txid, 0x0100, 1, 0, 0, 0)  # RD, one question
-    qname = b"".join(bytes([len(label)]) + label.encode() for label in name.split("."))
-    return header + qname + b"\x00" + struct.pack("!HH", 1, 1)  # QTYPE A, QCLASS IN
-
-
 def _refuse(*args: object, **kwargs: object) -> socket.socket:
     raise PermissionError(1, "Operation not permitted")
 
@@ -318,7 +312,7 @@ def test_real_capture_on_loopback_sees_a_query_once() -> None:
     if not ok:
         pytest.skip(reason)
     name = f"probe-{uuid.uuid4().hex[:10]}.example.com"
-    query = _dns_query(name)
+    query = dns(name, ident=0x1234)  # RD, one question, QTYPE A
     stop = threading.Event()
     packets: list[RawPacket] = []
 

@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from phloem.core.errors import PhloemError
-from phloem.iot.pcap import CaptureFormat, CaptureFormatError, PcapReader, RawPacket
+from phloem.iot.pcap import (
+    CAPTURE_MAGICS,
+    CaptureFormat,
+    CaptureFormatError,
+    PcapReader,
+    RawPacket,
+    looks_like_capture,
+)
 
 FRAMES = [b"\x01" * 14, b"hello world, frame two", b""]
 TIMES_US = [(1_700_000_000, 123_456), (1_700_000_001, 0), (1_700_000_002, 999_999)]
@@ -105,6 +112,17 @@ def test_not_a_capture_raises_clear_error(blob: bytes) -> None:
     with pytest.raises(CaptureFormatError, match=r"weird\.bin") as info:
         PcapReader(io.BytesIO(blob), name="weird.bin").__iter__().__next__()
     assert isinstance(info.value, PhloemError) and isinstance(info.value, ValueError)
+
+
+def test_looks_like_capture_is_what_the_reader_reads() -> None:
+    heads = [pcap_bytes(e, nano, []) for e in "<>" for nano in (False, True)]
+    heads += [shb("<"), shb(">")]
+    assert {h[:4] for h in heads} == CAPTURE_MAGICS
+    for head in heads:
+        assert looks_like_capture(head)
+        assert list(PcapReader(io.BytesIO(head))) == []
+    for blob in (b"", b"\xd4\xc3", b"GIF89a not a capture", b"SQLite format 3\x00"):
+        assert not looks_like_capture(blob)
 
 
 @pytest.mark.parametrize("endian", ["<", ">"])

@@ -16,8 +16,9 @@ from iot_frames import ipv4 as _ipv4
 from iot_frames import udp as _udp
 
 from phloem.core.errors import ConfigError
-from phloem.iot.events import Observation
-from phloem.iot.sources import SOURCE_KINDS, open_observations, sniff_format
+from phloem.iot.events import Observation, events_from_observations, events_from_packets
+from phloem.iot.pcap import PcapReader
+from phloem.iot.sources import SOURCE_KINDS, SourceStats, open_observations, sniff_format
 
 MAC_A = "0c:8b:95:a0:e2:cc"
 MAC_B = "28:e3:47:8e:cf:a8"
@@ -149,12 +150,45 @@ def test_pcap_two_clients_dhcp_and_damage_counted(tmp_path: Path) -> None:
     assert "DNS queries 3" in summary
 
 
+def test_interface_summary_counts_loopback_duplicates() -> None:
+    from phloem.iot.live import CaptureStats
+
+    stats = SourceStats("interface", capture=CaptureStats(packets=4, loopback_duplicates=3))
+    assert "loopback duplicates skipped 3" in stats.summary()
+    assert "loopback" not in SourceStats("pcap").summary()
+
+
 def test_explicit_kind_reads_the_same_capture(tmp_path: Path) -> None:
     cap = tmp_path / "two.dump"  # no telling suffix
     cap.write_bytes(_pcap(_two_client_capture()))
     obs, stats = open_observations(cap, kind="pcap")
     assert [o.kind for o in obs] == ["dhcp", "query", "query", "query"]
     assert stats.kind == "pcap"
+
+
+def test_capture_start_of_a_capture_opened_as_observations(tmp_path: Path) -> None:
+    """A capture that starts with a non-DNS frame: the observation path (what the CLI reads)
+    anchors capture-start events at that frame, as events_from_packets does."""
+    arp = bytes.fromhex("ff" * 6 + GW.replace(":", "") + "0806") + bytes(28)
+    records = [(T0 + 0.5, arp), *_two_client_capture()]
+    cap = tmp_path / "arp_first.pcap"
+    cap.write_bytes(_pcap(records))
+    obs, stats = open_observations(cap)
+    via = events_from_observations(obs, anchor="capture-start", stats=stats.events)
+    with PcapReader(cap) as reader:
+        direct = events_from_packets(reader, anchor="capture-start")
+    assert via == direct
+    assert {e.key for e in via} == {MAC_A, MAC_B}
+    assert {e.anchor_utc for e in via} == {T0 + 0.5}
+    assert stats.events.start_ts == T0 + 0.5
+    # the first DNS query (t = 2 s) is timed from the ARP frame, not from itself
+    assert next(e for e in via if e.key == MAC_A).queries[0].t == pytest.approx(1.5)
+
+
+def test_sniff_format_knows_every_pcap_magic(tmp_path: Path) -> None:
+    cap = tmp_path / "be_ns.cap"
+    cap.write_bytes(struct.pack(">IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 65535, 1))
+    assert sniff_format(cap) == "pcap"
 
 
 def test_dnsmasq_log_uses_the_year_sorts_and_counts_malformed(tmp_path: Path) -> None:
@@ -208,6 +242,16 @@ def test_ftl_database(tmp_path: Path) -> None:
     ]
     assert stats.kind == "ftl" and (stats.log.queries, stats.log.malformed) == (2, 1)
     assert "malformed 1" in stats.summary()
+
+
+def test_ftl_database_streams_in_time_then_insertion_order(tmp_path: Path) -> None:
+    db = _ftl_db(
+        tmp_path / "pihole-FTL.db",
+        [(1, T0 + 1, 1, "late.io", "10.0.0.2"), (2, T0, 1, "z.io", "10.0.0.2"),
+         (3, T0, 1, "a.io", "10.0.0.3")],
+    )  # fmt: skip
+    obs, _ = open_observations(db)
+    assert [o.name for o in obs] == ["z.io", "a.io", "late.io"]
 
 
 # ---- open_observations: errors ----------------------------------------------------------

@@ -39,12 +39,12 @@ import tempfile
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
-from phloem.data.paths import find_data_file
-from phloem.iot.dataset import CAPTURES_FILE, CaptureInfo, ScanStats, iter_captures
+from phloem.data import default_cache_dir, find_data_file
+from phloem.iot.dataset import _WHAT, CAPTURES_FILE, CaptureInfo, ScanStats, iter_captures
 from phloem.iot.events import AnchorMode, Event, EventStats, Query, events_from_packets
 from phloem.iot.pcap import CaptureFormatError, PcapReader
 
@@ -52,8 +52,6 @@ __all__ = ["CACHE_VERSION", "CorpusStats", "build_corpus", "corpus_cache_file", 
 
 CACHE_VERSION: Final = 2
 """Bump when the events :func:`build_corpus` produces change; older cache files are ignored."""
-
-_WHAT: Final = "DoH-IoT captures (github.com/SafeNetIoT/doh_iot)"
 
 
 @dataclass(slots=True)
@@ -98,22 +96,11 @@ def _top(events: list[Event]) -> Event | None:
 
 
 def _label(event: Event | None, info: CaptureInfo, key: str) -> Event:
+    """``event`` labelled with its capture; no event: a silent one at the capture start."""
     if event is None:
-        return Event(
-            key,
-            info.start_utc.timestamp(),
-            (),
-            info.device,
-            info.experiment_id,
-            info.day.isoformat(),
-        )
-    return Event(
-        event.key,
-        event.anchor_utc,
-        event.queries,
-        info.device,
-        info.experiment_id,
-        info.day.isoformat(),
+        event = Event(key, info.start_utc.timestamp(), ())
+    return replace(
+        event, device=info.device, experiment=info.experiment_id, day=info.day.isoformat()
     )
 
 
@@ -151,7 +138,8 @@ def build_corpus(
         The tarball is not found.
     """
     stats = stats if stats is not None else CorpusStats()
-    per_capture: list[tuple[CaptureInfo, list[Event]]] = []
+    # per capture: its events and the one with the most queries (None: no query at all)
+    per_capture: list[tuple[CaptureInfo, list[Event], Event | None]] = []
     votes: defaultdict[str, Counter[str]] = defaultdict(Counter)
     for info, data in iter_captures(path, devices=devices, stats=stats.scan):
         try:
@@ -160,35 +148,27 @@ def build_corpus(
         except CaptureFormatError:
             stats.unreadable.append(info.path)
             continue
-        per_capture.append((info, events))
-        top = _top([e for e in events if e.queries])
+        talking = [e for e in events if e.queries]
+        top = _top(talking)
+        stats.multi_client += len(talking) > 1
+        per_capture.append((info, events, top))
         if top is not None:
             votes[info.device][top.key] += 1
     keys = {dev: c.most_common(1)[0][0] for dev, c in votes.items()}
     stats.device_keys.update(keys)
     corpus: list[Event] = []
-    for info, events in per_capture:
+    for info, events, top in per_capture:
         usual = keys.get(info.device, "")
-        talking = [e for e in events if e.queries]
-        stats.multi_client += len(talking) > 1
-        chosen = next((e for e in events if e.key == usual), None) or _top(talking)
+        chosen = next((e for e in events if e.key == usual), None) or top
         if chosen is not None and chosen.key != usual:
             stats.off_key += 1
         event = _label(chosen, info, usual)
         stats.no_dns += not event.queries
         corpus.append(event)
     stats.captures += len(corpus)
-    infos = [info for info, _ in per_capture]
+    infos = [info for info, _, _ in per_capture]
     pairs = sorted(zip(infos, corpus, strict=True), key=lambda p: (p[0].device, p[0].start_utc))
     return [event for _, event in pairs]
-
-
-def _default_cache_dir() -> Path:
-    """``PHLOEM_CACHE_DIR``, else ``$XDG_CACHE_HOME/phloem``, else ``~/.cache/phloem``."""
-    explicit = os.environ.get("PHLOEM_CACHE_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "phloem"
 
 
 def corpus_cache_file(tarball: Path, cache_dir: str | Path | None = None) -> Path:
@@ -198,7 +178,7 @@ def corpus_cache_file(tarball: Path, cache_dir: str | Path | None = None) -> Pat
     replaced tarball or a new phloem version misses the old entry.
     """
     st = tarball.stat()
-    folder = Path(cache_dir).expanduser() if cache_dir is not None else _default_cache_dir()
+    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     return folder / f"doh_iot_corpus_v{CACHE_VERSION}_{st.st_size}_{st.st_mtime_ns}.json"
 
 

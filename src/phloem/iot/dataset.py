@@ -37,6 +37,7 @@ from pathlib import Path, PurePosixPath
 from zoneinfo import ZoneInfo
 
 from phloem.data.paths import find_data_file
+from phloem.iot.pcap import looks_like_capture
 
 __all__ = [
     "CAPTURES_FILE",
@@ -65,7 +66,6 @@ _WHAT = "DoH-IoT captures (github.com/SafeNetIoT/doh_iot)"
 _NAME = re.compile(
     r"^(?P<date>\d{4}-\d{2}-\d{2})_(?P<time>\d{2}:\d{2}:\d{2})\.(?P<secs>-?\d+(?:\.\d+)?)s\.pcap$"
 )
-_MAGICS = (b"\x0a\x0d\x0d\x0a", b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1")
 _FALL_BACK_S = 3600.0
 
 
@@ -252,7 +252,7 @@ def iter_captures(
                 continue
             handle = tar.extractfile(member)
             data = handle.read() if handle is not None else b""
-            if len(data) < 4 or data[:4] not in _MAGICS:
+            if not looks_like_capture(data):
                 stats.corrupt.append(member.name)
                 continue
             stats.captures += 1
@@ -365,8 +365,7 @@ def temporal_split(
         return [c for c in items if c.start_utc < moment], [
             c for c in items if c.start_utc >= moment
         ]
-    if cutoff is None:  # unreachable: exactly one of the two was checked above
-        raise ValueError("give exactly one of cutoff and train_days")
+    assert cutoff is not None  # exactly one of the two was checked above
     return [c for c in items if c.day < cutoff], [c for c in items if c.day >= cutoff]
 
 

@@ -111,6 +111,11 @@ class EventStats:
         Queries dropped because they came before their client's anchor.
     known_skipped
         Clients that were already in ``known`` and therefore started no event.
+    start_ts
+        Epoch seconds of the earliest timestamped packet of the stream that
+        :func:`observe_packets` read last (``None`` before any; untimed pcapng Simple Packet
+        Blocks are ignored). Each packet stream sets it afresh: it is where
+        ``anchor="capture-start"`` puts ``t = 0``.
     """
 
     packets: int = 0
@@ -124,6 +129,7 @@ class EventStats:
     fallback_anchors: list[str] = field(default_factory=list)
     before_anchor: int = 0
     known_skipped: int = 0
+    start_ts: float | None = None
 
 
 _INITIAL_TTLS = (32, 64, 128, 255)
@@ -191,10 +197,17 @@ def observe_packets(packets: Iterable[RawPacket], stats: EventStats) -> Iterator
     """Stream the DNS questions and DHCP client messages of ``packets``, one by one.
 
     The streaming core of :func:`events_from_packets` and of live monitoring: damaged frames
-    and DNS messages are counted in ``stats`` and skipped.
+    and DNS messages are counted in ``stats`` and skipped. ``stats.start_ts`` follows the
+    earliest packet time of this stream, whatever the packet carries, so that
+    :func:`events_from_observations` given the same ``stats`` anchors ``"capture-start"``
+    events at the capture's start rather than at its first DNS or DHCP message.
     """
+    start = math.inf
+    stats.start_ts = None
     for raw in packets:
         stats.packets += 1
+        if raw.ts < start:  # nan (pcapng simple packet blocks) compares False
+            start = stats.start_ts = raw.ts
         pkt = decode(raw, stats.decode)
         if pkt is None:
             continue
@@ -230,19 +243,19 @@ def observe_packets(packets: Iterable[RawPacket], stats: EventStats) -> Iterator
             yield Observation(pkt.ts, key, "query", q.name, q.qtype, pkt.dst_ip, stack)
 
 
-def _collect(
-    observations: Iterable[Observation],
-) -> dict[str, _Client]:
-    """Group DNS queries and DHCP client messages by client key."""
+def _collect(observations: Iterable[Observation]) -> tuple[dict[str, _Client], float]:
+    """Group DNS queries and DHCP client messages by client key; also the earliest time."""
     clients: dict[str, _Client] = {}
+    first_ts = math.inf
     for ob in observations:
+        first_ts = min(first_ts, ob.ts)
         client = clients.setdefault(ob.key, _Client())
         if ob.kind == "dhcp":
             client.dhcp = min(client.dhcp, ob.ts)
         else:
             client.first_query = min(client.first_query, ob.ts)
             client.queries.append((ob.ts, ob.name, ob.qtype, ob.resolver, ob.stack))
-    return clients
+    return clients, first_ts
 
 
 def _anchor(
@@ -318,20 +331,10 @@ def events_from_packets(
     ValueError
         ``anchor`` is not one of :data:`ANCHOR_MODES`.
     """
-    if anchor not in ANCHOR_MODES:
-        raise ValueError(f"anchor must be one of {ANCHOR_MODES}, got {anchor!r}")
     stats = stats if stats is not None else EventStats()
-    first_ts = math.inf
-
-    def timed(packets: Iterable[RawPacket]) -> Iterator[RawPacket]:
-        nonlocal first_ts
-        for raw in packets:
-            if raw.ts < first_ts:  # nan (pcapng simple packet blocks) compares False
-                first_ts = raw.ts
-            yield raw
-
-    clients = _collect(observe_packets(timed(packets), stats))
-    return _events(clients, anchor, known, stats, first_ts)
+    return events_from_observations(
+        observe_packets(packets, stats), anchor=anchor, known=known, stats=stats
+    )
 
 
 def events_from_observations(
@@ -343,13 +346,17 @@ def events_from_observations(
 ) -> list[Event]:
     """:func:`events_from_packets` for a stream of observations (a log, a live source).
 
-    ``anchor="capture-start"`` takes the first observation's time as the start.
+    With ``anchor="capture-start"``, the start is ``stats.start_ts`` when set (the first
+    packet of a capture, whatever it carries: pass the ``stats`` that :func:`observe_packets`
+    filled), else the earliest observation's time (a log has no packets before its queries).
     """
     if anchor not in ANCHOR_MODES:
         raise ValueError(f"anchor must be one of {ANCHOR_MODES}, got {anchor!r}")
-    obs = list(observations)
-    first_ts = min((o.ts for o in obs), default=math.inf)
-    return _events(_collect(obs), anchor, known, stats or EventStats(), first_ts)
+    stats = stats if stats is not None else EventStats()
+    clients, first_ts = _collect(observations)
+    if stats.start_ts is not None:  # read after the stream: observe_packets sets it as it goes
+        first_ts = stats.start_ts
+    return _events(clients, anchor, known, stats, first_ts)
 
 
 def _events(

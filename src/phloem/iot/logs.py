@@ -142,7 +142,9 @@ def read_ftl_db(path: str | Path, *, stats: LogStats | None = None) -> Iterator[
     st = stats if stats is not None else LogStats()
     con = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
     try:
-        rows = con.execute("SELECT timestamp, type, domain, client FROM queries ORDER BY timestamp")
+        rows = con.execute(
+            "SELECT timestamp, type, domain, client FROM queries ORDER BY timestamp, id"
+        )
         for ts, typ, domain, client in rows:
             rec = ftl_record(ts, typ, domain, client, st)
             if rec is not None:

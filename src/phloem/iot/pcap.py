@@ -24,7 +24,15 @@ from typing import IO
 
 from phloem.core.errors import PhloemError
 
-__all__ = ["CaptureFormat", "CaptureFormatError", "PcapReader", "RawPacket", "ReadStats"]
+__all__ = [
+    "CAPTURE_MAGICS",
+    "CaptureFormat",
+    "CaptureFormatError",
+    "PcapReader",
+    "RawPacket",
+    "ReadStats",
+    "looks_like_capture",
+]
 
 # A record or block larger than this is taken as corruption, not as data (largest real
 # snaplen is 262144; pcapng blocks carry options on top).
@@ -32,6 +40,10 @@ _MAX_RECORD_BYTES = 16 * 1024 * 1024
 
 _PCAPNG_SHB = 0x0A0D0D0A
 _PCAPNG_BOM = 0x1A2B3C4D
+# the SHB block type is a palindrome: the same four bytes open a section in either byte order
+_SHB_MAGIC = struct.pack("<I", _PCAPNG_SHB)
+# the section's byte order, by how its byte-order magic reads
+_BOM_ENDIAN = {struct.pack(e + "I", _PCAPNG_BOM): e for e in "<>"}
 _BLOCK_IDB = 1
 _BLOCK_PB = 2
 _BLOCK_SPB = 3
@@ -47,6 +59,15 @@ _PCAP_MAGICS: dict[bytes, tuple[str, int]] = {
     b"\x4d\x3c\xb2\xa1": ("<", 1_000_000_000),
     b"\xa1\xb2\x3c\x4d": (">", 1_000_000_000),
 }
+
+CAPTURE_MAGICS: frozenset[bytes] = frozenset({*_PCAP_MAGICS, _SHB_MAGIC})
+"""The first four bytes of every capture :class:`PcapReader` reads: classic pcap in both byte
+orders and resolutions, and pcapng."""
+
+
+def looks_like_capture(head: bytes) -> bool:
+    """Whether bytes starting a file (at least its first four) are a pcap or pcapng magic."""
+    return head[:4] in CAPTURE_MAGICS
 
 
 class CaptureFormatError(PhloemError, ValueError):
@@ -171,7 +192,7 @@ class PcapReader:
             raise CaptureFormatError(self.name, "file is empty or shorter than a capture header")
         if self._head in _PCAP_MAGICS:
             return CaptureFormat.PCAP
-        if struct.unpack("<I", self._head)[0] == _PCAPNG_SHB:
+        if self._head == _SHB_MAGIC:
             return CaptureFormat.PCAPNG
         raise CaptureFormatError(self.name, f"unknown magic number 0x{self._head.hex()}")
 
@@ -248,18 +269,15 @@ class PcapReader:
             if len(head) < 8:
                 stats.truncated += 1
                 return
-            if head[:4] == b"\x0a\x0d\x0d\x0a":
+            if head[:4] == _SHB_MAGIC:
                 bom = read(4)
                 if len(bom) < 4:
                     stats.truncated += 1
                     return
-                if bom == b"\x4d\x3c\x2b\x1a":
-                    endian = "<"
-                elif bom == b"\x1a\x2b\x3c\x4d":
-                    endian = ">"
-                else:
+                if bom not in _BOM_ENDIAN:
                     stats.malformed += 1
                     return
+                endian = _BOM_ENDIAN[bom]
                 interfaces = []
                 consumed = 12
             else:

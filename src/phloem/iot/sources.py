@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 from phloem.core.errors import ConfigError
 from phloem.iot.events import EventStats, Observation, observe_packets
@@ -25,19 +25,15 @@ from phloem.iot.logs import (
     read_ftl_db,
     read_unbound,
 )
+from phloem.iot.pcap import PcapReader, looks_like_capture
+
+if TYPE_CHECKING:
+    from phloem.iot.live import CaptureStats
 
 __all__ = ["SOURCE_KINDS", "SourceKind", "SourceStats", "open_observations", "sniff_format"]
 
 SourceKind = Literal["pcap", "dnsmasq", "unbound", "ftl"]
 SOURCE_KINDS: tuple[SourceKind, ...] = get_args(SourceKind)
-
-_PCAP_MAGICS = (
-    b"\xd4\xc3\xb2\xa1",
-    b"\xa1\xb2\xc3\xd4",
-    b"\x4d\x3c\xb2\xa1",
-    b"\xa1\xb2\x3c\x4d",
-    b"\x0a\x0d\x0d\x0a",
-)
 
 
 def sniff_format(path: Path) -> SourceKind:
@@ -47,7 +43,7 @@ def sniff_format(path: Path) -> SourceKind:
             head = fh.read(512)
     except OSError as exc:
         raise ConfigError("SOURCE", f"cannot read {path}: {exc.strerror or exc}") from None
-    if head[:4] in _PCAP_MAGICS:
+    if looks_like_capture(head):
         return "pcap"
     if head.startswith(b"SQLite format 3"):
         return "ftl"
@@ -62,15 +58,20 @@ class SourceStats:
     kind: str
     events: EventStats = field(default_factory=EventStats)
     log: LogStats = field(default_factory=LogStats)
-    capture: Any = None  # phloem.iot.live.CaptureStats for an interface
+    capture: CaptureStats | None = None  # set for an interface
 
     def summary(self) -> str:
         """One line for the user: what was read and what was skipped."""
         if self.kind in ("pcap", "interface"):
             d = self.events.decode
+            looped = (
+                f", loopback duplicates skipped {self.capture.loopback_duplicates}"
+                if self.capture is not None
+                else ""
+            )
             return (
                 f"packets read {self.events.packets}, malformed {d.malformed}, "
-                f"undecodable DNS {self.events.malformed_dns}; DNS queries "
+                f"undecodable DNS {self.events.malformed_dns}{looped}; DNS queries "
                 f"{self.events.queries} (damaged input skipped, never fatal)"
             )
         return (
@@ -91,6 +92,11 @@ def open_observations(
     poll_s: float = 0.5,
 ) -> tuple[Iterator[Observation], SourceStats]:
     """A stream of observations and its counters.
+
+    The counters fill in as the stream is read. For a capture or an interface,
+    ``stats.events`` also holds the first packet's time: pass it on as
+    ``events_from_observations(..., stats=stats.events)`` so that ``anchor="capture-start"``
+    starts at the first packet, not at the first DNS or DHCP message.
 
     Parameters
     ----------
@@ -139,7 +145,6 @@ def open_observations(
     if resolved == "pcap":
         if follow:
             raise ConfigError("--follow", "a capture file cannot be followed; use --interface")
-        from phloem.iot.pcap import PcapReader
 
         def packets() -> Iterator[Observation]:
             with PcapReader(path) as reader:
@@ -150,7 +155,7 @@ def open_observations(
         records = (
             live.follow_ftl(path, poll_s=poll_s, stop=stop, stats=stats.log)
             if follow
-            else _sorted(read_ftl_db(path, stats=stats.log))
+            else read_ftl_db(path, stats=stats.log)  # already in time order (ORDER BY)
         )
         return observations_from_log(records), stats
     yr = year if year is not None else datetime.now(tz).year
