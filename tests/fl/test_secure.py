@@ -23,10 +23,10 @@ from phloem.fl.config import AggregationName, ExperimentConfig
 from phloem.fl.local import FullGradient
 from phloem.fl.problem import QuadraticProblem
 from phloem.fl.sampling import UniformCohort
-from phloem.fl.secure import Aggregator, DropoutModel
+from phloem.fl.secure import Aggregator, DropoutModel, protocol_of
 from phloem.fl.server_opt import ServerSGD
 from phloem.fl.simulate import TIMING_KEYS, simulate
-from phloem.secagg.aggregate import SecAggSettings
+from phloem.secagg.aggregate import Protocol, SecAggSettings
 
 SECURE = [AggregationName.SECAGG, AggregationName.SECAGG_PLUS]
 
@@ -75,6 +75,37 @@ def test_pseudo_message_reproduces_both_weightings(name: AggregationName) -> Non
         tol = (bound + float32) * float(cohort.weights.sum()) * 3
         assert float((got_sum - exact_sum).abs().max()) <= tol
     assert pseudo.num_clients == cohort.num_clients
+
+
+def test_float32_messages_aggregate_like_their_float64_copies() -> None:
+    """No float64 copy of the clients' vectors is made, and none is needed: same bits."""
+    msgs, cohort = messages_and_cohort(8, 30, 4)
+    wide = [
+        dataclasses.replace(m, vectors={k: v.double() for k, v in m.vectors.items()}) for m in msgs
+    ]
+    # clip = 0.3 is not a float32 and clips many entries
+    agg = Aggregator(AggregationName.SECAGG_PLUS, SecAggSettings(clip=0.3))
+    plan = agg.plan(cohort, np.random.default_rng(1))
+    out32, c32, row32 = agg.aggregate(plan, msgs, 1, np.random.default_rng(2))
+    out64, c64, row64 = agg.aggregate(plan, wide, 1, np.random.default_rng(2))
+    assert out32 is not None and out64 is not None
+    assert np.array_equal(c32.weights, c64.weights)
+    assert row32["secagg_max_error"] == row64["secagg_max_error"]
+    for key in ("a", "b"):
+        assert out32[0].vectors[key].dtype == torch.float32
+        assert torch.equal(out32[0].vectors[key], out64[0].vectors[key].float())
+
+
+def test_aggregator_takes_its_protocol_from_its_name() -> None:
+    default = SecAggSettings(clip=2.0)  # secagg+
+    assert Aggregator(AggregationName.SECAGG, default).settings == dataclasses.replace(
+        default, protocol=Protocol.SECAGG
+    )
+    assert Aggregator(AggregationName.SECAGG_PLUS, default).settings == default
+    plain = SecAggSettings(protocol=Protocol.SECAGG)
+    assert Aggregator(AggregationName.PLAIN, plain).settings is plain
+    assert protocol_of(AggregationName.SECAGG) is Protocol.SECAGG
+    assert protocol_of(AggregationName.SECAGG_PLUS) is Protocol.SECAGG_PLUS
 
 
 def test_dropout_model_draws_per_stage_and_validates() -> None:

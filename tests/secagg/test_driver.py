@@ -212,6 +212,12 @@ def test_upload_bytes_per_client_is_the_mean_over_clients_that_finished() -> Non
     assert rep.upload_bytes_per_client() == pytest.approx(np.mean([per[u] for u in finished]))
 
 
+def test_stage_names_are_the_protocol_stages_in_order() -> None:
+    assert STAGE_ORDER == ["setup", "share_keys", "masked_input", "consistency", "unmask"]
+    assert all(driver_mod.stage_name(s) == name for name, s in driver_mod.STAGE_NAMES.items())
+    assert list(driver_mod.STAGE_NAMES.values()) == sorted(set(Stage) - {Stage.DONE})
+
+
 def test_unknown_stage_in_dropout_is_a_config_error_naming_dropout() -> None:
     with pytest.raises(ConfigError, match="dropout") as err:
         _round(dropout={"maskedinput": [1]})

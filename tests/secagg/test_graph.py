@@ -372,6 +372,19 @@ def test_explain_and_neighbours() -> None:
     assert full == complete_neighbours(range(5))
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_uint64_ids_get_the_graph_drawn_on_positions(seed: int) -> None:
+    """Ids are relabelled positions: the same seed draws the same graph on 0..n-1 (the
+    Flower workflow passes its uint64 node ids straight to ``GraphParams.neighbours``)."""
+    gen = np.random.default_rng(seed)
+    ids = sorted({int(v) for v in gen.integers(0, 2**64 - 1, size=40, dtype=np.uint64)})
+    for params in (check_parameters(len(ids), 9, 7), choose_parameters(len(ids))):
+        on_ids = params.neighbours(ids, np.random.default_rng(seed))
+        on_positions = params.neighbours(range(len(ids)), np.random.default_rng(seed))
+        mapped = {ids[i]: tuple(sorted(ids[j] for j in vs)) for i, vs in on_positions.items()}
+        assert on_ids == mapped and list(on_ids) == list(mapped)
+
+
 def test_harary_accepts_uint64_ids() -> None:
     """Flower's node ids are uint64; ids beyond int64 must work (and stay Python ints)."""
     ids = [2**64 - 1 - 7919 * i for i in range(30)]

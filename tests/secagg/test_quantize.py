@@ -93,6 +93,16 @@ def test_encode_flattens_and_is_reproducible() -> None:
     assert q.encode(np.zeros(0), 1.0, np.random.default_rng(0)).tolist() == [100]
 
 
+def test_float32_encodes_exactly_like_its_float64_copy() -> None:
+    """The quantiser clips in float64: a float32 input needs no widened copy (fl.secure)."""
+    q = Quantizer(clip=0.1, levels=10_000, modulus_bits=32)  # 0.1 is not a float32
+    x = (np.random.default_rng(3).normal(size=5000) * 0.2).astype(np.float32)
+    assert np.abs(x).max() > 0.1  # some entries are clipped
+    a = q.encode(x, 0.7, np.random.default_rng(9))
+    b = q.encode(x.astype(np.float64), 0.7, np.random.default_rng(9))
+    assert np.array_equal(a, b)
+
+
 def test_stochastic_rounding_is_unbiased() -> None:
     q = Quantizer(clip=1.0, levels=10, modulus_bits=16, max_weight=2.0)
     points = np.array([-0.93, -0.31, 0.0, 0.047, 0.47, 0.999, 1.7])

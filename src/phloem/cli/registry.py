@@ -53,9 +53,9 @@ from phloem.fl.local import FullGradient, LocalSolver, MinibatchSGD
 from phloem.fl.models import build_model, seeded
 from phloem.fl.problem import ModelProblem, Problem, QuadraticProblem
 from phloem.fl.sampling import ClientSampler, FullParticipation, Poisson, UniformCohort
-from phloem.fl.secure import Aggregator, DropoutModel
+from phloem.fl.secure import Aggregator, DropoutModel, protocol_of
 from phloem.fl.server_opt import ServerAdam, ServerOptimizer, ServerSGD
-from phloem.secagg.aggregate import Protocol, SecAggSettings
+from phloem.secagg.aggregate import SecAggSettings
 
 __all__ = [
     "ALGORITHMS",
@@ -336,7 +336,7 @@ def build_aggregator(cfg: ExperimentConfig) -> Aggregator | None:
     if a.name is AggregationName.PLAIN and a.dropout == 0.0:
         return None
     settings = SecAggSettings(
-        protocol=Protocol.SECAGG if a.name is AggregationName.SECAGG else Protocol.SECAGG_PLUS,
+        protocol=protocol_of(a.name),
         num_shares=a.num_shares,
         threshold=a.threshold,
         dropout=a.tolerate_dropout,

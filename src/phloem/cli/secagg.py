@@ -14,13 +14,12 @@ from phloem.cli.fl import guarded
 from phloem.core.errors import ConfigError
 from phloem.secagg.aggregate import Protocol, SecAggSettings
 from phloem.secagg.bench import BenchResult, run_bench
+from phloem.secagg.driver import STAGE_NAMES
 
 __all__ = ["app"]
 
 app = typer.Typer(help="Secure aggregation (SecAgg, SecAgg+).", no_args_is_help=True)
 console = Console()
-
-_STAGES = ["setup", "share_keys", "masked_input", "consistency", "unmask"]
 
 
 def _settings(
@@ -76,7 +75,7 @@ def bench(
     clients: Annotated[int, typer.Option("--clients", "-n", help="Clients in the round.")] = 100,
     dim: Annotated[int, typer.Option(help="Entries per client vector.")] = 100_000,
     dropout: Annotated[float, typer.Option(help="Fraction of clients that drop out.")] = 0.0,
-    stage: Annotated[str, typer.Option(help=f"Stage they drop at: {', '.join(_STAGES)}.")] = (
+    stage: Annotated[str, typer.Option(help=f"Stage they drop at: {', '.join(STAGE_NAMES)}.")] = (
         "masked_input"
     ),
     protocol: Annotated[str, typer.Option(help="secagg (complete graph) or secagg+.")] = "secagg+",

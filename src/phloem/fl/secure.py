@@ -21,7 +21,7 @@ server model stays, the clients' states are restored, and the history row says s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -32,11 +32,20 @@ from phloem.fl.algorithms.base import Cohort, Message
 from phloem.fl.config import AggregationName
 from phloem.secagg.aggregate import Protocol, SecAggSettings, secure_mean
 from phloem.secagg.driver import STAGE_NAMES
+from phloem.secagg.messages import Stage
 
-__all__ = ["AggregationName", "Aggregator", "DropoutModel", "RoundPlan"]
+__all__ = ["AggregationName", "Aggregator", "DropoutModel", "RoundPlan", "protocol_of"]
 
 #: stages after which the client's input is already with the server
-_AFTER_UPLOAD = frozenset({"consistency", "unmask"})
+_AFTER_UPLOAD = frozenset(name for name, s in STAGE_NAMES.items() if s > Stage.MASKED_INPUT)
+
+
+def protocol_of(name: AggregationName) -> Protocol:
+    """The secure-aggregation protocol an ``[aggregation] name`` runs.
+
+    ``plain`` runs none; it maps to the settings' default, ``secagg+``, which it never uses.
+    """
+    return Protocol.SECAGG if name is AggregationName.SECAGG else Protocol.SECAGG_PLUS
 
 
 @dataclass(frozen=True)
@@ -88,11 +97,19 @@ class RoundPlan:
 
 @dataclass(frozen=True)
 class Aggregator:
-    """Plain or secure aggregation of a round's messages, with a dropout model."""
+    """Plain or secure aggregation of a round's messages, with a dropout model.
+
+    ``name`` decides the protocol: ``settings.protocol`` is replaced by :func:`protocol_of`.
+    """
 
     name: AggregationName = AggregationName.PLAIN
     settings: SecAggSettings = field(default_factory=SecAggSettings)
     dropout: DropoutModel = field(default_factory=DropoutModel)
+
+    def __post_init__(self) -> None:
+        protocol = protocol_of(self.name)
+        if self.secure and self.settings.protocol is not protocol:
+            object.__setattr__(self, "settings", replace(self.settings, protocol=protocol))
 
     @property
     def secure(self) -> bool:
@@ -122,14 +139,10 @@ class Aggregator:
             )
         if not self.secure:
             return messages, cohort, {"dropped": dropped}
-        settings = self.settings.with_(
-            protocol=Protocol.SECAGG
-            if self.name is AggregationName.SECAGG
-            else Protocol.SECAGG_PLUS
-        )
-        keys = list(messages[0].vectors) if messages else []
+        keys = list(messages[0].vectors)
+        # as float32 when the model is: the quantiser computes in float64 without a copy
         flat = {
-            int(u): torch.cat([m.vectors[k].reshape(-1) for k in keys]).double().numpy()
+            int(u): torch.cat([m.vectors[k].reshape(-1) for k in keys]).numpy()
             for u, m in zip(cohort.ids, messages, strict=True)
         }
         weights = {int(u): float(w) for u, w in zip(cohort.ids, cohort.weights, strict=True)}
@@ -137,7 +150,7 @@ class Aggregator:
         ids = [int(u) for u in plan.cohort.ids]
         res = secure_mean(
             flat,
-            settings,
+            self.settings,
             weights=weights,
             gen=gen,
             round_id=round_,

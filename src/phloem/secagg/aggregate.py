@@ -10,7 +10,7 @@ go through here.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
@@ -27,8 +27,12 @@ __all__ = ["Protocol", "SecAggSettings", "SecureMean", "secure_mean", "secure_su
 
 
 class Protocol(StrEnum):
-    SECAGG = "secagg"  # complete graph (Bonawitz et al. 2017)
-    SECAGG_PLUS = "secagg+"  # sparse random graph (Bell et al. 2020)
+    """Which graph the clients share secrets over."""
+
+    SECAGG = "secagg"
+    """Complete graph (Bonawitz et al., CCS 2017): every client shares with all others."""
+    SECAGG_PLUS = "secagg+"
+    """Sparse random graph (Bell et al., CCS 2020): cost grows with ``log n`` per client."""
 
 
 @dataclass(frozen=True)
@@ -127,9 +131,6 @@ class SecAggSettings:
         q = Quantizer(self.clip, self.levels, self.modulus_bits, max_weight)
         q.check(n_clients)
         return q
-
-    def with_(self, **changes: object) -> SecAggSettings:
-        return replace(self, **changes)  # type: ignore[arg-type]
 
 
 def secure_sum(

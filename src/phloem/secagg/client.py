@@ -306,9 +306,9 @@ class SecAggClient:
             raise
 
     def _answer_unmask(self, msg: UnmaskRequest, cfg: RoundConfig) -> UnmaskShares:
+        # a ProtocolError raised here ends the round: _unmask sets the stage to DONE
         surv, drop = set(msg.survivors), set(msg.dropped)
         if surv & drop:
-            self.stage = Stage.DONE
             raise ProtocolError(
                 f"client {self.id}: refused to reveal both shares of {sorted(surv & drop)}"
             )
@@ -320,7 +320,6 @@ class SecAggClient:
         if cfg.consistency_check:
             assert self._survivors is not None
             if not surv <= set(self._survivors) or drop & set(self._survivors):
-                self.stage = Stage.DONE
                 raise ProtocolError(f"client {self.id}: request contradicts the signed survivors")
             self._check_signatures(msg, cfg)
         self.stage = Stage.DONE

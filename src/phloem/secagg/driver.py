@@ -24,16 +24,17 @@ from phloem.secagg.crypto.keys import RandomBytes
 from phloem.secagg.messages import Message, RoundConfig, Stage, decode, encode
 from phloem.secagg.server import AggregateResult, SecAggServer
 
-__all__ = ["STAGE_NAMES", "RoundReport", "StageStats", "run_round"]
+__all__ = ["STAGE_NAMES", "RoundReport", "StageStats", "run_round", "stage_name"]
 
-#: stage names accepted in ``dropout`` (the stage whose request the client never answers)
-STAGE_NAMES: dict[str, Stage] = {
-    "setup": Stage.SETUP,
-    "share_keys": Stage.SHARE_KEYS,
-    "masked_input": Stage.MASKED_INPUT,
-    "consistency": Stage.CONSISTENCY,
-    "unmask": Stage.UNMASK,
-}
+
+def stage_name(stage: Stage) -> str:
+    """The lower-case name of a protocol stage (``setup``, ``share_keys``, ...)."""
+    return stage.name.lower()
+
+
+#: stage names accepted in ``dropout`` (the stage whose request the client never answers):
+#: ``setup``, ``share_keys``, ``masked_input``, ``consistency``, ``unmask``, in protocol order
+STAGE_NAMES: dict[str, Stage] = {stage_name(s): s for s in Stage if s is not Stage.DONE}
 
 
 @dataclass
@@ -94,10 +95,6 @@ class RoundReport:
         }
 
 
-def _stage_name(stage: Stage) -> str:
-    return stage.name.lower()
-
-
 def run_round(
     config: RoundConfig,
     neighbours: Mapping[int, Sequence[int]],
@@ -145,11 +142,11 @@ def run_round(
     t0 = time.perf_counter()
     server = SecAggServer(config, neighbours)
     outbox: dict[int, Message] = server.start()
-    stats[_stage_name(Stage.SETUP)] = StageStats(server_s=time.perf_counter() - t0)
+    stats[stage_name(Stage.SETUP)] = StageStats(server_s=time.perf_counter() - t0)
     try:
         while outbox:
             stage = server.stage
-            st = stats.setdefault(_stage_name(stage), StageStats())
+            st = stats.setdefault(stage_name(stage), StageStats())
             for u, msg in outbox.items():
                 if u in drop_at and drop_at[u] <= stage:
                     continue

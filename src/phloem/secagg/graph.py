@@ -470,11 +470,6 @@ class GraphParams:
     origin: ParamOrigin = ParamOrigin.GIVEN
 
     @property
-    def num_neighbours(self) -> int:
-        """Neighbours per client, ``k - 1``."""
-        return self.num_shares - 1
-
-    @property
     def secure(self) -> bool:
         """Whether the security target ``2^-sigma`` is met."""
         return self.log2_security_failure <= -self.sigma

@@ -240,7 +240,7 @@ def _put(w: _Writer, kind: str, v: Any) -> None:
         w.blob(v)
     elif kind == "str":
         w.blob(v.encode())
-    elif kind == "ndarray":
+    elif kind == "np.ndarray":
         w.array(v)
     elif kind == "tuple[int, ...]":
         w.u32(len(v))
@@ -252,8 +252,6 @@ def _put(w: _Writer, kind: str, v: Any) -> None:
         for key, x in v.items():
             w.u64(key)
             _put(w, inner, x)
-    elif kind == "np.ndarray":
-        w.array(v)
     elif kind == "RoundConfig":
         for f in fields(RoundConfig):
             _put(w, str(f.type), getattr(v, f.name))
@@ -273,7 +271,7 @@ def _get(r: _Reader, kind: str) -> Any:
         return r.blob()
     if kind == "str":
         return r.blob().decode()
-    if kind in ("ndarray", "np.ndarray"):
+    if kind == "np.ndarray":
         return r.array()
     if kind == "tuple[int, ...]":
         return tuple(r.u64() for _ in range(r.u32()))

@@ -222,8 +222,10 @@ class Quantizer:
         half = 0.5 * self.levels
         u = np.empty(v.size + 1, dtype=np.float64)
         body = u[:-1]
-        # (share * clip(v) / clip + 1) * half, in place: no temporaries of the input's size
-        np.clip(v, -self.clip, self.clip, out=body)
+        # (share * clip(v) / clip + 1) * half, in place: no temporaries of the input's size.
+        # Clipped in float64 (dtype=): a float32 loop would clip to float32(clip), so a float32
+        # input encodes exactly as its float64 copy would.
+        np.clip(v, -self.clip, self.clip, out=body, dtype=np.float64)
         body *= share * half / self.clip
         body += half
         u[-1] = share * self.levels

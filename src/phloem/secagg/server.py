@@ -23,6 +23,7 @@ the stage and the reason, before any share that could unmask a partial set is co
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TypeVar
 
 import numpy as np
 
@@ -60,6 +61,8 @@ _REPLY_TYPE: dict[Stage, type[Message]] = {
 
 
 _NO_VECTOR = np.zeros(0, dtype=np.uint8)
+
+_M = TypeVar("_M", bound=Message)
 
 
 class AggregateResult:
@@ -117,7 +120,6 @@ class SecAggServer:
         self._asked: set[int] = set()
         self._inbox: dict[int, Message] = {}
         self._keys: dict[int, KeysAdvert] = {}
-        self._shares_out: dict[int, EncryptedShares] = {}
         self._u2: set[int] = set()
         self._u3: tuple[int, ...] = ()
         self._sum: np.ndarray | None = None
@@ -229,18 +231,22 @@ class SecAggServer:
     def _broadcast_to(self, u: int) -> set[int]:
         return {v for v in self.graph[u] if v in self._keys}
 
-    def _after_keys(self, inbox: dict[int, Message]) -> dict[int, Message]:
-        keys = {u: m for u, m in inbox.items() if isinstance(m, KeysAdvert)}
-        # a client with fewer than t live holders (itself included) drops out by itself;
-        # removing it may starve its neighbours, so repeat until stable
+    def _prune(self, answers: dict[int, _M]) -> dict[int, _M]:
+        """``answers`` without the clients that have fewer than ``t`` holders among them.
+
+        A client with fewer than ``t`` live holders (itself included) drops out by itself;
+        removing it may starve its neighbours, so this repeats until stable.
+        """
+        live, t = dict(answers), self.config.threshold
         while True:
-            short = {
-                u for u in keys if sum(v in keys for v in self.graph[u]) + 1 < self.config.threshold
-            }
+            short = {u for u in live if sum(v in live for v in self.graph[u]) + 1 < t}
             if not short:
-                break
+                return live
             for u in short:
-                del keys[u]
+                del live[u]
+
+    def _after_keys(self, inbox: dict[int, Message]) -> dict[int, Message]:
+        keys = self._prune({u: m for u, m in inbox.items() if isinstance(m, KeysAdvert)})
         self._keys = keys
         self.sizes["U1"] = len(keys)
         self._require(len(keys), "clients advertised keys")
@@ -256,18 +262,8 @@ class SecAggServer:
         return out
 
     def _after_shares(self, inbox: dict[int, Message]) -> dict[int, Message]:
-        shares = {u: m for u, m in inbox.items() if isinstance(m, EncryptedShares)}
-        while True:  # each U2 member needs t holders in U2 (itself included)
-            short = {
-                u
-                for u in shares
-                if sum(v in shares for v in self.graph[u]) + 1 < self.config.threshold
-            }
-            if not short:
-                break
-            for u in short:
-                del shares[u]
-        self._shares_out = shares
+        # each U2 member needs t holders in U2 (itself included)
+        shares = self._prune({u: m for u, m in inbox.items() if isinstance(m, EncryptedShares)})
         self._u2 = set(shares)
         self.sizes["U2"] = len(shares)
         self._require(len(shares), "clients shared their keys")
@@ -313,8 +309,7 @@ class SecAggServer:
         self.sizes["U4"] = len(self._signatures)
         self._require(len(self._signatures), "clients signed the survivor set")
         # only signers go on to unmask
-        self._u3_signers = set(self._signatures)
-        return {u: m for u, m in self._unmask_requests().items() if u in self._u3_signers}
+        return {u: m for u, m in self._unmask_requests().items() if u in self._signatures}
 
     def _collect(
         self, replies: dict[int, UnmaskShares], owner: int, kind: str
@@ -370,13 +365,14 @@ class SecAggServer:
         for u in self._u3:
             pts, rows = self._collect(replies, u, "seed")
             seeds[u] = self._reconstruct(pts, rows, SEED_BYTES, u, "mask-seed")
-        secret_keys: dict[int, bytes] = {}
+        # parsed once here, then used for every neighbour's mask
+        secret_keys: dict[int, KeyPair] = {}
         for u in dropped:
             pts, rows = self._collect(replies, u, "key")
-            sk = self._reconstruct(pts, rows, KEY_BYTES, u, "key")
-            if KeyPair.from_secret(sk).public != self._keys[u].s_public:
+            pair = KeyPair.from_secret(self._reconstruct(pts, rows, KEY_BYTES, u, "key"))
+            if pair.public != self._keys[u].s_public:
                 raise self._abort(f"client {u}'s reconstructed key does not match its public key")
-            secret_keys[u] = sk
+            secret_keys[u] = pair
         assert self._sum is not None
         total = self._sum
         prg = PrgKind(cfg.prg)
@@ -389,7 +385,7 @@ class SecAggServer:
                     continue
                 pub = self._keys[v].s_public
                 mask = expand(
-                    agree(secret_keys[u], pub, mask_info(cfg.round_id, u, v)),
+                    agree(secret_keys[u].private, pub, mask_info(cfg.round_id, u, v)),
                     cfg.dim,
                     bits,
                     prg,

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from flwr.app import ConfigRecord, RecordDict
 
 from phloem.core.errors import ProtocolError
+from phloem.secagg.driver import stage_name
 from phloem.secagg.messages import Message, Stage, decode, encode
 from phloem.secagg.quantize import Quantizer
 
@@ -33,11 +34,6 @@ RECORD_KEY = "phloem.secagg"
 """Key of the :class:`~flwr.app.ConfigRecord` that carries phloem's secure aggregation."""
 
 LOGGER = logging.getLogger("flwr").getChild("phloem")
-
-
-def stage_name(stage: Stage) -> str:
-    """The lower-case name of a protocol stage, as written in the record."""
-    return stage.name.lower()
 
 
 @dataclass(frozen=True)

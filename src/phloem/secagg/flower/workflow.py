@@ -28,7 +28,6 @@ import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import cast
 
 import numpy as np
@@ -53,7 +52,9 @@ from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECOR
 from flwr.serverapp import Grid
 
 from phloem.core.errors import ConfigError, PhloemError, ProtocolError, SecAggAbort
+from phloem.secagg.aggregate import Protocol
 from phloem.secagg.crypto.prg import PrgKind
+from phloem.secagg.driver import stage_name
 from phloem.secagg.flower import _records
 from phloem.secagg.graph import GraphParams, check_parameters, choose_parameters
 from phloem.secagg.messages import MaskedInput, RoundConfig, Stage
@@ -71,15 +72,6 @@ __all__ = [
 ]
 
 LOGGER = _records.LOGGER
-
-
-class Protocol(StrEnum):
-    """Which graph the clients share secrets over."""
-
-    SECAGG_PLUS = "secagg+"
-    """Sparse random graph (Bell et al., CCS 2020): cost grows with ``log n`` per client."""
-    SECAGG = "secagg"
-    """Complete graph (Bonawitz et al., CCS 2017): every client shares with all others."""
 
 
 class MissingModError(PhloemError, RuntimeError):
@@ -362,7 +354,8 @@ class PhloemSecAggWorkflow:
                 p.node_id: fitins_to_recorddict(ins, keep_input=True) for p, ins in instructions
             },
             graph=graph,
-            neighbours=_graph_over(sorted(proxies), graph, gen),
+            # any int ids, Flower's uint64 node ids included (drawn on positions)
+            neighbours=graph.neighbours(sorted(proxies), gen),
             quantizer=quantizer,
             layout=layout,
             config=RoundConfig(
@@ -404,7 +397,7 @@ class PhloemSecAggWorkflow:
         outbox: dict[int, ProtocolMessage] = server.start()
         while outbox:
             stage, t0 = server.stage, time.perf_counter()
-            name = _records.stage_name(stage)
+            name = stage_name(stage)
             requests = [self._request(plan, nid, msg, stage) for nid, msg in outbox.items()]
             summary.down_bytes[name] = sum(_payload_bytes(m.content) for m in requests)
             replies = list(grid.send_and_receive(requests, timeout=self.config.timeout_s))
@@ -475,7 +468,7 @@ class PhloemSecAggWorkflow:
                     fitres = recorddict_to_fitres(reply.content, keep_input=False)
                 server.receive(msg)
             except (ProtocolError, KeyError) as exc:
-                LOGGER.warning("client %d dropped at %s: %s", nid, _records.stage_name(stage), exc)
+                LOGGER.warning("client %d dropped at %s: %s", nid, stage_name(stage), exc)
                 collected.failures[nid] = exc
                 continue
             if fitres is not None:
@@ -530,15 +523,6 @@ class PhloemSecAggWorkflow:
             context.history.add_metrics_distributed_fit(
                 server_round=plan.server_round, metrics=metrics
             )
-
-
-def _graph_over(
-    ids: list[int], graph: GraphParams, gen: np.random.Generator
-) -> dict[int, tuple[int, ...]]:
-    """The graph on Flower's node ids, drawn on positions (node ids are uint64, the graph's
-    labels int64)."""
-    by_position = graph.neighbours(range(len(ids)), gen)
-    return {ids[i]: tuple(sorted(ids[j] for j in vs)) for i, vs in by_position.items()}
 
 
 def _payload_bytes(content: RecordDict) -> int:
