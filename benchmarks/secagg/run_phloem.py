@@ -19,7 +19,8 @@ in this fresh process through :func:`phloem.secagg.bench.run_bench` (all clients
 another, every message through the wire encoding); ``OUT.json`` gets the
 :class:`~phloem.secagg.bench.BenchResult` fields (``peak_rss_mb`` is the process's
 ``ru_maxrss``) plus its RSS before the round, and the command line. Exit status 0 when the
-round produced the mean, 4 when it aborted, 2 on a bad argument or an invalid ``(k, t)``.
+round produced the mean within its error bound, 4 when it aborted or the mean was wrong, 2 on a
+bad argument or an invalid ``(k, t)``.
 ``PHLOEM_BENCH_SEED`` (default 0) seeds the neighbour graph and the stochastic rounding; the
 clients' keys and seeds come from ``os.urandom``.
 """
@@ -124,7 +125,7 @@ def main(argv: list[str]) -> int:
     )
     Path(out_s).write_text(json.dumps(out, indent=1))
     print(
-        f"RESULT phloem {'ok' if res.ok else 'ABORTED'} n={n} dim={dim} "
+        f"RESULT phloem {'ok' if res.ok else 'FAILED'} n={n} dim={dim} "
         f"protocol={settings.protocol} k={res.num_shares} t={res.threshold} "
         f"dropped={res.dropped}@{res.stage} round_s={res.wall_s:.3f} client_s={res.client_s:.4f} "
         f"server_s={res.server_s:.4f} up_B={res.up_bytes:.0f} "

@@ -102,7 +102,7 @@ def _flower_numbers(d: dict[str, Any]) -> dict[str, Any]:
 def _phloem_numbers(d: dict[str, Any]) -> dict[str, Any]:
     return {
         "ok": bool(d["ok"]),
-        "note": "" if d["ok"] else f"aborted: {d.get('abort', '')}",
+        "note": "" if d["ok"] else str(d.get("abort", "")),
         "k": d["num_shares"],
         "t": d["threshold"],
         "dropped": d["dropped"],

@@ -53,6 +53,27 @@ def test_bench_abort_exits_nonzero_with_reason() -> None:
     assert "threshold" in res.output
 
 
+def test_bench_fails_a_round_whose_mean_is_off_by_more_than_its_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``ok`` means the right mean, not only a finished round."""
+    import dataclasses
+
+    import phloem.secagg.bench as bench
+
+    real = bench.secure_mean
+
+    def off_by_a_bit(*args: object, **kwargs: object) -> object:
+        res = real(*args, **kwargs)  # type: ignore[arg-type]
+        assert res.mean is not None
+        return dataclasses.replace(res, mean=res.mean + 10 * res.error_bound)
+
+    monkeypatch.setattr(bench, "secure_mean", off_by_a_bit)
+    res = invoke("secagg", "bench", "-n", "8", "--dim", "20")
+    assert res.exit_code == 4
+    assert "FAILED" in res.output and "the mean is wrong" in res.output
+
+
 def test_bench_bad_input_names_the_field() -> None:
     res = runner.invoke(app, ["secagg", "bench", "--protocol", "secagg++"])
     assert res.exit_code == 2 and "--protocol" in res.output and "secagg+" in res.output

@@ -52,7 +52,7 @@ def _settings(
 
 def _table(r: BenchResult) -> Table:
     t = Table(
-        title=f"{'ok' if r.ok else 'ABORTED'}: n={r.clients} dim={r.dim} "
+        title=f"{'ok' if r.ok else 'FAILED'}: n={r.clients} dim={r.dim} "
         f"k={r.num_shares} t={r.threshold} dropped={r.dropped} at {r.stage}"
     )
     for c in ("stage", "answered", "client mean s", "client max s", "server s", "up B", "down B"):

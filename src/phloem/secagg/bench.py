@@ -55,8 +55,8 @@ class _LazyVectors(Mapping[int, np.ndarray]):
 class BenchResult:
     """One measured round."""
 
-    ok: bool
-    abort: str
+    ok: bool  # the round produced the mean, within its error bound of the exact one
+    abort: str  # why not: the abort, or the error above its bound
     clients: int
     dim: int
     num_shares: int
@@ -113,9 +113,14 @@ def run_bench(
         exact /= sum(weights[i] for i in inc)
         err = float(np.max(np.abs(res.mean - exact)))
     totals = rep.totals()
+    bound = res.error_bound if res.mean is not None else float("nan")
+    within = res.mean is not None and err <= bound
+    abort = str(rep.abort or "")
+    if rep.ok and not within:
+        abort = f"the mean is wrong: max error {err:.3g} above its bound {bound:.3g}"
     return BenchResult(
-        ok=rep.ok,
-        abort=str(rep.abort or ""),
+        ok=rep.ok and within,
+        abort=abort,
         clients=clients,
         dim=dim,
         num_shares=params.num_shares,
@@ -128,7 +133,7 @@ def run_bench(
         up_bytes=totals["up_bytes"],
         down_bytes=totals["down_bytes"],
         max_abs_error=err,
-        error_bound=res.error_bound if res.mean is not None else float("nan"),
+        error_bound=bound,
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         stages={k: v.summary() for k, v in rep.stages.items()},
     )

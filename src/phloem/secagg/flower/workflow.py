@@ -225,8 +225,8 @@ class PhloemSecAggWorkflow:
     Raises
     ------
     ConfigError
-        On invalid parameters (at construction), or when a round's sampled clients are too
-        few for the requested parameters (at that round).
+        On invalid parameters (at construction). A round whose sampled clients are too few
+        for the parameters is logged and skipped, not raised.
     MissingModError
         When no client answers the set-up with phloem's record: the ``ClientApp`` lacks
         :data:`~phloem.secagg.flower.phloem_secagg_mod`.
@@ -318,11 +318,6 @@ class PhloemSecAggWorkflow:
         )
         if not instructions:
             LOGGER.info("configure_fit: no clients selected, round %d skipped", server_round)
-            return None
-        if len(instructions) < 2:
-            LOGGER.error(
-                "secure aggregation needs at least 2 clients, round %d skipped", server_round
-            )
             return None
         proxies = {proxy.node_id: proxy for proxy, _ in instructions}
         try:
