@@ -47,6 +47,21 @@ def test_temporal_split_keeps_days_apart() -> None:
         temporal_split_events(corpus(), 4)
 
 
+def test_temporal_split_until_a_day() -> None:
+    events = corpus()
+    assert temporal_split_events(events, until="2023-10-21") == temporal_split_events(events, 3)
+    train, test = temporal_split_events(events, until="2023-10-19")
+    assert train == [e for e in events if e.day <= "2023-10-19"]
+    assert test == [e for e in events if e.day > "2023-10-19"]
+    for day in ("2023-10-18", "2023-10-22", "2023-12-01"):
+        with pytest.raises(ValueError, match="empty train or test"):
+            temporal_split_events(events, until=day)
+    with pytest.raises(ValueError, match="either"):
+        temporal_split_events(events, 2, until="2023-10-20")
+    with pytest.raises(ValueError, match="either"):
+        temporal_split_events(events)
+
+
 def test_windows_levels_and_no_dns_share() -> None:
     train, test = temporal_split_events(corpus(), 3)
     quiet = Event("q-mac", 0.0, (), "plug", "quiet", "2023-10-22")

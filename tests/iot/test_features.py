@@ -8,8 +8,10 @@ import math
 import numpy as np
 import pytest
 
+from phloem.iot.dns import QTYPE
+from phloem.iot.domains import masked_name, registered_domain, tokens
 from phloem.iot.events import Event, Query
-from phloem.iot.features import Block, FeatureSpec, Vectorizer, Weighting
+from phloem.iot.features import Block, FeatureSpec, Vectorizer, Weighting, name_parts
 
 
 def _ev(*items: tuple[float, str] | tuple[float, str, int], device: str = "d") -> Event:
@@ -157,6 +159,92 @@ def test_featurise_batch_matches_transform() -> None:
     np.testing.assert_array_equal(indptr, X.indptr)
     np.testing.assert_array_equal(indices, X.indices)
     np.testing.assert_allclose(values, X.data, rtol=1e-6)
+
+
+# names the domain helpers treat in every special way: PSL private rules, IP literals,
+# reverse zones, mDNS, single labels, bare suffixes, case, dots, spaces, hex ids, UUIDs, IDNA
+VARIED_NAMES = [
+    "www.bbc.co.uk", "x.s3.amazonaws.com", "d111abcdef8.cloudfront.net", "foo.blogspot.com",
+    "4.3.2.1.in-addr.arpa", "b.a.ip6.arpa", "ip6.arpa", "8.8.8.8", "[::1]", "2001:db8::1",
+    "_googlecast._tcp.local", "local", "localhost", "co.uk", "com", "", ".", "a..b",
+    "E1234.dscb.akamaiedge.net.", "a2z1q9h5x3.execute-api.us-east-1.amazonaws.com",
+    "5f3a9c01d2.iot.example.com", "deadbeef.example.org", " UPPER . Example.COM ",
+    "123e4567-e89b-12d3-a456-426614174000.uuid.io", "xn--bcher-kva.example", "1.pool.ntp.org",
+    "device-metrics-us-2.amazon.com", "under_score.example.net",
+]  # fmt: skip
+
+
+def _reference_terms(spec: FeatureSpec, queries: tuple[Query, ...]) -> dict[str, float]:
+    """Vectorizer.terms as first written: every name parsed afresh by the domain helpers."""
+    private = spec.private_psl
+    bags: dict[str, int] = {}
+
+    def add(term: str) -> None:
+        bags[term] = bags.get(term, 0) + 1
+
+    out: dict[str, float] = {}
+    slds = [registered_domain(q.name, private=private) for q in queries]
+    for block in spec.blocks:
+        if block is Block.SLD:
+            for d in slds:
+                if d:
+                    add(f"sld:{d}")
+        elif block is Block.NAME:
+            for q in queries:
+                if masked_name(q.name):
+                    add(f"name:{masked_name(q.name)}")
+        elif block is Block.TOKEN:
+            for q in queries:
+                for t in tokens(q.name, private=private):
+                    add(f"token:{t}")
+        elif block is Block.QTYPE:
+            for q in queries:
+                add(f"qtype:{QTYPE.get(q.qtype, str(q.qtype))}")
+        elif block is Block.COUNT:
+            out["count:queries"] = math.log1p(len(queries))
+            out["count:distinct"] = math.log1p(len({q.name for q in queries}))
+        elif block is Block.ORDER:
+            leading = [d for d in dict.fromkeys(slds) if d][: spec.order_k]
+            out.update({f"order:sld@{i}={d}": 1.0 for i, d in enumerate(leading)})
+    for term, c in bags.items():
+        out[term] = {Weighting.BINARY: 1.0, Weighting.COUNT: float(c)}.get(
+            spec.weighting, math.log1p(c)
+        )
+    return out
+
+
+@pytest.mark.parametrize("private", [False, True])
+def test_cached_name_parts_match_the_domain_helpers(private: bool) -> None:
+    for _ in range(2):  # a cold and a warm cache
+        for name in VARIED_NAMES:
+            parts = name_parts(name, private)
+            assert parts.sld == registered_domain(name, private=private)
+            assert parts.masked == masked_name(name)
+            assert list(parts.tokens) == tokens(name, private=private)
+    assert name_parts.cache_info().maxsize is not None  # bounded
+    blocks = (Block.SLD, Block.NAME, Block.TOKEN, Block.QTYPE, Block.COUNT, Block.ORDER)
+    qs = tuple(Query(i / 10, n, 28 if i % 3 else 1, "") for i, n in enumerate(VARIED_NAMES * 2))
+    for weighting in Weighting:
+        spec = FeatureSpec(blocks=blocks, weighting=weighting, private_psl=private, order_k=50)
+        for window in (qs[:1], qs[:7], qs):
+            assert Vectorizer(spec).terms(window) == _reference_terms(spec, window)
+
+
+def test_block_weights_are_kept_per_column_through_a_reload() -> None:
+    spec = FeatureSpec(weights={Block.TOKEN: 0.5, Block.SLD: 2.0, Block.QTYPE: 0.0},
+                       l2_normalise=False)  # fmt: skip
+    vec = Vectorizer(spec).fit(EVENTS, 5.0)
+    back = Vectorizer.from_dict(json.loads(json.dumps(vec.to_dict())))
+    for v in (vec, back):
+        for ev in EVENTS:
+            idx, vals = v.featurise(ev.window(5.0))
+            terms = v.terms(ev.window(5.0))
+            expected = {
+                j: terms[t] * spec.weight(Block(t.split(":", 1)[0]))
+                for j, t in enumerate(v.feature_names)
+                if t in terms and not t.startswith("qtype:")  # weight 0: left out
+            }
+            assert dict(zip(idx, vals, strict=True)) == expected
 
 
 def test_errors_are_clear() -> None:

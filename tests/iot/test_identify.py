@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,9 @@ from iot_synth import HIERARCHY, corpus, event
 
 from phloem.iot.events import Event
 from phloem.iot.features import Vectorizer
-from phloem.iot.identify import Identifier
-from phloem.iot.models import LogRegClassifier, export_numpy
+from phloem.iot.identify import Identifier, Level, _Thresholds
+from phloem.iot.models import LogRegClassifier, NumpyModel, export_numpy
+from phloem.iot.unknown import NoveltyDetector
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +129,80 @@ def test_bad_training_input_is_refused() -> None:
         Identifier.train(corpus(per_day=2, days=1), calibrate_on="oldest")
     with pytest.raises(ValueError, match="device label"):
         Identifier.train([Event("k", 0.0, ())])
+
+
+def test_confidence_argument_sets_what_confident_needs(identifier: Identifier) -> None:
+    e = event("speaker", np.random.default_rng(12))
+    for w in (0.0, 2.0, 10.0):
+        a = identifier.answer(e, w, explain=False)
+        assert a.confident == (a.confidence >= identifier.confidence and not a.unknown)
+        for needed in (a.confidence, np.nextafter(a.confidence, 2.0), 0.0, 1.0):
+            b = identifier.answer(e, w, explain=False, confidence=float(needed))
+            assert b.confident == (not a.unknown and a.confidence >= needed)
+            assert replace(b, confident=a.confident) == a  # nothing else moves
+            (c,) = identifier.answer_many([e], w, explain=False, confidence=float(needed))
+            assert c == b
+
+
+def test_with_drivers_equals_an_explained_answer(identifier: Identifier) -> None:
+    rng = np.random.default_rng(13)
+    for dev in [*HIERARCHY, "ghost"]:
+        e = event(dev, rng)
+        for w in (0.0, 2.0, 10.0):
+            plain = identifier.answer(e, w, explain=False)
+            assert plain.drivers == ()
+            assert identifier.with_drivers(e, plain) == identifier.answer(e, w, explain=True)
+    quiet = Event("quiet", 0.0, ())
+    a = identifier.answer(quiet, 5.0, explain=False)
+    assert identifier.with_drivers(quiet, a) == a
+
+
+def test_novelty_is_the_detectors_share(identifier: Identifier) -> None:
+    rng = np.random.default_rng(14)
+    events = [event(d, rng) for d in [*HIERARCHY, "ghost"]] + [Event("quiet", 0.0, ())]
+    det = NoveltyDetector(vocabulary=set(identifier.vocabulary))
+    for w in (0.0, 2.0, 10.0):
+        shares = [identifier.novelty(e.window(w)) for e in events]
+        assert shares == det.novelty(events, w).tolist()
+        assert shares == [a.novelty for a in identifier.answer_many(events, w, explain=False)]
+
+
+def _reference_hierarchy(idt: Identifier, p: np.ndarray) -> tuple[Level, Level]:
+    """The per-event loop the identifier first used: sums in class order, ties to the
+    group first in sorted order."""
+    out = []
+    for level in (0, 1):
+        sums: dict[str, float] = {}
+        for c, v in zip(idt.classes, p, strict=True):
+            g = idt.hierarchy.get(c, ("?", "?"))[level]
+            sums[g] = sums.get(g, 0.0) + float(v)
+        g = max(sorted(sums), key=lambda k: sums[k])
+        out.append(Level(g, sums[g]))
+    return out[0], out[1]
+
+
+def test_hierarchy_matches_the_per_event_sums(identifier: Identifier) -> None:
+    rng = np.random.default_rng(15)
+    events = [event(d, rng, i=i) for d in [*HIERARCHY, "ghost"] for i in range(5)]
+    for w in (0.0, 2.0, 10.0):
+        proba = identifier.proba(events, w)
+        answers = identifier.answer_many(events, w, explain=False)
+        for a, p in zip(answers, proba, strict=True):
+            assert (a.manufacturer, a.category) == _reference_hierarchy(identifier, p)
+
+
+def test_hierarchy_ties_go_to_the_first_group_and_unmapped_devices_to_question_mark() -> None:
+    events = corpus(per_day=2, days=1)
+    vec = Vectorizer().fit(events, 10.0)
+    classes = ["c1", "c2", "c3", "c4"]
+    flat = NumpyModel(vec, [(np.zeros((vec.n_features, 4), np.float32), np.zeros(4, np.float32))],
+                      classes)  # fmt: skip  # every class 0.25
+    tied = {"c1": ("Zed", "x"), "c2": ("Zed", "x"), "c3": ("Abc", "y"), "c4": ("Abc", "y")}
+    partial = {"c1": ("Zed", "x"), "c2": ("Zed", "x"), "c3": ("Abc", "y")}
+    for hierarchy, want in ((tied, ("Abc", "x")), (partial, ("Zed", "x"))):
+        idt = Identifier(flat, (0.0,), [_Thresholds(0.0, 0.0, 2.0)], frozenset(), hierarchy)
+        for a, p in zip(idt.answer_many(events, 10.0, explain=False),
+                        idt.proba(events, 10.0), strict=True):  # fmt: skip
+            assert a.manufacturer is not None and a.category is not None
+            assert (a.manufacturer.label, a.category.label) == want
+            assert (a.manufacturer, a.category) == _reference_hierarchy(idt, p)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from iot_synth import HIERARCHY, corpus, event, observations
 
-from phloem.iot.events import Event, Observation
+from phloem.iot.events import Event, Observation, Query
 from phloem.iot.identify import Identifier
 from phloem.iot.stream import Tracker
 
@@ -126,3 +126,63 @@ def test_bad_settings_are_refused(identifier: Identifier) -> None:
         Tracker(identifier, anchor="dhcp")
     with pytest.raises(ValueError, match="horizon_s"):
         Tracker(identifier, horizon_s=-1)
+
+
+def test_lines_are_answers_at_the_query_times(identifier: Identifier) -> None:
+    """Every identified/revised/unknown/final line is the identifier's own answer (with its
+    drivers where explained) for the queries seen so far, judged at the tracker's threshold."""
+    rng = np.random.default_rng(21)
+    for dev in [*HIERARCHY, "ghost"]:
+        e = event(dev, rng)
+        for threshold, explain in ((0.5, True), (0.999, True), (0.9, False)):
+            obs = observations(e)
+            lines = list(Tracker(identifier, confidence=threshold, explain=explain).run(obs))
+            seen: list[Query] = []
+            for ob in obs:
+                seen.append(Query(ob.ts - e.anchor_utc, ob.name, ob.qtype, ob.resolver, ob.stack))
+            for line in lines:
+                if line["event"] == "join":
+                    continue
+                n = line["n_queries"]  # within the horizon: answered at the n-th query
+                so_far = Event(e.key, e.anchor_utc, tuple(seen[:n]))
+                detail = explain and line["event"] != "unknown"
+                want = identifier.answer(
+                    so_far, seen[n - 1].t, explain=detail, confidence=threshold
+                ).to_dict()
+                got = {k: v for k, v in line.items() if k not in ("event", "t", "identified_as")}
+                assert got == want
+                if line["event"] in ("identified", "revised"):
+                    assert line["confident"] and line["confidence"] >= threshold - 1e-4
+
+
+def test_finals_due_together_come_in_order_of_first_join(identifier: Identifier) -> None:
+    """A rejoined client keeps its place: finals due at once come in the order the keys were
+    first seen, as they did when every client was scanned."""
+    q = observations(event("plug", np.random.default_rng(0)))[0]
+
+    def at(ts: float, key: str) -> Observation:
+        return Observation(T0 + ts, key, "query", q.name, q.qtype, q.resolver, q.stack)
+
+    tr = Tracker(identifier, horizon_s=10, rejoin_after_s=5, explain=False)
+    lines = [ln for ob in (at(0, "A"), at(1, "B"), at(10.5, "A")) for ln in tr.feed(ob)]
+    # A's horizon passed at 10.5 s: its final line, then it joins again (after B)
+    assert [(ln["event"], ln["key"]) for ln in lines if ln["event"] != "identified"] == [
+        ("join", "A"), ("join", "B"), ("final", "A"), ("join", "A")
+    ]  # fmt: skip
+    finals = [ln["key"] for ln in tr.advance(T0 + 100) if ln["event"] == "final"]
+    assert finals == ["A", "B"]
+    assert tr.close() == []
+    # final clients keep no queries; a rejoin starts from none
+    assert all(c.done and c.queries == [] for c in tr.clients.values())
+
+
+def test_close_gives_open_clients_their_finals_in_order_of_first_join(
+    identifier: Identifier,
+) -> None:
+    q = observations(event("cam", np.random.default_rng(0)))[0]
+    obs = [Observation(T0 + t, k, "query", q.name, q.qtype, q.resolver, q.stack)
+           for t, k in ((0, "A"), (1, "B"), (2, "C"), (12, "A"))]  # fmt: skip
+    tr = Tracker(identifier, horizon_s=11, rejoin_after_s=5, explain=False)
+    lines = [ln for ob in obs for ln in tr.feed(ob)]
+    assert [ln["key"] for ln in lines if ln["event"] == "final"] == ["A"]
+    assert [ln["key"] for ln in tr.close()] == ["A", "B", "C"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from phloem.iot.events import Event, Query
-from phloem.iot.unknown import NoveltyDetector
+from phloem.iot.unknown import NoveltyDetector, masked_names, novelty_share
 
 
 def ev(*names: str, device: str = "d") -> Event:
@@ -30,3 +30,17 @@ def test_calibration_respects_target_and_floor() -> None:
     assert det.is_unknown(known, 10.0).sum() <= 1
     floor = NoveltyDetector(min_threshold=0.25).fit(train, 10.0).calibrate([ev("x.com")], 10.0)
     assert floor.threshold == 0.25
+
+
+def test_novelty_share_of_queries() -> None:
+    vocab = masked_names(ev("a1.plug.com", "pool.ntp.org").queries)
+    assert vocab == {"a<d>.plug.com", "pool.ntp.org"}
+    assert novelty_share(ev("a7.plug.com", "A9.PLUG.COM.").queries, vocab) == 0.0
+    assert novelty_share(ev("pool.ntp.org", "new.org", "new.org").queries, vocab) == 0.5
+    assert novelty_share((), vocab) == 0.0
+    assert novelty_share(ev("x.org").queries, frozenset(vocab)) == 1.0
+    det = NoveltyDetector(vocabulary=vocab)
+    events = [ev("a7.plug.com"), ev("pool.ntp.org", "cam.example"), ev()]
+    assert det.novelty(events, 10.0).tolist() == [
+        novelty_share(e.window(10.0), vocab) for e in events
+    ]

@@ -81,13 +81,25 @@ class WindowScore:
 
 
 def temporal_split_events(
-    events: Sequence[Event], train_days: int
+    events: Sequence[Event], train_days: int | None = None, *, until: str | None = None
 ) -> tuple[list[Event], list[Event]]:
-    """Events of the first ``train_days`` distinct days (by ``Event.day``) vs the rest."""
+    """Events of the first ``train_days`` distinct days (by ``Event.day``) vs the rest.
+
+    Or, with ``until`` (an ISO date) instead of ``train_days``: the events of the days up to
+    ``until`` (included) vs the later ones. Either way both sides must hold a day.
+    """
     days = sorted({e.day for e in events})
-    if not 0 < train_days < len(days):
-        raise ValueError(f"train_days must lie in 1..{len(days) - 1}, got {train_days}")
-    cut = set(days[:train_days])
+    if until is not None and train_days is None:
+        n = sum(d <= until for d in days)
+        if not 0 < n < len(days):
+            raise ValueError(f"{until} leaves an empty train or test set")
+    elif train_days is not None and until is None:
+        n = train_days
+        if not 0 < n < len(days):
+            raise ValueError(f"train_days must lie in 1..{len(days) - 1}, got {train_days}")
+    else:
+        raise ValueError("give either train_days or until")
+    cut = set(days[:n])
     return [e for e in events if e.day in cut], [e for e in events if e.day not in cut]
 
 

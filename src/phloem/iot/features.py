@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -44,7 +44,7 @@ from phloem.iot.events import Event, Query
 if TYPE_CHECKING:
     from scipy.sparse import csr_matrix
 
-__all__ = ["Block", "FeatureSpec", "Vectorizer", "Weighting"]
+__all__ = ["Block", "FeatureSpec", "NameParts", "Vectorizer", "Weighting", "name_parts"]
 
 
 class Block(StrEnum):
@@ -69,6 +69,7 @@ class Weighting(StrEnum):
 
 
 _COUNT_TERMS = ("count:queries", "count:distinct")
+_F = TypeVar("_F", np.float32, np.float64)
 
 
 @lru_cache(maxsize=4096)
@@ -78,6 +79,38 @@ def _resolver_term(address: str) -> str:
         return address if ipaddress.ip_address(address).is_global else "local"
     except ValueError:
         return "local"
+
+
+class NameParts(NamedTuple):
+    """What the feature blocks and the novelty share read off one query name."""
+
+    sld: str
+    """:func:`~phloem.iot.domains.registered_domain`."""
+    masked: str
+    """:func:`~phloem.iot.domains.masked_name`."""
+    tokens: tuple[str, ...]
+    """:func:`~phloem.iot.domains.tokens`."""
+
+
+@lru_cache(maxsize=16384)
+def name_parts(name: str, private: bool = False) -> NameParts:
+    """The registered domain, masked name and tokens of ``name``, parsed once and remembered.
+
+    Names repeat heavily (a device asks for the same few names at every boot) and every event
+    is featurised many times (per checkpoint, per query in any-time mode, per occlusion
+    variant), so each name is parsed once per ``private`` setting; the cache is bounded.
+
+    Examples
+    --------
+    >>> name_parts("device-metrics-us-2.amazon.com")
+    NameParts(sld='amazon.com', masked='device-metrics-us-<d>.amazon.com', \
+tokens=('device', 'metrics', 'us', '<d>', 'amazon', 'com', 'amazon.com'))
+    """
+    return NameParts(
+        registered_domain(name, private=private),
+        masked_name(name),
+        tuple(tokens(name, private=private)),
+    )
 
 
 @dataclass(frozen=True)
@@ -178,6 +211,7 @@ class Vectorizer:
     def __init__(self, spec: FeatureSpec | None = None) -> None:
         self.spec = spec if spec is not None else FeatureSpec()
         self._vocab: dict[str, int] | None = None
+        self._col_weight: list[float] = []  # the block weight of each column
 
     # --- terms of one event (pure Python: reused by the numpy-only export) ---
 
@@ -187,15 +221,16 @@ class Vectorizer:
         private = spec.private_psl
         bags: Counter[str] = Counter()
         out: dict[str, float] = {}
-        slds = [registered_domain(q.name, private=private) for q in queries]
+        parts = [name_parts(q.name, private) for q in queries]
+        slds = [p.sld for p in parts]
         for block in spec.blocks:
             if block is Block.SLD:
                 bags.update(f"sld:{d}" for d in slds if d)
             elif block is Block.NAME:
-                bags.update(f"name:{n}" for n in (masked_name(q.name) for q in queries) if n)
+                bags.update(f"name:{p.masked}" for p in parts if p.masked)
             elif block is Block.TOKEN:
-                for q in queries:
-                    bags.update(f"token:{t}" for t in tokens(q.name, private=private))
+                for p in parts:
+                    bags.update(f"token:{t}" for t in p.tokens)
             elif block is Block.QTYPE:
                 bags.update(f"qtype:{QTYPE.get(q.qtype, str(q.qtype))}" for q in queries)
             elif block is Block.COUNT:
@@ -226,12 +261,13 @@ class Vectorizer:
         """
         vocab = self._require_vocab()
         spec = self.spec
+        col_weight = self._col_weight
         cells: list[tuple[int, float]] = []
         for term, value in self.terms(queries).items():
             j = vocab.get(term)
             if j is None:
                 continue
-            w = value * spec.weight(Block(term.split(":", 1)[0]))
+            w = value * col_weight[j]
             if w != 0.0:
                 cells.append((j, w))
         cells.sort()
@@ -258,14 +294,25 @@ class Vectorizer:
         keep = {t for t, n in df.items() if n >= self.spec.min_df}
         if Block.COUNT in self.spec.blocks:
             keep.update(_COUNT_TERMS)  # dense, always present: never pruned by min_df
-        self._vocab = {t: j for j, t in enumerate(sorted(keep))}
+        self._set_vocab(sorted(keep))
         return self
 
     def transform(self, events: Iterable[Event], window_s: float) -> csr_matrix:
         """Feature rows (float64 CSR, one per event) of the first ``window_s`` seconds."""
         from scipy.sparse import csr_matrix
 
-        vocab = self._require_vocab()
+        indptr, indices, data = self._csr_parts(events, window_s, np.float64)
+        return csr_matrix((data, indices, indptr), shape=(len(indptr) - 1, self.n_features))
+
+    def featurise_batch(
+        self, events: Sequence[Event], window_s: float
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """CSR parts ``(indptr, indices, values)`` of :meth:`transform`, numpy only (float32)."""
+        return self._csr_parts(events, window_s, np.float32)
+
+    def _csr_parts(
+        self, events: Iterable[Event], window_s: float, dtype: type[_F]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[_F]]:
         indptr = [0]
         indices: list[int] = []
         data: list[float] = []
@@ -274,31 +321,10 @@ class Vectorizer:
             indices.extend(idx)
             data.extend(vals)
             indptr.append(len(indices))
-        return csr_matrix(
-            (np.asarray(data, dtype=np.float64), np.asarray(indices, dtype=np.int64), indptr),
-            shape=(len(indptr) - 1, len(vocab)),
-        )
-
-    def fit_transform(self, events: Sequence[Event], window_s: float) -> csr_matrix:
-        """:meth:`fit` then :meth:`transform` on the same events."""
-        return self.fit(events, window_s).transform(events, window_s)
-
-    def featurise_batch(
-        self, events: Sequence[Event], window_s: float
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        """CSR parts ``(indptr, indices, values)`` of :meth:`transform`, numpy only (float32)."""
-        indptr = np.zeros(len(events) + 1, dtype=np.int64)
-        indices: list[int] = []
-        data: list[float] = []
-        for i, ev in enumerate(events):
-            idx, vals = self.featurise(ev.window(window_s))
-            indices.extend(idx)
-            data.extend(vals)
-            indptr[i + 1] = len(indices)
         return (
-            indptr,
+            np.asarray(indptr, dtype=np.int64),
             np.asarray(indices, dtype=np.int64),
-            np.asarray(data, dtype=np.float32),
+            np.asarray(data, dtype=dtype),
         )
 
     # --- introspection and export ---
@@ -321,8 +347,14 @@ class Vectorizer:
     def from_dict(cls, data: Mapping[str, Any]) -> Vectorizer:
         """Rebuild a fitted vectorizer written by :meth:`to_dict`."""
         vec = cls(FeatureSpec.from_dict(data["spec"]))
-        vec._vocab = {str(t): j for j, t in enumerate(data["vocabulary"])}
+        vec._set_vocab([str(t) for t in data["vocabulary"]])
         return vec
+
+    def _set_vocab(self, terms: Sequence[str]) -> None:
+        """Columns in the order of ``terms``, each with its block's weight."""
+        self._vocab = {t: j for j, t in enumerate(terms)}
+        by_block = {b.value: self.spec.weight(b) for b in Block}
+        self._col_weight = [by_block.get(t.split(":", 1)[0], 1.0) for t in terms]
 
     def _require_vocab(self) -> dict[str, int]:
         if self._vocab is None:

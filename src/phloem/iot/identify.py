@@ -23,17 +23,22 @@ from __future__ import annotations
 import bisect
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from phloem.iot.domains import masked_name
 from phloem.iot.events import Event, Query
 from phloem.iot.features import FeatureSpec, Vectorizer
-from phloem.iot.models import NumpyModel, ProbabilisticClassifier, UnknownDetector, export_numpy
-from phloem.iot.unknown import NoveltyDetector
+from phloem.iot.models import (
+    NumpyModel,
+    ProbabilisticClassifier,
+    UnknownDetector,
+    aggregate_proba,
+    export_numpy,
+)
+from phloem.iot.unknown import NoveltyDetector, novelty_share
 
 __all__ = ["CHECKPOINTS", "Answer", "Identifier", "Level"]
 
@@ -73,8 +78,9 @@ class Answer:
     unknown
         The event looks like a device the model was not trained on.
     confident
-        The top probability reached the identifier's confidence threshold and the event is
-        not unknown: an any-time caller can act on :attr:`device`.
+        The top probability reached the confidence threshold (the identifier's own unless the
+        caller gave one) and the event is not unknown: an any-time caller can act on
+        :attr:`device`.
     novelty
         Share of the distinct (masked) names never seen in training.
     drivers
@@ -315,35 +321,55 @@ class Identifier:
 
     def novelty(self, queries: Sequence[Query]) -> float:
         """Share of the distinct masked names of ``queries`` never seen in training."""
-        names = {masked_name(q.name) for q in queries}
-        return len(names - self.vocabulary) / len(names) if names else 0.0
+        return novelty_share(queries, self.vocabulary)
 
     def proba(self, events: Sequence[Event], window_s: float) -> npt.NDArray[np.float32]:
         """Device probabilities of each event's first ``window_s`` seconds."""
         return self.model.predict_proba_events(events, window_s)
 
     def answer(
-        self, event: Event, window_s: float, *, top: int = 3, explain: bool = True
+        self,
+        event: Event,
+        window_s: float,
+        *,
+        top: int = 3,
+        explain: bool = True,
+        confidence: float | None = None,
     ) -> Answer:
-        """The identifier's answer for one event cut at ``window_s`` seconds."""
-        return self.answer_many([event], window_s, top=top, explain=explain)[0]
+        """The identifier's answer for one event cut at ``window_s`` seconds.
+
+        ``confidence`` is the top probability :attr:`Answer.confident` needs (default: the
+        identifier's own :attr:`confidence`).
+        """
+        (ans,) = self.answer_many(
+            [event], window_s, top=top, explain=explain, confidence=confidence
+        )
+        return ans
 
     def answer_many(
-        self, events: Sequence[Event], window_s: float, *, top: int = 3, explain: bool = True
+        self,
+        events: Sequence[Event],
+        window_s: float,
+        *,
+        top: int = 3,
+        explain: bool = True,
+        confidence: float | None = None,
     ) -> list[Answer]:
         """:meth:`answer` for many events (one batched prediction)."""
         if not events:
             return []
         proba = self.proba(events, window_s)
         th = self.thresholds_at(window_s)
+        needed = self.confidence if confidence is None else confidence
+        low = UnknownDetector(th.max_proba).is_unknown(proba)
+        man, cat = self._hierarchy(proba)
         out = []
-        for e, p in zip(events, proba, strict=True):
+        for i, (e, p) in enumerate(zip(events, proba, strict=True)):
             qs = e.window(window_s)
             order = np.argsort(-p, kind="stable")[:top]
             levels = tuple(Level(self.classes[j], float(p[j])) for j in order)
             nov = self.novelty(qs)
-            unknown = bool(qs) and (float(p.max()) < th.max_proba or nov >= th.novelty)
-            man, cat = self._hierarchy(p)
+            unknown = bool(qs) and (bool(low[i]) or nov >= th.novelty)
             drivers = (
                 self._drivers(e, window_s, int(order[0]), float(p[order[0]])) if explain else ()
             )
@@ -353,27 +379,45 @@ class Identifier:
                     window_s,
                     len(qs),
                     levels,
-                    man,
-                    cat,
+                    man[i],
+                    cat[i],
                     unknown,
-                    bool(qs) and not unknown and float(p.max()) >= self.confidence,
+                    bool(qs) and not unknown and float(p.max()) >= needed,
                     nov,
                     drivers,
                 )
             )
         return out
 
-    def _hierarchy(self, p: npt.NDArray[np.float32]) -> tuple[Level | None, Level | None]:
+    def with_drivers(self, event: Event, answer: Answer) -> Answer:
+        """``answer`` (given for ``event`` without explanation) with its :attr:`~Answer.drivers`.
+
+        The same drivers as ``answer(event, answer.elapsed_s, explain=True)`` would give, without
+        predicting the event itself again.
+        """
+        if not answer.top:
+            return answer
+        best = answer.top[0]
+        cls = self.classes.index(best.label)
+        return replace(
+            answer, drivers=self._drivers(event, answer.elapsed_s, cls, best.probability)
+        )
+
+    def _hierarchy(
+        self, proba: npt.NDArray[np.float32]
+    ) -> tuple[list[Level | None], list[Level | None]]:
+        """Per row, the top manufacturer and category (device probabilities summed per group).
+
+        Ties go to the group named first in sorted order.
+        """
         if not self.hierarchy:
-            return None, None
-        out = []
+            return [None] * len(proba), [None] * len(proba)
+        out: list[list[Level | None]] = []
         for level in (0, 1):
-            sums: dict[str, float] = {}
-            for c, v in zip(self.classes, p, strict=True):
-                g = self.hierarchy.get(c, ("?", "?"))[level]
-                sums[g] = sums.get(g, 0.0) + float(v)
-            g = max(sorted(sums), key=lambda k: sums[k])
-            out.append(Level(g, sums[g]))
+            mapping = {c: self.hierarchy.get(c, ("?", "?"))[level] for c in self.classes}
+            sums, groups = aggregate_proba(proba, self.classes, mapping)
+            best = sums.argmax(axis=1)  # the first maximum: groups come sorted
+            out.append([Level(groups[k], float(sums[i, k])) for i, k in enumerate(best)])
         return out[0], out[1]
 
     def _drivers(
@@ -412,6 +456,4 @@ class Identifier:
 
 
 def _blank(q: Query, attr: str) -> Query:
-    if attr == "stack":
-        return Query(q.t, q.name, q.qtype, q.resolver, "")
-    return Query(q.t, q.name, q.qtype, "", q.stack)
+    return replace(q, stack="") if attr == "stack" else replace(q, resolver="")

@@ -41,10 +41,8 @@ __all__ = ["Tracker"]
 class _Client:
     key: str
     anchor: float
-    how: str
-    queries: list[Query] = field(default_factory=list)
+    queries: list[Query] = field(default_factory=list)  # emptied once the client is final
     last_seen: float = -math.inf
-    answer: Answer | None = None
     said: str | None = None  # device of the last identified/revised line
     flagged_unknown: bool = False
     done: bool = False
@@ -87,6 +85,10 @@ class Tracker:
     explain: bool = True
     clients: dict[str, _Client] = field(default_factory=dict)
     now: float = -math.inf
+    # the clients not yet final, and the rank of each key's first join (the order of
+    # ``clients``, in which clients due at the same time get their final lines)
+    _open: dict[str, _Client] = field(default_factory=dict, init=False, repr=False)
+    _rank: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.anchor not in ("first-query", "dhcp-or-first-query"):
@@ -95,6 +97,10 @@ class Tracker:
             )
         if not self.horizon_s >= 0:
             raise ValueError(f"horizon_s must be >= 0, got {self.horizon_s}")
+        for key, c in self.clients.items():
+            self._rank[key] = len(self._rank)
+            if not c.done:
+                self._open[key] = c
 
     @property
     def threshold(self) -> float:
@@ -132,16 +138,15 @@ class Tracker:
         """Move the clock to ``now``; clients whose horizon passed get their final line."""
         if now > self.now:
             self.now = now
-        out = []
-        for c in list(self.clients.values()):
-            if not c.done and self.now - c.anchor > self.horizon_s:
-                out.append(self._final(c))
-        return out
+        due = [c for c in self._open.values() if self.now - c.anchor > self.horizon_s]
+        due.sort(key=lambda c: self._rank[c.key])
+        return [self._final(c) for c in due]
 
     def close(self) -> list[dict[str, Any]]:
         """End of input: every open client gets its final line (with the time it had)."""
-        out = [self._final(c) for c in self.clients.values() if not c.done]
-        return out
+        return [
+            self._final(c) for c in sorted(self._open.values(), key=lambda c: self._rank[c.key])
+        ]
 
     def run(self, observations: Iterable[Observation]) -> Iterator[dict[str, Any]]:
         """Feed a whole stream and yield its lines, closing at the end."""
@@ -152,8 +157,10 @@ class Tracker:
     # --- internals -----------------------------------------------------------------------
 
     def _join(self, key: str, ts: float, how: str, out: list[dict[str, Any]]) -> _Client:
-        c = _Client(key, ts, how, last_seen=ts)
+        c = _Client(key, ts, last_seen=ts)
         self.clients[key] = c
+        self._open[key] = c
+        self._rank.setdefault(key, len(self._rank))
         out.append({"event": "join", "key": key, "t": _iso(ts), "anchor": how})
         return c
 
@@ -162,32 +169,31 @@ class Tracker:
 
     def _score(self, c: _Client, elapsed: float) -> list[dict[str, Any]]:
         idt = self.identifier
-        ans = idt.answer(self._event(c), elapsed, explain=False)
-        c.answer = ans
+        event = self._event(c)
+        ans = idt.answer(event, elapsed, explain=False, confidence=self.threshold)
         out: list[dict[str, Any]] = []
-        confident = not ans.unknown and ans.confidence >= self.threshold and ans.n_queries > 0
         if ans.unknown and not c.flagged_unknown:
             c.flagged_unknown = True
             out.append(self._line("unknown", c, ans))
-        if confident and ans.device != c.said:
+        if ans.confident and ans.device != c.said:
             kind = "identified" if c.said is None else "revised"
             c.said = ans.device
             if self.explain:
-                ans = idt.answer(self._event(c), elapsed, explain=True)
-                c.answer = ans
+                ans = idt.with_drivers(event, ans)
             out.append(self._line(kind, c, ans))
         return out
 
     def _final(self, c: _Client) -> dict[str, Any]:
         c.done = True
+        del self._open[c.key]
         elapsed = min(self.horizon_s, max(0.0, self.now - c.anchor))
-        ans = self.identifier.answer(self._event(c), elapsed, explain=self.explain)
-        c.answer = ans
+        ans = self.identifier.answer(
+            self._event(c), elapsed, explain=self.explain, confidence=self.threshold
+        )
+        c.queries = []  # a final client is never scored again; a rejoin starts a new one
         line = self._line("final", c, ans)
         line["identified_as"] = c.said
         return line
 
     def _line(self, kind: str, c: _Client, ans: Answer) -> dict[str, Any]:
-        d = ans.to_dict()
-        d["confident"] = not ans.unknown and ans.n_queries > 0 and ans.confidence >= self.threshold
-        return {"event": kind, "t": _iso(c.anchor + ans.elapsed_s), **d}
+        return {"event": kind, "t": _iso(c.anchor + ans.elapsed_s), **ans.to_dict()}

@@ -4,21 +4,35 @@ A classifier's top probability alone is a weak signal for a device it never saw:
 devices share popular names (NTP pools, Google and Amazon endpoints) with known ones and get
 confident answers. :class:`NoveltyDetector` adds the share of an event's masked query names
 (:func:`phloem.iot.domains.masked_name`, so per-device ids do not count as new) that no
-training event contained. An event is flagged unknown when that share reaches a threshold,
-calibrated on known validation events and never below ``min_threshold``.
+training event contained (:func:`novelty_share`; the deployed
+:class:`~phloem.iot.identify.Identifier` computes it the same way). An event is flagged unknown
+when that share reaches a threshold, calibrated on known validation events and never below
+``min_threshold``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from phloem.iot.domains import masked_name
-from phloem.iot.events import Event
+from phloem.iot.events import Event, Query
+from phloem.iot.features import name_parts
 
-__all__ = ["NoveltyDetector"]
+__all__ = ["NoveltyDetector", "masked_names", "novelty_share"]
+
+
+def masked_names(queries: Iterable[Query]) -> set[str]:
+    """The distinct masked names (:func:`~phloem.iot.domains.masked_name`) of ``queries``."""
+    return {name_parts(q.name).masked for q in queries}
+
+
+def novelty_share(queries: Iterable[Query], vocabulary: AbstractSet[str]) -> float:
+    """Share of the distinct masked names of ``queries`` outside ``vocabulary`` (0 if none)."""
+    names = masked_names(queries)
+    return len(names - vocabulary) / len(names) if names else 0.0
 
 
 @dataclass
@@ -30,17 +44,14 @@ class NoveltyDetector:
     vocabulary: set[str] = field(default_factory=set)
 
     def fit(self, events: Iterable[Event], window_s: float) -> NoveltyDetector:
-        self.vocabulary = {masked_name(q.name) for e in events for q in e.window(window_s)}
+        self.vocabulary = masked_names(q for e in events for q in e.window(window_s))
         return self
 
     def novelty(self, events: Sequence[Event], window_s: float) -> np.ndarray:
         """Per event, the share of its distinct masked names outside the vocabulary (0 if none)."""
-        out = np.zeros(len(events))
-        for i, e in enumerate(events):
-            names = {masked_name(q.name) for q in e.window(window_s)}
-            if names:
-                out[i] = len(names - self.vocabulary) / len(names)
-        return out
+        return np.array(
+            [novelty_share(e.window(window_s), self.vocabulary) for e in events], dtype=np.float64
+        )
 
     def calibrate(
         self, known_val: Sequence[Event], window_s: float, target_false_unknown: float = 0.01
