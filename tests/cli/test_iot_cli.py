@@ -48,6 +48,8 @@ def test_bad_choices_name_the_option(iot_env: Path) -> None:
     assert res.exit_code == 2 and "--features" in res.output and "sld" in res.output
     res = runner.invoke(app, ["iot", "identify", "x.pcap", "--model", "missing.npz"])
     assert res.exit_code == 2 and "iot train" in res.output
+    res = runner.invoke(app, ["iot", "identify", "x.pcap", "--top", "0"])
+    assert res.exit_code == 2 and "--top" in res.output
 
 
 def test_log_features_leave_out_what_a_resolver_log_lacks(iot_env: Path, tmp_path: Path) -> None:
@@ -254,6 +256,26 @@ def test_identify_writes_json_reports(trained: Trained, tmp_path: Path) -> None:
     assert [o["s"] for o in report["over_time"]] == [2.0, 60.0]
     # its only resolver is 8.8.8.8, but it is the only client: nothing to compare with
     assert report["external_resolver"] is False
+
+
+def test_identify_over_time_ends_with_the_windows_answer(trained: Trained, tmp_path: Path) -> None:
+    cmd = ["iot", "identify", str(trained.capture), "--model", str(trained.model)]
+    for extra, steps in ((["--window", "0"], [0.0]), (["--window", "5", "--top", "1"], [2.0, 5.0])):
+        out = tmp_path / "r.json"
+        res = runner.invoke(app, [*cmd, *extra, "--json", str(out)])
+        assert res.exit_code == 0, res.output
+        (report,) = json.loads(out.read_text())
+        assert [o["s"] for o in report["over_time"]] == steps
+        last = report["over_time"][-1]
+        assert last["device"] == report["top"][0]["label"] == "iROBOT_roomba"
+        assert last["p"] == round(report["confidence"], 3)
+        assert last["unknown"] == report["unknown"]
+
+
+def test_train_until_leaving_no_test_days_names_the_option(iot_env: Path) -> None:
+    res = runner.invoke(app, ["iot", "train", "--train-until", "2099-01-01", "--out", "x.npz"])
+    assert res.exit_code == 2 and "--train-until" in res.output
+    assert "empty train or test set" in _flat(res.output)
 
 
 # ---- evaluate -----------------------------------------------------------------------------

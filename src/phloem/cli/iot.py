@@ -54,13 +54,12 @@ def _model(model: str) -> Any:
 
 def _split(train_until: str) -> tuple[list[Any], list[Any]]:
     from phloem.iot.corpus import load_corpus
+    from phloem.iot.evaluate import temporal_split_events
 
-    events = load_corpus()
-    train = [e for e in events if e.day <= train_until]
-    test = [e for e in events if e.day > train_until]
-    if not train or not test:
-        raise ConfigError("--train-until", f"{train_until} leaves an empty train or test set")
-    return train, test
+    try:
+        return temporal_split_events(load_corpus(), until=train_until)
+    except ValueError as exc:
+        raise ConfigError("--train-until", str(exc)) from None
 
 
 def _hierarchy() -> dict[str, tuple[str, str]]:
@@ -359,7 +358,7 @@ def identify(
         "iot-model.npz"
     ),
     window: Annotated[float, typer.Option(help="Seconds after each device's anchor.")] = 60.0,
-    top: Annotated[int, typer.Option(help="Devices shown per client.")] = 3,
+    top: Annotated[int, typer.Option(min=1, help="Devices shown per client.")] = 3,
     source: Annotated[
         str, typer.Option(help="auto, pcap (pcap/pcapng), dnsmasq (or Pi-hole), unbound, ftl.")
     ] = "auto",
@@ -392,29 +391,30 @@ def identify(
         obs, stats = open_observations(capture, kind=source, year=year)
         if anchor not in ANCHOR_MODES:
             raise ConfigError("--anchor", f"unknown {anchor!r}", ANCHOR_MODES)
-        events = events_from_observations(obs, anchor=anchor)
+        events = events_from_observations(obs, anchor=anchor, stats=stats.events)
         answers = idt.answer_many(events, window, top=top)
         local = main_resolvers(events)  # the network's resolver, found once for all clients
+        early = [w for w in idt.checkpoints if w < window]  # then the window itself
         reports = []
         for e, a in zip(events, answers, strict=True):
-            steps = [w for w in idt.checkpoints if w < window] + [window]
             over = [
                 {
-                    "s": w,
+                    "s": x.elapsed_s,
                     "device": x.top[0].label,
                     "p": round(x.confidence, 3),
                     "unknown": x.unknown,
                 }
-                for w, x in zip(steps, idt.timeline(e, steps), strict=True)
+                for x in [*(idt.timeline(e, early) if early else []), a]
             ]
+            qs = e.window(window)
             rep = a.to_dict()
             rep.update(
                 first_seen=datetime.fromtimestamp(e.anchor_utc, tz=UTC).isoformat(
                     timespec="seconds"
                 ),
                 over_time=over,
-                names=sorted({q.name for q in e.window(window)}),
-                no_dns=not e.window(window),
+                names=sorted({q.name for q in qs}),
+                no_dns=not qs,
                 external_resolver=uses_external_resolver(e, local),
             )
             reports.append(rep)
