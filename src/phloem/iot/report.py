@@ -355,8 +355,7 @@ def plot_confusion(
     import matplotlib.pyplot as plt
 
     side = _confusion_side_in(n)
-    height = _confusion_side_in(len(rows)) if len(rows) < n else side
-    fig, ax = plt.subplots(figsize=(side, height), layout="constrained")
+    fig, ax = plt.subplots(figsize=(side, _confusion_side_in(len(rows))), layout="constrained")
     vmax = 1.0 if normalise else max(1.0, float(shown.max(initial=0.0)))
     im = ax.imshow(shown, cmap="Blues", vmin=0.0, vmax=vmax, interpolation="nearest")
     fig.colorbar(im, ax=ax, shrink=0.8, label="share of row" if normalise else "events")
