@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from phloem.cli import data, fl, iot, secagg
+from phloem.cli.common import guarded
 from phloem.core.history import History
 from phloem.core.rundir import RunDir, list_runs
 
@@ -65,7 +66,7 @@ def runs_show(
     every: Annotated[int, typer.Option(help="Show every N-th round.")] = 1,
 ) -> None:
     """Show a run's config, status and history."""
-    rd = fl.guarded(RunDir.open, run)
+    rd = guarded(RunDir.open, run)
     console.print(f"[bold]{rd.name}[/bold]  status: {rd.info().status}")
     if (rd.path / RunDir.CONFIG).is_file():
         console.print(rd.read_config(), markup=False, highlight=False)
@@ -120,7 +121,7 @@ def plot_cmd(
 
     pairs: list[tuple[str, History]] = []
     for r in runs:
-        rd = fl.guarded(RunDir.open, r)
+        rd = guarded(RunDir.open, r)
         pairs.append((rd.name, rd.history()))
     try:
         path = plot_histories(pairs, x, y, out, logx=logx, logy=logy, title=title)
@@ -138,7 +139,7 @@ def demo_cmd(
     """FedAvg vs DIANA + Rand-K on digits over 100 non-IID clients: table and plot."""
     from phloem.cli.demo import run_demo
 
-    fl.guarded(run_demo, rounds, out)
+    guarded(run_demo, rounds, out)
 
 
 def main() -> None:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,8 +13,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from phloem.cli.common import err, guarded
 from phloem.core.config import apply_overrides, from_dict, load_toml, to_dict, to_toml
-from phloem.core.errors import ConfigError, DataNotFoundError, DivergenceError, PhloemError
+from phloem.core.errors import ConfigError, DivergenceError
 from phloem.core.rundir import RunDir
 from phloem.fl.config import (
     AggregationName,
@@ -33,7 +32,6 @@ __all__ = ["app", "load_config", "run_config"]
 
 app = typer.Typer(help="Federated-optimisation simulator.", no_args_is_help=True)
 console = Console()
-err = Console(stderr=True)
 
 
 def load_config(
@@ -97,40 +95,8 @@ def check_resumable(saved: ExperimentConfig, new: ExperimentConfig) -> None:
                 )
 
 
-def _terminate_as_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-def guarded(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Call ``fn``, turning phloem's errors into one clear line and an exit code.
-
-    SIGTERM is treated like Ctrl-C, so a killed job still saves its history and checkpoint.
-    """
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt) if main_thread else None
-    try:
-        return fn(*args, **kwargs)
-    except ConfigError as e:
-        err.print(f"[red]config error:[/red] {e}")
-        raise typer.Exit(2) from None
-    except DataNotFoundError as e:
-        err.print(f"[red]missing data:[/red] {e}")
-        raise typer.Exit(2) from None
-    except DivergenceError as e:
-        err.print(f"[red]diverged:[/red] {e}")
-        raise typer.Exit(3) from None
-    except PhloemError as e:
-        err.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        err.print(
-            "[yellow]interrupted:[/yellow] history and a checkpoint were saved; "
-            "continue with `phloem fl run --resume RUN_DIR`."
-        )
-        raise typer.Exit(130) from None
-    finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous)
+#: what an interrupted ``fl run`` / ``fl sweep`` kept, and how to go on
+RESUME_HINT = "history and a checkpoint were saved; continue with `phloem fl run --resume RUN_DIR`."
 
 
 def print_summary(result: SimulationResult) -> None:
@@ -174,7 +140,7 @@ def run_cmd(
             raise ConfigError("config", "give a CONFIG file, or --resume RUN_DIR")
         return run_config(load_config(config, overrides), progress=progress)
 
-    print_summary(guarded(go))
+    print_summary(guarded(go, interrupted=RESUME_HINT))
 
 
 @app.command("list")
@@ -344,4 +310,4 @@ def sweep_cmd(
             plot_histories(runs, x, y, out, logx=logx, logy=logy)
             console.print(f"plot: {out}")
 
-    guarded(go)
+    guarded(go, interrupted=RESUME_HINT)

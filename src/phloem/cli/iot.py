@@ -16,7 +16,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from phloem.cli.fl import guarded
+from phloem.cli.common import guarded
 from phloem.core.errors import ConfigError
 
 __all__ = ["app"]

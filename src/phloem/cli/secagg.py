@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from phloem.cli.fl import guarded
+from phloem.cli.common import guarded
 from phloem.core.errors import ConfigError
 from phloem.secagg.aggregate import Protocol, SecAggSettings
 from phloem.secagg.bench import BenchResult, run_bench

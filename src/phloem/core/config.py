@@ -2,28 +2,112 @@
 
 Configs are dataclasses; :func:`from_dict` checks every key and value against the dataclass's
 type hints and raises :class:`~phloem.core.errors.ConfigError` naming the dotted field and the
-allowed values (unknown keys list the known ones; enum fields list their members).
+allowed values (unknown keys list the known ones; enum fields list their members; NaN and
+infinities are refused).
+
+A :class:`Section` may *pick* registered components: a field annotated
+``Annotated[str, Picks(REGISTRY, "params")]`` holds a component's name, and the sibling field
+``params`` its validated parameters. In the file the parameters sit in the section beside the
+name, e.g. ``[algorithm] name = "diana"  alpha = 0.5``: each key goes to the picked component
+whose ``Params`` has it, and a key that no picked component has is refused, naming the
+components it would belong to.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import tomllib
 import types
 import typing
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from phloem.core.errors import ConfigError
+from phloem.core.registry import Registry
 
-__all__ = ["apply_overrides", "from_dict", "load_toml", "parse_override", "to_dict", "to_toml"]
+__all__ = [
+    "Picks",
+    "Section",
+    "apply_overrides",
+    "from_dict",
+    "load_toml",
+    "parse_override",
+    "to_dict",
+    "to_toml",
+]
 
 T = TypeVar("T")
 
 
-def _coerce(value: Any, tp: Any, field: str) -> Any:
+@dataclass(frozen=True)
+class Picks:
+    """Marks a section field as the name of a component of ``registry``.
+
+    ``params`` names the sibling field that holds the component's ``Params`` instance. A
+    component may declare ``fixed_params`` (a mapping): parameters it sets itself, which a
+    config may not.
+    """
+
+    registry: Registry[Any]
+    params: str
+
+
+_PICKS: dict[type, dict[str, Picks]] = {}
+
+
+def _picks(cls: type) -> dict[str, Picks]:
+    """``{field: Picks}`` of a dataclass (cached: type hints are slow to evaluate)."""
+    if cls not in _PICKS:
+        hints = typing.get_type_hints(cls, include_extras=True)
+        out: dict[str, Picks] = {}
+        for f in dataclasses.fields(cls):
+            hint = hints.get(f.name)
+            if hint is not None and typing.get_origin(hint) is typing.Annotated:
+                marks = [m for m in hint.__metadata__ if isinstance(m, Picks)]
+                if marks:
+                    out[f.name] = marks[0]
+        _PICKS[cls] = out
+    return _PICKS[cls]
+
+
+def _fixed(component: object) -> Mapping[str, Any]:
+    fixed = getattr(component, "fixed_params", None)
+    return fixed if isinstance(fixed, Mapping) else {}
+
+
+def _param_keys(component: object) -> set[str]:
+    params = component.Params  # type: ignore[attr-defined]
+    return {f.name for f in dataclasses.fields(params) if f.init} - set(_fixed(component))
+
+
+@dataclass(frozen=True)
+class Section:
+    """Base of config sections that pick registered components (see :class:`Picks`).
+
+    Constructed in Python without parameters, a picked component gets its default ``Params``;
+    parameters of another component's type are a programming error. Subclasses with their own
+    ``__post_init__`` call ``super().__post_init__()``.
+    """
+
+    def __post_init__(self) -> None:
+        for key, pick in _picks(type(self)).items():
+            component = pick.registry.get(getattr(self, key))
+            params_cls = component.Params
+            params = getattr(self, pick.params)
+            if params is None:
+                object.__setattr__(self, pick.params, params_cls(**_fixed(component)))
+            elif not isinstance(params, params_cls):
+                raise TypeError(
+                    f"{type(self).__name__}.{pick.params} must be {params_cls.__name__} for "
+                    f"{pick.registry.kind} {getattr(self, key)!r}, got {type(params).__name__}"
+                )
+
+
+def _coerce(value: Any, tp: Any, field: str, strict: bool = True) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
@@ -34,7 +118,7 @@ def _coerce(value: Any, tp: Any, field: str) -> Any:
             if a is type(None):
                 continue
             try:
-                return _coerce(value, a, field)
+                return _coerce(value, a, field, strict)
             except ConfigError as e:
                 errors.append(e)
         raise errors[0] if errors else ConfigError(field, f"got {value!r}")
@@ -53,7 +137,7 @@ def _coerce(value: Any, tp: Any, field: str) -> Any:
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         if not isinstance(value, Mapping):
             raise ConfigError(field, f"expected a table, got {value!r}")
-        return from_dict(tp, value, prefix=field)
+        return from_dict(tp, value, prefix=field, strict=strict)
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -66,6 +150,8 @@ def _coerce(value: Any, tp: Any, field: str) -> Any:
         raise ConfigError(field, f"expected an integer, got {type(value).__name__} {value!r}")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(field, f"expected a finite number, got {value!r}")
             return float(value)
         raise ConfigError(field, f"expected a number, got {type(value).__name__} {value!r}")
     if tp is str:
@@ -75,25 +161,58 @@ def _coerce(value: Any, tp: Any, field: str) -> Any:
     raise TypeError(f"unsupported config type {tp!r} for {field}")
 
 
-def from_dict(cls: type[T], data: Mapping[str, Any], *, prefix: str = "") -> T:
+def from_dict(cls: type[T], data: Mapping[str, Any], *, prefix: str = "", strict: bool = True) -> T:
     """Build dataclass ``cls`` from ``data``, validating every key and value.
+
+    Parameters
+    ----------
+    cls
+        A dataclass; a :class:`Section` also takes its picked components' parameters.
+    data
+        Keys and values, as read from TOML.
+    prefix
+        Dotted path of ``data`` in the whole config, for error messages.
+    strict
+        ``False`` drops, instead of refusing, a key that belongs to another component of the
+        same kind than the one picked (for configs written by older versions, which kept
+        every component's keys in every section).
 
     Raises
     ------
     ConfigError
         For an unknown key (naming the known ones), a value of the wrong type, an enum value
-        outside its members, or a value the dataclass's own ``__post_init__`` rejects.
+        outside its members, an unknown component, or a value the dataclass's own
+        ``__post_init__`` rejects.
     """
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls!r} is not a dataclass")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    picks = _picks(cls)
+    companions = {p.params for p in picks.values()}
     kwargs: dict[str, Any] = {}
+    chosen: dict[str, tuple[Picks, Any, dict[str, Any]]] = {}
+    for key, pick in picks.items():
+        name = data.get(key, fields[key].default)
+        component = pick.registry.get(name, field=_dot(prefix, key))
+        if key in data:
+            kwargs[key] = name
+        chosen[key] = (pick, component, {})
     for key, value in data.items():
-        dotted = f"{prefix}.{key}" if prefix else key
-        if key not in fields:
-            raise ConfigError(dotted, "unknown key", sorted(fields))
-        kwargs[key] = _coerce(value, hints[key], dotted)
+        dotted = _dot(prefix, key)
+        if key in picks:
+            continue
+        if key in fields and key not in companions:
+            kwargs[key] = _coerce(value, hints[key], dotted, strict)
+            continue
+        owners = [sub for _, c, sub in chosen.values() if key in _param_keys(c)]
+        for sub in owners:
+            sub[key] = value
+        if not owners:
+            _unknown_key(key, dotted, fields, companions, chosen, strict)
+    for pick, component, sub in chosen.values():
+        sub.update(_fixed(component))
+        kwargs[pick.params] = from_dict(component.Params, sub, prefix=prefix)
     try:
         return cls(**kwargs)
     except ConfigError:
@@ -102,12 +221,65 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, prefix: str = "") -> T:
         raise ConfigError(prefix or cls.__name__, str(e)) from None
 
 
+def _dot(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def _unknown_key(
+    key: str,
+    dotted: str,
+    fields: Mapping[str, Any],
+    companions: set[str],
+    chosen: Mapping[str, tuple[Picks, Any, dict[str, Any]]],
+    strict: bool,
+) -> None:
+    """Refuse ``key`` (or, when not ``strict``, let a key of an unpicked component pass)."""
+    allowed = {k for k in fields if k not in companions}
+    for _, component, _ in chosen.values():
+        allowed |= _param_keys(component)
+    for component_key, (_pick, component, _) in chosen.items():
+        if key in _fixed(component):
+            raise ConfigError(
+                dotted, f"is set by {component_key} = {component.name!r}", sorted(allowed)
+            )
+    belongs = [
+        f"{pick.registry.kind} {', '.join(repr(n) for n in pick.registry.owners(key))}"
+        for pick, _, _ in chosen.values()
+        if pick.registry.owners(key)
+    ]
+    if belongs and not strict:
+        return
+    picked = ", ".join(f"{p.registry.kind} {c.name!r}" for p, c, _ in chosen.values())
+    problem = f"unknown key for {picked}" if picked else "unknown key"
+    if belongs:
+        problem += f" (a key of {'; '.join(belongs)})"
+    raise ConfigError(dotted, problem, sorted(allowed))
+
+
 def to_dict(obj: Any) -> dict[str, Any]:
-    """A plain ``dict`` (enums as their values, tuples as lists) of a config dataclass."""
+    """A plain ``dict`` (enums as their values, tuples as lists) of a config dataclass.
+
+    A picked component's parameters sit beside its name, as in the file.
+    """
 
     def conv(v: Any) -> Any:
         if dataclasses.is_dataclass(v) and not isinstance(v, type):
-            return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
+            picks = _picks(type(v))
+            companions = {p.params for p in picks.values()}
+            out: dict[str, Any] = {}
+            for f in dataclasses.fields(v):
+                if f.name in companions:
+                    continue
+                value = getattr(v, f.name)
+                out[f.name] = conv(value)
+                if f.name in picks:
+                    component = picks[f.name].registry.get(value)
+                    params = getattr(v, picks[f.name].params)
+                    fixed = _fixed(component)
+                    for pf in dataclasses.fields(params):
+                        if pf.init and pf.name not in fixed:
+                            out[pf.name] = conv(getattr(params, pf.name))
+            return out
         if isinstance(v, enum.Enum):
             return v.value
         if isinstance(v, tuple):

@@ -32,6 +32,11 @@ class ConfigError(PhloemError, ValueError):
             msg += "; allowed: " + ", ".join(repr(a) for a in self.allowed)
         super().__init__(msg)
 
+    def with_field(self, field: str) -> ConfigError:
+        """The same error for another field name (a library parameter as the user spelt it:
+        a section path, or a command-line option)."""
+        return ConfigError(field, self.problem, self.allowed)
+
 
 class DataNotFoundError(PhloemError, FileNotFoundError):
     """A data file is missing; the message says where it was looked for and how to provide it."""
