@@ -38,10 +38,10 @@ def test_digits_process_example() -> None:
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.toml")), ids=lambda p: p.name)
 def test_shipped_configs_validate(path: Path, data_file: Callable[[str], Path]) -> None:
     cfg = from_dict(ExperimentConfig, load_toml(path))
-    if cfg.data.dataset.value == "libsvm":
-        data_file(f"libsvm/{cfg.data.libsvm_name}.gz")
-    from phloem.cli.fl import run_config
+    if cfg.data.dataset == "libsvm":
+        data_file(f"libsvm/{cfg.data.dataset_params.libsvm_name}.gz")
+    from phloem.fl.experiment import run_experiment
 
     short = from_dict(ExperimentConfig, {**load_toml(path), "run": {"rounds": 2, "name": "t"}})
-    res = run_config(short, root=Path(pytest.importorskip("tempfile").mkdtemp()), progress=False)
+    res = run_experiment(short, root=Path(pytest.importorskip("tempfile").mkdtemp()), progress=False)
     assert res.status == "finished"

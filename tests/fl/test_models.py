@@ -12,9 +12,8 @@ import torch
 from torch import nn
 
 from phloem.data.dataset import ArrayDataset, Partition
-from phloem.fl.config import ModelName
 from phloem.fl.local import MinibatchSGD
-from phloem.fl.models import FlatModule, build_model, cnn28, cnn32, mlp, seeded
+from phloem.fl.models import FlatModule, MLPParams, build_model, cnn28, cnn32, mlp, seeded
 from phloem.fl.problem import ModelProblem
 
 
@@ -81,11 +80,11 @@ def test_local_sgd_is_bit_identical_to_a_torch_optim_loop() -> None:
 
 
 def test_build_model_shapes_and_errors() -> None:
-    assert build_model(ModelName.CNN, (1, 28, 28), 62)(torch.zeros(2, 1, 28, 28)).shape == (2, 62)
-    assert build_model(ModelName.CNN, (3, 32, 32), 10)(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
-    assert build_model(ModelName.MLP, (64,), 10, (32,))(torch.zeros(2, 64)).shape == (2, 10)
+    assert build_model("cnn", (1, 28, 28), 62)(torch.zeros(2, 1, 28, 28)).shape == (2, 62)
+    assert build_model("cnn", (3, 32, 32), 10)(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    assert build_model("mlp", (64,), 10, MLPParams((32,)))(torch.zeros(2, 64)).shape == (2, 10)
     with pytest.raises(ValueError, match="28, 28"):
-        build_model(ModelName.CNN, (64,), 10)
+        build_model("cnn", (64,), 10)
 
 
 def test_seeded_init_is_reproducible_and_leaves_global_rng_alone() -> None:

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from phloem.core.config import from_dict
+from phloem.core.config import from_dict, to_dict
 from phloem.core.errors import ConfigError
 from phloem.data.synthetic import make_quadratic
-from phloem.fl.algorithms.base import Cohort, Message, weighted_sum
+from phloem.fl.aggregation import Aggregation, DropoutModel, PlainAggregation
+from phloem.fl.algorithms.base import Cohort, Message, Uplink, weighted_sum
 from phloem.fl.algorithms.dcgd import DCGD
 from phloem.fl.algorithms.diana import Diana
 from phloem.fl.algorithms.ef21 import EF21
@@ -19,16 +20,23 @@ from phloem.fl.algorithms.fedavg import FedAvg
 from phloem.fl.algorithms.marina import Marina
 from phloem.fl.algorithms.scaffold import Scaffold
 from phloem.fl.compressors import RandK
-from phloem.fl.config import AggregationName, ExperimentConfig
+from phloem.fl.config import ExperimentConfig
 from phloem.fl.local import FullGradient
 from phloem.fl.problem import QuadraticProblem
+from phloem.fl.registries import AGGREGATIONS
 from phloem.fl.sampling import UniformCohort
-from phloem.fl.secure import Aggregator, DropoutModel, protocol_of
+from phloem.fl.secure import SecAgg, SecAggPlus, SecureAggregation
 from phloem.fl.server_opt import ServerSGD
 from phloem.fl.simulate import TIMING_KEYS, simulate
 from phloem.secagg.aggregate import Protocol, SecAggSettings
 
-SECURE = [AggregationName.SECAGG, AggregationName.SECAGG_PLUS]
+SECURE: list[type[SecureAggregation]] = [SecAgg, SecAggPlus]
+
+
+@dataclasses.dataclass(frozen=True)
+class TwoFields(Uplink):
+    a: torch.Tensor
+    b: torch.Tensor
 
 
 def quadratic(num_clients: int, dim: int, seed: int = 0) -> QuadraticProblem:
@@ -36,14 +44,14 @@ def quadratic(num_clients: int, dim: int, seed: int = 0) -> QuadraticProblem:
     return QuadraticProblem(q.A, q.b, q.weights)
 
 
-def messages_and_cohort(n: int, d: int, seed: int) -> tuple[list[Message], Cohort]:
+def messages_and_cohort(n: int, d: int, seed: int) -> tuple[list[Message[TwoFields]], Cohort]:
     rng = np.random.default_rng(seed)
     msgs = [
         Message(
-            {
-                "a": torch.from_numpy(rng.normal(size=d).astype(np.float32)),
-                "b": torch.from_numpy(rng.normal(size=(2, 3)).astype(np.float32)),
-            },
+            TwoFields(
+                torch.from_numpy(rng.normal(size=d).astype(np.float32)),
+                torch.from_numpy(rng.normal(size=(2, 3)).astype(np.float32)),
+            ),
             32 * (d + 6),
             0.0,
             1,
@@ -54,58 +62,69 @@ def messages_and_cohort(n: int, d: int, seed: int) -> tuple[list[Message], Cohor
     return msgs, Cohort(np.arange(n), w, 3 * n)
 
 
-@pytest.mark.parametrize("name", SECURE)
-def test_pseudo_message_reproduces_both_weightings(name: AggregationName) -> None:
+def field(key: str):  # type: ignore[no-untyped-def]
+    return lambda u: getattr(u, key)
+
+
+@pytest.mark.parametrize("kind", SECURE)
+def test_secure_aggregate_reproduces_both_weightings(kind: type[SecureAggregation]) -> None:
     msgs, cohort = messages_and_cohort(12, 40, 0)
-    agg = Aggregator(name, SecAggSettings(clip=4.0))
+    agg = kind(SecAggSettings(clip=4.0))
     plan = agg.plan(cohort, np.random.default_rng(1))
-    out, pseudo, row = agg.aggregate(plan, msgs, 1, np.random.default_rng(2))
-    assert out is not None and len(out) == 1 and row["secagg_ok"] == 1
-    bound = float(row["secagg_max_error"])
+    outcome = agg.aggregate(plan, msgs, 1, np.random.default_rng(2))
+    row = outcome.stats.row() if outcome.stats else {}
+    out = outcome.aggregate
+    assert out is not None and row["secagg_ok"] == 1
+    bound = float(row["secagg_max_error"])  # type: ignore[arg-type]
     assert 0 < bound < 1e-5
     for key in ("a", "b"):
-        exact_mean = weighted_sum(msgs, key, cohort.normalised)
-        got_mean = weighted_sum(out, key, pseudo.normalised)
+        tensors = [getattr(m.uplink, key) for m in msgs]
+        exact_mean = weighted_sum(tensors, cohort.normalised)
+        got_mean = out.mean(field(key))
         assert got_mean.shape == exact_mean.shape
         float32 = 1e-6  # both sides are float32 tensors accumulated in float32
         assert float((got_mean - exact_mean).abs().max()) <= bound + float32
-        exact_sum = weighted_sum(msgs, key, cohort.weights)
-        got_sum = weighted_sum(out, key, pseudo.weights)
+        exact_sum = weighted_sum(tensors, cohort.weights)
+        got_sum = out.total(field(key))
         # sum = W_hat * mean_hat: relative error of W_hat plus the mean's error, scaled
         tol = (bound + float32) * float(cohort.weights.sum()) * 3
         assert float((got_sum - exact_sum).abs().max()) <= tol
-    assert pseudo.num_clients == cohort.num_clients
 
 
 def test_float32_messages_aggregate_like_their_float64_copies() -> None:
     """No float64 copy of the clients' vectors is made, and none is needed: same bits."""
     msgs, cohort = messages_and_cohort(8, 30, 4)
     wide = [
-        dataclasses.replace(m, vectors={k: v.double() for k, v in m.vectors.items()}) for m in msgs
+        dataclasses.replace(m, uplink=TwoFields(m.uplink.a.double(), m.uplink.b.double()))
+        for m in msgs
     ]
     # clip = 0.3 is not a float32 and clips many entries
-    agg = Aggregator(AggregationName.SECAGG_PLUS, SecAggSettings(clip=0.3))
+    agg = SecAggPlus(SecAggSettings(clip=0.3))
     plan = agg.plan(cohort, np.random.default_rng(1))
-    out32, c32, row32 = agg.aggregate(plan, msgs, 1, np.random.default_rng(2))
-    out64, c64, row64 = agg.aggregate(plan, wide, 1, np.random.default_rng(2))
+    o32 = agg.aggregate(plan, msgs, 1, np.random.default_rng(2))
+    o64 = agg.aggregate(plan, wide, 1, np.random.default_rng(2))
+    out32, out64 = o32.aggregate, o64.aggregate
     assert out32 is not None and out64 is not None
-    assert np.array_equal(c32.weights, c64.weights)
-    assert row32["secagg_max_error"] == row64["secagg_max_error"]
+    assert out32.weight == out64.weight  # type: ignore[attr-defined]
+    assert o32.stats and o64.stats and o32.stats.secure and o64.stats.secure
+    assert o32.stats.secure.max_error == o64.stats.secure.max_error
     for key in ("a", "b"):
-        assert out32[0].vectors[key].dtype == torch.float32
-        assert torch.equal(out32[0].vectors[key], out64[0].vectors[key].float())
+        assert out32.mean(field(key)).dtype == torch.float32
+        assert torch.equal(out32.mean(field(key)), out64.mean(field(key)).float())
 
 
 def test_aggregator_takes_its_protocol_from_its_name() -> None:
     default = SecAggSettings(clip=2.0)  # secagg+
-    assert Aggregator(AggregationName.SECAGG, default).settings == dataclasses.replace(
-        default, protocol=Protocol.SECAGG
-    )
-    assert Aggregator(AggregationName.SECAGG_PLUS, default).settings == default
-    plain = SecAggSettings(protocol=Protocol.SECAGG)
-    assert Aggregator(AggregationName.PLAIN, plain).settings is plain
-    assert protocol_of(AggregationName.SECAGG) is Protocol.SECAGG
-    assert protocol_of(AggregationName.SECAGG_PLUS) is Protocol.SECAGG_PLUS
+    assert SecAgg(default).settings == dataclasses.replace(default, protocol=Protocol.SECAGG)
+    assert SecAggPlus(default).settings == default
+    as_given = SecAggSettings(protocol=Protocol.SECAGG)
+    assert SecureAggregation(as_given).settings is as_given
+    from_config = from_dict(ExperimentConfig, {"aggregation": {"name": "secagg"}})
+    assert from_config.aggregation.params.protocol is Protocol.SECAGG
+    with pytest.raises(ConfigError, match="is set by name = 'secagg'"):
+        from_dict(ExperimentConfig, {"aggregation": {"name": "secagg", "protocol": "secagg+"}})
+    assert AGGREGATIONS.get("secagg") is SecAgg
+    assert AGGREGATIONS.get("secagg+") is SecAggPlus
 
 
 def test_dropout_model_draws_per_stage_and_validates() -> None:
@@ -125,10 +144,10 @@ def test_dropout_model_draws_per_stage_and_validates() -> None:
 
 def test_clients_dropping_before_upload_leave_the_cohort() -> None:
     cohort = Cohort(np.arange(6), np.ones(6), 6)
-    agg = Aggregator(AggregationName.SECAGG, dropout=DropoutModel(1.0, "share_keys"))
+    agg = SecAgg(dropout=DropoutModel(1.0, "share_keys"))
     plan = agg.plan(cohort, np.random.default_rng(0))
     assert plan.uploading.ids.size == 0
-    late = Aggregator(AggregationName.SECAGG, dropout=DropoutModel(1.0, "unmask"))
+    late = SecAgg(dropout=DropoutModel(1.0, "unmask"))
     assert late.plan(cohort, np.random.default_rng(0)).uploading.ids.size == 6
 
 
@@ -143,8 +162,8 @@ QUAD_ALGOS = {
 
 
 @pytest.mark.parametrize("algo", sorted(QUAD_ALGOS))
-@pytest.mark.parametrize("name", SECURE)
-def test_secure_run_tracks_plain_run(algo: str, name: AggregationName) -> None:
+@pytest.mark.parametrize("kind", SECURE)
+def test_secure_run_tracks_plain_run(algo: str, kind: type[SecureAggregation]) -> None:
     problem = quadratic(num_clients=12, dim=20)
     kw = {"rounds": 8, "seed": 3}
     sampler = UniformCohort(8)
@@ -153,7 +172,7 @@ def test_secure_run_tracks_plain_run(algo: str, name: AggregationName) -> None:
         problem,
         QUAD_ALGOS[algo],
         sampler,
-        aggregator=Aggregator(name, SecAggSettings(clip=16.0)),
+        aggregator=kind(SecAggSettings(clip=16.0)),
         **kw,  # type: ignore[arg-type]
     )
     rows = sec.history.rows[1:]
@@ -174,14 +193,14 @@ def test_same_dropouts_under_plain_and_secure() -> None:
         problem,
         algo,
         UniformCohort(12),
-        aggregator=Aggregator(dropout=drop),
+        aggregator=PlainAggregation(dropout=drop),
         **kw,  # type: ignore[arg-type]
     )
     sec = simulate(
         problem,
         algo,
         UniformCohort(12),
-        aggregator=Aggregator(AggregationName.SECAGG, SecAggSettings(clip=16.0), drop),
+        aggregator=SecAgg(SecAggSettings(clip=16.0), drop),
         **kw,  # type: ignore[arg-type]
     )
     p_rows, s_rows = plain.history.rows[1:], sec.history.rows[1:]
@@ -195,7 +214,7 @@ def test_aborted_round_changes_nothing() -> None:
     problem = quadratic(num_clients=8, dim=10)
     algo = Scaffold(local=FullGradient(), server_opt=ServerSGD(0.5))
     # every client leaves at the unmask stage: never enough shares, every round aborts
-    agg = Aggregator(AggregationName.SECAGG, SecAggSettings(clip=16.0), DropoutModel(1.0, "unmask"))
+    agg = SecAgg(SecAggSettings(clip=16.0), DropoutModel(1.0, "unmask"))
     res = simulate(problem, algo, UniformCohort(6), rounds=3, seed=0, aggregator=agg)
     start = simulate(problem, algo, UniformCohort(6), rounds=0, seed=0)
     rows = res.history.rows[1:]
@@ -208,7 +227,7 @@ def test_aborted_round_changes_nothing() -> None:
 def test_secure_history_is_deterministic() -> None:
     problem = quadratic(num_clients=10, dim=10)
     algo = FedAvg(local=FullGradient(), server_opt=ServerSGD(0.5))
-    agg = Aggregator(AggregationName.SECAGG_PLUS, SecAggSettings(clip=16.0), DropoutModel(0.1))
+    agg: Aggregation = SecAggPlus(SecAggSettings(clip=16.0), DropoutModel(0.1))
 
     def rows() -> list[dict[str, object]]:
         res = simulate(problem, algo, UniformCohort(8), rounds=4, seed=5, aggregator=agg)
@@ -225,4 +244,4 @@ def test_aggregation_config_validation() -> None:
     with pytest.raises(ConfigError, match="aggregation"):
         from_dict(ExperimentConfig, {"aggregation": {"dropout": 2.0}})
     cfg = from_dict(ExperimentConfig, {"aggregation": {"name": "secagg+", "num_shares": 5}})
-    assert dataclasses.asdict(cfg)["aggregation"]["num_shares"] == 5
+    assert to_dict(cfg)["aggregation"]["num_shares"] == 5

@@ -137,9 +137,27 @@ def demo_cmd(
     out: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
 ) -> None:
     """FedAvg vs DIANA + Rand-K on digits over 100 non-IID clients: table and plot."""
-    from phloem.cli.demo import run_demo
+    from phloem.fl.demo import run_demo
 
-    guarded(run_demo, rounds, out)
+    result = guarded(run_demo, rounds, out)
+    for run in result.runs:
+        console.print(f"  {run.name}: run folder {run.run_dir or '-'}")
+    table = Table(
+        title=f"digits, 100 non-IID clients (Dirichlet 0.3), 20 per round, {rounds} rounds"
+    )
+    for c in ("method", "test acc", "train loss", "uplink bits/client", "wall s"):
+        table.add_column(c, justify="right")
+    for run in result.runs:
+        last = run.history.last()
+        table.add_row(
+            run.name,
+            f"{float(last.get('test_acc') or 0):.3f}",
+            f"{float(last.get('train_loss') or 0):.4f}",
+            f"{float(last.get('bits_per_client') or 0):.3g}",
+            f"{run.seconds:.1f}",
+        )
+    console.print(table)
+    console.print(f"plots: {result.plots[0]} and {result.plots[1]}")
 
 
 def main() -> None:

@@ -350,9 +350,18 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return path, value
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """A copy of ``data`` with each ``a.b=value`` override applied."""
+def apply_overrides(
+    data: dict[str, Any], overrides: list[str], cls: type | None = None
+) -> dict[str, Any]:
+    """A copy of ``data`` with each ``a.b=value`` override applied.
+
+    With the config class ``cls``: an override that switches a section's picked component
+    (``--set algorithm.name=dcgd`` on a file that picks ``diana``) drops the file's keys that
+    belong only to the component switched away from (``alpha``), as a sweep over components
+    needs; keys the overrides set are always kept, and validated.
+    """
     out: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    touched: set[tuple[str, ...]] = set()
     for text in overrides:
         path, value = parse_override(text)
         node = out
@@ -362,4 +371,31 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
                 raise ConfigError(".".join(path), f"'{part}' is a value, not a section")
             node = child
         node[path[-1]] = value
+        touched.add(tuple(path))
+    if cls is not None:
+        _forget_switched(cls, data, out, touched)
     return out
+
+
+def _forget_switched(
+    cls: type, before: Mapping[str, Any], after: dict[str, Any], touched: set[tuple[str, ...]]
+) -> None:
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        section_cls = hints.get(f.name)
+        old_s, new_s = before.get(f.name), after.get(f.name)
+        if not (isinstance(section_cls, type) and issubclass(section_cls, Section)):
+            continue
+        if not (isinstance(old_s, Mapping) and isinstance(new_s, dict)):
+            continue
+        own = {g.name for g in dataclasses.fields(section_cls)}
+        for key, pick in _picks(section_cls).items():
+            old, new = old_s.get(key), new_s.get(key)
+            if (f.name, key) not in touched or old == new:
+                continue
+            if old not in pick.registry or new not in pick.registry:
+                continue  # an unknown name is reported by validation
+            stale = _param_keys(pick.registry.get(old)) - _param_keys(pick.registry.get(new))
+            for k in list(new_s):
+                if k in stale and k not in own and (f.name, k) not in touched:
+                    del new_s[k]

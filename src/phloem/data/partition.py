@@ -16,20 +16,40 @@ Schemes
   client a few shards (McMahan et al. 2017, "Communication-Efficient Learning of Deep Networks
   from Decentralized Data").
 - :func:`natural` -- one client per natural owner (e.g. a FEMNIST writer), kept whole.
+
+Each scheme is also a registered :class:`Partitioner` (``[data] partition = ...`` in a config),
+with its own parameters.
 """
 
 from __future__ import annotations
 
 import math
 import operator
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
-from phloem.data.dataset import Partition
+from phloem.core.registry import NoParams
+from phloem.data.dataset import ArrayDataset, Partition
+from phloem.data.registries import PARTITIONS
 
-__all__ = ["dirichlet", "iid", "natural", "shards"]
+__all__ = [
+    "Dirichlet",
+    "DirichletParams",
+    "Iid",
+    "Natural",
+    "Partitioner",
+    "Shards",
+    "ShardsParams",
+    "dirichlet",
+    "iid",
+    "natural",
+    "shards",
+]
 
 IntArray = npt.NDArray[np.int64]
 
@@ -277,3 +297,103 @@ def natural(groups: npt.ArrayLike, client_ids: npt.ArrayLike | None = None) -> P
         )
     meta: dict[str, float | int | str] = {"num_groups": len(values)}
     return _make([per_group[int(p)] for p in pos], "natural", meta, "check client_ids")
+
+
+class Partitioner(ABC):
+    """A registered partition scheme (``[data] partition``) with its own parameters."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Params: ClassVar[type[Any]] = NoParams
+    #: whether it needs the rows' natural owners (:attr:`ArrayDataset.groups`)
+    needs_owners: ClassVar[bool] = False
+
+    @classmethod
+    @abstractmethod
+    def split(
+        cls, params: Any, train: ArrayDataset, num_clients: int, rng: np.random.Generator
+    ) -> Partition:
+        """Split ``train``'s rows among ``num_clients`` clients."""
+
+
+@PARTITIONS.register
+class Iid(Partitioner):
+    name: ClassVar[str] = "iid"
+    description: ClassVar[str] = "uniformly random, near-equal sizes"
+
+    @classmethod
+    def split(
+        cls, params: NoParams, train: ArrayDataset, num_clients: int, rng: np.random.Generator
+    ) -> Partition:
+        return iid(len(train.y), num_clients, rng)
+
+
+@dataclass(frozen=True)
+class DirichletParams:
+    """``alpha``: concentration (small: few classes per client); ``min_client_size``: rows
+    every client must get (the draw is repeated until it does)."""
+
+    alpha: float = 0.5
+    min_client_size: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.alpha > 0:
+            raise ValueError(f"data.alpha must be positive, got {self.alpha}")
+
+
+@PARTITIONS.register
+class Dirichlet(Partitioner):
+    name: ClassVar[str] = "dirichlet"
+    description: ClassVar[str] = "label skew: per class, client shares drawn from Dir(alpha)"
+    Params: ClassVar[type[DirichletParams]] = DirichletParams
+
+    @classmethod
+    def split(
+        cls,
+        params: DirichletParams,
+        train: ArrayDataset,
+        num_clients: int,
+        rng: np.random.Generator,
+    ) -> Partition:
+        return dirichlet(train.y, num_clients, params.alpha, rng, min_size=params.min_client_size)
+
+
+@dataclass(frozen=True)
+class ShardsParams:
+    """``shards_per_client``: label-sorted shards dealt to each client (2 in FedAvg's paper)."""
+
+    shards_per_client: int = 2
+
+    def __post_init__(self) -> None:
+        if not self.shards_per_client > 0:
+            raise ValueError(
+                f"data.shards_per_client must be positive, got {self.shards_per_client}"
+            )
+
+
+@PARTITIONS.register
+class Shards(Partitioner):
+    name: ClassVar[str] = "shards"
+    description: ClassVar[str] = "McMahan et al.'s label-sorted shards, a few per client"
+    Params: ClassVar[type[ShardsParams]] = ShardsParams
+
+    @classmethod
+    def split(
+        cls, params: ShardsParams, train: ArrayDataset, num_clients: int, rng: np.random.Generator
+    ) -> Partition:
+        return shards(train.y, num_clients, params.shards_per_client, rng)
+
+
+@PARTITIONS.register
+class Natural(Partitioner):
+    name: ClassVar[str] = "natural"
+    description: ClassVar[str] = "one client per natural owner (writer, device), kept whole"
+    needs_owners: ClassVar[bool] = True
+
+    @classmethod
+    def split(
+        cls, params: NoParams, train: ArrayDataset, num_clients: int, rng: np.random.Generator
+    ) -> Partition:
+        if train.groups is None:
+            raise ValueError("the natural partition needs rows with owners (groups)")
+        return natural(train.groups)

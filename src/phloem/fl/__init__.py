@@ -6,39 +6,93 @@ server optimiser) and a client sampler, and call :func:`simulate`::
     from phloem.fl import Diana, FullParticipation, RandK, ServerSGD, simulate
     result = simulate(problem, Diana(compressor=RandK(10), server_opt=ServerSGD(0.1)),
                       FullParticipation(), rounds=100)
+
+Or from a config: :func:`phloem.fl.experiment.run_experiment`. Every part is registered by
+name (:mod:`phloem.fl.registries`). The names below are imported on first use, so that
+``import phloem.fl.config`` (the command line) costs no torch.
 """
 
-from phloem.fl.algorithms import DCGD, EF21, Algorithm, Diana, FedAvg, FedProx, Marina, Scaffold
-from phloem.fl.algorithms.base import ClientRng, Cohort, Message
-from phloem.fl.backends import Backend, ProcessBackend, SerialBackend
-from phloem.fl.compressors import (
-    QSGD,
-    Bernoulli,
-    Compressor,
-    Identity,
-    Natural,
-    RandK,
-    Scaled,
-    TopK,
-)
-from phloem.fl.local import FullGradient, LocalSolver, MinibatchSGD
-from phloem.fl.models import FlatModule, build_model, cnn28, cnn32, linear_model, mlp, seeded
-from phloem.fl.problem import ClientOracle, ModelProblem, Problem, QuadraticProblem
-from phloem.fl.sampling import (
-    ClientSampler,
-    FixedSchedule,
-    FullParticipation,
-    Poisson,
-    UniformCohort,
-)
-from phloem.fl.server_opt import ServerAdam, ServerOptimizer, ServerSGD
-from phloem.fl.simulate import TIMING_KEYS, Checkpoint, SimulationResult, simulate
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from phloem.fl.aggregation import Aggregation, DropoutModel, PlainAggregation
+    from phloem.fl.algorithms import (
+        DCGD,
+        EF21,
+        Algorithm,
+        Diana,
+        FedAvg,
+        FedProx,
+        Marina,
+        Scaffold,
+    )
+    from phloem.fl.algorithms.base import Aggregate, ClientRng, Cohort, Message, Uplink
+    from phloem.fl.backends import Backend, ProcessBackend, SerialBackend
+    from phloem.fl.compressors import (
+        QSGD,
+        Bernoulli,
+        Compressor,
+        Identity,
+        Natural,
+        RandK,
+        Scaled,
+        TopK,
+    )
+    from phloem.fl.experiment import build_experiment, run_experiment
+    from phloem.fl.local import FullGradient, LocalSolver, MinibatchSGD
+    from phloem.fl.models import FlatModule, build_model, cnn28, cnn32, linear_model, mlp, seeded
+    from phloem.fl.problem import ClientOracle, ModelProblem, Problem, QuadraticProblem
+    from phloem.fl.sampling import (
+        ClientSampler,
+        FixedSchedule,
+        FullParticipation,
+        Poisson,
+        UniformCohort,
+    )
+    from phloem.fl.secure import SecAgg, SecAggPlus, SecureAggregation
+    from phloem.fl.server_opt import ServerAdam, ServerOptimizer, ServerSGD
+    from phloem.fl.simulate import TIMING_KEYS, Checkpoint, SimulationResult, simulate
+
+#: public name -> the module that defines it
+_WHERE = {
+    **dict.fromkeys(["Aggregation", "DropoutModel", "PlainAggregation"], "aggregation"),
+    **dict.fromkeys(
+        ["DCGD", "EF21", "Algorithm", "Diana", "FedAvg", "FedProx", "Marina", "Scaffold"],
+        "algorithms",
+    ),
+    **dict.fromkeys(["Aggregate", "ClientRng", "Cohort", "Message", "Uplink"], "algorithms.base"),
+    **dict.fromkeys(["Backend", "ProcessBackend", "SerialBackend"], "backends"),
+    **dict.fromkeys(
+        ["QSGD", "Bernoulli", "Compressor", "Identity", "Natural", "RandK", "Scaled", "TopK"],
+        "compressors",
+    ),
+    **dict.fromkeys(["build_experiment", "run_experiment"], "experiment"),
+    **dict.fromkeys(["FullGradient", "LocalSolver", "MinibatchSGD"], "local"),
+    **dict.fromkeys(
+        ["FlatModule", "build_model", "cnn28", "cnn32", "linear_model", "mlp", "seeded"], "models"
+    ),
+    **dict.fromkeys(["ClientOracle", "ModelProblem", "Problem", "QuadraticProblem"], "problem"),
+    **dict.fromkeys(
+        ["ClientSampler", "FixedSchedule", "FullParticipation", "Poisson", "UniformCohort"],
+        "sampling",
+    ),
+    **dict.fromkeys(["SecAgg", "SecAggPlus", "SecureAggregation"], "secure"),
+    **dict.fromkeys(["ServerAdam", "ServerOptimizer", "ServerSGD"], "server_opt"),
+    **dict.fromkeys(["TIMING_KEYS", "Checkpoint", "SimulationResult", "simulate"], "simulate"),
+}
 
 __all__ = [
     "DCGD",
     "EF21",
     "QSGD",
     "TIMING_KEYS",
+    "Aggregate",
+    "Aggregation",
     "Algorithm",
     "Backend",
     "Bernoulli",
@@ -49,6 +103,7 @@ __all__ = [
     "Cohort",
     "Compressor",
     "Diana",
+    "DropoutModel",
     "FedAvg",
     "FedProx",
     "FixedSchedule",
@@ -62,6 +117,7 @@ __all__ = [
     "MinibatchSGD",
     "ModelProblem",
     "Natural",
+    "PlainAggregation",
     "Poisson",
     "Problem",
     "ProcessBackend",
@@ -69,6 +125,9 @@ __all__ = [
     "RandK",
     "Scaffold",
     "Scaled",
+    "SecAgg",
+    "SecAggPlus",
+    "SecureAggregation",
     "SerialBackend",
     "ServerAdam",
     "ServerOptimizer",
@@ -76,11 +135,44 @@ __all__ = [
     "SimulationResult",
     "TopK",
     "UniformCohort",
+    "Uplink",
+    "build_experiment",
     "build_model",
     "cnn28",
     "cnn32",
     "linear_model",
     "mlp",
+    "run_experiment",
     "seeded",
     "simulate",
 ]
+
+
+class _Package(types.ModuleType):
+    """Keeps an exported name bound to its object when its submodule shares the name.
+
+    Importing ``phloem.fl.simulate`` makes Python bind the submodule to ``phloem.fl.simulate``,
+    which would shadow the function ``simulate`` exported here; this binds the function.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and value.__name__ == f"{__name__}.{name}":
+            if _WHERE.get(name) == name and hasattr(value, name):
+                value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'phloem.fl' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"phloem.fl.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])

@@ -36,13 +36,13 @@ from phloem.fl.problem import Problem
 
 __all__ = ["Backend", "ClientResult", "ProcessBackend", "SerialBackend", "run_client"]
 
-ClientResult = tuple[Message, Any]
+ClientResult = tuple[Message[Any], Any]
 Task = tuple[int, Any]
 
 
 def run_client(
     problem: Problem,
-    algorithm: Algorithm[Any, Any],
+    algorithm: Algorithm[Any, Any, Any],
     streams: SeedStreams,
     server: Any,
     round_: int,
@@ -58,7 +58,9 @@ class Backend(ABC):
     """Runs the cohort's client updates of a round."""
 
     @abstractmethod
-    def open(self, problem: Problem, algorithm: Algorithm[Any, Any], streams: SeedStreams) -> None:
+    def open(
+        self, problem: Problem, algorithm: Algorithm[Any, Any, Any], streams: SeedStreams
+    ) -> None:
         """Prepare to run clients of ``problem`` (called once per run)."""
 
     @abstractmethod
@@ -82,9 +84,11 @@ class SerialBackend(Backend):
 
     def __init__(self, threads: int = 1) -> None:
         self.threads = threads
-        self._ctx: tuple[Problem, Algorithm[Any, Any], SeedStreams] | None = None
+        self._ctx: tuple[Problem, Algorithm[Any, Any, Any], SeedStreams] | None = None
 
-    def open(self, problem: Problem, algorithm: Algorithm[Any, Any], streams: SeedStreams) -> None:
+    def open(
+        self, problem: Problem, algorithm: Algorithm[Any, Any, Any], streams: SeedStreams
+    ) -> None:
         self._ctx = (problem, algorithm, streams)
 
     def run_round(self, server: Any, round_: int, tasks: Sequence[Task]) -> list[ClientResult]:
@@ -119,7 +123,7 @@ def _dumps(obj: Any) -> bytes:
 def _worker(
     conn: Connection,
     problem: Problem,
-    algorithm: Algorithm[Any, Any],
+    algorithm: Algorithm[Any, Any, Any],
     streams: SeedStreams,
     threads: int,
 ) -> None:
@@ -175,7 +179,9 @@ class ProcessBackend(Backend):
         self._conns: list[Connection] = []
         self._costs: np.ndarray | None = None
 
-    def open(self, problem: Problem, algorithm: Algorithm[Any, Any], streams: SeedStreams) -> None:
+    def open(
+        self, problem: Problem, algorithm: Algorithm[Any, Any, Any], streams: SeedStreams
+    ) -> None:
         self.close()
         ctx = mp.get_context(self.start_method)
         self._costs = np.maximum(problem.num_samples.astype(np.float64), 1.0)

@@ -1,66 +1,54 @@
 """The experiment configuration of ``phloem fl run``: frozen, validated, with units in names.
 
-A TOML file has one table per section below; every key is optional. Unknown keys and values
-outside a closed choice are rejected with the allowed ones listed (see
-:func:`phloem.core.config.from_dict`).
+A TOML file has one table per section below; every key is optional. A section that picks a
+registered part (``[algorithm] name``, ``[compressor] name``, ``[data] dataset`` and
+``partition``, ``[model] name``, ``[local] solver``, ``[server] optimizer``, ``[sampling]
+scheme``, ``[aggregation] name``) also carries that part's own keys, validated against the
+part's ``Params``; ``phloem fl list`` shows every part with its keys and defaults. Unknown keys,
+keys of a part that is not picked, and values outside a closed choice are rejected with the
+allowed ones listed (see :func:`phloem.core.config.from_dict`).
+
+Importing this module is cheap: the registries import their parts (and torch) only when a
+config is validated.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
 
-from phloem.secagg.crypto.prg import PrgKind
+from phloem.core.config import Picks, Section, apply_overrides, from_dict, load_toml
+from phloem.data.registries import DATASETS, PARTITIONS
+from phloem.fl.registries import (
+    AGGREGATIONS,
+    ALGORITHMS,
+    COMPRESSORS,
+    LOCAL_SOLVERS,
+    MODELS,
+    SAMPLERS,
+    SERVER_OPTIMIZERS,
+)
 
 __all__ = [
     "AggregationConfig",
-    "AggregationName",
     "AlgorithmConfig",
-    "AlgorithmName",
     "BackendName",
     "CompressorConfig",
-    "CompressorName",
     "DataConfig",
-    "DatasetName",
     "DropoutStage",
     "DtypeName",
     "ExperimentConfig",
     "LocalConfig",
     "LrRule",
     "ModelConfig",
-    "ModelName",
-    "PartitionScheme",
     "RunConfig",
     "SamplingConfig",
-    "SamplingScheme",
     "ServerConfig",
-    "ServerOptName",
-    "SolverName",
+    "load_config",
 ]
-
-
-class DatasetName(StrEnum):
-    DIGITS = "digits"
-    LIBSVM = "libsvm"
-    MNIST = "mnist"
-    FEMNIST = "femnist"
-    CIFAR10 = "cifar10"
-    QUADRATIC = "quadratic"
-    SYNTHETIC = "synthetic"
-
-
-class PartitionScheme(StrEnum):
-    IID = "iid"
-    DIRICHLET = "dirichlet"
-    SHARDS = "shards"
-    NATURAL = "natural"
-
-
-class ModelName(StrEnum):
-    LINEAR = "linear"
-    LOGISTIC = "logistic"
-    MLP = "mlp"
-    CNN = "cnn"
 
 
 class DtypeName(StrEnum):
@@ -68,51 +56,9 @@ class DtypeName(StrEnum):
     FLOAT64 = "float64"
 
 
-class AlgorithmName(StrEnum):
-    FEDAVG = "fedavg"
-    FEDPROX = "fedprox"
-    SCAFFOLD = "scaffold"
-    DCGD = "dcgd"
-    DIANA = "diana"
-    MARINA = "marina"
-    EF21 = "ef21"
-
-
-class CompressorName(StrEnum):
-    NONE = "none"
-    IDENTITY = "identity"
-    RANDK = "randk"
-    TOPK = "topk"
-    NATURAL = "natural"
-    QSGD = "qsgd"
-    BERNOULLI = "bernoulli"
-
-
-class SolverName(StrEnum):
-    SGD = "sgd"
-    FULL = "full"
-
-
-class ServerOptName(StrEnum):
-    SGD = "sgd"
-    ADAM = "adam"
-
-
 class LrRule(StrEnum):
     FIXED = "fixed"
     THEORY = "theory"
-
-
-class SamplingScheme(StrEnum):
-    FULL = "full"
-    UNIFORM = "uniform"
-    POISSON = "poisson"
-
-
-class AggregationName(StrEnum):
-    PLAIN = "plain"
-    SECAGG = "secagg"
-    SECAGG_PLUS = "secagg+"
 
 
 class DropoutStage(StrEnum):
@@ -136,176 +82,121 @@ def _positive(section: str, **values: float | int | None) -> None:
 
 
 @dataclass(frozen=True)
-class DataConfig:
-    """``[data]``: what to learn from and how it is split over clients.
+class DataConfig(Section):
+    """``[data]``: what to learn from, and how it is split over ``num_clients`` clients.
 
-    ``libsvm_name`` picks the LIBSVM set (a9a, a8a, w8a, ...); ``path`` overrides the data folder;
-    ``dim``/``L``/``mu``/``heterogeneity`` shape the quadratic; ``syn_alpha``/``syn_beta`` the
-    FedProx Synthetic(alpha, beta) data; ``limit_train`` caps CIFAR-10 decoding.
+    ``dataset`` and ``partition`` pick registered parts; their keys (``libsvm_name``, ``path``,
+    ``dim``, ``L``, ``mu``, ``alpha``, ``shards_per_client``, ...) sit beside them.
     """
 
-    dataset: DatasetName = DatasetName.DIGITS
-    path: str | None = None
-    libsvm_name: str = "a9a"
+    dataset: Annotated[str, Picks(DATASETS, "dataset_params")] = "digits"
+    dataset_params: Any = None
     num_clients: int = 100
-    partition: PartitionScheme = PartitionScheme.DIRICHLET
-    alpha: float = 0.5
-    shards_per_client: int = 2
-    min_client_size: int = 1
-    test_fraction: float = 0.2
-    dim: int = 10
-    L: float = 1.0
-    mu: float = 0.1
-    heterogeneity: float = 1.0
-    syn_alpha: float = 0.5
-    syn_beta: float = 0.5
-    limit_train: int | None = None
+    partition: Annotated[str, Picks(PARTITIONS, "partition_params")] = "dirichlet"
+    partition_params: Any = None
 
     def __post_init__(self) -> None:
-        _positive(
-            "data",
-            num_clients=self.num_clients,
-            alpha=self.alpha,
-            dim=self.dim,
-            L=self.L,
-            mu=self.mu,
-            shards_per_client=self.shards_per_client,
-            limit_train=self.limit_train,
-        )
-        if self.mu > self.L:
-            raise ValueError(f"data.mu ({self.mu}) must not exceed data.L ({self.L})")
-        if not 0.0 < self.test_fraction < 1.0:
-            raise ValueError(f"data.test_fraction must be in (0, 1), got {self.test_fraction}")
+        super().__post_init__()
+        _positive("data", num_clients=self.num_clients)
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """``[model]``: the model (ignored for the quadratic problem)."""
+class ModelConfig(Section):
+    """``[model]``: the model (ignored for the quadratic problem); ``l2`` regularisation."""
 
-    name: ModelName = ModelName.LOGISTIC
-    hidden: tuple[int, ...] = (64,)
+    name: Annotated[str, Picks(MODELS, "params")] = "logistic"
+    params: Any = None
     l2: float = 0.0
     dtype: DtypeName = DtypeName.FLOAT32
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.l2 < 0:
             raise ValueError(f"model.l2 must be >= 0, got {self.l2}")
-        if any(h < 1 for h in self.hidden):
-            raise ValueError(f"model.hidden sizes must be >= 1, got {list(self.hidden)}")
 
 
 @dataclass(frozen=True)
-class AlgorithmConfig:
-    """``[algorithm]``: the method and its own constants (``None``: the paper's default)."""
+class AlgorithmConfig(Section):
+    """``[algorithm]``: the method and its own constants (empty: the paper's default)."""
 
-    name: AlgorithmName = AlgorithmName.FEDAVG
-    mu: float = 0.01  # FedProx proximal strength
-    alpha: float | None = None  # DIANA shift step
-    p: float | None = None  # MARINA synchronisation probability
+    name: Annotated[str, Picks(ALGORITHMS, "params")] = "fedavg"
+    params: Any = None
 
 
 @dataclass(frozen=True)
-class CompressorConfig:
-    """``[compressor]``: uplink compression; sparsifiers take ``k`` or ``ratio`` (k = ratio d)."""
+class CompressorConfig(Section):
+    """``[compressor]``: uplink compression (``none``: float32 vectors).
 
-    name: CompressorName = CompressorName.NONE
-    k: int | None = None
-    ratio: float | None = None
-    levels: int = 4  # QSGD
-    p: float = 0.5  # Bernoulli
-    scaled: bool = False  # divide an unbiased compressor by (omega + 1) to make it contractive
+    ``scaled`` divides an unbiased compressor by ``omega + 1`` to make it contractive.
+    """
 
-    def __post_init__(self) -> None:
-        _positive("compressor", k=self.k, ratio=self.ratio, levels=self.levels, p=self.p)
-        if self.ratio is not None and self.ratio > 1:
-            raise ValueError(f"compressor.ratio must be in (0, 1], got {self.ratio}")
+    name: Annotated[str, Picks(COMPRESSORS, "params")] = "none"
+    params: Any = None
+    scaled: bool = False
 
 
 @dataclass(frozen=True)
-class LocalConfig:
-    """``[local]``: the client's solver (``sgd``: minibatches; ``full``: full-gradient steps)."""
+class LocalConfig(Section):
+    """``[local]``: the client's solver and its step size ``lr``."""
 
-    solver: SolverName = SolverName.SGD
+    solver: Annotated[str, Picks(LOCAL_SOLVERS, "params")] = "sgd"
+    params: Any = None
     lr: float = 0.1
-    batch_size: int = 32
-    epochs: int = 1
-    steps: int | None = None
 
     def __post_init__(self) -> None:
-        _positive(
-            "local", lr=self.lr, batch_size=self.batch_size, epochs=self.epochs, steps=self.steps
-        )
+        super().__post_init__()
+        _positive("local", lr=self.lr)
 
 
 @dataclass(frozen=True)
-class ServerConfig:
+class ServerConfig(Section):
     """``[server]``: the server optimiser; ``lr`` is the global step size (gamma).
 
     ``lr_rule = "theory"`` replaces ``lr`` by ``lr_scale`` times the largest step the method's
-    convergence theorem allows (see :mod:`phloem.fl.theory`; DCGD, DIANA, MARINA, EF21 on
-    problems with known smoothness).
+    convergence theorem allows (:meth:`phloem.fl.Algorithm.theory_step`; DCGD, DIANA, MARINA,
+    EF21 on problems with known smoothness).
     """
 
-    optimizer: ServerOptName = ServerOptName.SGD
+    optimizer: Annotated[str, Picks(SERVER_OPTIMIZERS, "params")] = "sgd"
+    params: Any = None
     lr: float = 1.0
     lr_rule: LrRule = LrRule.FIXED
     lr_scale: float = 1.0
-    momentum: float = 0.0
-    beta1: float = 0.9
-    beta2: float = 0.99
-    eps: float = 1e-3
 
     def __post_init__(self) -> None:
-        _positive("server", lr=self.lr, eps=self.eps, lr_scale=self.lr_scale)
+        super().__post_init__()
+        _positive("server", lr=self.lr, lr_scale=self.lr_scale)
 
 
 @dataclass(frozen=True)
-class SamplingConfig:
-    """``[sampling]``: which clients take part each round."""
+class SamplingConfig(Section):
+    """``[sampling]``: which clients take part each round (``cohort_size``, ``rate``, ...)."""
 
-    scheme: SamplingScheme = SamplingScheme.UNIFORM
-    cohort_size: int = 10
-    rate: float = 0.1
-
-    def __post_init__(self) -> None:
-        _positive("sampling", cohort_size=self.cohort_size, rate=self.rate)
+    scheme: Annotated[str, Picks(SAMPLERS, "params")] = "uniform"
+    params: Any = None
 
 
 @dataclass(frozen=True)
-class AggregationConfig:
+class AggregationConfig(Section):
     """``[aggregation]``: how the server receives updates, and who drops out.
 
-    ``name``: ``plain``, ``secagg`` (complete graph) or ``secagg+`` (sparse graph).
-    ``dropout``: probability that a sampled client drops out in a round, at ``dropout_stage``
-    (``any``: a uniformly random protocol stage). Clients dropping before their masked input
-    leave the round (also under ``plain``, so runs compare like for like).
-    ``num_shares``/``threshold``: ``k`` and ``t``, or empty to derive them from
-    ``tolerate_dropout``, ``tolerate_corrupt``, ``sigma``, ``eta``.
-    ``modulus_bits``, ``clip``, ``levels`` (empty: finest without overflow), ``prg``,
-    ``consistency_check``: as in :class:`phloem.secagg.aggregate.SecAggSettings`.
+    ``name``: ``plain``, ``secagg`` (complete graph) or ``secagg+`` (sparse graph); a secure
+    one takes the keys of :class:`phloem.secagg.SecAggSettings` (``num_shares``,
+    ``threshold``, ``tolerate_dropout``, ``clip``, ...). ``dropout``: probability that a sampled
+    client drops out in a round, at ``dropout_stage`` (``any``: a uniformly random protocol
+    stage). Clients dropping before their masked input leave the round (also under ``plain``,
+    so runs compare like for like).
     """
 
-    name: AggregationName = AggregationName.PLAIN
+    name: Annotated[str, Picks(AGGREGATIONS, "params")] = "plain"
+    params: Any = None
     dropout: float = 0.0
     dropout_stage: DropoutStage = DropoutStage.ANY
-    num_shares: int | None = None
-    threshold: int | None = None
-    tolerate_dropout: float = 0.1
-    tolerate_corrupt: float = 0.1
-    sigma: float = 40.0
-    eta: float = 30.0
-    modulus_bits: int = 32
-    clip: float = 8.0
-    levels: int | None = None
-    prg: PrgKind = PrgKind.AES_CTR
-    consistency_check: bool = False
 
     def __post_init__(self) -> None:
-        _positive("aggregation", clip=self.clip, levels=self.levels, sigma=self.sigma, eta=self.eta)
+        super().__post_init__()
         if not 0.0 <= self.dropout <= 1.0:
             raise ValueError(f"aggregation.dropout must lie in [0, 1], got {self.dropout}")
-        if not 1 <= self.modulus_bits <= 64:
-            raise ValueError(f"aggregation.modulus_bits must lie in 1..64, got {self.modulus_bits}")
 
 
 @dataclass(frozen=True)
@@ -342,3 +233,22 @@ class ExperimentConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     aggregation: AggregationConfig = field(default_factory=AggregationConfig)
     run: RunConfig = field(default_factory=RunConfig)
+
+
+def load_config(
+    path: Path | None,
+    overrides: Sequence[str] = (),
+    base: Mapping[str, Any] | None = None,
+    *,
+    strict: bool = True,
+) -> ExperimentConfig:
+    """Read ``path`` (or start from ``base``), apply ``section.key=value`` overrides, validate.
+
+    An override that switches a part (``algorithm.name=dcgd``) drops the file's keys of the
+    part switched away from (see :func:`phloem.core.config.apply_overrides`).
+    ``strict=False`` reads a config written by an older version, whose sections held every
+    part's keys (see :func:`phloem.core.config.from_dict`).
+    """
+    data: dict[str, Any] = dict(base or {}) if path is None else load_toml(path)
+    merged = apply_overrides(data, list(overrides), ExperimentConfig)
+    return from_dict(ExperimentConfig, merged, strict=strict)

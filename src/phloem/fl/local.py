@@ -3,8 +3,10 @@
 - :class:`FullGradient`: ``steps`` steps of gradient descent on the full local objective.
 - :class:`MinibatchSGD`: SGD over shuffled minibatches for ``epochs`` passes or ``steps`` steps.
 
-Both accept a proximal term (FedProx) and a constant shift of the gradient (SCAFFOLD's control
-variates), so the algorithms stay as short as their pseudocode.
+A method that changes the local objective (FedProx's proximal term, SCAFFOLD's correction)
+wraps the client's oracle (:class:`~phloem.fl.problem.ProximalOracle`,
+:class:`~phloem.fl.problem.ShiftedOracle`) instead of passing options to the solver. Both solvers
+are registered (``[local] solver``); the section's ``lr`` is their step size.
 """
 
 from __future__ import annotations
@@ -12,12 +14,22 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any, ClassVar, Self
 
 import torch
 
+from phloem.core.registry import as_mapping
 from phloem.fl.problem import ClientOracle, GradResult
+from phloem.fl.registries import LOCAL_SOLVERS
 
-__all__ = ["FullGradient", "LocalResult", "LocalSolver", "MinibatchSGD"]
+__all__ = [
+    "FullGradient",
+    "FullGradientParams",
+    "LocalResult",
+    "LocalSolver",
+    "MinibatchSGD",
+    "MinibatchSGDParams",
+]
 
 
 @dataclass(frozen=True)
@@ -33,19 +45,19 @@ class LocalResult:
 class LocalSolver(ABC):
     """A client's local optimiser."""
 
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Params: ClassVar[type[Any]]
     lr: float
 
+    @classmethod
+    def from_params(cls, params: Any, *, lr: float) -> Self:
+        """The solver with step size ``lr`` and its config parameters."""
+        return cls(lr=lr, **as_mapping(params))  # type: ignore[call-arg]
+
     @abstractmethod
-    def run(
-        self,
-        oracle: ClientOracle,
-        x: torch.Tensor,
-        gen: torch.Generator,
-        *,
-        prox_mu: float = 0.0,
-        shift: torch.Tensor | None = None,
-    ) -> LocalResult:
-        """Train from ``x``; each step follows ``grad + prox_mu (w - x) + shift``."""
+    def run(self, oracle: ClientOracle, x: torch.Tensor, gen: torch.Generator) -> LocalResult:
+        """Train from ``x``, each step along ``oracle``'s gradient."""
 
     @abstractmethod
     def gradient(self, oracle: ClientOracle, x: torch.Tensor, gen: torch.Generator) -> GradResult:
@@ -56,28 +68,8 @@ class LocalSolver(ABC):
         """Local steps :meth:`run` takes on a client with ``num_samples`` rows."""
 
 
-def _step(
-    w: torch.Tensor,
-    g: torch.Tensor,
-    lr: float,
-    x: torch.Tensor,
-    prox_mu: float,
-    shift: torch.Tensor | None,
-) -> None:
-    if prox_mu:
-        g = g + prox_mu * (w - x)
-    if shift is not None:
-        g = g + shift
-    w.add_(g, alpha=-lr)
-
-
 def _descend(
-    oracle: ClientOracle,
-    x: torch.Tensor,
-    batches: Iterable[torch.Tensor | None],
-    lr: float,
-    prox_mu: float,
-    shift: torch.Tensor | None,
+    oracle: ClientOracle, x: torch.Tensor, batches: Iterable[torch.Tensor | None], lr: float
 ) -> LocalResult:
     """Step from ``x`` once per batch (``None``: all rows); the loop every solver shares."""
     w = oracle.workspace(x)
@@ -86,7 +78,7 @@ def _descend(
     for idx in batches:
         g, loss = oracle.batch_grad(w, idx)
         loss_sum += loss
-        _step(w, g, lr, x, prox_mu, shift)
+        w.add_(g, alpha=-lr)
         steps += 1
         samples += oracle.num_samples if idx is None else len(idx)
     return LocalResult(w.clone(), steps, float(loss_sum) / max(steps, 1), samples)
@@ -106,6 +98,23 @@ def _minibatches(
                 return
 
 
+def _check_lr(lr: float) -> None:
+    if not lr > 0:
+        raise ValueError(f"local.lr must be positive, got {lr}")
+
+
+@dataclass(frozen=True)
+class FullGradientParams:
+    """``steps``: local steps per round (empty: 1)."""
+
+    steps: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"local.steps must be >= 1, got {self.steps}")
+
+
+@LOCAL_SOLVERS.register
 @dataclass(frozen=True)
 class FullGradient(LocalSolver):
     """Gradient descent with full local gradients.
@@ -118,34 +127,50 @@ class FullGradient(LocalSolver):
         Local steps per round.
     """
 
+    name: ClassVar[str] = "full"
+    description: ClassVar[str] = "gradient descent on the full local objective, steps per round"
+    Params: ClassVar[type[FullGradientParams]] = FullGradientParams
+
     lr: float = 0.1
     steps: int = 1
 
     def __post_init__(self) -> None:
-        if self.lr <= 0:
-            raise ValueError(f"local.lr must be positive, got {self.lr}")
-        if self.steps < 1:
-            raise ValueError(f"local.steps must be >= 1, got {self.steps}")
+        _check_lr(self.lr)
+        FullGradientParams(self.steps)
+
+    @classmethod
+    def from_params(cls, params: FullGradientParams, *, lr: float) -> Self:
+        return cls(lr, params.steps or 1)
 
     def num_steps(self, num_samples: int) -> int:
         return self.steps
 
-    def run(
-        self,
-        oracle: ClientOracle,
-        x: torch.Tensor,
-        gen: torch.Generator,
-        *,
-        prox_mu: float = 0.0,
-        shift: torch.Tensor | None = None,
-    ) -> LocalResult:
+    def run(self, oracle: ClientOracle, x: torch.Tensor, gen: torch.Generator) -> LocalResult:
         batches = (None for _ in range(self.steps))
-        return _descend(oracle, x, batches, self.lr, prox_mu, shift)
+        return _descend(oracle, x, batches, self.lr)
 
     def gradient(self, oracle: ClientOracle, x: torch.Tensor, gen: torch.Generator) -> GradResult:
         return oracle.grad(x)
 
 
+@dataclass(frozen=True)
+class MinibatchSGDParams:
+    """``batch_size`` rows a step; ``epochs`` passes a round, or exactly ``steps`` steps."""
+
+    batch_size: int = 32
+    epochs: int = 1
+    steps: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"local.batch_size must be >= 1, got {self.batch_size}")
+        if self.epochs < 1:
+            raise ValueError(f"local.epochs must be >= 1, got {self.epochs}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"local.steps must be >= 1 when set, got {self.steps}")
+
+
+@LOCAL_SOLVERS.register
 @dataclass(frozen=True)
 class MinibatchSGD(LocalSolver):
     """Minibatch SGD over a fresh shuffle per epoch (drawn from the client's generator).
@@ -162,39 +187,29 @@ class MinibatchSGD(LocalSolver):
         Exact number of local steps per round (reshuffling when an epoch ends), or ``None``.
     """
 
+    name: ClassVar[str] = "sgd"
+    description: ClassVar[str] = "minibatch SGD over a fresh shuffle per epoch"
+    Params: ClassVar[type[MinibatchSGDParams]] = MinibatchSGDParams
+
     lr: float = 0.1
     batch_size: int = 32
     epochs: int = 1
     steps: int | None = None
 
     def __post_init__(self) -> None:
-        if self.lr <= 0:
-            raise ValueError(f"local.lr must be positive, got {self.lr}")
-        if self.batch_size < 1:
-            raise ValueError(f"local.batch_size must be >= 1, got {self.batch_size}")
-        if self.epochs < 1:
-            raise ValueError(f"local.epochs must be >= 1, got {self.epochs}")
-        if self.steps is not None and self.steps < 1:
-            raise ValueError(f"local.steps must be >= 1 when set, got {self.steps}")
+        _check_lr(self.lr)
+        MinibatchSGDParams(self.batch_size, self.epochs, self.steps)
 
     def num_steps(self, num_samples: int) -> int:
         if self.steps is not None:
             return self.steps
         return self.epochs * -(-num_samples // self.batch_size)
 
-    def run(
-        self,
-        oracle: ClientOracle,
-        x: torch.Tensor,
-        gen: torch.Generator,
-        *,
-        prox_mu: float = 0.0,
-        shift: torch.Tensor | None = None,
-    ) -> LocalResult:
+    def run(self, oracle: ClientOracle, x: torch.Tensor, gen: torch.Generator) -> LocalResult:
         batches = _minibatches(
             oracle.num_samples, self.batch_size, self.num_steps(oracle.num_samples), gen
         )
-        return _descend(oracle, x, batches, self.lr, prox_mu, shift)
+        return _descend(oracle, x, batches, self.lr)
 
     def gradient(self, oracle: ClientOracle, x: torch.Tensor, gen: torch.Generator) -> GradResult:
         n = oracle.num_samples

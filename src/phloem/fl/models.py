@@ -8,15 +8,25 @@ Python loops in the hot path, and one model object is reused for every client (p
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from phloem.fl.config import ModelName
+from phloem.core.registry import NoParams
+from phloem.fl.registries import MODELS
 
 __all__ = [
+    "CNN",
+    "MLP",
     "FlatModule",
+    "Linear",
+    "Logistic",
+    "MLPParams",
+    "Model",
     "build_model",
     "cnn28",
     "cnn32",
@@ -70,34 +80,110 @@ def cnn32(num_classes: int, in_channels: int = 3, width: int = 16) -> nn.Module:
     return _cnn(in_channels, 32, num_classes, width)
 
 
-def build_model(
-    kind: ModelName,
-    feature_shape: tuple[int, ...],
-    num_outputs: int,
-    hidden: Sequence[int] = (64,),
-) -> nn.Module:
-    """Build a model for inputs of ``feature_shape`` with ``num_outputs`` outputs.
+class Model(ABC):
+    """A registered model kind (``[model] name``) with its own parameters."""
 
-    Raises
-    ------
-    ValueError
-        If a CNN is asked for inputs that are not 28x28 or 32x32 images.
-    """
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Params: ClassVar[type[Any]] = NoParams
+    #: squared loss on one output (``True``) or cross-entropy over the classes
+    regression: ClassVar[bool] = False
+
+    @classmethod
+    @abstractmethod
+    def build(cls, params: Any, feature_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
+        """The module for inputs of ``feature_shape`` with ``num_outputs`` outputs.
+
+        Raises
+        ------
+        ValueError
+            When the model cannot take such inputs.
+        """
+
+
+def _flat_size(feature_shape: tuple[int, ...]) -> int:
     n_in = 1
     for s in feature_shape:
         n_in *= s
-    if kind in (ModelName.LINEAR, ModelName.LOGISTIC):
-        return linear_model(n_in, num_outputs)
-    if kind is ModelName.MLP:
-        return mlp(n_in, hidden, num_outputs)
-    if len(feature_shape) == 3 and feature_shape[1:] == (28, 28):
-        return cnn28(num_outputs, feature_shape[0])
-    if len(feature_shape) == 3 and feature_shape[1:] == (32, 32):
-        return cnn32(num_outputs, feature_shape[0])
-    raise ValueError(
-        f"model 'cnn' needs (C, 28, 28) or (C, 32, 32) image inputs, got feature shape "
-        f"{feature_shape}; use 'mlp' or 'logistic' for flat features"
-    )
+    return n_in
+
+
+@MODELS.register
+class Linear(Model):
+    name: ClassVar[str] = "linear"
+    description: ClassVar[str] = "affine map, squared loss (linear regression)"
+    regression: ClassVar[bool] = True
+
+    @classmethod
+    def build(cls, params: NoParams, feature_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
+        return linear_model(_flat_size(feature_shape), num_outputs)
+
+
+@MODELS.register
+class Logistic(Model):
+    name: ClassVar[str] = "logistic"
+    description: ClassVar[str] = "affine map, cross-entropy (multinomial logistic regression)"
+
+    @classmethod
+    def build(cls, params: NoParams, feature_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
+        return linear_model(_flat_size(feature_shape), num_outputs)
+
+
+@dataclass(frozen=True)
+class MLPParams:
+    """``hidden``: the widths of the hidden layers."""
+
+    hidden: tuple[int, ...] = (64,)
+
+    def __post_init__(self) -> None:
+        if any(h < 1 for h in self.hidden):
+            raise ValueError(f"model.hidden sizes must be >= 1, got {list(self.hidden)}")
+
+
+@MODELS.register
+class MLP(Model):
+    name: ClassVar[str] = "mlp"
+    description: ClassVar[str] = "multilayer perceptron with ReLU (hidden widths)"
+    Params: ClassVar[type[MLPParams]] = MLPParams
+
+    @classmethod
+    def build(
+        cls, params: MLPParams, feature_shape: tuple[int, ...], num_outputs: int
+    ) -> nn.Module:
+        return mlp(_flat_size(feature_shape), params.hidden, num_outputs)
+
+
+@MODELS.register
+class CNN(Model):
+    name: ClassVar[str] = "cnn"
+    description: ClassVar[str] = "small CNN for (C, 28, 28) or (C, 32, 32) images"
+
+    @classmethod
+    def build(cls, params: NoParams, feature_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
+        if len(feature_shape) == 3 and feature_shape[1:] == (28, 28):
+            return cnn28(num_outputs, feature_shape[0])
+        if len(feature_shape) == 3 and feature_shape[1:] == (32, 32):
+            return cnn32(num_outputs, feature_shape[0])
+        raise ValueError(
+            f"model 'cnn' needs (C, 28, 28) or (C, 32, 32) image inputs, got feature shape "
+            f"{feature_shape}; use 'mlp' or 'logistic' for flat features"
+        )
+
+
+def build_model(
+    kind: str, feature_shape: tuple[int, ...], num_outputs: int, params: Any = None
+) -> nn.Module:
+    """Build the registered model ``kind`` (default parameters unless ``params`` is given).
+
+    Raises
+    ------
+    ConfigError
+        For an unknown ``kind`` (listing the registered ones).
+    ValueError
+        If the model cannot take inputs of ``feature_shape`` (a CNN given flat features).
+    """
+    model = MODELS.get(kind)
+    return model.build(model.Params() if params is None else params, feature_shape, num_outputs)
 
 
 class FlatModule:

@@ -25,7 +25,9 @@ __all__ = [
     "GradResult",
     "ModelProblem",
     "Problem",
+    "ProximalOracle",
     "QuadraticProblem",
+    "ShiftedOracle",
 ]
 
 _EVAL_CHUNK = 8192
@@ -69,6 +71,56 @@ class ClientOracle(ABC):
     def loss(self, x: torch.Tensor) -> float:
         """Full local loss at ``x``."""
         return self.grad(x).loss
+
+
+class _Wrapped(ClientOracle):
+    """An oracle that changes another's gradient; loss and workspace are the inner one's."""
+
+    def __init__(self, inner: ClientOracle) -> None:
+        self.inner = inner
+        self.num_samples = inner.num_samples
+
+    def workspace(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner.workspace(x)
+
+
+class ProximalOracle(_Wrapped):
+    """``f_i(w) + mu/2 ||w - center||^2`` (FedProx's local objective); the reported loss is
+    ``f_i``'s alone.
+
+    Parameters
+    ----------
+    inner
+        The client's own oracle.
+    center
+        The point the proximal term pulls towards (the server model).
+    mu
+        Proximal strength, ``>= 0``.
+    """
+
+    def __init__(self, inner: ClientOracle, center: torch.Tensor, mu: float) -> None:
+        super().__init__(inner)
+        self.center, self.mu = center, mu
+
+    def batch_grad(
+        self, w: torch.Tensor, idx: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        g, loss = self.inner.batch_grad(w, idx)
+        return g + self.mu * (w - self.center), loss
+
+
+class ShiftedOracle(_Wrapped):
+    """The inner gradient plus a constant ``shift`` (SCAFFOLD's correction ``c - c_i``)."""
+
+    def __init__(self, inner: ClientOracle, shift: torch.Tensor) -> None:
+        super().__init__(inner)
+        self.shift = shift
+
+    def batch_grad(
+        self, w: torch.Tensor, idx: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        g, loss = self.inner.batch_grad(w, idx)
+        return g + self.shift, loss
 
 
 class Problem(ABC):

@@ -7,14 +7,46 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Any, ClassVar, Self
 
 import numpy as np
 
-__all__ = ["ClientSampler", "FixedSchedule", "FullParticipation", "Poisson", "UniformCohort"]
+from phloem.core.errors import ConfigError
+from phloem.core.registry import NoParams
+from phloem.fl.registries import SAMPLERS
+
+__all__ = [
+    "ClientSampler",
+    "FixedSchedule",
+    "FullParticipation",
+    "Poisson",
+    "PoissonParams",
+    "UniformCohort",
+    "UniformParams",
+]
 
 
 class ClientSampler(ABC):
-    """Draws the clients of one round."""
+    """Draws the clients of one round; the registered ones are picked by ``[sampling] scheme``."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Params: ClassVar[type[Any]] = NoParams
+
+    @classmethod
+    def from_params(cls, params: Any) -> Self:
+        """The sampler with its config parameters."""
+        return cls()
+
+    def fixed_size(self, num_clients: int) -> int | None:
+        """The cohort size when every round has the same one, else ``None``.
+
+        Raises
+        ------
+        ConfigError
+            When no cohort can be drawn from ``num_clients`` clients.
+        """
+        return None
 
     @abstractmethod
     def cohort(self, round_: int, num_clients: int, rng: np.random.Generator) -> np.ndarray:
@@ -25,9 +57,16 @@ class ClientSampler(ABC):
         """Expected cohort size."""
 
 
+@SAMPLERS.register
 @dataclass(frozen=True)
 class FullParticipation(ClientSampler):
     """Every client, every round."""
+
+    name: ClassVar[str] = "full"
+    description: ClassVar[str] = "every client, every round"
+
+    def fixed_size(self, num_clients: int) -> int | None:
+        return num_clients
 
     def cohort(self, round_: int, num_clients: int, rng: np.random.Generator) -> np.ndarray:
         return np.arange(num_clients, dtype=np.int64)
@@ -37,14 +76,40 @@ class FullParticipation(ClientSampler):
 
 
 @dataclass(frozen=True)
+class UniformParams:
+    """``cohort_size``: clients per round."""
+
+    cohort_size: int = 10
+
+    def __post_init__(self) -> None:
+        if self.cohort_size < 1:
+            raise ValueError(f"sampling.cohort_size must be >= 1, got {self.cohort_size}")
+
+
+@SAMPLERS.register
+@dataclass(frozen=True)
 class UniformCohort(ClientSampler):
     """``size`` clients drawn uniformly without replacement ("nice" sampling)."""
+
+    name: ClassVar[str] = "uniform"
+    description: ClassVar[str] = "cohort_size clients uniformly without replacement"
+    Params: ClassVar[type[UniformParams]] = UniformParams
 
     size: int
 
     def __post_init__(self) -> None:
-        if self.size < 1:
-            raise ValueError(f"sampling.cohort_size must be >= 1, got {self.size}")
+        UniformParams(self.size)
+
+    @classmethod
+    def from_params(cls, params: UniformParams) -> Self:
+        return cls(params.cohort_size)
+
+    def fixed_size(self, num_clients: int) -> int | None:
+        if self.size > num_clients:
+            raise ConfigError(
+                "sampling.cohort_size", f"{self.size} exceeds the {num_clients} clients"
+            )
+        return self.size
 
     def cohort(self, round_: int, num_clients: int, rng: np.random.Generator) -> np.ndarray:
         if self.size > num_clients:
@@ -58,14 +123,33 @@ class UniformCohort(ClientSampler):
 
 
 @dataclass(frozen=True)
-class Poisson(ClientSampler):
-    """Each client independently with probability ``rate`` (the sampling of DP-FL accounting)."""
+class PoissonParams:
+    """``rate``: each client's probability of taking part in a round, in (0, 1]."""
 
-    rate: float
+    rate: float = 0.1
 
     def __post_init__(self) -> None:
         if not 0.0 < self.rate <= 1.0:
             raise ValueError(f"sampling.rate must be in (0, 1], got {self.rate}")
+
+
+@SAMPLERS.register
+@dataclass(frozen=True)
+class Poisson(ClientSampler):
+    """Each client independently with probability ``rate`` (the sampling of DP-FL accounting)."""
+
+    name: ClassVar[str] = "poisson"
+    description: ClassVar[str] = "each client independently with probability rate"
+    Params: ClassVar[type[PoissonParams]] = PoissonParams
+
+    rate: float
+
+    def __post_init__(self) -> None:
+        PoissonParams(self.rate)
+
+    @classmethod
+    def from_params(cls, params: PoissonParams) -> Self:
+        return cls(params.rate)
 
     def cohort(self, round_: int, num_clients: int, rng: np.random.Generator) -> np.ndarray:
         return np.flatnonzero(rng.random(num_clients) < self.rate).astype(np.int64)
@@ -76,7 +160,13 @@ class Poisson(ClientSampler):
 
 @dataclass(frozen=True)
 class FixedSchedule(ClientSampler):
-    """Replays a given schedule: row ``r - 1`` is the cohort of round ``r`` (order kept)."""
+    """Replays a given schedule: row ``r - 1`` is the cohort of round ``r`` (order kept).
+
+    Not registered: a schedule is data, built in Python.
+    """
+
+    name: ClassVar[str] = "fixed"
+    description: ClassVar[str] = "a given schedule of cohorts"
 
     schedule: np.ndarray = field(repr=False)
 

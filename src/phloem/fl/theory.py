@@ -21,17 +21,26 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from phloem.core.errors import ConfigError
+from phloem.fl.registries import COMPRESSORS
+
+if TYPE_CHECKING:
+    from phloem.fl.compressors.base import Compressor
+
 __all__ = [
     "Smoothness",
+    "contraction",
     "dcgd_step",
     "diana_step",
     "ef21_step",
     "gd_step",
     "marina_step",
     "smoothness_from_clients",
+    "unbiased_omega",
 ]
 
 
@@ -103,3 +112,37 @@ def ef21_step(s: Smoothness, alpha: float) -> float:
     root = math.sqrt(1.0 - alpha)
     theta, beta = 1.0 - root, (1.0 - alpha) / (1.0 - root)
     return 1.0 / (s.L + s.L_tilde * math.sqrt(beta / theta))
+
+
+def unbiased_omega(compressor: Compressor | None, dim: int, method: str) -> float:
+    """``omega`` of ``compressor`` (0 for none) for a ``method`` whose theorem needs it finite.
+
+    Raises
+    ------
+    ConfigError
+        On ``compressor.name``, listing the unbiased compressors, when ``omega`` is infinite.
+    """
+    omega = 0.0 if compressor is None else compressor.omega(dim)
+    if not math.isfinite(omega):
+        unbiased = [n for n in COMPRESSORS.names() if getattr(COMPRESSORS.get(n), "unbiased", 0)]
+        raise ConfigError("compressor.name", f"{method} needs an unbiased compressor", unbiased)
+    return omega
+
+
+def contraction(compressor: Compressor | None, dim: int, method: str) -> float:
+    """``alpha`` of ``compressor`` (1 for none) for a ``method`` whose theorem needs it > 0.
+
+    Raises
+    ------
+    ConfigError
+        On ``compressor``, saying how to get a contractive one, when ``alpha`` is 0.
+    """
+    alpha = 1.0 if compressor is None else compressor.alpha(dim)
+    if alpha <= 0.0:
+        shown = type(compressor).__name__ if compressor is not None else ""
+        raise ConfigError(
+            "compressor",
+            f"{method} needs a contractive compressor; {shown}"
+            " is not (use topk, or set compressor.scaled = true)",
+        )
+    return alpha

@@ -1,39 +1,51 @@
 """The algorithm contract: FL_PyTorch's decomposition made explicit and typed.
 
-An algorithm is a frozen dataclass of hyper-parameters with four methods:
+An algorithm is a frozen dataclass of hyper-parameters, registered by name (``[algorithm] name``
+in a config, with its own ``Params``), with four methods:
 
 - ``init_server(x0, client_states, weights)`` builds the server state;
 - ``init_client(x0, oracle, gen)`` (optional) builds a client's persistent state;
-- ``client_update(server, state, oracle, rng)`` returns the client's message and new state;
-- ``server_update(server, messages, cohort, gen)`` returns the next server state.
+- ``client_update(server, state, oracle, rng)`` returns the client's :class:`Message`, whose
+  ``uplink`` is the algorithm's own frozen dataclass of named tensors (an :class:`Uplink`), and
+  its new state;
+- ``server_update(server, aggregate, gen)`` returns the next server state from the cohort's
+  :class:`Aggregate`: the weighted mean or weighted total of any uplink field, whether the
+  uplinks arrived one by one or only as a securely aggregated sum.
 
-:func:`phloem.fl.simulate` owns everything else (sampling, bit accounting, metrics, callbacks,
-checkpoints), so an algorithm module reads like the paper's pseudocode.
+and, where a convergence theorem gives one, ``theory_step(smoothness, dim)``: the largest step
+size it allows. :func:`phloem.fl.simulate` owns everything else (sampling, bit accounting,
+metrics, callbacks, checkpoints), so an algorithm module reads like the paper's pseudocode.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 import numpy as np
 import torch
 
+from phloem.core.registry import NoParams, as_mapping
 from phloem.core.rng import SeedStreams, Stage
 from phloem.fl.compressors.base import FLOAT_BITS, Compressor
 from phloem.fl.problem import ClientOracle
 from phloem.fl.server_opt import OptState, ServerOptimizer, ServerSGD
+from phloem.fl.theory import Smoothness
 
 __all__ = [
+    "Aggregate",
     "Algorithm",
     "ClientRng",
     "Cohort",
     "Message",
     "ModelServer",
     "ServerState",
+    "Uplink",
+    "WeightedAggregate",
     "compress",
     "weighted_sum",
 ]
@@ -77,13 +89,45 @@ class ClientRng:
 
 
 @dataclass(frozen=True)
-class Message:
+class Uplink:
+    """Base of an algorithm's uplink: a frozen dataclass whose fields are all tensors.
+
+    Secure aggregation sums uplinks as one vector: :meth:`flatten` concatenates the fields in
+    declaration order and :meth:`unflatten` cuts such a vector back into fields.
+    """
+
+    def tensors(self) -> list[tuple[str, torch.Tensor]]:
+        """``(name, tensor)`` of every field, in declaration order."""
+        return [(f.name, getattr(self, f.name)) for f in dataclasses.fields(self)]
+
+    def flatten(self) -> torch.Tensor:
+        """Every field, flattened and concatenated in declaration order."""
+        return torch.cat([t.reshape(-1) for _, t in self.tensors()])
+
+    def unflatten(self, flat: np.ndarray) -> Self:
+        """An uplink of this one's type, fields, shapes and dtypes, with values from ``flat``."""
+        values: dict[str, torch.Tensor] = {}
+        offset = 0
+        for name, ref in self.tensors():
+            part = flat[offset : offset + ref.numel()]
+            values[name] = torch.from_numpy(part.copy()).to(ref.dtype).reshape(ref.shape)
+            offset += ref.numel()
+        if offset != flat.size:
+            raise ValueError(f"{type(self).__name__} holds {offset} entries, got {flat.size}")
+        return type(self)(**values)
+
+
+U = TypeVar("U", bound=Uplink)
+
+
+@dataclass(frozen=True)
+class Message(Generic[U]):
     """What one client sends up.
 
     Attributes
     ----------
-    vectors
-        Named vectors as the server reconstructs them (after compression).
+    uplink
+        The algorithm's named tensors as the server reconstructs them (after compression).
     bits
         Uplink bits for this message.
     loss
@@ -92,7 +136,7 @@ class Message:
         Per-sample gradients the client computed.
     """
 
-    vectors: dict[str, torch.Tensor]
+    uplink: U
     bits: int
     loss: float
     samples: int
@@ -112,13 +156,48 @@ class Cohort:
         total = float(self.weights.sum())
         return self.weights / total if total > 0 else self.weights
 
+    def subset(self, keep: np.ndarray) -> Cohort:
+        """The members where the boolean mask ``keep`` is true."""
+        return Cohort(self.ids[keep], self.weights[keep], self.num_clients)
 
-def weighted_sum(messages: Sequence[Message], key: str, weights: np.ndarray) -> torch.Tensor:
-    """``sum_j weights[j] * messages[j].vectors[key]`` accumulated in cohort order."""
-    acc = torch.zeros_like(messages[0].vectors[key])
-    for m, w in zip(messages, weights, strict=True):
-        acc.add_(m.vectors[key], alpha=float(w))
+
+def weighted_sum(tensors: Sequence[torch.Tensor], weights: np.ndarray) -> torch.Tensor:
+    """``sum_j weights[j] * tensors[j]`` accumulated in order."""
+    acc = torch.zeros_like(tensors[0])
+    for t, w in zip(tensors, weights, strict=True):
+        acc.add_(t, alpha=float(w))
     return acc
+
+
+class Aggregate(ABC, Generic[U]):
+    """What the server learns from a round's cohort: weighted sums of its uplinks' fields.
+
+    With weights ``w_j`` (the clients' weights in the objective) and ``W = sum_j w_j``:
+    :meth:`mean` is ``sum_j (w_j / W) u_j`` and :meth:`total` is ``sum_j w_j u_j``, for the
+    uplink field that ``field`` selects (e.g. ``lambda u: u.delta``).
+    """
+
+    @abstractmethod
+    def mean(self, field: Callable[[U], torch.Tensor]) -> torch.Tensor:
+        """The weighted mean of a field over the cohort."""
+
+    @abstractmethod
+    def total(self, field: Callable[[U], torch.Tensor]) -> torch.Tensor:
+        """The weighted total of a field over the cohort."""
+
+
+@dataclass(frozen=True)
+class WeightedAggregate(Aggregate[U]):
+    """The cohort's uplinks one by one (plain aggregation): both sums taken exactly."""
+
+    uplinks: Sequence[U]
+    cohort: Cohort
+
+    def mean(self, field: Callable[[U], torch.Tensor]) -> torch.Tensor:
+        return weighted_sum([field(u) for u in self.uplinks], self.cohort.normalised)
+
+    def total(self, field: Callable[[U], torch.Tensor]) -> torch.Tensor:
+        return weighted_sum([field(u) for u in self.uplinks], self.cohort.weights)
 
 
 def compress(
@@ -136,14 +215,35 @@ C = TypeVar("C")
 
 
 @dataclass(frozen=True)
-class Algorithm(ABC, Generic[S, C]):
-    """Base class of every federated algorithm (see the module docstring)."""
+class Algorithm(ABC, Generic[S, C, U]):
+    """Base class of every federated algorithm (see the module docstring).
+
+    A subclass declares ``name``, a one-line ``description`` (paper and year) and ``Params``
+    (its own hyper-parameters, :class:`~phloem.core.registry.NoParams` when it has none), and
+    registers with ``@ALGORITHMS.register``.
+    """
 
     name: ClassVar[str]
+    description: ClassVar[str]
+    Params: ClassVar[type[Any]] = NoParams
     #: Uplink vectors compressed by ``compressor``; ``None`` sends them in full.
     compressor: Compressor | None = field(default=None, kw_only=True)
     #: How the server steps along the aggregated direction (its ``lr`` is the global step size).
     server_opt: ServerOptimizer = field(default_factory=ServerSGD, kw_only=True)
+
+    @classmethod
+    def from_params(
+        cls,
+        params: Any,
+        *,
+        local: Any,
+        compressor: Compressor | None,
+        server_opt: ServerOptimizer,
+    ) -> Self:
+        """The algorithm with its config parameters and its parts."""
+        return cls(  # type: ignore[call-arg]
+            local=local, compressor=compressor, server_opt=server_opt, **as_mapping(params)
+        )
 
     @abstractmethod
     def init_server(self, x0: torch.Tensor, client_states: Sequence[C], weights: np.ndarray) -> S:
@@ -161,14 +261,12 @@ class Algorithm(ABC, Generic[S, C]):
     @abstractmethod
     def client_update(
         self, server: S, state: C, oracle: ClientOracle, rng: ClientRng
-    ) -> tuple[Message, C]:
+    ) -> tuple[Message[U], C]:
         """One client's work in a round."""
 
     @abstractmethod
-    def server_update(
-        self, server: S, messages: Sequence[Message], cohort: Cohort, gen: np.random.Generator
-    ) -> S:
-        """Aggregate the cohort's messages into the next server state."""
+    def server_update(self, server: S, aggregate: Aggregate[U], gen: np.random.Generator) -> S:
+        """The next server state from the cohort's aggregate."""
 
     def round_cohort(self, server: S, sampled: np.ndarray, num_clients: int) -> np.ndarray:
         """The clients that take part this round (default: the sampled cohort)."""
@@ -177,6 +275,21 @@ class Algorithm(ABC, Generic[S, C]):
     def downlink_bits(self, server: S) -> int:
         """Bits the server sends to each participant (default: the model)."""
         return FLOAT_BITS * server.x.numel()
+
+    def theory_step(self, smoothness: Smoothness, dim: int) -> float | None:
+        """The largest step size the method's convergence theorem allows (``None``: none here).
+
+        Raises
+        ------
+        ConfigError
+            When the configured compressor does not meet the theorem's assumptions.
+        """
+        return None
+
+    @classmethod
+    def has_theory_step(cls) -> bool:
+        """Whether :meth:`theory_step` is implemented."""
+        return cls.theory_step is not Algorithm.theory_step
 
     def describe(self) -> dict[str, Any]:
         """Hyper-parameters for the run record."""

@@ -18,26 +18,37 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from phloem.fl import theory
 from phloem.fl.algorithms.base import (
+    Aggregate,
     Algorithm,
     ClientRng,
-    Cohort,
     Message,
     ModelServer,
+    Uplink,
     compress,
-    weighted_sum,
 )
 from phloem.fl.local import FullGradient, LocalSolver
 from phloem.fl.problem import ClientOracle
+from phloem.fl.registries import ALGORITHMS
 
-__all__ = ["DCGD"]
+__all__ = ["DCGD", "Gradient"]
 
 
 @dataclass(frozen=True)
-class DCGD(Algorithm[ModelServer, None]):
+class Gradient(Uplink):
+    """``g``: a (compressed) gradient estimate."""
+
+    g: torch.Tensor
+
+
+@ALGORITHMS.register
+@dataclass(frozen=True)
+class DCGD(Algorithm[ModelServer, None, Gradient]):
     """Compressed gradient descent; ``local`` only supplies the gradient estimator."""
 
     name: ClassVar[str] = "dcgd"
+    description: ClassVar[str] = "distributed compressed gradient descent (Khirirat et al., 2018)"
     local: LocalSolver = field(default_factory=FullGradient)
 
     def init_server(
@@ -47,18 +58,17 @@ class DCGD(Algorithm[ModelServer, None]):
 
     def client_update(
         self, server: ModelServer, state: None, oracle: ClientOracle, rng: ClientRng
-    ) -> tuple[Message, None]:
+    ) -> tuple[Message[Gradient], None]:
         gr = self.local.gradient(oracle, server.x, rng.local)
         g, bits = compress(self.compressor, gr.grad, rng.compression)
-        return Message({"g": g}, bits, gr.loss, gr.samples), None
+        return Message(Gradient(g), bits, gr.loss, gr.samples), None
 
     def server_update(
-        self,
-        server: ModelServer,
-        messages: Sequence[Message],
-        cohort: Cohort,
-        gen: np.random.Generator,
+        self, server: ModelServer, aggregate: Aggregate[Gradient], gen: np.random.Generator
     ) -> ModelServer:
-        g = weighted_sum(messages, "g", cohort.normalised)
+        g = aggregate.mean(lambda u: u.g)
         x, opt = self.server_opt.step(server.x, g, server.opt)
         return ModelServer(x, opt)
+
+    def theory_step(self, smoothness: theory.Smoothness, dim: int) -> float:
+        return theory.dcgd_step(smoothness, theory.unbiased_omega(self.compressor, dim, self.name))

@@ -20,19 +20,39 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from phloem.fl import theory
 from phloem.fl.algorithms.base import (
+    Aggregate,
     Algorithm,
     ClientRng,
-    Cohort,
     Message,
+    Uplink,
     compress,
-    weighted_sum,
 )
 from phloem.fl.local import FullGradient, LocalSolver
 from phloem.fl.problem import ClientOracle
+from phloem.fl.registries import ALGORITHMS
 from phloem.fl.server_opt import OptState
 
-__all__ = ["Diana", "DianaServer"]
+__all__ = ["Diana", "DianaParams", "DianaServer", "GradientDifference"]
+
+
+@dataclass(frozen=True)
+class GradientDifference(Uplink):
+    """``delta = C(grad f_i(x) - h_i)``: the compressed gradient minus the client's shift."""
+
+    delta: torch.Tensor
+
+
+@dataclass(frozen=True)
+class DianaParams:
+    """``alpha``: the shift step in (0, 1]; empty takes ``1 / (omega + 1)``."""
+
+    alpha: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.alpha is not None and not 0.0 < self.alpha <= 1.0:
+            raise ValueError(f"algorithm.alpha must be in (0, 1], got {self.alpha}")
 
 
 @dataclass(frozen=True)
@@ -44,17 +64,19 @@ class DianaServer:
     opt: OptState = field(default_factory=OptState)
 
 
+@ALGORITHMS.register
 @dataclass(frozen=True)
-class Diana(Algorithm[DianaServer, torch.Tensor]):
+class Diana(Algorithm[DianaServer, torch.Tensor, GradientDifference]):
     """DIANA; ``alpha=None`` picks ``1/(omega+1)`` for the configured compressor."""
 
     name: ClassVar[str] = "diana"
+    description: ClassVar[str] = "compressed gradient differences (Mishchenko et al., 2019)"
+    Params: ClassVar[type[DianaParams]] = DianaParams
     local: LocalSolver = field(default_factory=FullGradient)
     alpha: float | None = None
 
     def __post_init__(self) -> None:
-        if self.alpha is not None and not 0.0 < self.alpha <= 1.0:
-            raise ValueError(f"algorithm.alpha must be in (0, 1], got {self.alpha}")
+        DianaParams(self.alpha)
 
     def shift_step(self, d: int) -> float:
         """The shift learning rate ``alpha`` for dimension ``d``."""
@@ -75,21 +97,23 @@ class Diana(Algorithm[DianaServer, torch.Tensor]):
 
     def client_update(
         self, server: DianaServer, state: torch.Tensor, oracle: ClientOracle, rng: ClientRng
-    ) -> tuple[Message, torch.Tensor]:
+    ) -> tuple[Message[GradientDifference], torch.Tensor]:
         gr = self.local.gradient(oracle, server.x, rng.local)
         delta, bits = compress(self.compressor, gr.grad - state, rng.compression)
         h_new = state + self.shift_step(delta.numel()) * delta
-        return Message({"delta": delta}, bits, gr.loss, gr.samples), h_new
+        return Message(GradientDifference(delta), bits, gr.loss, gr.samples), h_new
 
     def server_update(
         self,
         server: DianaServer,
-        messages: Sequence[Message],
-        cohort: Cohort,
+        aggregate: Aggregate[GradientDifference],
         gen: np.random.Generator,
     ) -> DianaServer:
-        g = server.h + weighted_sum(messages, "delta", cohort.normalised)
+        g = server.h + aggregate.mean(lambda u: u.delta)
         x, opt = self.server_opt.step(server.x, g, server.opt)
         alpha = self.shift_step(server.x.numel())
-        h = server.h + alpha * weighted_sum(messages, "delta", cohort.weights)
+        h = server.h + alpha * aggregate.total(lambda u: u.delta)
         return DianaServer(x, h, opt)
+
+    def theory_step(self, smoothness: theory.Smoothness, dim: int) -> float:
+        return theory.diana_step(smoothness, theory.unbiased_omega(self.compressor, dim, self.name))

@@ -20,19 +20,28 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from phloem.fl import theory
 from phloem.fl.algorithms.base import (
+    Aggregate,
     Algorithm,
     ClientRng,
-    Cohort,
     Message,
+    Uplink,
     compress,
-    weighted_sum,
 )
 from phloem.fl.local import FullGradient, LocalSolver
 from phloem.fl.problem import ClientOracle
+from phloem.fl.registries import ALGORITHMS
 from phloem.fl.server_opt import OptState
 
-__all__ = ["EF21", "EF21Server"]
+__all__ = ["EF21", "EF21Server", "ErrorFeedback"]
+
+
+@dataclass(frozen=True)
+class ErrorFeedback(Uplink):
+    """``c = C(grad f_i(x) - g_i)``: the compressed correction of the client's estimate."""
+
+    c: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -44,11 +53,13 @@ class EF21Server:
     opt: OptState = field(default_factory=OptState)
 
 
+@ALGORITHMS.register
 @dataclass(frozen=True)
-class EF21(Algorithm[EF21Server, torch.Tensor]):
+class EF21(Algorithm[EF21Server, torch.Tensor, ErrorFeedback]):
     """EF21 (EF21-PP under partial participation)."""
 
     name: ClassVar[str] = "ef21"
+    description: ClassVar[str] = "error feedback, reengineered (Richtarik et al., NeurIPS 2021)"
     local: LocalSolver = field(default_factory=FullGradient)
 
     def init_client(
@@ -70,18 +81,17 @@ class EF21(Algorithm[EF21Server, torch.Tensor]):
 
     def client_update(
         self, server: EF21Server, state: torch.Tensor, oracle: ClientOracle, rng: ClientRng
-    ) -> tuple[Message, torch.Tensor]:
+    ) -> tuple[Message[ErrorFeedback], torch.Tensor]:
         gr = self.local.gradient(oracle, server.x, rng.local)
         c, bits = compress(self.compressor, gr.grad - state, rng.compression)
-        return Message({"c": c}, bits, gr.loss, gr.samples), state + c
+        return Message(ErrorFeedback(c), bits, gr.loss, gr.samples), state + c
 
     def server_update(
-        self,
-        server: EF21Server,
-        messages: Sequence[Message],
-        cohort: Cohort,
-        gen: np.random.Generator,
+        self, server: EF21Server, aggregate: Aggregate[ErrorFeedback], gen: np.random.Generator
     ) -> EF21Server:
-        g = server.g + weighted_sum(messages, "c", cohort.weights)
+        g = server.g + aggregate.total(lambda u: u.c)
         x, opt = self.server_opt.step(server.x, g, server.opt)
         return EF21Server(x, g, opt)
+
+    def theory_step(self, smoothness: theory.Smoothness, dim: int) -> float:
+        return theory.ef21_step(smoothness, theory.contraction(self.compressor, dim, self.name))

@@ -19,25 +19,35 @@ import numpy as np
 import torch
 
 from phloem.fl.algorithms.base import (
+    Aggregate,
     Algorithm,
     ClientRng,
-    Cohort,
     Message,
     ModelServer,
+    Uplink,
     compress,
-    weighted_sum,
 )
 from phloem.fl.local import LocalSolver, MinibatchSGD
 from phloem.fl.problem import ClientOracle
+from phloem.fl.registries import ALGORITHMS
 
-__all__ = ["FedAvg"]
+__all__ = ["FedAvg", "ModelDelta"]
 
 
 @dataclass(frozen=True)
-class FedAvg(Algorithm[ModelServer, None]):
+class ModelDelta(Uplink):
+    """``delta = x_i - x``: where local training moved the model (compressed)."""
+
+    delta: torch.Tensor
+
+
+@ALGORITHMS.register
+@dataclass(frozen=True)
+class FedAvg(Algorithm[ModelServer, None, ModelDelta]):
     """Federated Averaging with any local solver, compressor and server optimiser."""
 
     name: ClassVar[str] = "fedavg"
+    description: ClassVar[str] = "Federated Averaging (McMahan et al., AISTATS 2017)"
     local: LocalSolver = field(default_factory=MinibatchSGD)
 
     def init_server(
@@ -45,23 +55,20 @@ class FedAvg(Algorithm[ModelServer, None]):
     ) -> ModelServer:
         return ModelServer(x0)
 
-    def _prox_mu(self) -> float:
-        return 0.0
+    def local_objective(self, oracle: ClientOracle, x: torch.Tensor) -> ClientOracle:
+        """The objective local training minimises, starting from the server model ``x``."""
+        return oracle
 
     def client_update(
         self, server: ModelServer, state: None, oracle: ClientOracle, rng: ClientRng
-    ) -> tuple[Message, None]:
-        res = self.local.run(oracle, server.x, rng.local, prox_mu=self._prox_mu())
+    ) -> tuple[Message[ModelDelta], None]:
+        res = self.local.run(self.local_objective(oracle, server.x), server.x, rng.local)
         delta, bits = compress(self.compressor, res.x - server.x, rng.compression)
-        return Message({"delta": delta}, bits, res.loss, res.samples), None
+        return Message(ModelDelta(delta), bits, res.loss, res.samples), None
 
     def server_update(
-        self,
-        server: ModelServer,
-        messages: Sequence[Message],
-        cohort: Cohort,
-        gen: np.random.Generator,
+        self, server: ModelServer, aggregate: Aggregate[ModelDelta], gen: np.random.Generator
     ) -> ModelServer:
-        delta = weighted_sum(messages, "delta", cohort.normalised)
+        delta = aggregate.mean(lambda u: u.delta)
         x, opt = self.server_opt.step(server.x, -delta, server.opt)
         return ModelServer(x, opt)

@@ -22,20 +22,34 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from phloem.fl import theory
 from phloem.fl.algorithms.base import (
+    Aggregate,
     Algorithm,
     ClientRng,
-    Cohort,
     Message,
     compress,
-    weighted_sum,
 )
+from phloem.fl.algorithms.dcgd import Gradient
 from phloem.fl.compressors.base import FLOAT_BITS
 from phloem.fl.local import FullGradient, LocalSolver
 from phloem.fl.problem import ClientOracle
+from phloem.fl.registries import ALGORITHMS
 from phloem.fl.server_opt import OptState
 
-__all__ = ["Marina", "MarinaServer"]
+__all__ = ["Marina", "MarinaParams", "MarinaServer"]
+
+
+@dataclass(frozen=True)
+class MarinaParams:
+    """``p``: probability of a synchronisation round, in (0, 1]; empty takes the compressor's
+    expected fraction of bits."""
+
+    p: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.p is not None and not 0.0 < self.p <= 1.0:
+            raise ValueError(f"algorithm.p must be in (0, 1], got {self.p}")
 
 
 @dataclass(frozen=True)
@@ -49,17 +63,23 @@ class MarinaServer:
     opt: OptState = field(default_factory=OptState)
 
 
+@ALGORITHMS.register
 @dataclass(frozen=True)
-class Marina(Algorithm[MarinaServer, None]):
-    """MARINA / PP-MARINA (partial participation on compressed rounds)."""
+class Marina(Algorithm[MarinaServer, None, Gradient]):
+    """MARINA / PP-MARINA (partial participation on compressed rounds).
+
+    The uplink is a :class:`~phloem.fl.algorithms.dcgd.Gradient`: the full gradient on a
+    synchronisation round, the compressed gradient difference otherwise.
+    """
 
     name: ClassVar[str] = "marina"
+    description: ClassVar[str] = "compressed differences, rare full syncs (Gorbunov et al., 2021)"
+    Params: ClassVar[type[MarinaParams]] = MarinaParams
     local: LocalSolver = field(default_factory=FullGradient)
     p: float | None = None
 
     def __post_init__(self) -> None:
-        if self.p is not None and not 0.0 < self.p <= 1.0:
-            raise ValueError(f"algorithm.p must be in (0, 1], got {self.p}")
+        MarinaParams(self.p)
 
     def sync_probability(self, d: int) -> float:
         """The probability ``p`` of a synchronisation round for dimension ``d``."""
@@ -81,26 +101,23 @@ class Marina(Algorithm[MarinaServer, None]):
 
     def client_update(
         self, server: MarinaServer, state: None, oracle: ClientOracle, rng: ClientRng
-    ) -> tuple[Message, None]:
+    ) -> tuple[Message[Gradient], None]:
         if server.sync:
             gr = self.local.gradient(oracle, server.x, rng.local)
-            return Message({"g": gr.grad}, FLOAT_BITS * gr.grad.numel(), gr.loss, gr.samples), None
+            bits = FLOAT_BITS * gr.grad.numel()
+            return Message(Gradient(gr.grad), bits, gr.loss, gr.samples), None
         # The same minibatch at both points: replay the generator.
         saved = rng.local.get_state()
         new = self.local.gradient(oracle, server.x, rng.local)
         rng.local.set_state(saved)
         old = self.local.gradient(oracle, server.x_prev, rng.local)
         diff, bits = compress(self.compressor, new.grad - old.grad, rng.compression)
-        return Message({"g": diff}, bits, new.loss, new.samples + old.samples), None
+        return Message(Gradient(diff), bits, new.loss, new.samples + old.samples), None
 
     def server_update(
-        self,
-        server: MarinaServer,
-        messages: Sequence[Message],
-        cohort: Cohort,
-        gen: np.random.Generator,
+        self, server: MarinaServer, aggregate: Aggregate[Gradient], gen: np.random.Generator
     ) -> MarinaServer:
-        mean = weighted_sum(messages, "g", cohort.normalised)
+        mean = aggregate.mean(lambda u: u.g)
         g = mean if server.sync else server.g + mean
         x, opt = self.server_opt.step(server.x, g, server.opt)
         sync = bool(gen.random() < self.sync_probability(server.x.numel()))
@@ -109,3 +126,7 @@ class Marina(Algorithm[MarinaServer, None]):
     def downlink_bits(self, server: MarinaServer) -> int:
         # Clients need x^{k+1} and, on compressed rounds, x^k (kept from the last round).
         return FLOAT_BITS * server.x.numel()
+
+    def theory_step(self, smoothness: theory.Smoothness, dim: int) -> float:
+        omega = theory.unbiased_omega(self.compressor, dim, self.name)
+        return theory.marina_step(smoothness, omega, self.sync_probability(dim))

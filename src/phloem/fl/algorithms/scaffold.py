@@ -19,19 +19,28 @@ import numpy as np
 import torch
 
 from phloem.fl.algorithms.base import (
+    Aggregate,
     Algorithm,
     ClientRng,
-    Cohort,
     Message,
+    Uplink,
     compress,
-    weighted_sum,
 )
 from phloem.fl.compressors.base import FLOAT_BITS
 from phloem.fl.local import LocalSolver, MinibatchSGD
-from phloem.fl.problem import ClientOracle
+from phloem.fl.problem import ClientOracle, ShiftedOracle
+from phloem.fl.registries import ALGORITHMS
 from phloem.fl.server_opt import OptState
 
-__all__ = ["Scaffold", "ScaffoldServer"]
+__all__ = ["ControlledDelta", "Scaffold", "ScaffoldServer"]
+
+
+@dataclass(frozen=True)
+class ControlledDelta(Uplink):
+    """``dy = y_i - x``, the model delta, and ``dc = c_i+ - c_i``, the control-variate delta."""
+
+    dy: torch.Tensor
+    dc: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -43,11 +52,17 @@ class ScaffoldServer:
     opt: OptState = field(default_factory=OptState)
 
 
+@ALGORITHMS.register
 @dataclass(frozen=True)
-class Scaffold(Algorithm[ScaffoldServer, torch.Tensor]):
-    """SCAFFOLD; the client state is its control variate ``c_i`` (zeros at start)."""
+class Scaffold(Algorithm[ScaffoldServer, torch.Tensor, ControlledDelta]):
+    """SCAFFOLD; the client state is its control variate ``c_i`` (zeros at start).
+
+    Local steps follow the client's oracle shifted by ``c - c_i``
+    (:class:`~phloem.fl.problem.ShiftedOracle`).
+    """
 
     name: ClassVar[str] = "scaffold"
+    description: ClassVar[str] = "stochastic controlled averaging (Karimireddy et al., ICML 2020)"
     local: LocalSolver = field(default_factory=MinibatchSGD)
 
     def init_server(
@@ -62,25 +77,25 @@ class Scaffold(Algorithm[ScaffoldServer, torch.Tensor]):
 
     def client_update(
         self, server: ScaffoldServer, state: torch.Tensor, oracle: ClientOracle, rng: ClientRng
-    ) -> tuple[Message, torch.Tensor]:
-        res = self.local.run(oracle, server.x, rng.local, shift=server.c - state)
+    ) -> tuple[Message[ControlledDelta], torch.Tensor]:
+        res = self.local.run(ShiftedOracle(oracle, server.c - state), server.x, rng.local)
         k_eta = res.steps * self.local.lr
         c_new = state - server.c + (server.x - res.x) / k_eta
         dy, bits_y = compress(self.compressor, res.x - server.x, rng.compression)
         dc, bits_c = compress(self.compressor, c_new - state, rng.compression)
         # The client keeps the control variate the server can reconstruct.
-        return Message({"dy": dy, "dc": dc}, bits_y + bits_c, res.loss, res.samples), state + dc
+        message = Message(ControlledDelta(dy, dc), bits_y + bits_c, res.loss, res.samples)
+        return message, state + dc
 
     def server_update(
         self,
         server: ScaffoldServer,
-        messages: Sequence[Message],
-        cohort: Cohort,
+        aggregate: Aggregate[ControlledDelta],
         gen: np.random.Generator,
     ) -> ScaffoldServer:
-        dy = weighted_sum(messages, "dy", cohort.normalised)
+        dy = aggregate.mean(lambda u: u.dy)
         x, opt = self.server_opt.step(server.x, -dy, server.opt)
-        c = server.c + weighted_sum(messages, "dc", cohort.weights)
+        c = server.c + aggregate.total(lambda u: u.dc)
         return ScaffoldServer(x, c, opt)
 
     def downlink_bits(self, server: ScaffoldServer) -> int:

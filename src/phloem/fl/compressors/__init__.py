@@ -9,14 +9,17 @@ from phloem.fl.compressors.base import (
     FLOAT_BITS,
     Compressed,
     Compressor,
+    CompressorFactory,
+    SparsifierParams,
     check_vector,
     index_bits,
     uniform_like,
 )
-from phloem.fl.compressors.bernoulli import Bernoulli
+from phloem.fl.compressors.bernoulli import Bernoulli, BernoulliParams
 from phloem.fl.compressors.identity import Identity
 from phloem.fl.compressors.natural import NATURAL_BITS_PER_ENTRY, Natural
-from phloem.fl.compressors.qsgd import QSGD
+from phloem.fl.compressors.none import Uncompressed
+from phloem.fl.compressors.qsgd import QSGD, QSGDParams
 from phloem.fl.compressors.randk import RandK
 from phloem.fl.compressors.scaled import Scaled
 from phloem.fl.compressors.topk import TopK
@@ -26,13 +29,18 @@ __all__ = [
     "NATURAL_BITS_PER_ENTRY",
     "QSGD",
     "Bernoulli",
+    "BernoulliParams",
     "Compressed",
     "Compressor",
+    "CompressorFactory",
     "Identity",
     "Natural",
+    "QSGDParams",
     "RandK",
     "Scaled",
+    "SparsifierParams",
     "TopK",
+    "Uncompressed",
     "check_vector",
     "index_bits",
     "uniform_like",

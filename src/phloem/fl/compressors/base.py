@@ -15,7 +15,10 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
+
+from phloem.core.errors import ConfigError
+from phloem.core.registry import NoParams, as_mapping
 
 if TYPE_CHECKING:
     import torch
@@ -24,6 +27,8 @@ __all__ = [
     "FLOAT_BITS",
     "Compressed",
     "Compressor",
+    "CompressorFactory",
+    "SparsifierParams",
     "check_vector",
     "index_bits",
     "uniform_like",
@@ -95,15 +100,61 @@ class Compressed:
     bits: int
 
 
+class CompressorFactory(Protocol):
+    """What ``[compressor] name`` picks: a compressor class, or ``none`` (no compressor)."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Params: ClassVar[type[Any]]
+
+    @classmethod
+    def from_params(cls, params: Any, *, dim: int) -> Compressor | None:
+        """The operator for vectors of dimension ``dim`` (``None``: send floats as they are)."""
+        ...
+
+
+@dataclass(frozen=True)
+class SparsifierParams:
+    """``k`` coordinates kept, or ``ratio`` of the dimension (``k = ceil(ratio d)``)."""
+
+    k: int | None = None
+    ratio: float | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("k", "ratio"):
+            v = getattr(self, key)
+            if v is not None and v <= 0:
+                raise ValueError(f"compressor.{key} must be positive, got {v}")
+        if self.ratio is not None and self.ratio > 1:
+            raise ValueError(f"compressor.ratio must be in (0, 1], got {self.ratio}")
+
+    def k_for(self, dim: int, name: str) -> int:
+        """``k`` for dimension ``dim`` (``name``: the compressor, for the error)."""
+        if self.k is not None:
+            return self.k
+        if self.ratio is not None:
+            return max(1, math.ceil(self.ratio * dim))
+        raise ConfigError("compressor.k", f"{name} needs compressor.k or compressor.ratio")
+
+
 class Compressor(ABC):
     """A compression operator with its constants and bit accounting.
 
     Subclasses are frozen dataclasses holding their parameters; randomness comes only from the
-    generator passed to :meth:`compress`.
+    generator passed to :meth:`compress`. The registered ones (``[compressor] name``) declare
+    ``name``, ``description`` and their config ``Params``.
     """
 
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Params: ClassVar[type[Any]] = NoParams
     #: ``True`` when ``E[C(v)] = v``.
     unbiased: ClassVar[bool]
+
+    @classmethod
+    def from_params(cls, params: Any, *, dim: int) -> Self:
+        """The operator with its config parameters, for vectors of dimension ``dim``."""
+        return cls(**as_mapping(params))
 
     @abstractmethod
     def compress(self, v: torch.Tensor, gen: torch.Generator) -> Compressed:
@@ -121,7 +172,3 @@ class Compressor(ABC):
     @abstractmethod
     def expected_bits(self, d: int) -> float:
         """Expected bits sent for one vector of dimension ``d``."""
-
-    @property
-    def name(self) -> str:
-        return type(self).__name__

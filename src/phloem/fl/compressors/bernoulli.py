@@ -28,10 +28,23 @@ import torch
 
 from phloem.core.errors import ConfigError
 from phloem.fl.compressors.base import FLOAT_BITS, Compressed, Compressor, check_vector
+from phloem.fl.registries import COMPRESSORS
 
-__all__ = ["Bernoulli"]
+__all__ = ["Bernoulli", "BernoulliParams"]
 
 
+@dataclass(frozen=True)
+class BernoulliParams:
+    """``p``: probability of sending, in (0, 1]."""
+
+    p: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not self.p > 0:
+            raise ValueError(f"compressor.p must be positive, got {self.p}")
+
+
+@COMPRESSORS.register
 @dataclass(frozen=True)
 class Bernoulli(Compressor):
     """Send ``v / p`` with probability ``p``, else nothing (the receiver reconstructs zeros).
@@ -44,6 +57,9 @@ class Bernoulli(Compressor):
 
     p: float
 
+    name: ClassVar[str] = "bernoulli"
+    description: ClassVar[str] = "Bernoulli / lazy: send with probability p, unbiased"
+    Params: ClassVar[type[BernoulliParams]] = BernoulliParams
     unbiased: ClassVar[bool] = True
 
     def __post_init__(self) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from phloem.fl.compressors.base import FLOAT_BITS, Compressed, Compressor, check_vector
+from phloem.fl.registries import COMPRESSORS
 
 if TYPE_CHECKING:
     import torch
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["Identity"]
 
 
+@COMPRESSORS.register
 @dataclass(frozen=True)
 class Identity(Compressor):
     """Send every coordinate: ``C(v) = v``.
@@ -31,6 +33,8 @@ class Identity(Compressor):
     The returned value is a copy, so a caller that updates it in place never touches ``v``.
     """
 
+    name: ClassVar[str] = "identity"
+    description: ClassVar[str] = "identity, counted like none"
     unbiased: ClassVar[bool] = True
 
     def compress(self, v: torch.Tensor, gen: torch.Generator) -> Compressed:

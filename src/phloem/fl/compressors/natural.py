@@ -25,6 +25,7 @@ from typing import ClassVar
 import torch
 
 from phloem.fl.compressors.base import Compressed, Compressor, check_vector, uniform_like
+from phloem.fl.registries import COMPRESSORS
 
 __all__ = ["NATURAL_BITS_PER_ENTRY", "Natural"]
 
@@ -32,10 +33,13 @@ __all__ = ["NATURAL_BITS_PER_ENTRY", "Natural"]
 NATURAL_BITS_PER_ENTRY = 9
 
 
+@COMPRESSORS.register
 @dataclass(frozen=True)
 class Natural(Compressor):
     """Natural compression ``C_nat``: unbiased random rounding of each entry to a power of two."""
 
+    name: ClassVar[str] = "natural"
+    description: ClassVar[str] = "natural compression, unbiased, 9 bits/entry"
     unbiased: ClassVar[bool] = True
 
     def compress(self, v: torch.Tensor, gen: torch.Generator) -> Compressed:

@@ -34,10 +34,23 @@ from phloem.fl.compressors.base import (
     check_vector,
     uniform_like,
 )
+from phloem.fl.registries import COMPRESSORS
 
-__all__ = ["QSGD"]
+__all__ = ["QSGD", "QSGDParams"]
 
 
+@dataclass(frozen=True)
+class QSGDParams:
+    """``levels``: quantisation levels s >= 1."""
+
+    levels: int = 4
+
+    def __post_init__(self) -> None:
+        if not self.levels > 0:
+            raise ValueError(f"compressor.levels must be positive, got {self.levels}")
+
+
+@COMPRESSORS.register
 @dataclass(frozen=True)
 class QSGD(Compressor):
     """QSGD random quantisation of ``|v_i| / ||v||_2`` to ``levels`` levels.
@@ -51,6 +64,9 @@ class QSGD(Compressor):
 
     levels: int
 
+    name: ClassVar[str] = "qsgd"
+    description: ClassVar[str] = "QSGD with `levels` levels, unbiased"
+    Params: ClassVar[type[QSGDParams]] = QSGDParams
     unbiased: ClassVar[bool] = True
 
     def __post_init__(self) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Self
 
 import torch
 
@@ -33,13 +33,16 @@ from phloem.fl.compressors.base import (
     FLOAT_BITS,
     Compressed,
     Compressor,
+    SparsifierParams,
     check_vector,
     index_bits,
 )
+from phloem.fl.registries import COMPRESSORS
 
 __all__ = ["RandK"]
 
 
+@COMPRESSORS.register
 @dataclass(frozen=True)
 class RandK(Compressor):
     """Unbiased Rand-K sparsification.
@@ -56,7 +59,14 @@ class RandK(Compressor):
     k: int
     shared_seed: bool = False
 
+    name: ClassVar[str] = "randk"
+    description: ClassVar[str] = "Rand-K sparsification, unbiased (k or ratio)"
+    Params: ClassVar[type[SparsifierParams]] = SparsifierParams
     unbiased: ClassVar[bool] = True
+
+    @classmethod
+    def from_params(cls, params: SparsifierParams, *, dim: int) -> Self:
+        return cls(params.k_for(dim, cls.name))
 
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, numbers.Integral) or self.k < 1:

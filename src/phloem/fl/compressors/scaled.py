@@ -47,6 +47,8 @@ class Scaled(Compressor):
 
     inner: Compressor
 
+    name: ClassVar[str] = "scaled"
+    description: ClassVar[str] = "an unbiased compressor divided by (omega + 1): contractive"
     unbiased: ClassVar[bool] = False
 
     def __post_init__(self) -> None:

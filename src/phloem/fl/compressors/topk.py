@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Self
 
 import torch
 
@@ -33,13 +33,16 @@ from phloem.fl.compressors.base import (
     FLOAT_BITS,
     Compressed,
     Compressor,
+    SparsifierParams,
     check_vector,
     index_bits,
 )
+from phloem.fl.registries import COMPRESSORS
 
 __all__ = ["TopK"]
 
 
+@COMPRESSORS.register
 @dataclass(frozen=True)
 class TopK(Compressor):
     """Greedy Top-K sparsification (biased, contractive with ``alpha = k / d``).
@@ -52,7 +55,14 @@ class TopK(Compressor):
 
     k: int
 
+    name: ClassVar[str] = "topk"
+    description: ClassVar[str] = "Top-K sparsification, contractive (k or ratio)"
+    Params: ClassVar[type[SparsifierParams]] = SparsifierParams
     unbiased: ClassVar[bool] = False
+
+    @classmethod
+    def from_params(cls, params: SparsifierParams, *, dim: int) -> Self:
+        return cls(params.k_for(dim, cls.name))
 
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, numbers.Integral) or self.k < 1:

@@ -1,0 +1,368 @@
+"""Build everything :func:`phloem.fl.simulate` needs from an :class:`ExperimentConfig`.
+
+Every part comes from its registry (the config holds each part's name and validated
+parameters); errors name the config field at fault. :func:`run_experiment` builds and runs a
+config in a run folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from phloem.core.config import load_toml, to_dict, to_toml
+from phloem.core.errors import ConfigError
+from phloem.core.rng import SeedStreams, Stage
+from phloem.core.rundir import RunDir
+from phloem.data.dataset import TrainTest
+from phloem.data.registries import DATASETS, PARTITIONS
+from phloem.data.synthetic import QuadraticData
+from phloem.fl.aggregation import Aggregation, DropoutModel
+from phloem.fl.algorithms.base import Algorithm
+from phloem.fl.backends import Backend, ProcessBackend, SerialBackend
+from phloem.fl.compressors import Compressor, Scaled
+from phloem.fl.config import BackendName, DtypeName, ExperimentConfig, LrRule, load_config
+from phloem.fl.local import LocalSolver
+from phloem.fl.models import seeded
+from phloem.fl.problem import ModelProblem, Problem, QuadraticProblem
+from phloem.fl.registries import (
+    AGGREGATIONS,
+    ALGORITHMS,
+    COMPRESSORS,
+    LOCAL_SOLVERS,
+    MODELS,
+    SAMPLERS,
+    SERVER_OPTIMIZERS,
+)
+from phloem.fl.sampling import ClientSampler
+from phloem.fl.server_opt import ServerOptimizer, ServerSGD
+from phloem.fl.simulate import SimulationResult, simulate
+
+__all__ = [
+    "RESUMABLE",
+    "Experiment",
+    "TheoryReport",
+    "build_aggregation",
+    "build_algorithm",
+    "build_compressor",
+    "build_experiment",
+    "build_problem",
+    "check_resumable",
+    "resume_experiment",
+    "run_experiment",
+    "theory_report",
+    "theory_step",
+]
+
+_DTYPES = {DtypeName.FLOAT32: torch.float32, DtypeName.FLOAT64: torch.float64}
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """Everything :func:`phloem.fl.simulate` needs, built from a config."""
+
+    config: ExperimentConfig
+    problem: Problem
+    algorithm: Algorithm[Any, Any, Any]
+    sampler: ClientSampler
+    backend: Backend
+    streams: SeedStreams
+    aggregator: Aggregation
+
+
+def build_problem(cfg: ExperimentConfig, streams: SeedStreams) -> Problem:
+    """The federated problem of ``cfg`` (data loaded, partitioned, model initialised)."""
+    d = cfg.data
+    dataset = DATASETS.get(d.dataset)
+    data = dataset.load(d.dataset_params, num_clients=d.num_clients, rng=streams.numpy(Stage.DATA))
+    if isinstance(data, QuadraticData):
+        return QuadraticProblem(data.A, data.b, data.weights)
+    return _model_problem(cfg, data, streams)
+
+
+def _model_problem(cfg: ExperimentConfig, data: TrainTest, streams: SeedStreams) -> ModelProblem:
+    d, m = cfg.data, cfg.model
+    partitioner = PARTITIONS.get(d.partition)
+    if partitioner.needs_owners and data.train.groups is None:
+        owners = [n for n in DATASETS.names() if DATASETS.get(n).has_owners]
+        raise ConfigError(
+            "data.partition",
+            f"{d.partition!r} needs a data set with natural owners; {d.dataset} has none",
+            owners,
+        )
+    try:
+        part = partitioner.split(
+            d.partition_params, data.train, d.num_clients, streams.numpy(Stage.PARTITION)
+        )
+    except ValueError as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"data (partition {d.partition})", str(e)) from None
+    model = MODELS.get(m.name)
+    outputs = 1 if model.regression else int(data.train.num_classes or 2)
+    shape = data.train.feature_shape
+    try:
+        module = seeded(
+            lambda: model.build(m.params, shape, outputs), streams.int_seed(Stage.MODEL_INIT)
+        )
+    except ValueError as e:
+        raise ConfigError("model.name", str(e), MODELS.names()) from None
+    task = "regression" if model.regression else "classification"
+    try:
+        return ModelProblem(
+            module, data.train, data.test, part, task=task, l2=m.l2, dtype=_DTYPES[m.dtype]
+        )
+    except ValueError as e:
+        raise ConfigError("data.partition", str(e)) from None
+
+
+def build_compressor(cfg: ExperimentConfig, dim: int) -> Compressor | None:
+    """The uplink compressor for vectors of dimension ``dim`` (``None`` for no compression)."""
+    c = cfg.compressor
+    inner = COMPRESSORS.get(c.name).from_params(c.params, dim=dim)
+    if inner is None or not c.scaled:
+        return inner
+    if not inner.unbiased:
+        raise ConfigError("compressor.scaled", f"{c.name} is already contractive")
+    return Scaled(inner)
+
+
+def build_local(cfg: ExperimentConfig) -> LocalSolver:
+    """The clients' local solver."""
+    lc = cfg.local
+    return LOCAL_SOLVERS.get(lc.solver).from_params(lc.params, lr=lc.lr)
+
+
+def build_server(cfg: ExperimentConfig) -> ServerOptimizer:
+    """The server optimiser."""
+    s = cfg.server
+    return SERVER_OPTIMIZERS.get(s.optimizer).from_params(s.params, lr=s.lr)
+
+
+def theory_step(algorithm: Algorithm[Any, Any, Any], problem: Problem) -> float:
+    """The largest step the algorithm's convergence theorem allows on ``problem``.
+
+    Raises
+    ------
+    ConfigError
+        When the problem's smoothness is unknown, the method has no such rule, or the
+        compressor does not meet the theorem's assumptions.
+    """
+    s = problem.smoothness()
+    if s is None:
+        raise ConfigError(
+            "server.lr_rule",
+            "'theory' needs a problem with known smoothness: "
+            "the quadratic, or a linear/logistic model",
+        )
+    step = algorithm.theory_step(s, problem.dim)
+    if step is None:
+        with_rule = [n for n in ALGORITHMS.names() if ALGORITHMS.get(n).has_theory_step()]
+        raise ConfigError("server.lr_rule", f"no theory step size for {algorithm.name}", with_rule)
+    return step
+
+
+def build_algorithm(cfg: ExperimentConfig, problem: Problem) -> Algorithm[Any, Any, Any]:
+    """The configured algorithm, with the theory step size applied when asked for."""
+    a = cfg.algorithm
+    algo = ALGORITHMS.get(a.name).from_params(
+        a.params,
+        local=build_local(cfg),
+        compressor=build_compressor(cfg, problem.dim),
+        server_opt=build_server(cfg),
+    )
+    if cfg.server.lr_rule is LrRule.THEORY:
+        if not isinstance(algo.server_opt, ServerSGD):
+            raise ConfigError("server.lr_rule", "'theory' applies to the sgd server optimiser")
+        step = cfg.server.lr_scale * theory_step(algo, problem)
+        algo = dataclasses.replace(algo, server_opt=dataclasses.replace(algo.server_opt, lr=step))
+    return algo
+
+
+def build_sampler(cfg: ExperimentConfig) -> ClientSampler:
+    """The client sampler."""
+    s = cfg.sampling
+    return SAMPLERS.get(s.scheme).from_params(s.params)
+
+
+def build_backend(cfg: ExperimentConfig) -> Backend:
+    """Where the clients run."""
+    r = cfg.run
+    if r.backend is BackendName.PROCESS:
+        return ProcessBackend(r.workers, r.threads)
+    return SerialBackend(r.threads)
+
+
+def build_aggregation(cfg: ExperimentConfig, cohort_size: int | None) -> Aggregation:
+    """The ``[aggregation]`` section.
+
+    ``cohort_size``: when every round has the same, settings that cannot serve it are refused
+    now, naming the field, rather than in round 1.
+    """
+    a = cfg.aggregation
+    dropout = DropoutModel(a.dropout, str(a.dropout_stage))
+    built = AGGREGATIONS.get(a.name).from_params(a.params, dropout=dropout)
+    if cohort_size is not None:
+        built.check_cohort(cohort_size)
+    return built
+
+
+def build_experiment(cfg: ExperimentConfig) -> Experiment:
+    """Build every part of ``cfg``; errors name the config field at fault."""
+    streams = SeedStreams(cfg.run.seed)
+    problem = build_problem(cfg, streams)
+    sampler = build_sampler(cfg)
+    cohort_size = sampler.fixed_size(problem.num_clients)
+    try:
+        algorithm = build_algorithm(cfg, problem)
+    except ValueError as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError("algorithm", str(e)) from None
+    aggregation = build_aggregation(cfg, cohort_size)
+    return Experiment(cfg, problem, algorithm, sampler, build_backend(cfg), streams, aggregation)
+
+
+def run_experiment(
+    cfg: ExperimentConfig,
+    *,
+    run_dir: RunDir | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    root: Path | None = None,
+) -> SimulationResult:
+    """Build and run ``cfg`` in a (new or resumed) run folder, whose ``config.toml`` it writes."""
+    exp = build_experiment(cfg)
+    if run_dir is None:
+        run_dir = RunDir.create(root or Path(cfg.run.out_dir), cfg.run.name)
+    run_dir.write_config(to_toml(to_dict(cfg)))
+    r = cfg.run
+    return simulate(
+        exp.problem,
+        exp.algorithm,
+        exp.sampler,
+        rounds=r.rounds,
+        seed=exp.streams,
+        backend=exp.backend,
+        eval_every=r.eval_every,
+        full_eval=r.full_eval,
+        run_dir=run_dir,
+        checkpoint_every=r.checkpoint_every,
+        resume=resume,
+        progress=progress,
+        aggregator=exp.aggregator,
+    )
+
+
+#: Settings a resumed run may change: they do not alter the arithmetic of the rounds.
+RESUMABLE = frozenset({"rounds", "eval_every", "checkpoint_every", "backend", "workers"})
+
+
+def check_resumable(saved: ExperimentConfig, new: ExperimentConfig) -> None:
+    """Refuse overrides that would make a resumed run a different experiment.
+
+    Raises
+    ------
+    ConfigError
+        Naming the first changed key, and listing those that may change.
+    """
+    a, b = to_dict(saved), to_dict(new)
+    for section in a:
+        for key in {**a[section], **b[section]}:
+            same = a[section].get(key, "<unset>") == b[section].get(key, "<unset>")
+            if not same and not (section == "run" and key in RESUMABLE):
+                raise ConfigError(
+                    f"{section}.{key}",
+                    "cannot change when resuming (it would make a different experiment); "
+                    "start a new run instead",
+                    sorted(f"run.{k}" for k in RESUMABLE),
+                )
+
+
+def resume_experiment(
+    run: Path, overrides: list[str] | None = None, *, progress: bool = True
+) -> SimulationResult:
+    """Continue the run in folder ``run`` from its checkpoint, with ``run.*`` overrides
+    (``run.rounds`` to go further); the continued history equals an uninterrupted one.
+
+    The saved config is read leniently: folders written before each part had its own keys
+    still resume.
+    """
+    rd = RunDir.open(run)
+    saved_data = load_toml(rd.path / RunDir.CONFIG)
+    saved = load_config(None, [], saved_data, strict=False)
+    cfg = load_config(None, overrides or [], saved_data, strict=False)
+    check_resumable(saved, cfg)
+    return run_experiment(cfg, run_dir=rd, resume=True, progress=progress)
+
+
+@dataclass(frozen=True)
+class TheoryReport:
+    """The problem's constants and each method's theoretical step size for a config.
+
+    Attributes
+    ----------
+    dataset, num_clients, dim
+        What the constants are of.
+    constants
+        ``(name, value)``: ``L``, ``L_max``, ``L_tilde``, ``mu``, ``L / mu``, and the
+        compressor's ``omega`` and ``alpha`` when one is configured.
+    steps
+        ``(method, step size or None, why not)`` for every method that has a theorem.
+    """
+
+    dataset: str
+    num_clients: int
+    dim: int
+    constants: tuple[tuple[str, float], ...]
+    steps: tuple[tuple[str, float | None, str], ...]
+
+
+def theory_report(cfg: ExperimentConfig) -> TheoryReport:
+    """Smoothness constants of ``cfg``'s problem and every method's theoretical step size.
+
+    Raises
+    ------
+    ConfigError
+        When the problem's smoothness is not known (a model other than linear/logistic).
+    """
+    problem = build_problem(cfg, SeedStreams(cfg.run.seed))
+    s = problem.smoothness()
+    if s is None:
+        raise ConfigError(
+            "model.name",
+            "smoothness is known only for the quadratic and for linear/logistic models",
+            ["linear", "logistic"],
+        )
+    comp = build_compressor(cfg, problem.dim)
+    constants = [
+        ("L", s.L),
+        ("L_max (of n w_i f_i)", s.L_max),
+        ("L_tilde", s.L_tilde),
+        ("mu", s.mu if s.mu is not None else math.nan),
+        ("L / mu", s.condition_number),
+    ]
+    if comp is not None:
+        shown = type(comp).__name__
+        constants += [
+            (f"omega of {shown}", comp.omega(problem.dim)),
+            (f"alpha of {shown}", comp.alpha(problem.dim)),
+        ]
+    steps: list[tuple[str, float | None, str]] = []
+    for name in ALGORITHMS.names():
+        method = ALGORITHMS.get(name)
+        if not method.has_theory_step():
+            continue
+        algo = method.from_params(
+            method.Params(), local=build_local(cfg), compressor=comp, server_opt=ServerSGD()
+        )
+        try:
+            steps.append((name, theory_step(algo, problem), ""))
+        except ConfigError as e:
+            steps.append((name, None, e.problem))
+    return TheoryReport(cfg.data.dataset, s.n, problem.dim, tuple(constants), tuple(steps))

@@ -1,0 +1,133 @@
+"""The named steps of one simulator round (:func:`phloem.fl.simulate` calls them in order).
+
+``play`` is the round: draw the cohort from the round's sampling stream; plan who drops out;
+run the uploading clients on the backend; aggregate their uplinks; commit the clients' states and
+update the server only if the aggregation produced an aggregate; ``account`` builds the round's
+typed record (bits, oracle work, loss, time).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from phloem.core.history import Row
+from phloem.core.rng import SeedStreams, Stage
+from phloem.fl.aggregation import Aggregation, RoundOutcome
+from phloem.fl.algorithms.base import Algorithm, Cohort, Message
+from phloem.fl.backends import Backend, ClientResult
+from phloem.fl.problem import Problem
+from phloem.fl.record import Checkpoint, RoundRecord, Totals
+from phloem.fl.sampling import ClientSampler
+
+__all__ = ["Rounds"]
+
+
+@dataclass(frozen=True)
+class Rounds:
+    """The parts of one run; each method is one named step of a round."""
+
+    problem: Problem
+    algorithm: Algorithm[Any, Any, Any]
+    sampler: ClientSampler
+    streams: SeedStreams
+    backend: Backend
+    aggregation: Aggregation
+    eval_every: int
+    full_eval: bool
+
+    def initial(self) -> Checkpoint:
+        """Round 0: the initial model, client states and server state."""
+        p, a = self.problem, self.algorithm
+        x0 = p.initial_point(self.streams.torch(Stage.MODEL_INIT))
+        states: list[Any] = [None] * p.num_clients
+        if a.stateful_clients:
+            states = [
+                a.init_client(x0, p.client(i), self.streams.torch(Stage.CLIENT_INIT, i))
+                for i in range(p.num_clients)
+            ]
+        return Checkpoint(0, a.init_server(x0, states, p.weights), states, Totals().as_dict())
+
+    def cohort(self, server: Any, round_: int) -> Cohort:
+        """The round's clients, from the sampling stream of that round."""
+        n = self.problem.num_clients
+        sampled = self.sampler.cohort(round_, n, self.streams.numpy(Stage.SAMPLING, round_))
+        ids = np.asarray(self.algorithm.round_cohort(server, sampled, n), dtype=np.int64)
+        return Cohort(ids, self.problem.weights[ids], n)
+
+    def train(
+        self, server: Any, round_: int, cohort: Cohort, states: list[Any]
+    ) -> list[ClientResult]:
+        """The cohort's client updates (messages and new states, not yet committed)."""
+        if not len(cohort.ids):
+            return []
+        return self.backend.run_round(server, round_, [(int(i), states[i]) for i in cohort.ids])
+
+    def play(self, st: Checkpoint) -> RoundRecord:
+        """One round: advances ``st`` in place and returns the round's record."""
+        t0 = time.perf_counter()
+        r = st.round + 1
+        cohort = self.cohort(st.server, r)
+        results: list[ClientResult] = []
+        outcome: RoundOutcome[Any] = RoundOutcome(None, 0.0)
+        if len(cohort.ids):
+            gen = self.streams.numpy(Stage.AGGREGATION, r)
+            plan = self.aggregation.plan(cohort, gen)
+            cohort = plan.uploading
+            results = self.train(st.server, r, cohort, st.client_states)
+            outcome = self.aggregation.aggregate(plan, [m for m, _ in results], r, gen)
+        down = float(self.algorithm.downlink_bits(st.server) * len(cohort.ids))
+        if outcome.aggregate is not None:
+            for i, (_, state) in zip(cohort.ids, results, strict=True):
+                st.client_states[i] = state
+            gen = self.streams.numpy(Stage.SERVER, r)
+            st.server = self.algorithm.server_update(st.server, outcome.aggregate, gen)
+        return self.account(st, cohort, [m for m, _ in results], outcome, down, t0)
+
+    def account(
+        self,
+        st: Checkpoint,
+        cohort: Cohort,
+        messages: Sequence[Message[Any]],
+        outcome: RoundOutcome[Any],
+        down: float,
+        t0: float,
+    ) -> RoundRecord:
+        """Bits, oracle work, loss and time of the round just played; advances ``st``."""
+        samples = float(sum(m.samples for m in messages))
+        w = cohort.normalised
+        loss = float(sum(float(wi) * m.loss for wi, m in zip(w, messages, strict=True)))
+        t = Totals.from_dict(st.totals)
+        dt = time.perf_counter() - t0
+        t = Totals(t.up + outcome.up_bits, t.down + down, t.samples + samples, t.wall + dt)
+        st.round, st.totals = st.round + 1, t.as_dict()
+        return RoundRecord(
+            st.round,
+            len(cohort.ids),
+            t,
+            up_bits=outcome.up_bits,
+            down_bits=down,
+            oracle_samples=samples,
+            train_loss=loss if messages else math.nan,
+            aggregation=outcome.stats,
+            round_s=dt,
+            num_clients=self.problem.num_clients,
+        )
+
+    def evaluate(self, server: Any, round_: int, last: bool) -> Row:
+        """Test metrics (and the full objective when asked) every ``eval_every`` rounds."""
+        if not (round_ % self.eval_every == 0 or last):
+            return {}
+        t0 = time.perf_counter()
+        row: Row = dict(self.problem.evaluate(server.x, full=self.full_eval))
+        row["eval_s"] = time.perf_counter() - t0
+        return row
+
+    def finite(self, server: Any) -> bool:
+        return bool(torch.isfinite(server.x).all())
