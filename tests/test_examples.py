@@ -43,5 +43,7 @@ def test_shipped_configs_validate(path: Path, data_file: Callable[[str], Path]) 
     from phloem.fl.experiment import run_experiment
 
     short = from_dict(ExperimentConfig, {**load_toml(path), "run": {"rounds": 2, "name": "t"}})
-    res = run_experiment(short, root=Path(pytest.importorskip("tempfile").mkdtemp()), progress=False)
+    res = run_experiment(
+        short, root=Path(pytest.importorskip("tempfile").mkdtemp()), progress=False
+    )
     assert res.status == "finished"
