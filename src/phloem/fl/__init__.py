@@ -156,9 +156,9 @@ class _Package(types.ModuleType):
     """
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, types.ModuleType) and value.__name__ == f"{__name__}.{name}":
-            if _WHERE.get(name) == name and hasattr(value, name):
-                value = getattr(value, name)
+        submodule = isinstance(value, types.ModuleType) and value.__name__ == f"{__name__}.{name}"
+        if submodule and _WHERE.get(name) == name and hasattr(value, name):
+            value = getattr(value, name)
         super().__setattr__(name, value)
 
 
