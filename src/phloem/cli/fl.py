@@ -91,6 +91,10 @@ def _registry_table(title: str, registry: Registry[Any]) -> Table:
 @app.command("list")
 def list_cmd() -> None:
     """List algorithms, compressors, data sets, models, partitions, samplers and the rest."""
+    guarded(_print_registries)
+
+
+def _print_registries() -> None:
     from phloem.data.registries import DATASETS, PARTITIONS
     from phloem.fl import registries as r
     from phloem.fl.config import DropoutStage

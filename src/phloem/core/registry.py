@@ -20,7 +20,12 @@ and registers itself with the :class:`Registry` of its kind, usually with a clas
 Looking a name up gives the class, or a :class:`~phloem.core.errors.ConfigError` that names the
 config field and lists the registered names. A registry knows which modules hold its built-in
 parts and imports them on first use, so importing a registry is cheap (no torch) and adding a
-part is one new module plus one import line in its package. The registry never builds a part:
+part is one new module plus one import line in its package.
+
+Parts that live outside phloem are plug-ins: on a registry's first lookup, phloem imports the
+modules named by the ``phloem.plugins`` entry-point group of installed distributions and by the
+``PHLOEM_PLUGINS`` environment variable (comma-separated module names), so that their
+registrations are in place for configs and the command line alike. The registry never builds a part:
 each kind's base class says how (``from_params``), because what a part needs besides its
 parameters differs by kind (a compressor the dimension, an algorithm its solver).
 
@@ -31,13 +36,57 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any, Generic, TypeVar
 
-from phloem.core.errors import ConfigError
+from phloem.core.errors import ConfigError, PhloemError
 
-__all__ = ["Entry", "NoParams", "Registry", "as_mapping", "params_of"]
+__all__ = [
+    "PLUGINS_ENV",
+    "PLUGIN_GROUP",
+    "Entry",
+    "NoParams",
+    "Registry",
+    "as_mapping",
+    "load_plugins",
+    "params_of",
+]
+
+#: entry-point group whose modules are imported before the first lookup in any registry
+PLUGIN_GROUP = "phloem.plugins"
+#: environment variable naming more plug-in modules (comma-separated)
+PLUGINS_ENV = "PHLOEM_PLUGINS"
+_plugins_loaded = False
+
+
+def load_plugins() -> list[str]:
+    """Import the plug-in modules (entry points of :data:`PLUGIN_GROUP`, then those named in
+    ``$PHLOEM_PLUGINS``), once per process; their names.
+
+    Raises
+    ------
+    PhloemError
+        Naming the plug-in that failed to import, and why.
+    """
+    global _plugins_loaded
+    if _plugins_loaded:
+        return []
+    _plugins_loaded = True
+    names = [ep.value.split(":")[0] for ep in metadata.entry_points(group=PLUGIN_GROUP)]
+    names += [m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip()]
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # a plug-in's own bug: say which one, keep the cause
+            raise PhloemError(
+                f"plug-in module {name!r} (from {PLUGIN_GROUP} or ${PLUGINS_ENV}) failed to "
+                f"import: {type(e).__name__}: {e}"
+            ) from e
+    return names
+
 
 E = TypeVar("E")
 _C = TypeVar("_C")
@@ -139,6 +188,7 @@ class Registry(Generic[E]):
             self._populated = True
             for module in self._populate:
                 importlib.import_module(module)
+        load_plugins()
 
     def get(self, name: object, *, field: str | None = None) -> E:
         """The component registered as ``name``.

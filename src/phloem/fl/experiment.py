@@ -29,7 +29,7 @@ from phloem.fl.compressors import Compressor, Scaled
 from phloem.fl.config import BackendName, DtypeName, ExperimentConfig, LrRule, load_config
 from phloem.fl.local import LocalSolver
 from phloem.fl.models import seeded
-from phloem.fl.problem import ModelProblem, Problem, QuadraticProblem
+from phloem.fl.problem import ModelProblem, Problem, QuadraticProblem, Task
 from phloem.fl.registries import (
     AGGREGATIONS,
     ALGORITHMS,
@@ -112,7 +112,7 @@ def _model_problem(cfg: ExperimentConfig, data: TrainTest, streams: SeedStreams)
         )
     except ValueError as e:
         raise ConfigError("model.name", str(e), MODELS.names()) from None
-    task = "regression" if model.regression else "classification"
+    task = Task.REGRESSION if model.regression else Task.CLASSIFICATION
     try:
         return ModelProblem(
             module, data.train, data.test, part, task=task, l2=m.l2, dtype=_DTYPES[m.dtype]

@@ -11,6 +11,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 import torch
@@ -28,9 +29,17 @@ __all__ = [
     "ProximalOracle",
     "QuadraticProblem",
     "ShiftedOracle",
+    "Task",
 ]
 
 _EVAL_CHUNK = 8192
+
+
+class Task(StrEnum):
+    """What a model's outputs are: class scores (cross-entropy) or one value (squared loss)."""
+
+    CLASSIFICATION = "classification"
+    REGRESSION = "regression"
 
 
 @dataclass(frozen=True)
@@ -291,12 +300,13 @@ class ModelProblem(Problem):
         test: ArrayDataset,
         partition: Partition,
         *,
-        task: str = "classification",
+        task: Task | str = Task.CLASSIFICATION,
         l2: float = 0.0,
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        if task not in ("classification", "regression"):
+        if task not in set(Task):
             raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
+        task = Task(task)
         sizes = partition.sizes()
         empty = np.flatnonzero(sizes == 0)
         if len(empty):
@@ -319,14 +329,14 @@ class ModelProblem(Problem):
         self._xt = torch.as_tensor(np.ascontiguousarray(test.x)).to(dtype)
         self._yt = self._target(test.y)
         self.loss_fn: LossFn
-        if task == "classification":
+        if task is Task.CLASSIFICATION:
             self.loss_fn = nn.functional.cross_entropy
         else:
             self.loss_fn = _mse
 
     def _target(self, y: np.ndarray) -> torch.Tensor:
         t = torch.as_tensor(np.ascontiguousarray(y))
-        return t.long() if self.task == "classification" else t.to(self.dtype).reshape(-1, 1)
+        return t.long() if self.task is Task.CLASSIFICATION else t.to(self.dtype).reshape(-1, 1)
 
     def client(self, i: int) -> ClientOracle:
         lo, hi = int(self._bounds[i]), int(self._bounds[i + 1])
@@ -348,7 +358,7 @@ class ModelProblem(Problem):
         linear = [m for m in layers if isinstance(m, nn.Linear)]
         if len(linear) != 1 or not all(isinstance(m, (nn.Flatten, nn.Linear)) for m in layers):
             return None
-        factor = 0.5 if self.task == "classification" else 1.0
+        factor = 0.5 if self.task is Task.CLASSIFICATION else 1.0
 
         def gram_eigs(x: torch.Tensor) -> torch.Tensor:
             xa = torch.cat(
@@ -367,7 +377,7 @@ class ModelProblem(Problem):
         eigs = gram_eigs(self._x)
         n = len(self._y)
         L = factor * float(eigs[-1]) / n + self.l2
-        if self.task == "classification":
+        if self.task is Task.CLASSIFICATION:
             mu = self.l2
         else:
             full_rank_possible = n >= linear[0].in_features + 1
@@ -385,7 +395,7 @@ class ModelProblem(Problem):
                 out = self.net.module(x[lo : lo + _EVAL_CHUNK])
                 yb = y[lo : lo + _EVAL_CHUNK]
                 total_loss += float(self.loss_fn(out, yb)) * len(yb)
-                if self.task == "classification":
+                if self.task is Task.CLASSIFICATION:
                     correct += int((out.argmax(1) == yb).sum())
         n = max(len(y), 1)
         return total_loss / n, correct / n
@@ -396,7 +406,7 @@ class ModelProblem(Problem):
         out: dict[str, float] = {}
         test_loss, test_acc = self._dataset_metrics(self._xt, self._yt)
         out["test_loss"] = test_loss + reg
-        if self.task == "classification":
+        if self.task is Task.CLASSIFICATION:
             out["test_acc"] = test_acc
         if full:
             out.update(self._full_train(x, reg))
@@ -415,11 +425,11 @@ class ModelProblem(Problem):
             loss.backward()  # type: ignore[no-untyped-call]
             g_sum += self.net.grad
             loss_sum += float(loss.detach())
-            if self.task == "classification":
+            if self.task is Task.CLASSIFICATION:
                 correct += int((out.argmax(1) == yb).sum())
         g = g_sum / n + self.l2 * x
         res = {"objective": loss_sum / n + reg, "grad_norm": float(torch.linalg.vector_norm(g))}
-        if self.task == "classification":
+        if self.task is Task.CLASSIFICATION:
             res["train_acc"] = correct / n
         if not math.isfinite(res["objective"]):
             res["objective"] = math.inf
