@@ -422,6 +422,59 @@ def test_too_few_levels_for_the_clients_is_refused() -> None:
     assert Protocol("secagg+") is Protocol.SECAGG_PLUS
 
 
+# --------------------------------------------------------------------------- pinned
+def _flower_fingerprint(protocol: str, consistency: bool, extra: dict[str, Any]) -> str:
+    """One seeded round with dropouts: the model, the sets and every stage's payload bytes."""
+    import hashlib
+    import json
+
+    def seeded(node: int, rnd: int) -> np.random.Generator:
+        return np.random.default_rng([17, node, rnd])
+
+    drop = {"setup": {0}, "share_keys": {1}, "masked_input": {2}, "unmask": {4}}
+    if consistency:
+        drop["consistency"] = {3}
+    wf = PhloemSecAggWorkflow(
+        protocol=protocol, consistency_check=consistency, max_weight=10.0, seed=12, **extra
+    )
+    final, _, _ = run_app(
+        14, wf, mods=[dropout_mod(drop), make_phloem_secagg_mod(seeded)], rounds=2
+    )
+    s = wf.last_round
+    assert s is not None and s.aborted is None  # a round that went through
+    fp = {
+        "model": [hashlib.sha256(a.tobytes()).hexdigest() for a in final],
+        "round": s.server_round,
+        "sampled": s.sampled,
+        "k_t": [s.graph.num_shares, s.graph.threshold],
+        "levels": s.quantizer.levels,
+        "sets": s.sets,
+        "down": s.down_bytes,
+        "up": s.up_bytes,
+        "included": [int(u) for u in s.included],
+        "aborted": s.aborted,
+    }
+    return hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()
+
+
+#: computed with the code of commit 3ce889d, before the refactor of issue 9 (see test_pinned)
+FLOWER_PINNED = {
+    ("secagg+", False): "53ed2896483b53a42ede2610117c6dd3a6573ceb09286e348681b1b3b6cfde6a",
+    ("secagg", True): "8a63c25c1dc440a9fa89c04c26b449467a390da14de1382d17cfb8d5c0ae72cb",
+}
+
+
+@pytest.mark.parametrize(("protocol", "consistency"), list(FLOWER_PINNED))
+def test_flower_round_is_bit_identical_to_the_pinned_version(
+    protocol: str, consistency: bool
+) -> None:
+    extra: dict[str, Any] = {"dropout": 0.4}
+    if protocol == "secagg+":
+        extra = {"num_shares": 9, "threshold": 5, "clipping_range": 2.0, "levels": 2**16}
+    got = _flower_fingerprint(protocol, consistency, extra)
+    assert got == FLOWER_PINNED[(protocol, consistency)]
+
+
 # --------------------------------------------------------------------------- Ray
 def _load_example() -> ModuleType:
     path = ROOT / "examples" / "flower_secagg" / "run.py"
