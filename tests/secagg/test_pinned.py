@@ -38,7 +38,7 @@ def _report(rep: Any) -> dict[str, Any]:
     out: dict[str, Any] = {
         "abort": None if rep.abort is None else [rep.abort.stage, rep.abort.reason],
         "stages": {
-            name: {
+            str(name): {  # plain names: a key's type must not change the digest
                 "clients": [int(u) for u in st.clients],
                 "up": [int(b) for b in st.up_bytes],
                 "down": [int(b) for b in st.down_bytes],
@@ -72,7 +72,7 @@ def _mean(res: Any) -> dict[str, Any]:
 def secagg_plus_mean() -> dict[str, Any]:
     """SecAgg+ with derived parameters, a dropout at every stage, weights."""
     ids = range(20)
-    settings = aggregate.SecAggSettings(clip=2.0, dropout=0.2)
+    settings = aggregate.SecAggSettings(clip=2.0, tolerate_dropout=0.2)
     res = aggregate.secure_mean(
         _vectors(ids, 40),
         settings,
