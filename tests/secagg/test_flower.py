@@ -449,8 +449,9 @@ def _flower_fingerprint(protocol: str, consistency: bool, extra: dict[str, Any])
         "k_t": [s.graph.num_shares, s.graph.threshold],
         "levels": s.quantizer.levels,
         "sets": s.sets,
-        "down": s.down_bytes,
-        "up": s.up_bytes,
+        # plain names: a key's type must not change the digest
+        "down": {str(k): v for k, v in s.down_bytes.items()},
+        "up": {str(k): v for k, v in s.up_bytes.items()},
         "included": [int(u) for u in s.included],
         "aborted": s.aborted,
     }

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from phloem.core.errors import ConfigError
-from phloem.secagg.aggregate import secure_mean
+from phloem.secagg.aggregate import SecureMean, secure_mean
 from phloem.secagg.settings import SecAggSettings
 from phloem.secagg.stages import Stage
 
@@ -78,6 +78,19 @@ class BenchResult:
         return dict(self.__dict__)
 
 
+def _max_error(
+    res: SecureMean, vectors: Mapping[int, np.ndarray], weights: dict[int, float]
+) -> float:
+    """``max |mean - exact weighted mean|`` over the included clients (NaN without a mean)."""
+    if res.mean is None:
+        return float("nan")
+    exact = np.zeros(res.mean.size)
+    for i in res.included:
+        exact += weights[i] * vectors[i].astype(np.float64)
+    exact /= sum(weights[i] for i in res.included)
+    return float(np.max(np.abs(res.mean - exact)))
+
+
 def run_bench(
     clients: int,
     dim: int,
@@ -114,14 +127,7 @@ def run_bench(
         dropout={at: drop} if drop else None,
     )
     rep = res.report
-    err = float("nan")
-    if res.mean is not None:
-        inc = res.included
-        exact = np.zeros(dim)
-        for i in inc:
-            exact += weights[i] * vectors[i].astype(np.float64)
-        exact /= sum(weights[i] for i in inc)
-        err = float(np.max(np.abs(res.mean - exact)))
+    err = _max_error(res, vectors, weights)
     totals = rep.totals()
     bound = res.error_bound if res.mean is not None else float("nan")
     within = res.mean is not None and err <= bound

@@ -190,6 +190,14 @@ class SecAggSettings:
         except ConfigError as exc:
             raise exc.with_field(_GRAPH_FIELDS.get(exc.field, exc.field)) from None
 
+    def explain(self, n: int, mc_trials: int = 0, seed: int = 0) -> str:
+        """:meth:`parameters` for ``n`` clients, explained in words (see
+        :meth:`~phloem.secagg.graph.GraphParams.explain`); ``mc_trials > 0`` adds a Monte Carlo
+        estimate of connectivity, drawn from ``numpy.random.default_rng(seed)``."""
+        import numpy as np
+
+        return self.parameters(n).explain(mc_trials, np.random.default_rng(seed))
+
     def quantizer(self, n_clients: int, max_weight: float = 1.0) -> Quantizer:
         """The float <-> ring mapping for a sum over ``n_clients``, checked for overflow."""
         from phloem.secagg.quantize import Quantizer
