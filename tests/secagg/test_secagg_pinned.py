@@ -7,7 +7,7 @@ included, the set sizes, and every message's byte count at every stage. Timings 
 a fingerprint.
 
 To see what changed when a digest differs, print the fingerprints at both versions
-(``python tests/secagg/test_pinned.py``) and diff them.
+(``python tests/secagg/test_secagg_pinned.py``) and diff them.
 """
 
 from __future__ import annotations
