@@ -80,8 +80,9 @@ FLOWER_NAMES = {
     "tolerate_corrupt": "corrupt",
 }
 
-#: errors of these fields mean the sampled clients are too few, not a wrong configuration
-_SAMPLE_FIELDS = frozenset({"clients", "n", "tolerate_dropout", "tolerate_corrupt"})
+#: errors of these fields (constructor names) mean the sampled clients are too few, not a
+#: wrong configuration
+_SAMPLE_FIELDS = frozenset({"clients", "n", "dropout", "corrupt"})
 
 
 @contextmanager
@@ -358,7 +359,7 @@ class PhloemSecAggWorkflow:
                 # any int ids, Flower's uint64 node ids included (drawn on positions)
                 config, neighbours, graph = settings.plan(sorted(proxies), dim, server_round, gen)
         except ConfigError as exc:
-            if exc.field not in {FLOWER_NAMES.get(f, f) for f in _SAMPLE_FIELDS}:
+            if exc.field not in _SAMPLE_FIELDS:
                 raise
             # The sample, not the configuration, is at fault: another round may draw more.
             LOGGER.error(
@@ -402,7 +403,7 @@ class PhloemSecAggWorkflow:
         context: LegacyContext,
         plan: _Plan,
         result: AggregateResult,
-        collected: GridTransport,
+        transport: GridTransport,
         summary: RoundSummary,
     ) -> None:
         summary.included = result.included
@@ -422,14 +423,14 @@ class PhloemSecAggWorkflow:
                 FitRes(
                     ok,
                     parameters,
-                    collected.fitres[nid].num_examples,
-                    collected.fitres[nid].metrics,
+                    transport.fitres[nid].num_examples,
+                    transport.fitres[nid].metrics,
                 ),
             )
             for nid in result.included
         ]
         failures: list[tuple[ClientProxy, FitRes] | BaseException] = list(
-            collected.failures.values()
+            transport.failures.values()
         )
         LOGGER.info(
             "aggregate_fit: %d clients in the secure sum, %d failures",
