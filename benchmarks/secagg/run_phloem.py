@@ -42,16 +42,17 @@ from typing import Any
 import numpy as np
 
 from phloem.core.errors import ConfigError
-from phloem.secagg.aggregate import Protocol, SecAggSettings
+from phloem.secagg import Protocol, SecAggSettings, Stage
 from phloem.secagg.bench import run_bench
 
 USAGE = "usage: run_phloem.py N DIM NUM_SHARES THRESHOLD DROP_FRAC DROP_STAGE OUT.json"
-STAGES = {
-    "setup": "setup",
-    "share_keys": "share_keys",
-    "collect_masked_vectors": "masked_input",
-    "masked_input": "masked_input",
-    "unmask": "unmask",
+#: DROP_STAGE words (phloem's stage names and Flower's) -> the stage; "none": no dropout
+STAGES: dict[str, Stage | None] = {
+    "setup": Stage.SETUP,
+    "share_keys": Stage.SHARE_KEYS,
+    "collect_masked_vectors": Stage.MASKED_INPUT,
+    "masked_input": Stage.MASKED_INPUT,
+    "unmask": Stage.UNMASK,
     "none": None,
 }
 
@@ -107,7 +108,7 @@ def main(argv: list[str]) -> int:
             dim,
             settings,
             dropout=frac if stage is not None else 0.0,
-            stage=stage or "masked_input",
+            stage=stage or Stage.MASKED_INPUT,
             seed=int(os.environ.get("PHLOEM_BENCH_SEED", "0")),
         )
     except ConfigError as exc:  # e.g. t <= k/2, or k > n with an explicit threshold

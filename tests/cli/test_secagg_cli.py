@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -79,6 +81,45 @@ def test_bench_bad_input_names_the_field() -> None:
     assert res.exit_code == 2 and "--protocol" in res.output and "secagg+" in res.output
     res = runner.invoke(app, ["secagg", "bench", "-n", "5", "--dim", "4", "--stage", "later"])
     assert res.exit_code == 2 and "stage" in res.output and "unmask" in res.output
+
+
+@pytest.mark.parametrize(
+    ("args", "flag", "allowed"),
+    [
+        (["bench", "--tolerate-dropout", "1.5"], "--tolerate-dropout", "[0, 1)"),
+        (["bench", "--num-shares", "1"], "--num-shares", "int >= 2"),
+        (["bench", "--prg", "rc4"], "--prg", "chacha20"),
+        (["bench", "--modulus-bits", "65"], "--modulus-bits", "1..64"),
+        (["bench", "-n", "5", "--dim", "4", "--dropout", "1.5"], "--dropout", "[0, 1)"),
+        (
+            ["params", "-n", "4", "--protocol", "secagg", "--dropout", "0.3", "--corrupt", "0"],
+            "--dropout",
+            "more clients",
+        ),
+        (["params", "--corrupt", "nan"], "--corrupt", "[0, 1)"),
+        (["params", "--sigma", "0"], "--sigma", "> 0"),
+        (["params", "-n", "1"], "--clients", "secure aggregation needs at least 2"),
+    ],
+)
+def test_library_errors_name_the_option(args: list[str], flag: str, allowed: str) -> None:
+    """Each command's options map to the settings' fields; errors are renamed at the CLI."""
+    res = runner.invoke(app, ["secagg", *args])
+    assert res.exit_code == 2, res.output
+    text = " ".join(res.output.split())  # rich wraps long lines
+    assert f"config field '{flag}'" in text and allowed in text
+
+
+def test_help_imports_neither_torch_nor_scipy() -> None:
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from phloem.cli.secagg import app\n"
+        "for cmd in ([], ['bench'], ['params']):\n"
+        "    assert CliRunner().invoke(app, [*cmd, '--help']).exit_code == 0\n"
+        "print(sorted(m for m in ('torch', 'scipy', 'flwr') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_params_explains_the_choice() -> None:

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from secagg_reference import expected_outcome, plain_sum, random_inputs
 
 import phloem.secagg.driver as driver_mod
+import phloem.secagg.transport as transport_mod
 from phloem.core.errors import ConfigError
 from phloem.secagg.crypto.keys import insecure_random_bytes
 from phloem.secagg.graph import complete_neighbours, harary_neighbours
@@ -257,7 +258,7 @@ def test_seeded_randomness_makes_rounds_reproducible(monkeypatch: pytest.MonkeyP
                 uploads[-1][msg.sender] = msg.vector.copy()
             super().receive(msg)
 
-    monkeypatch.setattr(driver_mod, "SecAggServer", Recording)
+    monkeypatch.setattr(transport_mod, "SecAggServer", Recording)  # the round loop's server
     totals = []
     for seed in (11, 11, 12):
         uploads.append({})

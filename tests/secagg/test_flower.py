@@ -45,15 +45,18 @@ from flwr.serverapp import Grid
 from flwr.supercore.task_identity import TaskIdentity
 
 from phloem.core.errors import ConfigError
+from phloem.secagg.aggregate import secure_sum
 from phloem.secagg.flower import (
     RECORD_KEY,
     MissingModError,
     PhloemSecAggWorkflow,
     Protocol,
+    WorkflowConfig,
     make_phloem_secagg_mod,
     phloem_secagg_mod,
 )
 from phloem.secagg.messages import MaskedInput, decode, encode
+from phloem.secagg.settings import SecAggSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 DIM = 50
@@ -420,6 +423,129 @@ def test_too_few_levels_for_the_clients_is_refused() -> None:
     with pytest.raises(ConfigError, match="wrap around"):
         run_app(8, wf)
     assert Protocol("secagg+") is Protocol.SECAGG_PLUS
+
+
+# --------------------------------------------------------------------------- one settings type
+def test_the_constructor_speaks_flower_and_keeps_one_settings_object() -> None:
+    wf = PhloemSecAggWorkflow(
+        7, 4, clipping_range=2.0, dropout=0.2, corrupt=0.0, levels=2**16, max_weight=10.0, seed=1
+    )
+    settings = SecAggSettings(
+        num_shares=7,
+        threshold=4,
+        clip=2.0,
+        tolerate_dropout=0.2,
+        tolerate_corrupt=0.0,
+        levels=2**16,
+    )
+    assert wf.config == WorkflowConfig(settings, max_weight=10.0, seed=1)
+    assert PhloemSecAggWorkflow.from_config(wf.config).config == wf.config
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"clipping_range": float("nan")}, "clipping_range"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"corrupt": float("nan")}, "corrupt"),
+        ({"sigma": float("inf")}, "sigma"),
+        ({"levels": 0}, "levels"),
+        ({"max_weight": float("nan")}, "max_weight"),
+        ({"timeout_s": float("nan")}, "timeout_s"),
+        ({"seed": -1}, "seed"),
+        ({"prg": "rc4"}, "prg"),
+    ],
+)
+def test_errors_name_the_constructor_arguments(kwargs: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        PhloemSecAggWorkflow(**kwargs)
+    assert info.value.field == field
+
+
+def test_workflow_config_names_the_settings_fields() -> None:
+    with pytest.raises(ConfigError) as info:
+        WorkflowConfig(SecAggSettings(num_shares=5))  # Flower takes k and t together
+    assert info.value.field == "threshold"
+    with pytest.raises(ConfigError) as info:
+        WorkflowConfig(SecAggSettings(protocol=Protocol.SECAGG, num_shares=5))
+    assert info.value.field == "num_shares"
+
+
+def test_both_transports_carry_the_same_bytes() -> None:
+    """The in-process driver and the Flower workflow run one round loop: over the same
+    complete graph they exchange messages of the same sizes at every stage."""
+    n, dim = 6, DIM + 6 + 1  # the model's entries and the weight
+    wf = PhloemSecAggWorkflow(protocol="secagg", max_weight=10.0, seed=1)
+    run_app(n, wf)
+    summary = wf.last_round
+    assert summary is not None and summary.aborted is None
+    ids = list(range(n))
+    inputs = {u: np.full(dim, u, dtype=np.uint32) for u in ids}
+    report = secure_sum(inputs, ids, dim, wf.config.settings, gen=np.random.default_rng(0))
+    assert report.ok and list(report.stages) == list(summary.up_bytes)
+    for stage, st in report.stages.items():
+        assert sum(st.up_bytes) == summary.up_bytes[stage], stage
+        assert sum(st.down_bytes) == summary.down_bytes[stage], stage
+    assert report.sets == summary.sets
+
+
+# --------------------------------------------------------------------------- pinned
+def _flower_fingerprint(
+    protocol: str, consistency: bool, extra: dict[str, Any], via_config: bool = False
+) -> str:
+    """One seeded round with dropouts: the model, the sets and every stage's payload bytes."""
+    import hashlib
+    import json
+
+    def seeded(node: int, rnd: int) -> np.random.Generator:
+        return np.random.default_rng([17, node, rnd])
+
+    drop = {"setup": {0}, "share_keys": {1}, "masked_input": {2}, "unmask": {4}}
+    if consistency:
+        drop["consistency"] = {3}
+    wf = PhloemSecAggWorkflow(
+        protocol=protocol, consistency_check=consistency, max_weight=10.0, seed=12, **extra
+    )
+    if via_config:  # the same round from the settings object the constructor made
+        wf = PhloemSecAggWorkflow.from_config(wf.config)
+    final, _, _ = run_app(
+        14, wf, mods=[dropout_mod(drop), make_phloem_secagg_mod(seeded)], rounds=2
+    )
+    s = wf.last_round
+    assert s is not None and s.aborted is None  # a round that went through
+    fp = {
+        "model": [hashlib.sha256(a.tobytes()).hexdigest() for a in final],
+        "round": s.server_round,
+        "sampled": s.sampled,
+        "k_t": [s.graph.num_shares, s.graph.threshold],
+        "levels": s.quantizer.levels,
+        "sets": s.sets,
+        # plain names: a key's type must not change the digest
+        "down": {str(k): v for k, v in s.down_bytes.items()},
+        "up": {str(k): v for k, v in s.up_bytes.items()},
+        "included": [int(u) for u in s.included],
+        "aborted": s.aborted,
+    }
+    return hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()
+
+
+#: computed with the code of commit 3ce889d, before the refactor of issue 9 (see test_secagg_pinned)
+FLOWER_PINNED = {
+    ("secagg+", False): "53ed2896483b53a42ede2610117c6dd3a6573ceb09286e348681b1b3b6cfde6a",
+    ("secagg", True): "8a63c25c1dc440a9fa89c04c26b449467a390da14de1382d17cfb8d5c0ae72cb",
+}
+
+
+@pytest.mark.parametrize("via_config", [False, True], ids=["kwargs", "from_config"])
+@pytest.mark.parametrize(("protocol", "consistency"), list(FLOWER_PINNED))
+def test_flower_round_is_bit_identical_to_the_pinned_version(
+    protocol: str, consistency: bool, via_config: bool
+) -> None:
+    extra: dict[str, Any] = {"dropout": 0.4}
+    if protocol == "secagg+":
+        extra = {"num_shares": 9, "threshold": 5, "clipping_range": 2.0, "levels": 2**16}
+    got = _flower_fingerprint(protocol, consistency, extra, via_config)
+    assert got == FLOWER_PINNED[(protocol, consistency)]
 
 
 # --------------------------------------------------------------------------- Ray

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from phloem.core.errors import ConfigError
-from phloem.secagg.aggregate import SecAggSettings, secure_mean
-from phloem.secagg.driver import STAGE_NAMES
+from phloem.secagg.aggregate import SecureMean, secure_mean
+from phloem.secagg.settings import SecAggSettings
+from phloem.secagg.stages import Stage
 
 __all__ = ["BenchResult", "client_vector", "client_weight", "run_bench"]
 
@@ -77,18 +78,40 @@ class BenchResult:
         return dict(self.__dict__)
 
 
+def _max_error(
+    res: SecureMean, vectors: Mapping[int, np.ndarray], weights: dict[int, float]
+) -> float:
+    """``max |mean - exact weighted mean|`` over the included clients (NaN without a mean)."""
+    if res.mean is None:
+        return float("nan")
+    exact = np.zeros(res.mean.size)
+    for i in res.included:
+        exact += weights[i] * vectors[i].astype(np.float64)
+    exact /= sum(weights[i] for i in res.included)
+    return float(np.max(np.abs(res.mean - exact)))
+
+
 def run_bench(
     clients: int,
     dim: int,
     settings: SecAggSettings,
     *,
     dropout: float = 0.0,
-    stage: str = "masked_input",
+    stage: Stage | str = Stage.MASKED_INPUT,
     seed: int = 0,
 ) -> BenchResult:
-    """Run and measure one round of the shared workload."""
-    if stage not in STAGE_NAMES:
-        raise ConfigError("stage", f"unknown stage {stage!r}", list(STAGE_NAMES))
+    """Run and measure one round of the shared workload.
+
+    ``dropout`` is the fraction of the clients that leave, all at ``stage`` (a
+    :class:`~phloem.secagg.stages.Stage` or its name).
+
+    Raises
+    ------
+    ConfigError
+        Naming ``stage`` or ``dropout`` when they are not a protocol stage / a fraction in
+        ``[0, 1)``, or a field of ``settings`` that ``clients`` cannot meet.
+    """
+    at = Stage.parse(stage, field="stage")
     if not 0.0 <= dropout < 1.0:
         raise ConfigError("dropout", f"{dropout} must lie in [0, 1)")
     vectors = _LazyVectors(clients, dim)
@@ -101,17 +124,10 @@ def run_bench(
         weights=weights,
         max_weight=MAX_WEIGHT,
         gen=np.random.default_rng(seed),
-        dropout={stage: drop} if drop else None,
+        dropout={at: drop} if drop else None,
     )
     rep = res.report
-    err = float("nan")
-    if res.mean is not None:
-        inc = res.included
-        exact = np.zeros(dim)
-        for i in inc:
-            exact += weights[i] * vectors[i].astype(np.float64)
-        exact /= sum(weights[i] for i in inc)
-        err = float(np.max(np.abs(res.mean - exact)))
+    err = _max_error(res, vectors, weights)
     totals = rep.totals()
     bound = res.error_bound if res.mean is not None else float("nan")
     within = res.mean is not None and err <= bound
@@ -126,7 +142,7 @@ def run_bench(
         num_shares=params.num_shares,
         threshold=params.threshold,
         dropped=len(drop),
-        stage=stage if drop else "none",
+        stage=at.value if drop else "none",
         wall_s=rep.wall_s,
         client_s=totals["client_s"],
         server_s=totals["server_s"],
@@ -135,5 +151,5 @@ def run_bench(
         max_abs_error=err,
         error_bound=bound,
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        stages={k: v.summary() for k, v in rep.stages.items()},
+        stages={k.value: v.summary() for k, v in rep.stages.items()},
     )

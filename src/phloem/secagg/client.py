@@ -44,11 +44,11 @@ from phloem.secagg.messages import (
     RoundConfig,
     Setup,
     SharesDelivery,
-    Stage,
     UnmaskRequest,
     UnmaskShares,
 )
 from phloem.secagg.ring import dtype_for_bits, ring_add, ring_sub
+from phloem.secagg.stages import Stage
 
 __all__ = ["SecAggClient", "consistency_payload", "mask_info", "split_keys"]
 
@@ -140,7 +140,7 @@ class SecAggClient:
         if count < self.config.threshold:
             stage, self.stage = self.stage, Stage.DONE
             raise SecAggAbort(
-                stage.name.lower(),
+                stage.value,
                 f"client {self.id}: only {count} {what}, threshold is {self.config.threshold}",
             )
 
@@ -291,7 +291,7 @@ class SecAggClient:
             except (InvalidSignature, ValueError) as exc:
                 self.stage = Stage.DONE
                 raise SecAggAbort(
-                    "unmask", f"client {self.id}: {v} signed a different survivor set"
+                    Stage.UNMASK.value, f"client {self.id}: {v} signed a different survivor set"
                 ) from exc
             valid += 1
         self._need(valid + 1, "valid consistency signatures")

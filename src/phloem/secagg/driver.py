@@ -1,9 +1,12 @@
 """Run one secure-aggregation round in process, with dropout injection and accounting.
 
-Every message goes through the wire encoding (:func:`phloem.secagg.messages.encode` and
-:func:`~phloem.secagg.messages.decode`) so the byte counts are those a network would carry, and
-the time of each client call and of each server step is measured separately (the clients run
-one after another, so client time is per-client compute, not wall time of a parallel round).
+:class:`InProcessTransport` is the in-process :class:`~phloem.secagg.transport.Transport`: the
+clients live in this process and answer one after another. Every message goes through the wire
+encoding (:func:`phloem.secagg.messages.encode` and :func:`~phloem.secagg.messages.decode`) so
+the byte counts are those a network would carry, and the time of each client call is measured
+separately from the server's (the clients run one after another, so client time is per-client
+compute, not wall time of a parallel round). :func:`run_round` builds the clients and runs the
+round with :func:`phloem.secagg.transport.run_protocol`.
 
 A client listed for a stage in ``dropout`` never answers that stage's request nor any later
 one, whatever the stage: set-up, key sharing, masked input, consistency check or unmasking.
@@ -13,86 +16,99 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from phloem.core.errors import ConfigError, ProtocolError, SecAggAbort
 from phloem.secagg.client import SecAggClient
 from phloem.secagg.crypto.keys import RandomBytes
-from phloem.secagg.messages import Message, RoundConfig, Stage, decode, encode
-from phloem.secagg.server import AggregateResult, SecAggServer
+from phloem.secagg.messages import Message, RoundConfig, decode, encode
+from phloem.secagg.stages import PROTOCOL_STAGES, Stage
+from phloem.secagg.transport import RoundReport, StageStats, Transport, run_protocol
 
-__all__ = ["STAGE_NAMES", "RoundReport", "StageStats", "run_round", "stage_name"]
+__all__ = [
+    "STAGE_NAMES",
+    "InProcessTransport",
+    "RoundReport",
+    "StageStats",
+    "run_round",
+    "stage_name",
+]
 
 
 def stage_name(stage: Stage) -> str:
-    """The lower-case name of a protocol stage (``setup``, ``share_keys``, ...)."""
-    return stage.name.lower()
+    """The name of a protocol stage: ``stage.value``.
+
+    Deprecated alias kept for :mod:`phloem.fl.secure`; a :class:`Stage` is its own name.
+    """
+    return stage.value
 
 
-#: stage names accepted in ``dropout`` (the stage whose request the client never answers):
-#: ``setup``, ``share_keys``, ``masked_input``, ``consistency``, ``unmask``, in protocol order
-STAGE_NAMES: dict[str, Stage] = {stage_name(s): s for s in Stage if s is not Stage.DONE}
+#: Deprecated alias kept for :mod:`phloem.fl.secure`: ``{name: stage}`` of
+#: :data:`~phloem.secagg.stages.PROTOCOL_STAGES`. Use :class:`Stage` and ``Stage.parse``.
+STAGE_NAMES: dict[str, Stage] = {s.value: s for s in PROTOCOL_STAGES}
 
 
-@dataclass
-class StageStats:
-    """Per-stage accounting: per-client compute and bytes, server compute."""
+def _drop_schedule(
+    dropout: Mapping[str, Collection[int]] | None, clients: Collection[int]
+) -> dict[int, Stage]:
+    """``{client: first stage it does not answer}`` from ``{stage: clients}``.
 
-    clients: list[int] = field(default_factory=list)  # who answered, aligned with the lists below
-    client_s: list[float] = field(default_factory=list)
-    down_bytes: list[int] = field(default_factory=list)
-    up_bytes: list[int] = field(default_factory=list)
-    server_s: float = 0.0
-    answered: int = 0
-    refused: list[str] = field(default_factory=list)
+    A client listed at several stages drops at the earliest. Keys are :class:`Stage` members
+    or their names.
 
-    def summary(self) -> dict[str, float | int]:
-        c = self.client_s or [0.0]
-        return {
-            "answered": self.answered,
-            "client_mean_s": float(np.mean(c)),
-            "client_max_s": float(np.max(c)),
-            "server_s": self.server_s,
-            "down_mean_bytes": int(np.mean(self.down_bytes)) if self.down_bytes else 0,
-            "up_mean_bytes": int(np.mean(self.up_bytes)) if self.up_bytes else 0,
-        }
+    Raises
+    ------
+    ConfigError
+        Naming ``dropout``: an unknown stage (listing the stages), or a client not in
+        ``clients``.
+    """
+    drop_at: dict[int, Stage] = {}
+    for name, ids in (dropout or {}).items():
+        stage = Stage.parse(name, field="dropout")
+        for u in ids:
+            if u not in clients:
+                raise ConfigError("dropout", f"client {u} is not in this round")
+            prev = drop_at.get(u)
+            drop_at[u] = stage if prev is None else min(prev, stage)
+    return drop_at
 
 
-@dataclass
-class RoundReport:
-    """What a round produced: the result or the abort, and the accounting."""
+class InProcessTransport(Transport):
+    """Clients in this process, called one after another, that leave at scheduled stages.
 
-    result: AggregateResult | None
-    abort: SecAggAbort | None
-    stages: dict[str, StageStats]
-    wall_s: float
+    Parameters
+    ----------
+    clients
+        The round's clients by id.
+    drop_at
+        ``{client: stage}``: the client answers no request of that stage or later.
+    """
 
-    @property
-    def ok(self) -> bool:
-        return self.result is not None
+    def __init__(self, clients: Mapping[int, SecAggClient], drop_at: Mapping[int, Stage]) -> None:
+        self.clients = clients
+        self.drop_at = drop_at
 
-    def upload_bytes_per_client(self) -> float:
-        """Mean bytes one client sent in the round (over the clients in the last stage)."""
-        per: dict[int, int] = {}
-        for st in self.stages.values():
-            for u, b in zip(st.clients, st.up_bytes, strict=True):
-                per[u] = per.get(u, 0) + b
-        finished = list(self.stages.values())[-1].clients if self.stages else []
-        return float(np.mean([per[u] for u in finished])) if finished else 0.0
-
-    def totals(self) -> dict[str, float]:
-        """Client time (sum over stages of the per-client mean), server time, bytes per client."""
-        return {
-            "client_s": sum(float(np.mean(s.client_s)) for s in self.stages.values() if s.client_s),
-            "server_s": sum(s.server_s for s in self.stages.values()),
-            "up_bytes": sum(float(np.mean(s.up_bytes)) for s in self.stages.values() if s.up_bytes),
-            "down_bytes": sum(
-                float(np.mean(s.down_bytes)) for s in self.stages.values() if s.down_bytes
-            ),
-        }
+    def exchange(
+        self, stage: Stage, requests: Mapping[int, Message], stats: StageStats
+    ) -> Iterator[tuple[int, bytes]]:
+        for u, msg in requests.items():
+            if u in self.drop_at and self.drop_at[u] <= stage:
+                continue
+            down = encode(msg)
+            t0 = time.perf_counter()
+            try:
+                reply = encode(self.clients[u].handle(decode(down)))
+            except (SecAggAbort, ProtocolError) as exc:  # the client drops out
+                stats.refused.append(f"{u}: {exc}")
+                continue
+            stats.clients.append(u)
+            stats.client_s.append(time.perf_counter() - t0)
+            stats.down_bytes.append(len(down))
+            stats.up_bytes.append(len(reply))
+            # delivered at once: the server never holds more than one reply in flight
+            yield u, reply
 
 
 def run_round(
@@ -110,7 +126,9 @@ def run_round(
     inputs
         Each client's ring vector, or ``f(client, config)`` that makes it when it is due.
     dropout
-        ``{stage name: clients}``: see :data:`STAGE_NAMES`.
+        ``{stage: clients}``: each client answers no request from that stage on. Keys are
+        :class:`~phloem.secagg.stages.Stage` members or their names (``setup``,
+        ``share_keys``, ``masked_input``, ``consistency``, ``unmask``).
     rand
         ``rand(client)`` -> that client's secret byte source (``os.urandom`` by default).
 
@@ -119,15 +137,7 @@ def run_round(
     RoundReport
         ``result`` is set on success; ``abort`` holds the reason otherwise.
     """
-    drop_at: dict[int, Stage] = {}
-    for name, ids in (dropout or {}).items():
-        if name not in STAGE_NAMES:
-            raise ConfigError("dropout", f"unknown stage {name!r}", list(STAGE_NAMES))
-        for u in ids:
-            if u not in neighbours:
-                raise ConfigError("dropout", f"client {u} is not in this round")
-            prev = drop_at.get(u)
-            drop_at[u] = STAGE_NAMES[name] if prev is None else min(prev, STAGE_NAMES[name])
+    drop_at = _drop_schedule(dropout, neighbours)
 
     def data_of(u: int) -> np.ndarray | Callable[[RoundConfig], np.ndarray]:
         if callable(inputs):
@@ -137,43 +147,4 @@ def run_round(
     clients = {
         u: SecAggClient(u, data_of(u), rand=rand(u) if rand else os.urandom) for u in neighbours
     }
-    stats: dict[str, StageStats] = {}
-    t_round = time.perf_counter()
-    t0 = time.perf_counter()
-    server = SecAggServer(config, neighbours)
-    outbox: dict[int, Message] = server.start()
-    stats[stage_name(Stage.SETUP)] = StageStats(server_s=time.perf_counter() - t0)
-    try:
-        while outbox:
-            stage = server.stage
-            st = stats.setdefault(stage_name(stage), StageStats())
-            for u, msg in outbox.items():
-                if u in drop_at and drop_at[u] <= stage:
-                    continue
-                down = encode(msg)
-                t0 = time.perf_counter()
-                try:
-                    reply = encode(clients[u].handle(decode(down)))
-                except (SecAggAbort, ProtocolError) as exc:  # the client drops out
-                    st.refused.append(f"{u}: {exc}")
-                    continue
-                st.clients.append(u)
-                st.client_s.append(time.perf_counter() - t0)
-                st.down_bytes.append(len(down))
-                st.up_bytes.append(len(reply))
-                # delivered at once: the server never holds more than one reply in flight
-                t0 = time.perf_counter()
-                try:
-                    server.receive(decode(reply))
-                    st.answered += 1
-                except ProtocolError as exc:  # refused by the server: a dropout too
-                    st.refused.append(f"{u} (server): {exc}")
-                st.server_s += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            try:  # closing a stage is booked to that stage
-                outbox = server.advance()
-            finally:
-                st.server_s += time.perf_counter() - t0
-    except SecAggAbort as exc:
-        return RoundReport(None, exc, stats, time.perf_counter() - t_round)
-    return RoundReport(server.result, None, stats, time.perf_counter() - t_round)
+    return run_protocol(config, neighbours, InProcessTransport(clients, drop_at))

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, fields
-from enum import IntEnum
 from typing import Any, ClassVar
 
 import numpy as np
 
 from phloem.core.errors import ProtocolError
+from phloem.secagg.stages import Stage
 
 __all__ = [
     "ConsistencyRequest",
@@ -40,17 +40,6 @@ __all__ = [
     "decode",
     "encode",
 ]
-
-
-class Stage(IntEnum):
-    """Protocol stages in order (Bonawitz et al. rounds 0-4, with set-up in front)."""
-
-    SETUP = 0
-    SHARE_KEYS = 1
-    MASKED_INPUT = 2
-    CONSISTENCY = 3
-    UNMASK = 4
-    DONE = 5
 
 
 @dataclass(frozen=True)

@@ -43,11 +43,11 @@ from phloem.secagg.messages import (
     RoundConfig,
     Setup,
     SharesDelivery,
-    Stage,
     UnmaskRequest,
     UnmaskShares,
 )
 from phloem.secagg.ring import dtype_for_bits, reduce, ring_add, ring_sub
+from phloem.secagg.stages import Stage
 
 __all__ = ["AggregateResult", "SecAggServer"]
 
@@ -219,7 +219,7 @@ class SecAggServer:
                     raise ProtocolError(f"client {msg.sender}: a share has shape {share.shape}")
 
     def _abort(self, reason: str) -> SecAggAbort:
-        stage = self.stage.name.lower()
+        stage = self.stage.value
         self.stage = Stage.DONE
         return SecAggAbort(stage, reason)
 

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from flwr.app import ConfigRecord, RecordDict
 
 from phloem.core.errors import ProtocolError
-from phloem.secagg.driver import stage_name
-from phloem.secagg.messages import Message, Stage, decode, encode
+from phloem.secagg.messages import Message, decode, encode
 from phloem.secagg.quantize import Quantizer
+from phloem.secagg.stages import Stage
 
 RECORD_KEY = "phloem.secagg"
 """Key of the :class:`~flwr.app.ConfigRecord` that carries phloem's secure aggregation."""
@@ -51,7 +51,7 @@ class QuantizerSpec:
 
 def pack(msg: Message, stage: Stage, quantizer: QuantizerSpec | None = None) -> ConfigRecord:
     """The ``ConfigRecord`` carrying ``msg`` (and, for the masked input, the quantiser)."""
-    record = ConfigRecord({"stage": stage_name(stage), "message": encode(msg)})
+    record = ConfigRecord({"stage": stage.value, "message": encode(msg)})
     if quantizer is not None:
         record["clip"] = float(quantizer.clip)
         record["levels"] = int(quantizer.levels)
@@ -64,12 +64,17 @@ def find(content: RecordDict) -> ConfigRecord | None:
     return content.config_records.get(RECORD_KEY)
 
 
-def unpack(record: ConfigRecord) -> Message:
-    """The phloem message in ``record``; :class:`ProtocolError` when it is malformed."""
+def payload(record: ConfigRecord) -> bytes:
+    """The phloem wire bytes in ``record``; :class:`ProtocolError` when there are none."""
     data = record.get("message")
     if not isinstance(data, bytes):
         raise ProtocolError(f"the '{RECORD_KEY}' record has no 'message' bytes")
-    return decode(data)
+    return data
+
+
+def unpack(record: ConfigRecord) -> Message:
+    """The phloem message in ``record``; :class:`ProtocolError` when it is malformed."""
+    return decode(payload(record))
 
 
 def quantizer_of(record: ConfigRecord) -> QuantizerSpec:

@@ -4,14 +4,17 @@
 ``DefaultWorkflow(fit_workflow=PhloemSecAggWorkflow(...))``, and runs one
 :class:`~phloem.secagg.server.SecAggServer` per round over Flower's ``Grid``:
 
-1. **plan** -- ask the strategy which clients to sample (``configure_fit``), choose the
-   SecAgg+ graph (:func:`~phloem.secagg.graph.choose_parameters` or the given ``num_shares``
-   and ``threshold``), the quantiser, and the ring dimension (all entries of the global model
-   plus one for the weight);
-2. **run the protocol** -- for each stage, send every addressed client its phloem message
-   (wire bytes in a ``ConfigRecord``, see :mod:`phloem.secagg.flower._records`), collect the
-   replies that arrive within ``timeout_s``, feed them to the server and advance. A client that
-   errors, times out or sends something the server refuses is a dropout, at any stage;
+1. **plan** -- ask the strategy which clients to sample (``configure_fit``), and plan the round
+   from the workflow's :class:`~phloem.secagg.settings.SecAggSettings`: the SecAgg+ graph
+   (:func:`~phloem.secagg.graph.choose_parameters` or the given ``num_shares`` and
+   ``threshold``), the quantiser, and the ring dimension (all entries of the global model plus
+   one for the weight);
+2. **run the protocol** -- :func:`phloem.secagg.transport.run_protocol`, the same round loop as
+   the in-process driver, over a Flower transport (:mod:`phloem.secagg.flower._transport`):
+   each stage's messages travel as wire bytes in a ``ConfigRecord`` (see
+   :mod:`phloem.secagg.flower._records`) and the replies that arrive within ``timeout_s`` are
+   fed to the server. A client that errors, times out or sends something the server refuses is
+   a dropout, at any stage;
 3. **finish** -- decode the unmasked sum into the weighted mean, reshape it into the model's
    arrays and hand it to ``strategy.aggregate_fit`` the way Flower's workflow does: one
    ``FitRes`` per client whose input is in the sum, each carrying the aggregate (so FedAvg's
@@ -25,13 +28,13 @@ leaving the global model unchanged, as Flower's workflow does.
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Iterable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import cast
 
 import numpy as np
-from flwr.app import Context, Message, MessageType, RecordDict
+from flwr.app import Context, RecordDict
 from flwr.common import (
     Code,
     FitRes,
@@ -44,24 +47,21 @@ from flwr.compat.common.recorddict_compat import (
     arrayrecord_to_parameters,
     fitins_to_recorddict,
     parameters_to_arrayrecord,
-    recorddict_to_fitres,
 )
 from flwr.server import LegacyContext
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD
 from flwr.serverapp import Grid
 
-from phloem.core.errors import ConfigError, PhloemError, ProtocolError, SecAggAbort
-from phloem.secagg.aggregate import Protocol
-from phloem.secagg.crypto.prg import PrgKind
-from phloem.secagg.driver import stage_name
+from phloem.core.errors import ConfigError
 from phloem.secagg.flower import _records
-from phloem.secagg.graph import GraphParams, check_parameters, choose_parameters
-from phloem.secagg.messages import MaskedInput, RoundConfig, Stage
-from phloem.secagg.messages import Message as ProtocolMessage
+from phloem.secagg.flower._transport import Addressing, GridTransport, MissingModError
+from phloem.secagg.graph import GraphParams
+from phloem.secagg.messages import RoundConfig
 from phloem.secagg.quantize import Quantizer
-from phloem.secagg.ring import dtype_for_bits
-from phloem.secagg.server import AggregateResult, SecAggServer
+from phloem.secagg.server import AggregateResult
+from phloem.secagg.settings import PrgKind, Protocol, SecAggSettings
+from phloem.secagg.transport import run_protocol
 
 __all__ = [
     "MissingModError",
@@ -73,66 +73,69 @@ __all__ = [
 
 LOGGER = _records.LOGGER
 
+#: the constructor's Flower-compatible names of :class:`SecAggSettings` fields
+FLOWER_NAMES = {
+    "clip": "clipping_range",
+    "tolerate_dropout": "dropout",
+    "tolerate_corrupt": "corrupt",
+}
 
-class MissingModError(PhloemError, RuntimeError):
-    """The clients do not speak phloem's protocol: their ``ClientApp`` lacks the mod."""
+#: errors of these fields (constructor names) mean the sampled clients are too few, not a
+#: wrong configuration
+_SAMPLE_FIELDS = frozenset({"clients", "n", "dropout", "corrupt"})
+
+
+@contextmanager
+def _flower_names() -> Iterator[None]:
+    """Re-raise a :class:`ConfigError` under the constructor's name of its field."""
+    try:
+        yield
+    except ConfigError as exc:
+        raise exc.with_field(FLOWER_NAMES.get(exc.field, exc.field)) from None
 
 
 @dataclass(frozen=True)
 class WorkflowConfig:
-    """Validated parameters of :class:`PhloemSecAggWorkflow` (see its docstring)."""
+    """Validated parameters of :class:`PhloemSecAggWorkflow`: the protocol's settings and the
+    workflow's own Flower knobs (see the workflow's docstring for each).
 
-    num_shares: int | None = None
-    threshold: int | None = None
-    protocol: Protocol = Protocol.SECAGG_PLUS
-    clipping_range: float = 8.0
-    levels: int | None = None
-    modulus_bits: int = 32
+    Besides validating its fields, it refuses the two spellings Flower's ``SecAggPlusWorkflow``
+    has no counterpart for, so that the workflow stays a faithful drop-in: ``num_shares``
+    without ``threshold`` (or the reverse) with SecAgg+, and any ``num_shares`` with plain
+    SecAgg. (:class:`SecAggSettings` alone accepts both: it derives ``t = k // 2 + 1``, and
+    plain SecAgg ignores ``num_shares``.)
+    """
+
+    settings: SecAggSettings = field(default_factory=SecAggSettings)
     max_weight: float = 1000.0
     timeout_s: float | None = None
-    dropout: float = 0.1
-    corrupt: float = 0.1
-    sigma: float = 40.0
-    eta: float = 30.0
-    prg: PrgKind = PrgKind.AES_CTR
-    consistency_check: bool = False
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "protocol", Protocol(self.protocol))
-        except ValueError as exc:
-            raise ConfigError("protocol", f"{self.protocol!r} is unknown", list(Protocol)) from exc
-        try:
-            object.__setattr__(self, "prg", PrgKind(self.prg))
-        except ValueError as exc:
-            raise ConfigError("prg", f"{self.prg!r} is unknown", list(PrgKind)) from exc
-        self._check_graph()
-        for name in ("clipping_range", "max_weight"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ConfigError(name, f"{value!r} must be a positive finite number", ["> 0"])
-        if self.levels is not None and self.levels < 1:
-            raise ConfigError("levels", f"{self.levels} quantisation levels", [">= 1", None])
-        dtype_for_bits(self.modulus_bits)
+        if not isinstance(self.settings, SecAggSettings):
+            raise ConfigError("settings", f"{type(self.settings).__name__}", ["SecAggSettings"])
+        self._check_pair()
+        if not (math.isfinite(self.max_weight) and self.max_weight > 0):
+            raise ConfigError(
+                "max_weight", f"{self.max_weight!r} must be a positive finite number", ["> 0"]
+            )
         if self.timeout_s is not None and not self.timeout_s > 0:
             raise ConfigError("timeout_s", f"{self.timeout_s!r} seconds", ["> 0", None])
-        for name in ("dropout", "corrupt"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ConfigError(name, f"{getattr(self, name)!r} is not a fraction", ["[0, 1)"])
+        seed = self.seed
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ConfigError("seed", f"{seed!r} cannot seed a generator", ["int >= 0", None])
 
-    def _check_graph(self) -> None:
-        if self.protocol is Protocol.SECAGG and self.num_shares is not None:
+    def _check_pair(self) -> None:
+        s = self.settings
+        if s.protocol is Protocol.SECAGG and s.num_shares is not None:
             raise ConfigError(
                 "num_shares",
                 "plain SecAgg shares with every sampled client; leave num_shares unset "
                 "or use protocol='secagg+'",
             )
-        if self.protocol is Protocol.SECAGG_PLUS and (self.num_shares is None) != (
-            self.threshold is None
-        ):
+        if s.protocol is Protocol.SECAGG_PLUS and (s.num_shares is None) != (s.threshold is None):
             raise ConfigError(
-                "threshold" if self.threshold is None else "num_shares",
+                "threshold" if s.threshold is None else "num_shares",
                 "give both num_shares and threshold, or neither (then they are chosen for "
                 "the sampled clients from dropout, corrupt, sigma and eta)",
             )
@@ -140,7 +143,11 @@ class WorkflowConfig:
 
 @dataclass
 class RoundSummary:
-    """What one secure-aggregation round did (``PhloemSecAggWorkflow.last_round``)."""
+    """What one secure-aggregation round did (``PhloemSecAggWorkflow.last_round``).
+
+    Per-stage dictionaries are keyed by :class:`~phloem.secagg.stages.Stage` (each equal to
+    its name: ``summary.up_bytes["masked_input"]``).
+    """
 
     server_round: int
     sampled: int
@@ -170,12 +177,6 @@ class _Plan:
     config: RoundConfig
 
 
-@dataclass
-class _Collected:
-    fitres: dict[int, FitRes] = field(default_factory=dict)
-    failures: dict[int, BaseException] = field(default_factory=dict)
-
-
 class PhloemSecAggWorkflow:
     """Flower fit workflow running phloem's SecAgg / SecAgg+ (drop-in for ``SecAggPlusWorkflow``).
 
@@ -185,11 +186,18 @@ class PhloemSecAggWorkflow:
     ``num_examples`` capped at ``max_weight``; the server learns only the sum, and turns it
     into the weighted mean of the clients' parameters.
 
+    The constructor speaks Flower's language; its protocol parameters become a
+    :class:`~phloem.secagg.settings.SecAggSettings` (``clipping_range`` is its ``clip``,
+    ``dropout`` and ``corrupt`` its ``tolerate_dropout`` and ``tolerate_corrupt``; errors name
+    the constructor's argument). :meth:`from_config` takes the settings directly.
+
     Parameters
     ----------
     num_shares, threshold
         SecAgg+ graph: share holders per client, itself included (``k``), and shares that
-        reconstruct a secret (``t``, with ``k / 2 < t <= k``). Give both, or neither: then
+        reconstruct a secret (``t``, with ``k / 2 < t <= k``). ``k`` means what Flower's
+        ``num_shares`` means (an integer one: the client keeps one share and sends one to each
+        neighbour), and what :class:`SecAggSettings` means. Give both, or neither: then
         :func:`~phloem.secagg.graph.choose_parameters` picks the cheapest pair that meets the
         security and correctness targets for the sampled clients. ``num_shares`` larger than
         the number of sampled clients means the complete graph.
@@ -211,9 +219,9 @@ class PhloemSecAggWorkflow:
         Seconds to wait for replies at each stage; ``None`` waits for every reply. Late
         clients are dropouts.
     dropout, corrupt, sigma, eta
-        Design fractions of dropped and corrupt clients and the security / correctness
-        targets in bits, used to choose (or, when given, to check) ``num_shares`` and
-        ``threshold``.
+        Design fractions of the sampled clients to tolerate dropping out / being corrupt, and
+        the security / correctness targets in bits, used to choose (or, when given, to check)
+        ``num_shares`` and ``threshold``.
     prg
         Mask generator (:class:`~phloem.secagg.crypto.prg.PrgKind`).
     consistency_check
@@ -251,23 +259,35 @@ class PhloemSecAggWorkflow:
         consistency_check: bool = False,
         seed: int | None = None,
     ) -> None:
-        self.config = WorkflowConfig(
-            num_shares=num_shares,
-            threshold=threshold,
-            protocol=cast(Protocol, protocol),  # validated (str -> enum) by WorkflowConfig
-            clipping_range=clipping_range,
-            levels=levels,
-            modulus_bits=modulus_bits,
-            max_weight=max_weight,
-            timeout_s=timeout_s,
-            dropout=dropout,
-            corrupt=corrupt,
-            sigma=sigma,
-            eta=eta,
-            prg=cast(PrgKind, prg),
-            consistency_check=consistency_check,
-            seed=seed,
-        )
+        with _flower_names():
+            settings = SecAggSettings(
+                protocol=cast(Protocol, protocol),  # validated (str -> enum) by the settings
+                num_shares=num_shares,
+                threshold=threshold,
+                tolerate_dropout=dropout,
+                tolerate_corrupt=corrupt,
+                sigma=sigma,
+                eta=eta,
+                modulus_bits=modulus_bits,
+                clip=clipping_range,
+                levels=levels,
+                prg=cast(PrgKind, prg),
+                consistency_check=consistency_check,
+            )
+            config = WorkflowConfig(settings, max_weight, timeout_s, seed)
+        self._setup(config)
+
+    @classmethod
+    def from_config(cls, config: WorkflowConfig) -> PhloemSecAggWorkflow:
+        """The workflow of ``config``: the settings under their own names, plus the Flower
+        knobs (no renaming: errors were raised, naming the settings' fields, when ``config``
+        was made)."""
+        workflow = cls.__new__(cls)
+        workflow._setup(config)
+        return workflow
+
+    def _setup(self, config: WorkflowConfig) -> None:
+        self.config = config
         self.last_round: RoundSummary | None = None
 
     # -- the round ------------------------------------------------------------------------
@@ -293,13 +313,25 @@ class PhloemSecAggWorkflow:
             plan.config.modulus_bits,
             plan.quantizer.levels,
         )
-        collected = _Collected()
-        result = self._run_protocol(grid, plan, collected, summary)
-        if result is not None:
-            self._finish(context, plan, result, collected, summary)
+        transport = GridTransport(
+            grid,
+            Addressing(plan.server_round, plan.fitins, plan.quantizer, self.config.timeout_s),
+        )
+        try:
+            report = run_protocol(plan.config, plan.neighbours, transport)
+        finally:
+            summary.down_bytes, summary.up_bytes = transport.down_bytes, transport.up_bytes
+        summary.stage_s = {stage: st.wall_s for stage, st in report.stages.items()}
+        summary.sets = report.sets
+        if report.result is None:
+            summary.aborted = str(report.abort)
+            LOGGER.error("%s; round %d skipped", report.abort, plan.server_round)
+            return
+        self._finish(context, plan, report.result, transport, summary)
 
     def _plan(self, context: LegacyContext) -> _Plan | None:
-        cfg = self.config
+        """Sample the clients and plan their round; ``None`` when the round is skipped."""
+        cfg, settings = self.config, self.config.settings
         server_round = int(
             cast(int, context.state.config_records[MAIN_CONFIGS_RECORD]["current_round"])
         )
@@ -320,10 +352,14 @@ class PhloemSecAggWorkflow:
             LOGGER.info("configure_fit: no clients selected, round %d skipped", server_round)
             return None
         proxies = {proxy.node_id: proxy for proxy, _ in instructions}
+        dim = sum(math.prod(shape) for shape, _ in layout) + 1
+        gen = np.random.default_rng(None if cfg.seed is None else [cfg.seed, server_round])
         try:
-            graph = self._graph(len(proxies))
+            with _flower_names():
+                # any int ids, Flower's uint64 node ids included (drawn on positions)
+                config, neighbours, graph = settings.plan(sorted(proxies), dim, server_round, gen)
         except ConfigError as exc:
-            if exc.field not in ("n", "corrupt", "dropout"):
+            if exc.field not in _SAMPLE_FIELDS:
                 raise
             # The sample, not the configuration, is at fault: another round may draw more.
             LOGGER.error(
@@ -333,15 +369,7 @@ class PhloemSecAggWorkflow:
                 server_round,
             )
             return None
-        gen = np.random.default_rng(None if cfg.seed is None else [cfg.seed, server_round])
-        if cfg.levels is None:
-            quantizer = Quantizer.for_clients(
-                len(proxies), cfg.clipping_range, cfg.modulus_bits, cfg.max_weight
-            )
-        else:
-            quantizer = Quantizer(cfg.clipping_range, cfg.levels, cfg.modulus_bits, cfg.max_weight)
-            quantizer.check(len(proxies))
-        dim = sum(math.prod(shape) for shape, _ in layout) + 1
+        self._warn_if_missed(graph)
         return _Plan(
             server_round=server_round,
             proxies=proxies,
@@ -349,134 +377,33 @@ class PhloemSecAggWorkflow:
                 p.node_id: fitins_to_recorddict(ins, keep_input=True) for p, ins in instructions
             },
             graph=graph,
-            # any int ids, Flower's uint64 node ids included (drawn on positions)
-            neighbours=graph.neighbours(sorted(proxies), gen),
-            quantizer=quantizer,
+            neighbours=neighbours,
+            quantizer=settings.quantizer(len(proxies), cfg.max_weight),
             layout=layout,
-            config=RoundConfig(
-                round_id=server_round,
-                dim=dim,
-                modulus_bits=cfg.modulus_bits,
-                threshold=graph.threshold,
-                prg=cfg.prg.value,
-                consistency_check=cfg.consistency_check,
-            ),
+            config=config,
         )
 
-    def _graph(self, n: int) -> GraphParams:
-        cfg = self.config
-        complete = cfg.protocol is Protocol.SECAGG
-        if cfg.threshold is None:
-            return choose_parameters(
-                n, cfg.dropout, cfg.corrupt, cfg.sigma, cfg.eta, complete=complete
-            )
-        k = n if complete or cfg.num_shares is None else min(cfg.num_shares, n)
-        params = check_parameters(n, k, cfg.threshold, cfg.dropout, cfg.corrupt, cfg.sigma, cfg.eta)
-        if not (params.secure and params.correct):
-            LOGGER.warning(
-                "num_shares=%d, threshold=%d over %d clients miss the targets "
-                "(dropout=%g, corrupt=%g):\n%s",
-                k,
-                cfg.threshold,
-                n,
-                cfg.dropout,
-                cfg.corrupt,
-                params.explain(),
-            )
-        return params
-
-    def _run_protocol(
-        self, grid: Grid, plan: _Plan, collected: _Collected, summary: RoundSummary
-    ) -> AggregateResult | None:
-        server = SecAggServer(plan.config, plan.neighbours)
-        outbox: dict[int, ProtocolMessage] = server.start()
-        while outbox:
-            stage, t0 = server.stage, time.perf_counter()
-            name = stage_name(stage)
-            requests = [self._request(plan, nid, msg, stage) for nid, msg in outbox.items()]
-            summary.down_bytes[name] = sum(_payload_bytes(m.content) for m in requests)
-            replies = list(grid.send_and_receive(requests, timeout=self.config.timeout_s))
-            summary.up_bytes[name] = sum(
-                _payload_bytes(m.content) for m in replies if m.has_content()
-            )
-            answered = self._collect(server, stage, replies, set(outbox), collected)
-            if stage is Stage.SETUP and answered == 0:
-                _check_mod(replies)
-            for nid in set(outbox) - {m.metadata.src_node_id for m in replies}:
-                collected.failures.setdefault(
-                    nid, TimeoutError(f"client {nid}: no reply at {name}")
-                )
-            LOGGER.debug("[%s] %d of %d clients answered", name, answered, len(outbox))
-            try:
-                outbox = server.advance()
-            except SecAggAbort as exc:
-                summary.aborted = str(exc)
-                LOGGER.error("%s; round %d skipped", exc, plan.server_round)
-                return None
-            finally:
-                summary.stage_s[name] = time.perf_counter() - t0
-                summary.sets = dict(server.sizes)
-        return server.result
-
-    def _request(self, plan: _Plan, nid: int, msg: ProtocolMessage, stage: Stage) -> Message:
-        if stage is Stage.MASKED_INPUT:
-            q = plan.quantizer
-            content = plan.fitins[nid]
-            spec = _records.QuantizerSpec(q.clip, q.levels, q.max_weight)
-            content.config_records[_records.RECORD_KEY] = _records.pack(msg, stage, spec)
-        else:
-            content = RecordDict({_records.RECORD_KEY: _records.pack(msg, stage)})
-        return Message(
-            content=content,
-            dst_node_id=nid,
-            message_type=MessageType.TRAIN,
-            group_id=str(plan.server_round),
+    def _warn_if_missed(self, graph: GraphParams) -> None:
+        """A given ``(num_shares, threshold)`` that misses its targets is logged, not refused."""
+        if self.config.settings.threshold is None or (graph.secure and graph.correct):
+            return
+        LOGGER.warning(
+            "num_shares=%d, threshold=%d over %d clients miss the targets "
+            "(dropout=%g, corrupt=%g):\n%s",
+            graph.num_shares,
+            graph.threshold,
+            graph.n,
+            graph.dropout,
+            graph.corrupt,
+            graph.explain(),
         )
-
-    def _collect(
-        self,
-        server: SecAggServer,
-        stage: Stage,
-        replies: Iterable[Message],
-        asked: set[int],
-        collected: _Collected,
-    ) -> int:
-        """Feed the valid replies to the server; the others are dropouts. Returns how many."""
-        answered = 0
-        for reply in replies:
-            nid = reply.metadata.src_node_id
-            if nid not in asked:
-                continue
-            if reply.has_error():
-                collected.failures[nid] = RuntimeError(f"client {nid}: {reply.error.reason}")
-                continue
-            record = _records.find(reply.content)
-            if record is None:
-                raise MissingModError(_missing_mod(f"client {nid} replied without it"))
-            fitres: FitRes | None = None
-            try:
-                msg = _records.unpack(record)
-                sender = getattr(msg, "sender", None)
-                if sender != nid:
-                    raise ProtocolError(f"reply from node {nid} claims to come from {sender}")
-                if isinstance(msg, MaskedInput):
-                    fitres = recorddict_to_fitres(reply.content, keep_input=False)
-                server.receive(msg)
-            except (ProtocolError, KeyError) as exc:
-                LOGGER.warning("client %d dropped at %s: %s", nid, stage_name(stage), exc)
-                collected.failures[nid] = exc
-                continue
-            if fitres is not None:
-                collected.fitres[nid] = fitres
-            answered += 1
-        return answered
 
     def _finish(
         self,
         context: LegacyContext,
         plan: _Plan,
         result: AggregateResult,
-        collected: _Collected,
+        transport: GridTransport,
         summary: RoundSummary,
     ) -> None:
         summary.included = result.included
@@ -496,14 +423,14 @@ class PhloemSecAggWorkflow:
                 FitRes(
                     ok,
                     parameters,
-                    collected.fitres[nid].num_examples,
-                    collected.fitres[nid].metrics,
+                    transport.fitres[nid].num_examples,
+                    transport.fitres[nid].metrics,
                 ),
             )
             for nid in result.included
         ]
         failures: list[tuple[ClientProxy, FitRes] | BaseException] = list(
-            collected.failures.values()
+            transport.failures.values()
         )
         LOGGER.info(
             "aggregate_fit: %d clients in the secure sum, %d failures",
@@ -520,12 +447,6 @@ class PhloemSecAggWorkflow:
             )
 
 
-def _payload_bytes(content: RecordDict) -> int:
-    record = _records.find(content)
-    data = None if record is None else record.get("message")
-    return len(data) if isinstance(data, bytes) else 0
-
-
 def _unflatten(
     flat: np.ndarray, layout: list[tuple[tuple[int, ...], np.dtype[np.generic]]]
 ) -> NDArrays:
@@ -538,26 +459,3 @@ def _unflatten(
         out.append(part.astype(dtype) if np.issubdtype(dtype, np.floating) else part)
         start += size
     return out
-
-
-def _missing_mod(detail: str) -> str:
-    return (
-        f"no phloem secure-aggregation record in the clients' replies ({detail}). "
-        "PhloemSecAggWorkflow needs its client mod: build the ClientApp as "
-        "ClientApp(client_fn=..., mods=[phloem_secagg_mod]) with "
-        "`from phloem.secagg.flower import phloem_secagg_mod` (it replaces Flower's "
-        "secaggplus_mod; the two protocols do not interoperate)"
-    )
-
-
-def _check_mod(replies: list[Message]) -> None:
-    """No client answered the set-up: if they all errored, the mod is the likely cause."""
-    errors = [m for m in replies if m.has_error()]
-    if errors and len(errors) == len(replies):
-        first = errors[0]
-        raise MissingModError(
-            _missing_mod(
-                f"all {len(errors)} replies to the set-up were errors; the first, from client "
-                f"{first.metadata.src_node_id}: {first.error.reason}"
-            )
-        )
