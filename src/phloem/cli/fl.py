@@ -97,7 +97,8 @@ def list_cmd() -> None:
 def _print_registries() -> None:
     from phloem.data.registries import DATASETS, PARTITIONS
     from phloem.fl import registries as r
-    from phloem.fl.config import DropoutStage
+    from phloem.fl.config import ANY_STAGE
+    from phloem.secagg import PROTOCOL_STAGES
 
     tables: dict[str, Registry[Any]] = {
         "algorithms ([algorithm] name)": r.ALGORITHMS,
@@ -113,7 +114,7 @@ def _print_registries() -> None:
     for title, registry in tables.items():
         console.print(_registry_table(title, registry))
         console.print(escape(f"{title}: " + ", ".join(registry.names())))
-    stages = ", ".join(m.value for m in DropoutStage)
+    stages = ", ".join([ANY_STAGE, *PROTOCOL_STAGES])
     console.print(escape(f"dropout stages ([aggregation] dropout_stage): {stages}"))
     console.print(f"{len(r.ALGORITHMS)} algorithms; see docs/fl.md for every config key.")
 

@@ -28,11 +28,12 @@ from phloem.core.errors import ConfigError
 from phloem.core.history import Row
 from phloem.core.registry import NoParams
 from phloem.fl.algorithms.base import Aggregate, Cohort, Message, U, WeightedAggregate
+from phloem.fl.config import ANY_STAGE, parse_dropout_stage
 from phloem.fl.registries import AGGREGATIONS
-from phloem.secagg.driver import STAGE_NAMES
-from phloem.secagg.messages import Stage
+from phloem.secagg.stages import PROTOCOL_STAGES, Stage
 
 __all__ = [
+    "ANY_STAGE",
     "Aggregation",
     "AggregationStats",
     "DropoutModel",
@@ -40,39 +41,39 @@ __all__ = [
     "RoundOutcome",
     "RoundPlan",
     "SecureRoundStats",
+    "parse_dropout_stage",
 ]
 
 #: stages after which the client's input is already with the server
-_AFTER_UPLOAD = frozenset(name for name, s in STAGE_NAMES.items() if s > Stage.MASKED_INPUT)
+_AFTER_UPLOAD = frozenset(s for s in PROTOCOL_STAGES if s > Stage.MASKED_INPUT)
 
 
 @dataclass(frozen=True)
 class DropoutModel:
     """Each sampled client independently drops out with probability ``rate``.
 
-    ``stage`` is where: a protocol stage name, or ``any`` for a uniformly random stage.
+    ``stage`` is where: a protocol :class:`~phloem.secagg.Stage` (or its name), or ``"any"``
+    (``None``) for a uniformly random stage.
     """
 
     rate: float = 0.0
-    stage: str = "any"
+    stage: Stage | str | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.rate <= 1.0:
             raise ConfigError("aggregation.dropout", f"{self.rate} is not a probability", ["0..1"])
-        if self.stage != "any" and self.stage not in STAGE_NAMES:
-            raise ConfigError(
-                "aggregation.dropout_stage", f"unknown stage {self.stage!r}", ["any", *STAGE_NAMES]
-            )
+        object.__setattr__(self, "stage", parse_dropout_stage(self.stage))
 
-    def draw(self, ids: np.ndarray, gen: np.random.Generator) -> dict[str, list[int]]:
+    def draw(self, ids: np.ndarray, gen: np.random.Generator) -> dict[Stage, list[int]]:
         """``{stage: clients}`` for one round."""
-        out: dict[str, list[int]] = {}
+        out: dict[Stage, list[int]] = {}
         if self.rate == 0.0:
             return out
         drops = ids[gen.random(ids.size) < self.rate]
-        names = list(STAGE_NAMES)
         for u in drops:
-            stage = names[int(gen.integers(len(names)))] if self.stage == "any" else self.stage
+            stage = self.stage
+            if not isinstance(stage, Stage):
+                stage = PROTOCOL_STAGES[int(gen.integers(len(PROTOCOL_STAGES)))]
             out.setdefault(stage, []).append(int(u))
         return out
 
@@ -82,7 +83,7 @@ class RoundPlan:
     """The round's sampled cohort and who drops out where."""
 
     cohort: Cohort
-    dropout: dict[str, list[int]]
+    dropout: dict[Stage, list[int]]
 
     @property
     def uploading(self) -> Cohort:

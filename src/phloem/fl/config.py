@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from phloem.core.config import Picks, Section, apply_overrides, from_dict, load_toml
+from phloem.core.errors import ConfigError
 from phloem.data.registries import DATASETS, PARTITIONS
 from phloem.fl.registries import (
     AGGREGATIONS,
@@ -31,14 +32,15 @@ from phloem.fl.registries import (
     SAMPLERS,
     SERVER_OPTIMIZERS,
 )
+from phloem.secagg.stages import Stage
 
 __all__ = [
+    "ANY_STAGE",
     "AggregationConfig",
     "AlgorithmConfig",
     "BackendName",
     "CompressorConfig",
     "DataConfig",
-    "DropoutStage",
     "DtypeName",
     "ExperimentConfig",
     "LocalConfig",
@@ -48,6 +50,7 @@ __all__ = [
     "SamplingConfig",
     "ServerConfig",
     "load_config",
+    "parse_dropout_stage",
 ]
 
 
@@ -61,18 +64,29 @@ class LrRule(StrEnum):
     THEORY = "theory"
 
 
-class DropoutStage(StrEnum):
-    ANY = "any"
-    SETUP = "setup"
-    SHARE_KEYS = "share_keys"
-    MASKED_INPUT = "masked_input"
-    CONSISTENCY = "consistency"
-    UNMASK = "unmask"
-
-
 class BackendName(StrEnum):
     SERIAL = "serial"
     PROCESS = "process"
+
+
+#: ``[aggregation] dropout_stage`` for a uniformly random protocol stage
+ANY_STAGE = "any"
+
+
+def parse_dropout_stage(value: object, field: str = "aggregation.dropout_stage") -> Stage | None:
+    """A protocol :class:`~phloem.secagg.Stage` (the one stage enum), or ``None`` for ``"any"``.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``field`` and listing ``any`` and the stage names.
+    """
+    if value is None or value == ANY_STAGE:
+        return None
+    try:
+        return Stage.parse(value, field)
+    except ConfigError as e:
+        raise ConfigError(field, e.problem, [ANY_STAGE, *(e.allowed or ())]) from None
 
 
 def _positive(section: str, **values: float | int | None) -> None:
@@ -191,12 +205,13 @@ class AggregationConfig(Section):
     name: Annotated[str, Picks(AGGREGATIONS, "params")] = "plain"
     params: Any = None
     dropout: float = 0.0
-    dropout_stage: DropoutStage = DropoutStage.ANY
+    dropout_stage: str = "any"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not 0.0 <= self.dropout <= 1.0:
             raise ValueError(f"aggregation.dropout must lie in [0, 1], got {self.dropout}")
+        parse_dropout_stage(self.dropout_stage)
 
 
 @dataclass(frozen=True)

@@ -205,7 +205,7 @@ def build_aggregation(cfg: ExperimentConfig, cohort_size: int | None) -> Aggrega
     now, naming the field, rather than in round 1.
     """
     a = cfg.aggregation
-    dropout = DropoutModel(a.dropout, str(a.dropout_stage))
+    dropout = DropoutModel(a.dropout, a.dropout_stage)
     built = AGGREGATIONS.get(a.name).from_params(a.params, dropout=dropout)
     if cohort_size is not None:
         built.check_cohort(cohort_size)

@@ -34,10 +34,10 @@ from phloem.fl.aggregation import (
 )
 from phloem.fl.algorithms.base import Aggregate, Message, U, weighted_sum
 from phloem.fl.registries import AGGREGATIONS
-from phloem.secagg.aggregate import Protocol, SecAggSettings, secure_mean
-from phloem.secagg.crypto.prg import PrgKind
+from phloem.secagg import Protocol, SecAggSettings
+from phloem.secagg.aggregate import secure_mean
 
-__all__ = ["DecodedAggregate", "SecAgg", "SecAggPlus", "SecureAggregation", "SecureParams"]
+__all__ = ["DecodedAggregate", "SecAgg", "SecAggPlus", "SecureAggregation"]
 
 
 @dataclass(frozen=True)
@@ -58,54 +58,17 @@ class DecodedAggregate(Aggregate[U]):
 
 
 @dataclass(frozen=True)
-class SecureParams:
-    """The ``[aggregation]`` keys of a secure aggregation (see :class:`SecAggSettings`)."""
-
-    protocol: Protocol = Protocol.SECAGG_PLUS
-    num_shares: int | None = None
-    threshold: int | None = None
-    tolerate_dropout: float = 0.1
-    tolerate_corrupt: float = 0.1
-    sigma: float = 40.0
-    eta: float = 30.0
-    modulus_bits: int = 32
-    clip: float = 8.0
-    levels: int | None = None
-    prg: PrgKind = PrgKind.AES_CTR
-    consistency_check: bool = False
-
-    def __post_init__(self) -> None:
-        for key in ("clip", "levels", "sigma", "eta"):
-            v = getattr(self, key)
-            if v is not None and v <= 0:
-                raise ValueError(f"aggregation.{key} must be positive, got {v}")
-        if not 1 <= self.modulus_bits <= 64:
-            raise ValueError(f"aggregation.modulus_bits must lie in 1..64, got {self.modulus_bits}")
-
-    def settings(self) -> SecAggSettings:
-        return SecAggSettings(
-            protocol=self.protocol,
-            num_shares=self.num_shares,
-            threshold=self.threshold,
-            dropout=self.tolerate_dropout,
-            corrupt=self.tolerate_corrupt,
-            sigma=self.sigma,
-            eta=self.eta,
-            modulus_bits=self.modulus_bits,
-            clip=self.clip,
-            levels=self.levels,
-            prg=self.prg,
-            consistency_check=self.consistency_check,
-        )
-
-
-@dataclass(frozen=True)
 class SecureAggregation(Aggregation):
-    """A SecAgg (``settings.protocol``) round per simulator round, with a dropout model."""
+    """A SecAgg (``settings.protocol``) round per simulator round, with a dropout model.
+
+    Its config parameters are :class:`~phloem.secagg.SecAggSettings` itself: the
+    ``[aggregation]`` keys are its fields; the registered ``secagg`` and ``secagg+`` fix the
+    protocol.
+    """
 
     name: ClassVar[str] = "secure"
     description: ClassVar[str] = "secure aggregation with the protocol of its settings"
-    Params: ClassVar[type[SecureParams]] = SecureParams
+    Params: ClassVar[type[SecAggSettings]] = SecAggSettings
     #: parameters the registered kinds set themselves (their protocol)
     fixed_params: ClassVar[dict[str, Any]] = {}
     settings: SecAggSettings = field(default_factory=SecAggSettings)
@@ -117,8 +80,8 @@ class SecureAggregation(Aggregation):
             object.__setattr__(self, "settings", replace(self.settings, protocol=protocol))
 
     @classmethod
-    def from_params(cls, params: SecureParams, *, dropout: DropoutModel | None) -> Self:
-        return cls(params.settings(), dropout)
+    def from_params(cls, params: SecAggSettings, *, dropout: DropoutModel | None) -> Self:
+        return cls(params, dropout)
 
     def check_cohort(self, n: int) -> None:
         try:

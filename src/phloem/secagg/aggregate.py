@@ -9,7 +9,7 @@ and the tests all go through here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +20,7 @@ from phloem.secagg.driver import run_round
 from phloem.secagg.messages import RoundConfig
 from phloem.secagg.quantize import Quantizer
 from phloem.secagg.settings import Protocol, SecAggSettings
+from phloem.secagg.stages import DropoutSchedule
 from phloem.secagg.transport import RoundReport
 
 __all__ = ["Protocol", "SecAggSettings", "SecureMean", "secure_mean", "secure_sum"]
@@ -33,7 +34,7 @@ def secure_sum(
     *,
     gen: np.random.Generator,
     round_id: int = 1,
-    dropout: Mapping[str, Collection[int]] | None = None,
+    dropout: DropoutSchedule | None = None,
     rand: Callable[[int], RandomBytes] | None = None,
 ) -> RoundReport:
     """Exact sum in Z_(2^b) of the ring vectors of ``ids`` (those that reach the masked input).
@@ -74,7 +75,7 @@ def secure_mean(
     max_weight: float | None = None,
     gen: np.random.Generator,
     round_id: int = 1,
-    dropout: Mapping[str, Collection[int]] | None = None,
+    dropout: DropoutSchedule | None = None,
     rand: Callable[[int], RandomBytes] | None = None,
     all_clients: Sequence[int] | None = None,
 ) -> SecureMean:

@@ -24,7 +24,7 @@ from phloem.core.errors import ConfigError, ProtocolError, SecAggAbort
 from phloem.secagg.client import SecAggClient
 from phloem.secagg.crypto.keys import RandomBytes
 from phloem.secagg.messages import Message, RoundConfig, decode, encode
-from phloem.secagg.stages import PROTOCOL_STAGES, Stage
+from phloem.secagg.stages import PROTOCOL_STAGES, DropoutSchedule, Stage
 from phloem.secagg.transport import RoundReport, StageStats, Transport, run_protocol
 
 __all__ = [
@@ -40,19 +40,17 @@ __all__ = [
 def stage_name(stage: Stage) -> str:
     """The name of a protocol stage: ``stage.value``.
 
-    Deprecated alias kept for :mod:`phloem.fl.secure`; a :class:`Stage` is its own name.
+    Kept for older callers; a :class:`Stage` is its own name.
     """
     return stage.value
 
 
-#: Deprecated alias kept for :mod:`phloem.fl.secure`: ``{name: stage}`` of
+#: Kept for older callers: ``{name: stage}`` of
 #: :data:`~phloem.secagg.stages.PROTOCOL_STAGES`. Use :class:`Stage` and ``Stage.parse``.
 STAGE_NAMES: dict[str, Stage] = {s.value: s for s in PROTOCOL_STAGES}
 
 
-def _drop_schedule(
-    dropout: Mapping[str, Collection[int]] | None, clients: Collection[int]
-) -> dict[int, Stage]:
+def _drop_schedule(dropout: DropoutSchedule | None, clients: Collection[int]) -> dict[int, Stage]:
     """``{client: first stage it does not answer}`` from ``{stage: clients}``.
 
     A client listed at several stages drops at the earliest. Keys are :class:`Stage` members
@@ -116,7 +114,7 @@ def run_round(
     neighbours: Mapping[int, Sequence[int]],
     inputs: Mapping[int, np.ndarray] | Callable[[int, RoundConfig], np.ndarray],
     *,
-    dropout: Mapping[str, Collection[int]] | None = None,
+    dropout: DropoutSchedule | None = None,
     rand: Callable[[int], RandomBytes] | None = None,
 ) -> RoundReport:
     """One full round over the clients of ``neighbours``.

@@ -12,11 +12,12 @@ This module imports nothing but the standard library and :mod:`phloem.core.error
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from enum import StrEnum
 
 from phloem.core.errors import ConfigError
 
-__all__ = ["PROTOCOL_STAGES", "Stage"]
+__all__ = ["PROTOCOL_STAGES", "DropoutSchedule", "Stage"]
 
 
 class Stage(StrEnum):
@@ -79,3 +80,7 @@ _ORDER: dict[Stage, int] = {s: i for i, s in enumerate(Stage)}
 PROTOCOL_STAGES: tuple[Stage, ...] = tuple(s for s in Stage if s is not Stage.DONE)
 
 _BY_NAME: dict[str, Stage] = {s.value: s for s in PROTOCOL_STAGES}
+
+#: ``{stage: clients that never answer that stage's request}``, keyed by :class:`Stage` members
+#: or their names
+DropoutSchedule = Mapping[Stage, Collection[int]] | Mapping[str, Collection[int]]
