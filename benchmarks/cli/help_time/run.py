@@ -48,7 +48,7 @@ def _heavy(tree: Path, args: tuple[str, ...]) -> list[str]:
         f"sys.argv = ['phloem', *{list(args)!r}]\n"
         "try:\n    runpy.run_module('phloem.cli.app', run_name='__main__')\n"
         "except SystemExit:\n    pass\n"
-        f"print(','.join(m for m in {list(HEAVY)!r} if m in sys.modules))\n"
+        f"print('HEAVY:' + ','.join(m for m in {list(HEAVY)!r} if m in sys.modules))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
@@ -57,9 +57,9 @@ def _heavy(tree: Path, args: tuple[str, ...]) -> list[str]:
         capture_output=True,
         text=True,
         check=True,
-    ).stdout.strip()
-    last = out.splitlines()[-1] if out else ""
-    return [m for m in last.split(",") if m]
+    ).stdout
+    line = next(ln for ln in out.splitlines() if ln.startswith("HEAVY:"))
+    return [m for m in line.removeprefix("HEAVY:").split(",") if m]
 
 
 def main() -> int:
