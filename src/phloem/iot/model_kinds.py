@@ -88,7 +88,7 @@ class LogReg(ModelKind):
     """Multinomial logistic regression."""
 
     name: ClassVar[str] = "logreg"
-    description: ClassVar[str] = "multinomial logistic regression (scikit-learn)"
+    description: ClassVar[str] = "multinomial logistic regression, scikit-learn"
     Params: ClassVar[type[LogRegParams]] = LogRegParams
     params: LogRegParams
 
@@ -149,7 +149,7 @@ class MLP(ModelKind):
     """A small ReLU MLP (torch), trained with Adam and early stopping."""
 
     name: ClassVar[str] = "mlp"
-    description: ClassVar[str] = "a 64-64 MLP as the paper's (torch)"
+    description: ClassVar[str] = "the paper's 64-64 MLP, torch"
     Params: ClassVar[type[MLPParams]] = MLPParams
     params: MLPParams
 

@@ -254,7 +254,7 @@ def _pick(kind: str, medium: Medium, target: str) -> type[Source]:
         raise ConfigError("kind", f"unknown {SOURCES.kind} {kind!r}", allowed)
     source = SOURCES.get(kind)
     if source.medium is not medium:
-        raise ConfigError("kind", f"{kind!r} reads a {source.medium.value}, not {target}", allowed)
+        raise ConfigError("kind", f"{kind!r} does not read {target}", allowed)
     return source
 
 
