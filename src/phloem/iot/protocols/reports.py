@@ -11,7 +11,14 @@ from typing import Any
 from phloem.iot.evaluate import AnytimeScore, UnknownScore, WindowScore
 from phloem.iot.protocols.base import ProtocolReport, ScoreTable, Strong
 
-__all__ = ["AnytimeReport", "PaperReport", "PaperScore", "UnknownReport", "WindowsReport"]
+__all__ = [
+    "REPORTED_CONFUSIONS",
+    "AnytimeReport",
+    "PaperReport",
+    "PaperScore",
+    "UnknownReport",
+    "WindowsReport",
+]
 
 #: the confusion matrices a report folder shows (where the windows include them)
 REPORTED_CONFUSIONS = ("device@0s", "device@2s", "device@60s", "manufacturer@60s", "category@60s")
