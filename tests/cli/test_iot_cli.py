@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tarfile
 import threading
 import time
@@ -10,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from typer.testing import CliRunner
@@ -18,6 +19,14 @@ from typer.testing import CliRunner
 from phloem.cli.app import app
 from phloem.iot import live
 from phloem.iot.live import can_capture
+from phloem.iot.protocols import (
+    PROTOCOLS,
+    EvaluationProtocol,
+    ProtocolReport,
+    ScoreTable,
+    Setup,
+    Strong,
+)
 
 runner = CliRunner()
 CAPTURE = "dns_only/iROBOT_roomba/2023-10-26/2023-10-26_05:23:46.395s.pcap"
@@ -343,3 +352,195 @@ def test_monitor_live_on_loopback(trained: Trained) -> None:
     finals = [x for x in lines if x["event"] == "final" and x["n_queries"] >= 1]
     assert any(x["event"] == "join" for x in lines) and finals
     assert "packets read" in res.stderr
+
+
+# ---- the command line is thin: registries, renamed errors, its own interrupt messages ------
+
+
+def test_importing_the_iot_commands_imports_no_heavy_library() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, phloem.cli.iot; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'sklearn', 'scipy'}))"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == "[]"
+
+
+def test_no_iot_command_function_is_over_60_lines() -> None:
+    import ast
+
+    import phloem.cli.iot as module
+
+    tree = ast.parse(Path(module.__file__).read_text())
+    lengths = {
+        node.name: (node.end_lineno or node.lineno) - node.lineno + 1
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef)
+    }
+    assert {name: n for name, n in lengths.items() if n > 60} == {}
+
+
+def test_help_lists_what_the_registries_hold() -> None:
+    from phloem.iot.feature_sets import FEATURE_SETS
+    from phloem.iot.protocols import PROTOCOLS
+    from phloem.iot.sources import file_sources
+
+    def shown(cmd: str) -> str:  # the help text with rich's frame and wrapping undone
+        return _flat(re.sub("[│╭╮╰╯─]", " ", runner.invoke(app, ["iot", cmd, "--help"]).output))
+
+    evaluate = shown("evaluate")
+    for entry in [*PROTOCOLS.entries(), *FEATURE_SETS.entries()]:
+        assert f"{entry.name} ({entry.description})" in evaluate
+    identify = shown("identify")
+    for source in file_sources():
+        assert f"{source.name} ({source.description})" in identify
+    assert "interface (" not in identify  # an interface is --interface, not a --source
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["evaluate", "--train-until", "2023-13-01"], "--train-until"),
+        (["evaluate", "--test-from", "tomorrow"], "--test-from"),
+        (["evaluate", "--protocol", "anytime", "--confidence", "0"], "--confidence"),
+        (["evaluate", "--model", "forest"], "--model"),
+        (["evaluate", "--windows", ","], "--windows"),
+        (["train", "--confidence", "2"], "--confidence"),
+        (["train", "--false-unknown", "1"], "--false-unknown"),
+        (["train", "--features", "bag"], "--features"),
+    ],
+)
+def test_library_parameters_are_named_as_options(args: list[str], option: str) -> None:
+    res = runner.invoke(app, ["iot", *args])
+    out = _flat(res.output)
+    assert res.exit_code == 2 and f"'{option}'" in out
+
+
+def test_source_errors_are_named_as_options(trained: Trained, tmp_path: Path) -> None:
+    model = ["--model", str(trained.model)]
+    cases = [
+        (["identify", str(trained.capture), "--source", "syslog", *model], "'--source'"),
+        (["monitor", str(trained.capture), "--follow", *model], "'--follow'"),
+        (["identify", str(tmp_path / "nope.pcap"), *model], "'SOURCE'"),
+        (["monitor", str(trained.capture), "--horizon", "-1", *model], "'--horizon'"),
+        (["monitor", str(trained.capture), "--idle-timeout", "-1", *model], "'--idle-timeout'"),
+        (["identify", str(trained.capture), "--window", "-1", *model], "'--window'"),
+    ]
+    for args, named in cases:
+        res = runner.invoke(app, ["iot", *args])
+        assert res.exit_code == 2 and named in _flat(res.output), (args, res.output)
+    res = runner.invoke(app, ["iot", "identify", str(trained.capture), "--source", "bad", *model])
+    for kind in ("auto", "pcap", "dnsmasq", "unbound", "ftl"):
+        assert repr(kind) in _flat(res.output)
+
+
+def _interrupt(*args: Any, **kwargs: Any) -> Any:
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize(
+    ("command", "target", "says"),
+    [
+        (["train", "--out", "never.npz"], "phloem.iot.training.train_identifier", "nothing"),
+        (["evaluate"], "phloem.iot.protocols.run_protocol", "no scores"),
+    ],
+)
+def test_an_interrupt_says_what_this_command_kept(
+    command: list[str], target: str, says: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(target, _interrupt)
+    res = runner.invoke(app, ["iot", *command])
+    out = _flat(res.output)
+    assert res.exit_code == 130 and "interrupted:" in out and says in out
+    assert "phloem fl" not in out and "--resume" not in out
+
+
+def test_identify_interrupted_writes_no_report(
+    trained: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("phloem.iot.clients.identify_clients", _interrupt)
+    out = tmp_path / "r.json"
+    cmd = ["iot", "identify", str(trained.capture), "--model", str(trained.model)]
+    res = runner.invoke(app, [*cmd, "--json", str(out)])
+    assert res.exit_code == 130 and "no report" in _flat(res.output) and not out.exists()
+
+
+def test_monitor_interrupted_mid_stream_still_ends_every_client(
+    trained: Trained, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from phloem.iot.sources import open_observations
+    from phloem.iot.stream import Watched
+
+    def open_then_interrupt(self: Watched, stop: threading.Event) -> Any:
+        obs, stats = open_observations(self.path)
+
+        def stream() -> Iterator[Any]:
+            yield from obs
+            raise KeyboardInterrupt
+
+        return stream(), stats
+
+    monkeypatch.setattr(Watched, "open", open_then_interrupt)
+    cmd = ["iot", "monitor", str(trained.capture), "--model", str(trained.model)]
+    res = runner.invoke(app, cmd)
+    assert res.exit_code == 0, res.output
+    kinds = [x["event"] for x in _json_lines(res.stdout) if x["key"] == ROOMBA_MAC]
+    assert kinds[0] == "join" and kinds[-1] == "final"
+    assert "packets read 2" in _flat(res.stderr)
+
+
+@dataclass(frozen=True)
+class SizesParams:
+    train_until: str = "2023-10-25"
+
+
+@dataclass(frozen=True)
+class SizesReport(ProtocolReport):
+    n_train: int = 0
+    n_test: int = 0
+
+    def table(self) -> ScoreTable:
+        rows = ((Strong("train"), str(self.n_train)), ("test", str(self.n_test)))
+        return ScoreTable(("side", "events"), rows)
+
+    def score_rows(self) -> list[dict[str, Any]]:
+        return [{"train": self.n_train, "test": self.n_test}]
+
+
+class Sizes(EvaluationProtocol):
+    """A toy protocol: how many events fall on each side of ``train_until``."""
+
+    name: ClassVar[str] = "sizes"
+    description: ClassVar[str] = "events on each side of the split"
+    Params: ClassVar[type[SizesParams]] = SizesParams
+    params: SizesParams
+
+    def run(self, setup: Setup) -> SizesReport:
+        n_train = sum(e.day <= self.params.train_until for e in setup.events)
+        return SizesReport("by day", n_train, len(setup.events) - n_train)
+
+
+def test_a_protocol_registered_from_outside_runs_from_the_command_line(
+    iot_module_env: Path, tmp_path: Path
+) -> None:
+    from phloem.iot.corpus import load_corpus
+
+    PROTOCOLS.register(Sizes)  # what @PROTOCOLS.register does at import
+    try:
+        out = tmp_path / "sizes.json"
+        args = ["--protocol", "sizes", "--train-until", "2023-10-21", "--json", str(out)]
+        res = runner.invoke(app, ["iot", "evaluate", *args])
+    finally:
+        PROTOCOLS._entries.pop(Sizes.name)  # the registry has no public unregister
+    assert res.exit_code == 0, res.output
+    days = [e.day for e in load_corpus()]
+    n_train = sum(d <= "2023-10-21" for d in days)
+    assert json.loads(out.read_text()) == {
+        "protocol": "sizes",
+        "split": "by day",
+        "scores": [{"train": n_train, "test": len(days) - n_train}],
+    }
+    assert "sizes: full features, logreg; by day" in _flat(res.output)

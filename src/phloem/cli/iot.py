@@ -1,76 +1,136 @@
-"""``phloem iot ...``: train, evaluate and run the DNS-based IoT device identifier."""
+"""``phloem iot ...``: train, evaluate and run the DNS-based IoT device identifier.
+
+Each command parses its options, builds the feature set, model kind, evaluation protocol or
+input source through their registries, calls one library function and prints its typed
+result. Library errors name library parameters (``features``, ``windows_s``, ``kind``...);
+:data:`_OPTIONS` renames them to this command line's spelling. Importing this module imports
+neither torch, scikit-learn nor scipy: the registries only describe their components.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import queue
 import sys
 import threading
-import time
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol, TextIO, TypeVar
 
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from phloem.cli.common import guarded
+from phloem.core.config import from_dict
 from phloem.core.errors import ConfigError
+from phloem.core.registry import Registry
+from phloem.iot.feature_sets import FEATURE_SETS
+from phloem.iot.model_kinds import MODEL_KINDS
+from phloem.iot.protocols.base import PROTOCOLS, ScoreTable, Strong
+from phloem.iot.sources import AUTO, file_sources
+
+if TYPE_CHECKING:
+    from phloem.iot.clients import ClientReport
+    from phloem.iot.identify import Identifier
+    from phloem.iot.protocols import Evaluation
+    from phloem.iot.stream import Tracker, Watched
 
 __all__ = ["app"]
 
 app = typer.Typer(help="IoT device identification from DNS.", no_args_is_help=True)
 console = Console()
 
-FEATURES = ("full", "log", "sld")
-FEATURES_HELP = (
-    "full (every block), log (what a resolver log carries: names, types, counts and order, "
-    "without the stack fingerprint or the resolver address) or sld (the paper's)."
+R = TypeVar("R")
+
+#: library parameter -> the option (or argument) of this command line that sets it
+_OPTIONS: Mapping[str, str] = {
+    "features": "--features",
+    "model": "--model",
+    "protocol": "--protocol",
+    "train_until": "--train-until",
+    "test_from": "--test-from",
+    "test_until": "--test-until",
+    "windows_s": "--windows",
+    "checkpoints_s": "--checkpoints",
+    "confidence": "--confidence",
+    "target_false_unknown": "--false-unknown",
+    "path": "SOURCE",
+    "kind": "--source",
+    "follow": "--follow",
+    "interface": "--interface",
+    "year": "--year",
+    "window_s": "--window",
+    "top": "--top",
+    "anchor": "--anchor",
+    "horizon_s": "--horizon",
+    "rejoin_after_s": "--rejoin-after",
+    "idle_timeout_s": "--idle-timeout",
+}
+
+
+def _listed(parts: list[str]) -> str:
+    """``a, b or c.``"""
+    return (", ".join(parts[:-1]) + " or " + parts[-1] if len(parts) > 1 else parts[0]) + "."
+
+
+def _help(registry: Registry[Any]) -> str:
+    """``name (description), ... or name (description).``: a registry's choices."""
+    return _listed([f"{e.name} ({e.description})" for e in registry.entries()])
+
+
+FEATURES_HELP = _help(FEATURE_SETS)
+MODELS_HELP = _help(MODEL_KINDS)
+PROTOCOLS_HELP = _help(PROTOCOLS)
+SOURCES_HELP = _listed(
+    [f"{AUTO} (sniff the format)", *(f"{s.name} ({s.description})" for s in file_sources())]
 )
-MODELS = ("logreg", "mlp")
+FILES_HELP = "A file to read: " + _listed([s.description for s in file_sources()])
 
 
-def _spec(features: str) -> Any:
-    from phloem.iot.features import Block, FeatureSpec
-
-    if features not in FEATURES:
-        raise ConfigError("--features", f"unknown {features!r}", FEATURES)
-    if features == "full":
-        return FeatureSpec()
-    if features == "log":
-        return FeatureSpec(blocks=tuple(b for b in Block if b not in (Block.STACK, Block.RESOLVER)))
-    return FeatureSpec(blocks=(Block.SLD,))
+# options several commands share
+Features = Annotated[str, typer.Option(help=FEATURES_HELP)]
+ModelKind = Annotated[str, typer.Option(help=MODELS_HELP)]
+ModelFile = Annotated[Path, typer.Option("--model", help="A model from `iot train`.")]
+SourceKind = Annotated[str, typer.Option(help=SOURCES_HELP)]
+Year = Annotated[int | None, typer.Option(help="Year of dnsmasq lines (default: now).")]
 
 
-def _model(model: str) -> Any:
-    from phloem.iot.models import LogRegClassifier, MLPClassifier
+class _Component(Protocol):
+    Params: ClassVar[type[Any]]
 
-    if model not in MODELS:
-        raise ConfigError("--model", f"unknown {model!r}", MODELS)
-    return LogRegClassifier if model == "logreg" else MLPClassifier
+    def __init__(self, params: Any = None) -> None: ...
 
 
-def _split(train_until: str) -> tuple[list[Any], list[Any]]:
-    from phloem.iot.corpus import load_corpus
-    from phloem.iot.evaluate import temporal_split_events
+C = TypeVar("C", bound=_Component)
 
+
+def _make(component: type[C], options: Mapping[str, object]) -> C:
+    """``component`` with the parameters it has among ``options`` (validated)."""
+    keys = {f.name for f in dataclasses.fields(component.Params) if f.init}
+    return component(from_dict(component.Params, {k: v for k, v in options.items() if k in keys}))
+
+
+def _run(fn: Callable[[], R], *, interrupted: str) -> R:
+    """``guarded(fn)``, library parameters in its errors renamed to this command line's."""
+
+    def renamed() -> R:
+        try:
+            return fn()
+        except ConfigError as e:
+            if e.field not in _OPTIONS:
+                raise
+            raise e.with_field(_OPTIONS[e.field]) from None
+
+    return guarded(renamed, interrupted=interrupted)
+
+
+def _floats(option: str, text: str) -> tuple[float, ...]:
     try:
-        return temporal_split_events(load_corpus(), until=train_until)
-    except ValueError as exc:
-        raise ConfigError("--train-until", str(exc)) from None
-
-
-def _hierarchy() -> dict[str, tuple[str, str]]:
-    from phloem.iot.dataset import load_labels
-
-    return {d: (lab.manufacturer, lab.category) for d, lab in load_labels().items()}
-
-
-def _floats(option: str, text: str) -> list[float]:
-    try:
-        out = [float(w) for w in text.split(",") if w.strip()]
+        out = tuple(float(w) for w in text.split(",") if w.strip())
     except ValueError:
         raise ConfigError(option, f"{text!r} is not a comma-separated list of seconds") from None
     if not out or any(not w >= 0 for w in out):
@@ -78,7 +138,7 @@ def _floats(option: str, text: str) -> list[float]:
     return out
 
 
-def _load_identifier(model_path: Path) -> Any:
+def _load_identifier(model_path: Path) -> Identifier:
     from phloem.iot.identify import Identifier
 
     if not model_path.is_file():
@@ -91,8 +151,8 @@ def train(
     out: Annotated[Path, typer.Option(help="Where to write the numpy model (.npz).")] = Path(
         "iot-model.npz"
     ),
-    features: Annotated[str, typer.Option(help=FEATURES_HELP)] = "full",
-    model: Annotated[str, typer.Option(help="logreg or mlp.")] = "logreg",
+    features: Features = "full",
+    model: ModelKind = "logreg",
     train_until: Annotated[str, typer.Option(help="Last day (YYYY-MM-DD) trained on.")] = (
         "2023-10-25"
     ),
@@ -108,47 +168,28 @@ def train(
 ) -> None:
     """Train the any-time identifier on the doh_iot corpus and export it (numpy only)."""
 
-    def go() -> tuple[Path, int, int]:
-        from phloem.iot.identify import Identifier
+    def go() -> tuple[int, int]:
+        from phloem.iot.training import TrainParams, train_identifier
 
-        if not 0.0 < confidence <= 1.0:
-            raise ConfigError("--confidence", f"{confidence} is not in (0, 1]")
-        if not 0.0 <= false_unknown < 1.0:
-            raise ConfigError("--false-unknown", f"{false_unknown} is not in [0, 1)")
-        cps = _floats("--checkpoints", checkpoints)
-        events, _ = _split(train_until)
-        idt = Identifier.train(
-            events,
-            spec=_spec(features),
-            model=_model(model),
-            checkpoints=cps,
-            hierarchy=_hierarchy(),
-            target_false_unknown=false_unknown,
-            confidence=confidence,
+        params = TrainParams(
+            train_until, _floats("--checkpoints", checkpoints), confidence, false_unknown
         )
-        idt.save(out)
-        return out, len(events), idt.model.vectorizer.n_features
+        feature_set = _make(FEATURE_SETS.get(features, field="features"), {})
+        kind = _make(MODEL_KINDS.get(model, field="model"), {})
+        trained = train_identifier(feature_set, kind, params)
+        trained.identifier.save(out)
+        return trained.n_events, trained.identifier.model.vectorizer.n_features
 
-    path, n, d = guarded(go)
-    size = path.stat().st_size / 1e6
-    console.print(f"trained on {n} events ({d} features); model: {path} ({size:.2f} MB)")
-
-
-PROTOCOLS = ("temporal", "experiment", "unknown", "anytime", "paper")
+    n, d = _run(go, interrupted="stopped before the model was written; nothing was saved.")
+    size = out.stat().st_size / 1e6
+    console.print(f"trained on {n} events ({d} features); model: {out} ({size:.2f} MB)")
 
 
 @app.command("evaluate")
 def evaluate(
-    protocol: Annotated[
-        str,
-        typer.Option(
-            help="temporal (train on earlier days), experiment (random split of experiments), "
-            "unknown (leave one device out; or the test days' new devices), "
-            "anytime (query-by-query replay), paper (random rows)."
-        ),
-    ] = "temporal",
-    features: Annotated[str, typer.Option(help=FEATURES_HELP)] = "full",
-    model: Annotated[str, typer.Option(help="logreg or mlp.")] = "logreg",
+    protocol: Annotated[str, typer.Option(help=PROTOCOLS_HELP)] = "temporal",
+    features: Features = "full",
+    model: ModelKind = "logreg",
     train_until: Annotated[str, typer.Option(help="Last training day.")] = "2023-10-25",
     test_from: Annotated[
         str | None, typer.Option(help="First test day (default: the day after --train-until).")
@@ -164,205 +205,56 @@ def evaluate(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the scores here.")] = None,
 ) -> None:
     """Score the identifier on the doh_iot corpus under one protocol; every split is stated."""
-    if protocol not in PROTOCOLS:
-        guarded(_raise, ConfigError("--protocol", f"unknown {protocol!r}", PROTOCOLS))
 
-    def go() -> tuple[str, list[Any], dict[str, Any]]:
-        from phloem.iot.corpus import load_corpus
-        from phloem.iot.evaluate import (
-            evaluate_anytime,
-            evaluate_windows,
-            experiment_split,
-            leave_one_device_out,
-            paper_rows,
-            unseen_devices,
-        )
+    def go() -> Evaluation:
+        from phloem.iot.protocols import run_protocol
 
-        ws = _floats("--windows", windows)
-        spec, factory = _spec(features), _model(model)
-        first_test = test_from or "0"
-        if protocol in ("experiment", "paper"):
-            events = [e for e in load_corpus() if e.day <= test_until]
-            split = f"{protocol} split of all captures up to {test_until}"
-            if protocol == "paper":
-                return split, [(w, paper_rows(events, w)) for w in ws], {}
-            train_ev, test_ev = experiment_split(events, 0.3)
-        else:
-            train_ev, rest = _split(train_until)
-            test_ev = [e for e in rest if first_test <= e.day <= test_until]
-            days = sorted({e.day for e in test_ev})
-            if not test_ev:
-                raise ConfigError("--test-until", "no test events between the given days")
-            first_day = min(e.day for e in train_ev)
-            split = f"train {first_day}..{train_until}, test days " + (
-                ", ".join(days) if len(days) <= 4 else f"{days[0]}..{days[-1]}"
-            )
-        known = {e.device for e in train_ev}
-        if protocol == "unknown":
-            new_devices = sorted({str(e.device) for e in test_ev} - {str(d) for d in known})
-            if new_devices:  # genuinely new devices in the test days: score those
-                unk = [
-                    s
-                    for w in ws
-                    for s in unseen_devices(train_ev, test_ev, w, spec=spec, model=factory)
-                ]
-                return f"{split}; {len(new_devices)} new devices", unk, {}
-            unk = [
-                s
-                for w in ws
-                for s in leave_one_device_out(train_ev, test_ev, w, spec=spec, model=factory)
-            ]
-            return split, unk, {}
-        if protocol == "anytime":
-            from phloem.iot.identify import Identifier
-
-            idt = Identifier.train(train_ev, spec=spec, model=factory, hierarchy=_hierarchy())
-            test_known = [e for e in test_ev if e.device in known]
-            return (
-                split,
-                [evaluate_anytime(idt, test_known, confidence=confidence, horizon_s=w) for w in ws],
-                {},
-            )
-        new = sorted({str(e.device) for e in test_ev} - known)
-        test_ev = [e for e in test_ev if e.device in known]
-        h = _hierarchy()
-        groups = {
-            "manufacturer": {d: m for d, (m, _) in h.items()},
-            "category": {d: c for d, (_, c) in h.items()},
+        chosen = PROTOCOLS.get(protocol, field="protocol")
+        options = {
+            "windows_s": _floats("--windows", windows),
+            "train_until": train_until,
+            "test_from": test_from,
+            "test_until": test_until,
+            "confidence": confidence,
         }
-        preds: dict[str, tuple[list[str], list[str]]] = {}
-        scores = evaluate_windows(
-            train_ev,
-            test_ev,
-            spec=spec,
-            model=factory,
-            windows=ws,
-            groups=groups,
-            predictions=preds,
-        )
-        extra = {"predictions": preds, "left_out": new, "n_train": len(train_ev)}
-        return split, scores, extra
+        proto = _make(chosen, options)
+        feature_set = _make(FEATURE_SETS.get(features, field="features"), {})
+        kind = _make(MODEL_KINDS.get(model, field="model"), {})
+        return run_protocol(proto, feature_set, kind)
 
-    split, scores, extra = guarded(go)
-    title = f"{protocol}: {features} features, {model}; {split}"
-    _print_scores(protocol, title, scores, extra)
+    result = _run(go, interrupted="stopped; no scores or report were written.")
+    _print_table(result.title, result.report.table())
+    for note in result.report.notes():
+        console.print(note)
     if json_out is not None:
-        rows = [
-            s.__dict__ if hasattr(s, "__dict__") else {"window_s": s[0], "row_accuracy": s[1]}
-            for s in scores
-        ]
-        json_out.write_text(
-            json.dumps(
-                {"protocol": protocol, "split": split, "scores": rows}, indent=1, default=str
-            )
-        )
-    if report is not None and protocol in ("temporal", "experiment"):
-        from phloem.iot.report import write_report
-
-        preds = extra["predictions"]
-        wanted = ("device@0s", "device@2s", "device@60s", "manufacturer@60s", "category@60s")
-        keep = {k: v for k, v in preds.items() if k in wanted}
-        meta = {
-            "protocol": protocol,
-            "split": split,
-            "features": features,
-            "model": model,
-            "train events": extra["n_train"],
-            "test events": scores[0].n_test,
-            "left out (unseen in training)": ", ".join(extra["left_out"]) or "none",
-        }
-        path = write_report(report, scores, predictions=keep, meta=meta, title=title)
-        console.print(f"report: {path}")
+        json_out.write_text(json.dumps(result.to_dict(), indent=1, default=str))
+    if report is not None:
+        path = result.write_report(report)
+        if path is not None:
+            console.print(f"report: {path}")
 
 
-def _raise(exc: Exception) -> None:
-    raise exc
-
-
-def _print_scores(protocol: str, title: str, scores: list[Any], extra: dict[str, Any]) -> None:
-    t = Table(title=title)
-    if protocol == "paper":
-        for c in ("window s", "row accuracy"):
-            t.add_column(c, justify="right")
-        for w, acc in scores:
-            t.add_row(f"{w:g}", f"{acc:.3f}")
-    elif protocol == "unknown":
-        for c in ("window s", "unseen device", "flagged", "known flagged", "n"):
-            t.add_column(c, justify="right")
-        for s in scores:
-            t.add_row(
-                f"{s.window_s:g}",
-                s.device,
-                f"{s.unknown_flagged:.3f}",
-                f"{s.known_flagged:.4f}",
-                str(s.n_unknown),
-            )
-        by_w: dict[float, list[Any]] = {}
-        for s in scores:
-            by_w.setdefault(s.window_s, []).append(s)
-        for w, ss in by_w.items():
-            t.add_row(
-                f"{w:g}",
-                "[b]mean[/b]",
-                f"{sum(x.unknown_flagged for x in ss) / len(ss):.3f}",
-                f"{sum(x.known_flagged for x in ss) / len(ss):.4f}",
-                "",
-            )
-    elif protocol == "anytime":
-        # short headers and a light box: nine columns fit an 80-column terminal
-        t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
-        cols = ("T s", "events", "answered", "1st acc", "final", "med s", "p90 s", "revised",
-                "unknown")  # fmt: skip
-        for c in cols:
-            t.add_column(c, justify="right")
-        for s in scores:
-            t.add_row(
-                f"{s.horizon_s:g}",
-                str(s.n_events),
-                f"{s.answered:.3f}",
-                f"{s.first_answer_accuracy:.4f}",
-                f"{s.final_accuracy:.4f}",
-                f"{s.median_time_s:.2f}",
-                f"{s.p90_time_s:.2f}",
-                f"{s.revised:.3f}",
-                f"{s.flagged_unknown:.3f}",
-            )
-    else:
-        for c in ("window s", "level", "acc", "macro-F1", "acc (DNS)", "F1 (DNS)", "no DNS"):
-            t.add_column(c, justify="right")
-        for s in scores:
-            t.add_row(
-                f"{s.window_s:g}",
-                s.level,
-                f"{s.accuracy:.3f}",
-                f"{s.macro_f1:.3f}",
-                f"{s.accuracy_dns:.3f}",
-                f"{s.macro_f1_dns:.3f}",
-                f"{s.no_dns_share:.3f}",
-            )
+def _print_table(title: str, table: ScoreTable) -> None:
+    t = (
+        Table(title=escape(title), box=box.SIMPLE_HEAD, pad_edge=False)
+        if table.compact
+        else Table(title=escape(title))
+    )
+    for c in table.columns:
+        t.add_column(escape(c), justify="right")
+    for row in table.rows:
+        t.add_row(*(f"[b]{escape(c)}[/b]" if isinstance(c, Strong) else escape(c) for c in row))
     console.print(t)
-    if extra.get("left_out"):
-        console.print(f"devices not in training, left out: {', '.join(extra['left_out'])}")
 
 
 @app.command("identify")
 def identify(
-    capture: Annotated[
-        Path,
-        typer.Argument(
-            help="A pcap/pcapng capture, or a dnsmasq/Pi-hole/unbound log, or "
-            "Pi-hole's FTL database."
-        ),
-    ],
-    model_path: Annotated[Path, typer.Option("--model", help="A model from `iot train`.")] = Path(
-        "iot-model.npz"
-    ),
+    capture: Annotated[Path, typer.Argument(help=FILES_HELP)],
+    model_path: ModelFile = Path("iot-model.npz"),
     window: Annotated[float, typer.Option(help="Seconds after each device's anchor.")] = 60.0,
     top: Annotated[int, typer.Option(min=1, help="Devices shown per client.")] = 3,
-    source: Annotated[
-        str, typer.Option(help="auto, pcap (pcap/pcapng), dnsmasq (or Pi-hole), unbound, ftl.")
-    ] = "auto",
-    year: Annotated[int | None, typer.Option(help="Year of dnsmasq lines (default: now).")] = None,
+    source: SourceKind = AUTO,
+    year: Year = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the reports as JSON here.")
     ] = None,
@@ -378,50 +270,28 @@ def identify(
     over time, the names that drove the decision, and flags (unknown, no DNS, external
     resolver)."""
 
-    def go() -> tuple[list[dict[str, Any]], str]:
-        from phloem.iot.events import (
-            ANCHOR_MODES,
-            events_from_observations,
-            main_resolvers,
-            uses_external_resolver,
-        )
+    def go() -> tuple[list[ClientReport], str]:
+        from phloem.iot.clients import IdentifyParams, identify_clients
         from phloem.iot.sources import open_observations
 
+        params = IdentifyParams(window, top, anchor)
         idt = _load_identifier(model_path)
         obs, stats = open_observations(capture, kind=source, year=year)
-        if anchor not in ANCHOR_MODES:
-            raise ConfigError("--anchor", f"unknown {anchor!r}", ANCHOR_MODES)
-        events = events_from_observations(obs, anchor=anchor, stats=stats.events)
-        answers = idt.answer_many(events, window, top=top)
-        local = main_resolvers(events)  # the network's resolver, found once for all clients
-        early = [w for w in idt.checkpoints if w < window]  # then the window itself
-        reports = []
-        for e, a in zip(events, answers, strict=True):
-            over = [
-                {
-                    "s": x.elapsed_s,
-                    "device": x.top[0].label,
-                    "p": round(x.confidence, 3),
-                    "unknown": x.unknown,
-                }
-                for x in [*(idt.timeline(e, early) if early else []), a]
-            ]
-            qs = e.window(window)
-            rep = a.to_dict()
-            rep.update(
-                first_seen=datetime.fromtimestamp(e.anchor_utc, tz=UTC).isoformat(
-                    timespec="seconds"
-                ),
-                over_time=over,
-                names=sorted({q.name for q in qs}),
-                no_dns=not qs,
-                external_resolver=uses_external_resolver(e, local),
-            )
-            reports.append(rep)
-        return reports, stats.summary()
+        return identify_clients(idt, obs, params, stats=stats.events), stats.summary()
 
-    reports, summary = guarded(go)
-    t = Table(title=f"{capture.name}: {len(reports)} DNS clients (window {window:g} s)")
+    reports, summary = _run(go, interrupted="stopped; no report was written.")
+    rows = [r.to_dict() for r in reports]
+    console.print(
+        _clients_table(f"{capture.name}: {len(rows)} DNS clients (window {window:g} s)", rows)
+    )
+    console.print(summary)
+    if json_out is not None:
+        json_out.write_text(json.dumps(rows, indent=1))
+
+
+def _clients_table(title: str, reports: list[dict[str, Any]]) -> Table:
+    """The identify table, from the reports' JSON form (so it shows what the JSON says)."""
+    t = Table(title=escape(title))
     for c in ("key / first seen", "device > manufacturer > category", "over time", "why", "flags"):
         t.add_column(c)
     for r in reports:
@@ -444,17 +314,9 @@ def identify(
             )
             if on
         ]
-        t.add_row(
-            f"{r['key']}\n{r['first_seen']}",
-            "\n".join(lines),
-            "\n".join(over),
-            why,
-            ", ".join(flags) or "-",
-        )
-    console.print(t)
-    console.print(summary)
-    if json_out is not None:
-        json_out.write_text(json.dumps(reports, indent=1))
+        cells = (f"{r['key']}\n{r['first_seen']}", "\n".join(lines), "\n".join(over), why)
+        t.add_row(*(escape(c) for c in cells), ", ".join(flags) or "-")
+    return t
 
 
 @app.command("monitor")
@@ -462,21 +324,17 @@ def monitor(
     source_path: Annotated[
         Path | None,
         typer.Argument(
-            metavar="[SOURCE]",
-            help="A capture, a dnsmasq/Pi-hole/unbound log or Pi-hole's FTL database "
-            "(omit with --interface).",
+            metavar="[SOURCE]", help=FILES_HELP.rstrip(".") + " (omit with --interface)."
         ),
     ] = None,
-    model_path: Annotated[Path, typer.Option("--model", help="A model from `iot train`.")] = Path(
-        "iot-model.npz"
-    ),
+    model_path: ModelFile = Path("iot-model.npz"),
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep reading as the log/database grows.")
     ] = False,
     interface: Annotated[
         str | None, typer.Option("--interface", "-i", help="Capture live here (CAP_NET_RAW).")
     ] = None,
-    source: Annotated[str, typer.Option(help="auto, pcap, dnsmasq, unbound, ftl.")] = "auto",
+    source: SourceKind = AUTO,
     horizon: Annotated[
         float, typer.Option(help="Seconds after the anchor of the final answer.")
     ] = (60.0),
@@ -493,7 +351,7 @@ def monitor(
     out: Annotated[
         Path | None, typer.Option(help="Append the JSON lines here (default stdout).")
     ] = (None),
-    year: Annotated[int | None, typer.Option(help="Year of dnsmasq lines (default: now).")] = None,
+    year: Year = None,
     idle_timeout: Annotated[
         float | None,
         typer.Option(help="Live sources: stop after this many seconds without an observation."),
@@ -504,92 +362,42 @@ def monitor(
     log (--follow) or captures on an interface (--interface)."""
 
     def go() -> str:
-        from phloem.iot.sources import open_observations
-        from phloem.iot.stream import Tracker
+        from phloem.iot.stream import Tracker, Watched
 
-        if anchor not in ("dhcp-or-first-query", "first-query"):
+        if (source_path is None) == (interface is None):
             raise ConfigError(
-                "--anchor", f"unknown {anchor!r}", ("dhcp-or-first-query", "first-query")
+                "SOURCE", "give a file to read or --interface to capture on, not both"
             )
-        idt = _load_identifier(model_path)
-        live = follow or interface is not None
-        stop = threading.Event()
-        local = (datetime.now().astimezone().tzinfo or UTC) if live else UTC
-        obs, stats = open_observations(
-            source_path,
-            kind=source,
-            follow=follow,
-            interface=interface,
-            year=year,
-            tz=local,
-            stop=stop,
-        )
+        # identifier, horizon_s, confidence, anchor, rejoin_after_s, explain
         tracker = Tracker(
-            idt,
-            horizon_s=horizon,
-            confidence=confidence,
-            anchor=anchor,
-            rejoin_after_s=rejoin_after,
-            explain=explain,
+            _load_identifier(model_path), horizon, confidence, anchor, rejoin_after, explain
         )
-        sink = out.open("a", encoding="utf-8") if out is not None else sys.stdout
+        watched = Watched(source_path, interface, source, follow, year)
+        return _monitor(tracker, watched, out, idle_timeout)
 
-        def emit(lines: list[dict[str, Any]]) -> None:
-            for line in lines:
-                sink.write(json.dumps(line) + "\n")
-            sink.flush()
-
-        try:
-            if not live:
-                for ob in obs:
-                    emit(tracker.feed(ob))
-            else:
-                _pump(obs, tracker, emit, stop, idle_timeout)
-        except KeyboardInterrupt:
-            pass  # Ctrl-C / SIGTERM: every open client still gets its final line
-        finally:
-            stop.set()
-            emit(tracker.close())
-            if out is not None:
-                sink.close()
-        return stats.summary()
-
-    summary = guarded(go)
+    summary = _run(go, interrupted="stopped before monitoring began; no lines were written.")
     Console(stderr=True).print(summary)
 
 
-def _pump(
-    obs: Any, tracker: Any, emit: Any, stop: threading.Event, idle_timeout: float | None
-) -> None:
-    """Read a live source in a thread; tick the tracker's clock twice a second meanwhile."""
-    q: queue.Queue[Any] = queue.Queue(maxsize=10_000)
-    done = object()
-    failure: list[BaseException] = []
+def _monitor(
+    tracker: Tracker, watched: Watched, out: Path | None, idle_timeout_s: float | None
+) -> str:
+    """Run the monitor loop, JSON lines to ``out`` (or stdout); the source's summary."""
+    from phloem.iot.stream import json_lines, monitor
 
-    def reader() -> None:
-        try:
-            for ob in obs:
-                q.put(ob)
-                if stop.is_set():
-                    break
-        except BaseException as exc:  # handed to the main thread
-            failure.append(exc)
-        finally:
-            q.put(done)
+    stop = threading.Event()
+    obs, stats = watched.open(stop)
+    with _sink(out) as sink:
+        monitor(tracker, obs, json_lines(sink), live=watched.live, stop=stop,
+                idle_timeout_s=idle_timeout_s)  # fmt: skip
+    return stats.summary()
 
-    threading.Thread(target=reader, name="phloem-monitor-reader", daemon=True).start()
-    last = time.monotonic()
-    while True:
-        try:
-            item = q.get(timeout=0.5)
-        except queue.Empty:
-            emit(tracker.advance(time.time()))
-            if idle_timeout is not None and time.monotonic() - last > idle_timeout:
-                stop.set()  # the reader notices within its poll period and finishes
-            continue
-        last = time.monotonic()
-        if item is done:
-            break
-        emit(tracker.feed(item))
-    if failure:
-        raise failure[0]
+
+@contextmanager
+def _sink(out: Path | None) -> Iterator[TextIO]:
+    """Standard output, or ``out`` opened for appending (and closed after)."""
+    if out is None:
+        yield sys.stdout
+        return
+    with out.open("a", encoding="utf-8") as fh:
+        yield fh

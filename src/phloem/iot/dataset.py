@@ -50,6 +50,7 @@ __all__ = [
     "by_experiment",
     "index_captures",
     "iter_captures",
+    "load_hierarchy",
     "load_labels",
     "parse_capture_name",
     "temporal_split",
@@ -148,6 +149,12 @@ def load_labels(path: str | Path | None = None) -> dict[str, DeviceLabel]:
                 device, row["manufacturer"].strip(), row["category"].strip()
             )
     return labels
+
+
+def load_hierarchy(path: str | Path | None = None) -> dict[str, tuple[str, str]]:
+    """Device -> ``(manufacturer, category)`` from ``labels.csv`` (see :func:`load_labels`):
+    the label hierarchy an :class:`~phloem.iot.identify.Identifier` answers up."""
+    return {d: (lab.manufacturer, lab.category) for d, lab in load_labels(path).items()}
 
 
 def parse_capture_name(member_name: str, *, fold: int = 0) -> CaptureInfo:

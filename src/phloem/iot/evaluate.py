@@ -7,8 +7,9 @@ device, its manufacturer and its category (device probabilities summed per group
 without any query within ``T`` stay in the test set (they are what a deployment sees) and the
 share of them is reported beside the scores.
 
-Protocols
----------
+The scoring functions behind the evaluation protocols (the protocol classes, which pick the
+split and return typed reports, are in :mod:`phloem.iot.protocols`):
+
 - :func:`temporal_split_events`: train on the earlier days, test on the later ones;
 - :func:`experiment_split`: a random split that keeps each experiment on one side;
 - :func:`paper_rows`: the paper's own protocol -- one row per queried second-level domain,
@@ -16,6 +17,8 @@ Protocols
   and test (the same experiment contributes rows to both);
 - :func:`leave_one_device_out`: unknown-device detection;
 - :func:`evaluate_anytime`: the any-time mode replayed query by query.
+
+scikit-learn is imported when scores are computed, not with this module.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score
 
 from phloem.iot.domains import registered_domain
 from phloem.iot.events import Event
@@ -151,6 +153,8 @@ def evaluate_windows(
     passed as ``predictions`` it receives ``"<level>@<window>s" -> (truth, predicted)`` for
     every window and level (for confusion matrices).
     """
+    from sklearn.metrics import accuracy_score
+
     y_train, y_test = _labels(train), _labels(test)
     scores: list[WindowScore] = []
     for w in windows:
@@ -191,6 +195,8 @@ def evaluate_windows(
 def _macro_f1(truth: Sequence[str], pred: Sequence[str]) -> float:
     """Macro-F1 over the true classes: a ``(no DNS)`` or unseen prediction is a miss for its
     true class, never a class of its own that would weigh in the mean."""
+    from sklearn.metrics import f1_score
+
     labels = sorted(set(truth))
     return float(f1_score(truth, pred, labels=labels, average="macro", zero_division=0))
 

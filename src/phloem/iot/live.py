@@ -59,7 +59,11 @@ _PACKET_OUTGOING = 4  # socket.PACKET_OUTGOING, spelled out: absent on non-Linux
 _ARPHRD_LOOPBACK = 772
 # hardware types whose devices have no link header: SOCK_RAW data starts at the IP header
 _ARPHRD_RAW_IP = frozenset({512, 519, 0xFFFE})  # PPP, RAWIP, NONE (tun, WireGuard)
-_FOLLOW_HINT = "use --follow on a dnsmasq/Pi-hole/unbound log or on Pi-hole's FTL database instead"
+# advice, not a parameter of this module: it names the command that follows a log
+_FOLLOW_HINT = (
+    "follow a dnsmasq/Pi-hole/unbound log or Pi-hole's FTL database instead "
+    "(`phloem iot monitor --follow LOG`)"
+)
 
 
 class LiveSourceError(PhloemError):
@@ -309,8 +313,8 @@ def _ftl_fetch(path: Path, poll_s: float, sql: str, args: tuple[Any, ...]) -> li
 
 def _ftl_error(path: Path, exc: sqlite3.DatabaseError) -> LiveSourceError:
     return LiveSourceError(
-        f"{path}: cannot read a Pi-hole FTL 'queries' table ({exc}); point --follow at "
-        "pihole-FTL.db (usually /etc/pihole/pihole-FTL.db)"
+        f"{path}: cannot read a Pi-hole FTL 'queries' table ({exc}); is it Pi-hole's "
+        "pihole-FTL.db (usually /etc/pihole/pihole-FTL.db)?"
     )
 
 

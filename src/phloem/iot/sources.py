@@ -1,59 +1,110 @@
 """Where observations come from: a capture, a resolver log, Pi-hole's database, an interface.
 
-One entry point per use: :func:`sniff_format` guesses a file's format from its first bytes,
-and :func:`open_observations` turns a file (read once, or followed as it grows) or a live
-interface into one time-ordered stream of :class:`~phloem.iot.events.Observation` plus the
-counters of what was read and skipped.
+Each kind of input is a :class:`Source`: a class that declares its ``name``, a one-line
+``description`` and its frozen ``Params``, registers itself in :data:`SOURCES`, and turns a
+file (or an interface) into a time-ordered stream of :class:`~phloem.iot.events.Observation`.
+The built-in sources live in :mod:`phloem.iot.builtin_sources` (``pcap``, ``dnsmasq``,
+``unbound``, ``ftl`` and the live ``interface``); adding one is one module that registers its
+class and one line in the registry's ``populate`` list (or an import of that module).
+
+One entry point per use: :func:`sniff_format` asks every file source how sure it is that a
+file's first bytes are its format and takes the surest, and :func:`open_observations` turns a
+file (read once, or followed as it grows) or a live interface into one stream of observations
+plus the counters of what was read and skipped (:class:`SourceStats`).
+
+Errors name this module's parameters (``path``, ``kind``, ``follow``, ...), never a
+command-line option: the command line renames them to its own.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import threading
-from collections.abc import Iterator
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, tzinfo
+from enum import Enum, IntEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from phloem.core.config import from_dict
 from phloem.core.errors import ConfigError
-from phloem.iot.events import EventStats, Observation, observe_packets
-from phloem.iot.logs import (
-    LogQuery,
-    LogStats,
-    observations_from_log,
-    read_dnsmasq,
-    read_ftl_db,
-    read_unbound,
-)
-from phloem.iot.pcap import PcapReader, looks_like_capture
+from phloem.core.registry import NoParams, Registry
+from phloem.iot.events import EventStats, Observation
+from phloem.iot.logs import LogStats
 
 if TYPE_CHECKING:
     from phloem.iot.live import CaptureStats
 
-__all__ = ["SOURCE_KINDS", "SourceKind", "SourceStats", "open_observations", "sniff_format"]
+__all__ = [
+    "AUTO",
+    "SOURCES",
+    "Medium",
+    "Reading",
+    "Sniff",
+    "Source",
+    "SourceStats",
+    "file_sources",
+    "open_observations",
+    "sniff_format",
+]
 
-SourceKind = Literal["pcap", "dnsmasq", "unbound", "ftl"]
-SOURCE_KINDS: tuple[SourceKind, ...] = get_args(SourceKind)
+AUTO = "auto"
+"""The ``kind`` that lets :func:`open_observations` pick the source (sniffed for a file)."""
+
+_SNIFF_BYTES = 512
 
 
-def sniff_format(path: Path) -> SourceKind:
-    """Guess a file's format: pcap/pcapng by magic, SQLite (FTL), unbound, else dnsmasq."""
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(512)
-    except OSError as exc:
-        raise ConfigError("SOURCE", f"cannot read {path}: {exc.strerror or exc}") from None
-    if looks_like_capture(head):
-        return "pcap"
-    if head.startswith(b"SQLite format 3"):
-        return "ftl"
-    text = head.decode("utf-8", "replace")
-    return "unbound" if text.startswith("[") and "unbound" in text else "dnsmasq"
+class Medium(Enum):
+    """What a source reads: a file (by path) or a network interface (by name)."""
+
+    FILE = "file"
+    INTERFACE = "interface"
+
+
+class Sniff(IntEnum):
+    """How sure a file source is that a file's first bytes are its format."""
+
+    NO = 0
+    FALLBACK = 1  # could be: the format to assume when no source is sure (plain text)
+    YES = 2
+
+
+@dataclass(frozen=True)
+class Reading:
+    """How a source is read; the same for every source.
+
+    Attributes
+    ----------
+    follow
+        Keep reading as the file grows (``tail -F``); not every source can.
+    stop
+        Ends a followed or live source.
+    poll_s
+        How often a followed source looks for new data (> 0).
+    tz
+        The zone of timestamps that carry none (dnsmasq's): UTC by default; a live gateway's
+        log is in its local time.
+    """
+
+    follow: bool = False
+    stop: threading.Event | None = None
+    poll_s: float = 0.5
+    tz: tzinfo = UTC
+
+    def __post_init__(self) -> None:
+        if not self.poll_s > 0:
+            raise ConfigError("poll_s", f"must be a positive number of seconds, got {self.poll_s}")
 
 
 @dataclass
 class SourceStats:
-    """What a source read: packet counters (captures) or line counters (logs)."""
+    """What a source read: packet counters (captures) or line counters (logs).
+
+    ``kind`` is the source's registered name; :meth:`summary` asks that source how to say it.
+    """
 
     kind: str
     events: EventStats = field(default_factory=EventStats)
@@ -62,28 +113,161 @@ class SourceStats:
 
     def summary(self) -> str:
         """One line for the user: what was read and what was skipped."""
-        if self.kind in ("pcap", "interface"):
-            d = self.events.decode
-            looped = (
-                f", loopback duplicates skipped {self.capture.loopback_duplicates}"
-                if self.capture is not None
-                else ""
-            )
-            return (
-                f"packets read {self.events.packets}, malformed {d.malformed}, "
-                f"undecodable DNS {self.events.malformed_dns}{looped}; DNS queries "
-                f"{self.events.queries} (damaged input skipped, never fatal)"
-            )
+        return SOURCES.get(self.kind, field="kind").summary(self)
+
+    def packet_summary(self) -> str:
+        """The summary of a source of packets (a capture, an interface)."""
+        d = self.events.decode
+        looped = (
+            f", loopback duplicates skipped {self.capture.loopback_duplicates}"
+            if self.capture is not None
+            else ""
+        )
+        return (
+            f"packets read {self.events.packets}, malformed {d.malformed}, "
+            f"undecodable DNS {self.events.malformed_dns}{looped}; DNS queries "
+            f"{self.events.queries} (damaged input skipped, never fatal)"
+        )
+
+    def log_summary(self) -> str:
+        """The summary of a source of log lines (or database rows)."""
         return (
             f"log lines {self.log.lines}, queries {self.log.queries}, "
             f"malformed {self.log.malformed} (skipped)"
         )
 
 
+class Source(ABC):
+    """One kind of input: how to recognise it and how to read observations from it.
+
+    Subclasses declare ``name``, ``description`` and ``Params`` (class attributes), implement
+    :meth:`open`, and may override the hooks :meth:`sniff` (file sources that can be
+    recognised by their first bytes) and :meth:`summary`.
+
+    Parameters
+    ----------
+    params
+        An instance of the class's ``Params`` (default: ``Params()``).
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Params: ClassVar[type[Any]] = NoParams
+    medium: ClassVar[Medium] = Medium.FILE
+
+    def __init__(self, params: Any = None) -> None:
+        self.params = self.Params() if params is None else params
+        if not isinstance(self.params, self.Params):
+            raise TypeError(f"source {self.name!r} takes {self.Params.__name__}")
+
+    @classmethod
+    def sniff(cls, head: bytes) -> Sniff:
+        """How sure this source is that a file starting with ``head`` is its format.
+
+        ``head`` holds the first 512 bytes (fewer for a short file; none for a file that does
+        not exist yet and is to be followed). Default: never.
+        """
+        return Sniff.NO
+
+    @classmethod
+    def summary(cls, stats: SourceStats) -> str:
+        """One line on what was read (default: log lines)."""
+        return stats.log_summary()
+
+    @abstractmethod
+    def open(
+        self, target: str | os.PathLike[str], reading: Reading, stats: SourceStats
+    ) -> Iterator[Observation]:
+        """Observations of ``target`` (a path, or an interface name), in time order.
+
+        Checks what it can at the call (raising :class:`~phloem.core.errors.ConfigError`
+        that names the parameter at fault); reading happens as the result is iterated, and
+        updates ``stats``.
+        """
+
+
+SOURCES: Registry[type[Source]] = Registry(
+    "input source", "source", populate=["phloem.iot.builtin_sources"]
+)
+"""Input sources by name (``pcap``, ``dnsmasq``, ``unbound``, ``ftl``, ``interface``)."""
+
+
+def file_sources() -> list[type[Source]]:
+    """The registered sources that read files, in registration order."""
+    return [s for s in (SOURCES.get(n) for n in SOURCES.names()) if s.medium is Medium.FILE]
+
+
+def _of_medium(medium: Medium) -> tuple[str, ...]:
+    return tuple(n for n in SOURCES.names() if SOURCES.get(n).medium is medium)
+
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    # SOURCE_KINDS: the names a file's ``kind`` may take, asked of the registry when read
+    # (so that sources registered later count)
+    if name == "SOURCE_KINDS":
+        return _of_medium(Medium.FILE)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _head(path: Path) -> bytes:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(_SNIFF_BYTES)
+    except OSError as exc:
+        raise ConfigError("path", f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _sniffed(head: bytes, what: str) -> str:
+    best, name = Sniff.NO, ""
+    for source in file_sources():
+        sure = source.sniff(head)
+        if sure > best:  # ties go to the source registered first
+            best, name = sure, source.name
+    if best is Sniff.NO:
+        raise ConfigError(
+            "kind", f"cannot tell the format of {what}; name it", _of_medium(Medium.FILE)
+        )
+    return name
+
+
+def sniff_format(path: Path) -> str:
+    """The name of the file source surest that ``path`` is its format.
+
+    Built in: pcap/pcapng by magic, SQLite (Pi-hole FTL), unbound's log prefix, else dnsmasq.
+
+    Raises
+    ------
+    ConfigError
+        ``path`` cannot be read (field ``path``), or no source recognises it (``kind``).
+    """
+    return _sniffed(_head(path), str(path))
+
+
+def _pick(kind: str, medium: Medium, target: str) -> type[Source]:
+    """The source ``kind`` names for a ``medium`` (``auto``: the first of that medium)."""
+    allowed = (AUTO, *_of_medium(medium))
+    if kind == AUTO:
+        if len(allowed) == 1:
+            raise ConfigError("kind", f"no registered source reads a {medium.value}")
+        return SOURCES.get(allowed[1])
+    if kind not in SOURCES:
+        raise ConfigError("kind", f"unknown {SOURCES.kind} {kind!r}", allowed)
+    source = SOURCES.get(kind)
+    if source.medium is not medium:
+        raise ConfigError("kind", f"{kind!r} does not read {target}", allowed)
+    return source
+
+
+def _params(source: type[Source], options: Mapping[str, object]) -> Any:
+    """``source``'s Params from the ``options`` it has (the others belong to other sources)."""
+    keys = {f.name for f in dataclasses.fields(source.Params) if f.init}
+    return from_dict(source.Params, {k: v for k, v in options.items() if k in keys})
+
+
 def open_observations(
     path: Path | None,
     *,
-    kind: str = "auto",
+    kind: str = AUTO,
     follow: bool = False,
     interface: str | None = None,
     year: int | None = None,
@@ -104,14 +288,19 @@ def open_observations(
         A pcap/pcapng capture, a dnsmasq/Pi-hole or unbound log, or Pi-hole's FTL database
         (``None`` with ``interface``).
     kind
-        The format, or ``"auto"`` to sniff it.
+        The registered source to read it with (:data:`SOURCES`), or ``"auto"``: sniff a file's
+        format (:func:`sniff_format`; a file still to be created is taken for a dnsmasq log),
+        or capture on an interface.
     follow
         Keep reading as the log or database grows (``tail -F``; not for captures).
     interface
         Capture live on this interface instead of reading ``path`` (needs CAP_NET_RAW).
-    year, tz
-        dnsmasq lines carry neither: the year (default: this year) and the zone of their
-        clock (UTC by default; a live gateway's log is in its local time).
+    year
+        A parameter of the sources that take it (dnsmasq lines carry no year; default: this
+        year in ``tz``); ignored by the others.
+    tz
+        The zone of timestamps that carry none (dnsmasq's; UTC by default; a live gateway's
+        log is in its local time).
     stop
         Ends a followed or live source.
     poll_s
@@ -120,61 +309,23 @@ def open_observations(
     Raises
     ------
     ConfigError
-        Unknown format, following a capture, or neither/both of ``path`` and ``interface``.
+        Neither or both of ``path`` and ``interface``, a missing file (``path``), an unknown
+        source or one of the other medium (``kind``), following a capture (``follow``).
     """
-    from phloem.iot import live
-
     if (path is None) == (interface is None):
-        raise ConfigError("SOURCE", "give a file to read or --interface to capture on, not both")
+        raise ConfigError("path", "give a path to read or an interface to capture on, not both")
+    reading = Reading(follow, stop, poll_s, tz)
+    options = {} if year is None else {"year": year}
     if interface is not None:
-        stats = SourceStats("interface")
-        cap = live.capture_interface(interface, stop=stop)
-        stats.capture = cap.stats
-        return observe_packets(cap, stats.events), stats
+        source = _pick(kind, Medium.INTERFACE, f"interface {interface}")
+        stats = SourceStats(source.name)
+        return source(_params(source, options)).open(interface, reading, stats), stats
     assert path is not None
     if not follow and not path.exists():
-        raise ConfigError("SOURCE", f"{path} does not exist")
-    resolved: SourceKind
-    if kind == "auto":
-        resolved = sniff_format(path) if path.exists() else "dnsmasq"
-    elif kind in SOURCE_KINDS:
-        resolved = kind
-    else:
-        raise ConfigError("--source", f"unknown {kind!r}", ("auto", *SOURCE_KINDS))
-    stats = SourceStats(resolved)
-    if resolved == "pcap":
-        if follow:
-            raise ConfigError("--follow", "a capture file cannot be followed; use --interface")
-
-        def packets() -> Iterator[Observation]:
-            with PcapReader(path) as reader:
-                yield from observe_packets(reader, stats.events)
-
-        return packets(), stats
-    if resolved == "ftl":
-        records = (
-            live.follow_ftl(path, poll_s=poll_s, stop=stop, stats=stats.log)
-            if follow
-            else read_ftl_db(path, stats=stats.log)  # already in time order (ORDER BY)
-        )
-        return observations_from_log(records), stats
-    yr = year if year is not None else datetime.now(tz).year
-
-    def whole_file() -> Iterator[str]:
-        with path.open(encoding="utf-8", errors="replace") as fh:
-            yield from fh
-
-    # a follower takes its starting point now: lines written before the first read still count
-    lines = live.follow_lines(path, poll_s=poll_s, stop=stop) if follow else whole_file()
-
-    recs = (
-        read_unbound(lines, stats=stats.log)
-        if resolved == "unbound"
-        else read_dnsmasq(lines, year=yr, tz=tz, stats=stats.log)
-    )
-    return observations_from_log(recs if follow else _sorted(recs)), stats
-
-
-def _sorted(records: Iterator[LogQuery]) -> Iterator[LogQuery]:
-    """A whole log read at once, in time order (logs of several resolvers may interleave)."""
-    yield from sorted(records, key=lambda r: r.ts)
+        raise ConfigError("path", f"{path} does not exist")
+    if kind == AUTO:
+        # a followed log may not exist yet: nothing to sniff, the fallback format it is
+        kind = sniff_format(path) if path.exists() else _sniffed(b"", str(path))
+    source = _pick(kind, Medium.FILE, f"the file {path}")
+    stats = SourceStats(source.name)
+    return source(_params(source, options)).open(path, reading, stats), stats

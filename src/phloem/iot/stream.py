@@ -21,20 +21,39 @@ Time is the observations' own clock (capture or log timestamps), so a replayed c
 the same lines as the live run did; :meth:`Tracker.advance` moves the clock without a query
 (call it on a timer when following a live source, so clients that fall silent still get their
 final answer on time).
+
+:func:`monitor` is that loop: it feeds a tracker from a replayed file, or reads a live source
+(:class:`Watched`: a followed log or an interface) in a thread while it ticks the tracker's
+clock, stops after an idle period, and gives every open client its final line at the end --
+after Ctrl-C or SIGTERM too.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Iterable, Iterator
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Final, TextIO
 
+from phloem.core.errors import ConfigError
 from phloem.iot.events import Event, Observation, Query
 from phloem.iot.identify import Answer, Identifier
+from phloem.iot.sources import AUTO, SourceStats, open_observations
 
-__all__ = ["Tracker"]
+__all__ = ["TRACKER_ANCHORS", "Emit", "Stopped", "Tracker", "Watched", "json_lines", "monitor"]
+
+TRACKER_ANCHORS: Final = ("dhcp-or-first-query", "first-query")
+"""What may start a client's clock in a :class:`Tracker`."""
+
+Emit = Callable[[list[dict[str, Any]]], None]
+"""Takes the lines a tracker gives (possibly none) and writes them out."""
 
 
 @dataclass
@@ -91,12 +110,14 @@ class Tracker:
     _rank: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.anchor not in ("first-query", "dhcp-or-first-query"):
-            raise ValueError(
-                f"anchor must be 'first-query' or 'dhcp-or-first-query', got {self.anchor!r}"
-            )
+        if self.anchor not in TRACKER_ANCHORS:
+            raise ConfigError("anchor", f"unknown {self.anchor!r}", TRACKER_ANCHORS)
         if not self.horizon_s >= 0:
-            raise ValueError(f"horizon_s must be >= 0, got {self.horizon_s}")
+            raise ConfigError("horizon_s", f"must be >= 0, got {self.horizon_s}")
+        if self.confidence is not None and not 0.0 < self.confidence <= 1.0:
+            raise ConfigError("confidence", f"{self.confidence} is not in (0, 1]")
+        if self.rejoin_after_s is not None and not self.rejoin_after_s >= 0:
+            raise ConfigError("rejoin_after_s", f"must be >= 0 seconds, got {self.rejoin_after_s}")
         for key, c in self.clients.items():
             self._rank[key] = len(self._rank)
             if not c.done:
@@ -197,3 +218,159 @@ class Tracker:
 
     def _line(self, kind: str, c: _Client, ans: Answer) -> dict[str, Any]:
         return {"event": kind, "t": _iso(c.anchor + ans.elapsed_s), **ans.to_dict()}
+
+
+# ---- the monitor loop ---------------------------------------------------------------------
+
+
+class Stopped(StrEnum):
+    """Why :func:`monitor` returned."""
+
+    END = "end of input"
+    IDLE = "idle timeout"
+    INTERRUPTED = "interrupted"
+
+
+def json_lines(sink: TextIO) -> Emit:
+    """An :data:`Emit` that writes each line as one JSON object per text line, then flushes."""
+
+    def emit(lines: list[dict[str, Any]]) -> None:
+        for line in lines:
+            sink.write(json.dumps(line) + "\n")
+        sink.flush()
+
+    return emit
+
+
+@dataclass(frozen=True)
+class Watched:
+    """What a monitor watches: a file replayed or followed, or a live interface.
+
+    Attributes
+    ----------
+    path
+        A capture, a resolver log or Pi-hole's FTL database (``None`` with ``interface``).
+    interface
+        Capture live here instead (needs CAP_NET_RAW).
+    kind
+        The source (:data:`~phloem.iot.sources.SOURCES`), or ``"auto"``.
+    follow
+        Keep reading ``path`` as it grows.
+    year
+        The year of dnsmasq lines (default: this year).
+    """
+
+    path: Path | None = None
+    interface: str | None = None
+    kind: str = AUTO
+    follow: bool = False
+    year: int | None = None
+
+    @property
+    def live(self) -> bool:
+        """Followed or captured live: read as it happens, on the gateway's own clock."""
+        return self.follow or self.interface is not None
+
+    def open(self, stop: threading.Event) -> tuple[Iterator[Observation], SourceStats]:
+        """The observations and their counters (see
+        :func:`~phloem.iot.sources.open_observations`); ``stop`` ends a live source.
+
+        A live source runs on the gateway, whose dnsmasq log is in its local time; a replayed
+        file is read in UTC.
+        """
+        tz = (datetime.now().astimezone().tzinfo or UTC) if self.live else UTC
+        return open_observations(
+            self.path,
+            kind=self.kind,
+            follow=self.follow,
+            interface=self.interface,
+            year=self.year,
+            tz=tz,
+            stop=stop,
+        )
+
+
+def monitor(
+    tracker: Tracker,
+    observations: Iterable[Observation],
+    emit: Emit,
+    *,
+    live: bool = False,
+    stop: threading.Event | None = None,
+    idle_timeout_s: float | None = None,
+    tick_s: float = 0.5,
+) -> Stopped:
+    """Feed ``observations`` to ``tracker`` and ``emit`` every line it gives.
+
+    A replayed file is fed as fast as it is read. A live source (``live``: a followed log, an
+    interface) is read in a thread while the tracker's clock ticks every ``tick_s`` seconds of
+    wall time, so a client that falls silent still gets its final line on time. Whatever
+    ends the loop -- the end of the input, ``idle_timeout_s`` seconds without an observation
+    (live sources), Ctrl-C or SIGTERM (as :class:`KeyboardInterrupt`), or an error of the
+    source -- ``stop`` is set and every open client gets its final line before this returns
+    (or re-raises the error).
+
+    Returns
+    -------
+    Stopped
+        Why the loop ended.
+    """
+    if idle_timeout_s is not None and not idle_timeout_s >= 0:
+        raise ConfigError("idle_timeout_s", f"must be >= 0 seconds, got {idle_timeout_s}")
+    stop = stop if stop is not None else threading.Event()
+    try:
+        if not live:
+            for ob in observations:
+                emit(tracker.feed(ob))
+            return Stopped.END
+        return _pump(observations, tracker, emit, stop, idle_timeout_s, tick_s)
+    except KeyboardInterrupt:
+        return Stopped.INTERRUPTED  # every open client still gets its final line
+    finally:
+        stop.set()
+        emit(tracker.close())
+
+
+def _pump(
+    observations: Iterable[Observation],
+    tracker: Tracker,
+    emit: Emit,
+    stop: threading.Event,
+    idle_timeout_s: float | None,
+    tick_s: float,
+) -> Stopped:
+    """Read a live source in a thread; tick the tracker's clock meanwhile."""
+    q: queue.Queue[Any] = queue.Queue(maxsize=10_000)
+    done = object()
+    failure: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            for ob in observations:
+                q.put(ob)
+                if stop.is_set():
+                    break
+        except BaseException as exc:  # handed to the main thread
+            failure.append(exc)
+        finally:
+            q.put(done)
+
+    threading.Thread(target=reader, name="phloem-monitor-reader", daemon=True).start()
+    reason = Stopped.END
+    last = time.monotonic()
+    while True:
+        try:
+            item = q.get(timeout=tick_s)
+        except queue.Empty:
+            emit(tracker.advance(time.time()))
+            if idle_timeout_s is not None and time.monotonic() - last > idle_timeout_s:
+                stop.set()  # the reader notices within its poll period and finishes
+                reason = Stopped.IDLE
+            continue
+        last = time.monotonic()
+        if item is done:
+            break
+        emit(tracker.feed(item))
+    if failure:
+        raise failure[0]
+    return reason
