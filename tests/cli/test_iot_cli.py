@@ -534,7 +534,7 @@ def test_a_protocol_registered_from_outside_runs_from_the_command_line(
         args = ["--protocol", "sizes", "--train-until", "2023-10-21", "--json", str(out)]
         res = runner.invoke(app, ["iot", "evaluate", *args])
     finally:
-        PROTOCOLS._entries.pop(Sizes.name)  # the registry has no public unregister
+        PROTOCOLS.unregister(Sizes.name)
     assert res.exit_code == 0, res.output
     days = [e.day for e in load_corpus()]
     n_train = sum(d <= "2023-10-21" for d in days)

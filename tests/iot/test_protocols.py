@@ -219,7 +219,7 @@ class Majority(EvaluationProtocol):
 def majority() -> Any:
     PROTOCOLS.register(Majority)  # what @PROTOCOLS.register does at import
     yield Majority
-    PROTOCOLS._entries.pop(Majority.name)  # the registry has no public unregister
+    PROTOCOLS.unregister(Majority.name)
 
 
 def test_a_protocol_registered_from_outside_runs_through_the_entry_point(majority: Any) -> None:

@@ -9,7 +9,6 @@ neither torch, scikit-learn nor scipy: the registries only describe their compon
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 import threading
@@ -25,7 +24,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from phloem.cli.common import guarded
-from phloem.core.config import from_dict
+from phloem.core.config import params_for
 from phloem.core.errors import ConfigError
 from phloem.core.registry import Registry
 from phloem.iot.feature_sets import FEATURE_SETS
@@ -110,8 +109,7 @@ C = TypeVar("C", bound=_Component)
 
 def _make(component: type[C], options: Mapping[str, object]) -> C:
     """``component`` with the parameters it has among ``options`` (validated)."""
-    keys = {f.name for f in dataclasses.fields(component.Params) if f.init}
-    return component(from_dict(component.Params, {k: v for k, v in options.items() if k in keys}))
+    return component(params_for(component, options))
 
 
 def _run(fn: Callable[[], R], *, interrupted: str) -> R:

@@ -35,6 +35,7 @@ __all__ = [
     "apply_overrides",
     "from_dict",
     "load_toml",
+    "params_for",
     "parse_override",
     "to_dict",
     "to_toml",
@@ -82,6 +83,14 @@ def _fixed(component: object) -> Mapping[str, Any]:
 def _param_keys(component: object) -> set[str]:
     params = component.Params  # type: ignore[attr-defined]
     return {f.name for f in dataclasses.fields(params) if f.init} - set(_fixed(component))
+
+
+def params_for(component: object, options: Mapping[str, Any], *, prefix: str = "") -> Any:
+    """``component``'s ``Params`` from the entries of ``options`` it has (validated); the
+    others are left for other components. Its ``fixed_params`` are its own."""
+    keys = _param_keys(component)
+    mine = {k: v for k, v in options.items() if k in keys}
+    return from_dict(component.Params, {**mine, **_fixed(component)}, prefix=prefix)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)

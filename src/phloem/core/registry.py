@@ -183,6 +183,10 @@ class Registry(Generic[E]):
         self._entries[name] = component  # type: ignore[assignment]
         return component
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (a plug-in unloaded, a test's toy part); unknown names are ignored."""
+        self._entries.pop(name, None)
+
     def _load(self) -> None:
         if not self._populated:
             self._populated = True
