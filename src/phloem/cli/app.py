@@ -7,10 +7,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from phloem.cli import data, fl, iot, secagg
-from phloem.cli.common import guarded
+from phloem.cli.common import err, guarded
 from phloem.core.history import History
 from phloem.core.rundir import RunDir, list_runs
 
@@ -162,6 +163,10 @@ def demo_cmd(
 
 def main() -> None:
     """Console-script entry point."""
+    from phloem.core.registry import plugin_errors
+
+    for problem in plugin_errors():  # phloem still works without them; say so once
+        err.print(f"[yellow]warning:[/yellow] {escape(problem)}")
     app()
 
 

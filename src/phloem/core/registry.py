@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Generic, TypeVar
 
-from phloem.core.errors import ConfigError, PhloemError
+from phloem.core.errors import ConfigError
 
 __all__ = [
     "PLUGINS_ENV",
@@ -60,16 +60,16 @@ PLUGIN_GROUP = "phloem.plugins"
 #: environment variable naming more plug-in modules (comma-separated)
 PLUGINS_ENV = "PHLOEM_PLUGINS"
 _plugins_loaded = False
+_plugin_errors: list[str] = []
 
 
 def load_plugins() -> list[str]:
     """Import the plug-in modules (entry points of :data:`PLUGIN_GROUP`, then those named in
-    ``$PHLOEM_PLUGINS``), once per process; their names.
+    ``$PHLOEM_PLUGINS``), once per process; the names of those that imported.
 
-    Raises
-    ------
-    PhloemError
-        Naming the plug-in that failed to import, and why.
+    A plug-in that fails to import is skipped, so that the rest of phloem (help screens
+    included) still works; :func:`plugin_errors` says which and why, and a lookup of an unknown
+    name repeats it.
     """
     global _plugins_loaded
     if _plugins_loaded:
@@ -77,15 +77,23 @@ def load_plugins() -> list[str]:
     _plugins_loaded = True
     names = [ep.value.split(":")[0] for ep in metadata.entry_points(group=PLUGIN_GROUP)]
     names += [m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip()]
+    loaded = []
     for name in names:
         try:
             importlib.import_module(name)
-        except Exception as e:  # a plug-in's own bug: say which one, keep the cause
-            raise PhloemError(
+        except Exception as e:  # a plug-in's own bug: say which one and why, go on
+            _plugin_errors.append(
                 f"plug-in module {name!r} (from {PLUGIN_GROUP} or ${PLUGINS_ENV}) failed to "
                 f"import: {type(e).__name__}: {e}"
-            ) from e
-    return names
+            )
+        else:
+            loaded.append(name)
+    return loaded
+
+
+def plugin_errors() -> tuple[str, ...]:
+    """Why each plug-in that failed to import did (empty when all imported)."""
+    return tuple(_plugin_errors)
 
 
 E = TypeVar("E")
@@ -206,7 +214,10 @@ class Registry(Generic[E]):
         if isinstance(name, str) and name in self._entries:
             return self._entries[name]
         shown = repr(name) if isinstance(name, str) else f"{type(name).__name__} {name!r}"
-        raise ConfigError(field or self.field, f"unknown {self.kind} {shown}", self.names())
+        problem = f"unknown {self.kind} {shown}"
+        if _plugin_errors:
+            problem += " (" + "; ".join(_plugin_errors) + ")"
+        raise ConfigError(field or self.field, problem, self.names())
 
     def names(self) -> tuple[str, ...]:
         """Registered names, in registration order."""
