@@ -13,7 +13,8 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal, get_args
+from enum import StrEnum
+from typing import Literal
 
 from phloem.iot.dns import DnsMessage, DnsParseError, parse_dns
 from phloem.iot.packets import (
@@ -29,6 +30,7 @@ from phloem.iot.pcap import RawPacket
 
 __all__ = [
     "ANCHOR_MODES",
+    "Anchor",
     "AnchorMode",
     "Event",
     "EventStats",
@@ -75,10 +77,19 @@ class Event:
         return bool(self.queries)
 
 
-AnchorMode = Literal["first-query", "dhcp", "dhcp-or-first-query", "capture-start"]
-"""How an event's anchor (t = 0) is chosen; see :func:`events_from_packets`."""
+class Anchor(StrEnum):
+    """How an event's anchor (t = 0) is chosen; see :func:`events_from_packets`."""
 
-ANCHOR_MODES: tuple[AnchorMode, ...] = get_args(AnchorMode)
+    FIRST_QUERY = "first-query"
+    DHCP = "dhcp"
+    DHCP_OR_FIRST_QUERY = "dhcp-or-first-query"
+    CAPTURE_START = "capture-start"
+
+
+AnchorMode = Anchor | Literal["first-query", "dhcp", "dhcp-or-first-query", "capture-start"]
+"""An :class:`Anchor`, or its name."""
+
+ANCHOR_MODES: tuple[str, ...] = tuple(a.value for a in Anchor)
 _DHCP_CLIENT_TYPES = frozenset({None, 1, 3})  # BOOTP, DISCOVER, REQUEST
 
 
@@ -258,18 +269,16 @@ def _collect(observations: Iterable[Observation]) -> tuple[dict[str, _Client], f
     return clients, first_ts
 
 
-def _anchor(
-    key: str, client: _Client, mode: AnchorMode, first_ts: float, stats: EventStats
-) -> float:
+def _anchor(key: str, client: _Client, mode: Anchor, first_ts: float, stats: EventStats) -> float:
     """The anchor time (epoch seconds) of one client under ``mode``."""
-    if mode == "capture-start":
+    if mode is Anchor.CAPTURE_START:
         return first_ts if math.isfinite(first_ts) else client.first_query
-    if mode == "first-query":
+    if mode is Anchor.FIRST_QUERY:
         return client.first_query
     if math.isfinite(client.dhcp):
         stats.dhcp_anchors += 1
         return client.dhcp
-    if mode == "dhcp":
+    if mode is Anchor.DHCP:
         stats.fallback_anchors.append(key)
     return client.first_query
 
@@ -352,16 +361,17 @@ def events_from_observations(
     """
     if anchor not in ANCHOR_MODES:
         raise ValueError(f"anchor must be one of {ANCHOR_MODES}, got {anchor!r}")
+    mode = Anchor(anchor)
     stats = stats if stats is not None else EventStats()
     clients, first_ts = _collect(observations)
     if stats.start_ts is not None:  # read after the stream: observe_packets sets it as it goes
         first_ts = stats.start_ts
-    return _events(clients, anchor, known, stats, first_ts)
+    return _events(clients, mode, known, stats, first_ts)
 
 
 def _events(
     clients: dict[str, _Client],
-    anchor: AnchorMode,
+    anchor: Anchor,
     known: set[str] | None,
     stats: EventStats,
     first_ts: float,
@@ -371,7 +381,7 @@ def _events(
         if known is not None and key in known:
             stats.known_skipped += 1
             continue
-        if not client.queries and anchor in ("first-query", "capture-start"):
+        if not client.queries and anchor in (Anchor.FIRST_QUERY, Anchor.CAPTURE_START):
             continue  # DHCP-only client: only the DHCP modes report silent clients
         at = _anchor(key, client, anchor, first_ts, stats)
         kept = sorted((q for q in client.queries if q[0] >= at), key=lambda q: q[0])

@@ -24,6 +24,7 @@ import bisect
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -40,7 +41,7 @@ from phloem.iot.models import (
 )
 from phloem.iot.unknown import NoveltyDetector, novelty_share
 
-__all__ = ["CHECKPOINTS", "Answer", "Identifier", "Level"]
+__all__ = ["CHECKPOINTS", "Answer", "Calibration", "Identifier", "Level"]
 
 CHECKPOINTS: tuple[float, ...] = (0.0, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 """Seconds after the anchor the any-time model is trained (and its thresholds calibrated) at."""
@@ -48,6 +49,15 @@ CHECKPOINTS: tuple[float, ...] = (0.0, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 _FORMAT = "phloem.iot.identifier/1"
 _MIN_DROP = 0.005  # a driver must move the top probability by at least this much
 _NEVER = 2.0  # a novelty threshold no event reaches (novelty is a share, at most 1)
+
+
+class Calibration(StrEnum):
+    """Which training events calibrate the unknown-device thresholds."""
+
+    LATEST = "latest"
+    """the latest by anchor time (they see the drift of later days)"""
+    RANDOM = "random"
+    """a random share"""
 
 
 @dataclass(frozen=True)
@@ -181,7 +191,7 @@ class Identifier:
         target_false_unknown: float = 0.01,
         val_fraction: float = 0.2,
         confidence: float = 0.9,
-        calibrate_on: str = "latest",
+        calibrate_on: Calibration | str = "latest",
         seed: int = 0,
     ) -> Identifier:
         """Fit on labelled ``events`` and calibrate the unknown detectors.
@@ -232,15 +242,15 @@ class Identifier:
         labelled = [e for e in events if e.device is not None]
         if len(labelled) != len(events):
             raise ValueError("every training event needs a device label")
-        if calibrate_on == "latest":
+        if calibrate_on not in set(Calibration):
+            raise ValueError(f"calibrate_on must be 'latest' or 'random', got {calibrate_on!r}")
+        if Calibration(calibrate_on) is Calibration.LATEST:
             # the latest events by anchor time: thresholds then see the drift of later days
             order = np.argsort([e.anchor_utc for e in labelled], kind="stable")
             mask = np.zeros(len(labelled), dtype=bool)
             mask[order[len(labelled) - round(val_fraction * len(labelled)) :]] = True
-        elif calibrate_on == "random":
-            mask = np.random.default_rng(seed).random(len(labelled)) < val_fraction
         else:
-            raise ValueError(f"calibrate_on must be 'latest' or 'random', got {calibrate_on!r}")
+            mask = np.random.default_rng(seed).random(len(labelled)) < val_fraction
         fit_ev = [e for e, m in zip(labelled, mask, strict=True) if not m]
         val_ev = [e for e, m in zip(labelled, mask, strict=True) if m]
         vec = Vectorizer(spec).fit(fit_ev, cps[-1])

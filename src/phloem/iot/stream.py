@@ -43,13 +43,13 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 from phloem.core.errors import ConfigError
-from phloem.iot.events import Event, Observation, Query
+from phloem.iot.events import Anchor, Event, Observation, Query
 from phloem.iot.identify import Answer, Identifier
 from phloem.iot.sources import AUTO, SourceStats, open_observations
 
 __all__ = ["TRACKER_ANCHORS", "Emit", "Stopped", "Tracker", "Watched", "json_lines", "monitor"]
 
-TRACKER_ANCHORS: Final = ("dhcp-or-first-query", "first-query")
+TRACKER_ANCHORS: Final = (Anchor.DHCP_OR_FIRST_QUERY.value, Anchor.FIRST_QUERY.value)
 """What may start a client's clock in a :class:`Tracker`."""
 
 Emit = Callable[[list[dict[str, Any]]], None]
@@ -99,7 +99,7 @@ class Tracker:
     identifier: Identifier
     horizon_s: float = 60.0
     confidence: float | None = None
-    anchor: str = "dhcp-or-first-query"
+    anchor: Anchor | str = Anchor.DHCP_OR_FIRST_QUERY
     rejoin_after_s: float | None = None
     explain: bool = True
     clients: dict[str, _Client] = field(default_factory=dict)
@@ -111,7 +111,8 @@ class Tracker:
 
     def __post_init__(self) -> None:
         if self.anchor not in TRACKER_ANCHORS:
-            raise ConfigError("anchor", f"unknown {self.anchor!r}", TRACKER_ANCHORS)
+            raise ConfigError("anchor", f"unknown {str(self.anchor)!r}", TRACKER_ANCHORS)
+        self.anchor = Anchor(self.anchor)
         if not self.horizon_s >= 0:
             raise ConfigError("horizon_s", f"must be >= 0, got {self.horizon_s}")
         if self.confidence is not None and not 0.0 < self.confidence <= 1.0:
@@ -134,7 +135,7 @@ class Tracker:
         out = self.advance(ob.ts)
         c = self.clients.get(ob.key)
         if ob.kind == "dhcp":
-            if self.anchor == "dhcp-or-first-query":
+            if self.anchor is Anchor.DHCP_OR_FIRST_QUERY:
                 if c is not None and not c.done:
                     out.append(self._final(c))
                 c = self._join(ob.key, ob.ts, "dhcp", out)
