@@ -6,6 +6,7 @@ result. Nothing here imports torch until a command runs.
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -78,12 +79,19 @@ def run_cmd(
     print_summary(guarded(go, interrupted=RESUME_HINT))
 
 
+def _default(v: object) -> str:
+    """A default as a config file spells it."""
+    if isinstance(v, Enum):
+        return repr(v.value)
+    return repr(list(v)) if isinstance(v, tuple) else repr(v)
+
+
 def _registry_table(title: str, registry: Registry[Any]) -> Table:
     t = Table(title=escape(title))
     for col in ("name", "what", "keys (default)"):
         t.add_column(col)
     for e in registry.entries():
-        keys = ", ".join(f"{k} ({v!r})" for k, v in e.params)
+        keys = ", ".join(f"{k} ({_default(v)})" for k, v in e.params)
         t.add_row(e.name, escape(e.description), escape(keys or "-"))
     return t
 

@@ -114,7 +114,8 @@ class Entry:
     name, description
         As the component declares them.
     params
-        Each parameter's name and default (``None`` where it has no default).
+        Each parameter's name and default (``None`` where it has no default), but for those
+        the component fixes itself (its ``fixed_params``).
     """
 
     name: str
@@ -227,10 +228,12 @@ class Registry(Generic[E]):
     def entries(self) -> list[Entry]:
         """Every component with its description and parameters, for listings."""
         self._load()
-        return [
-            Entry(name, str(getattr(c, "description", "")), params_of(c.Params))  # type: ignore[attr-defined]
-            for name, c in self._entries.items()
-        ]
+        out = []
+        for name, c in self._entries.items():
+            fixed = getattr(c, "fixed_params", None) or {}  # set by the part, not a config
+            keys = tuple(kv for kv in params_of(c.Params) if kv[0] not in fixed)  # type: ignore[attr-defined]
+            out.append(Entry(name, str(getattr(c, "description", "")), keys))
+        return out
 
     def owners(self, key: str) -> tuple[str, ...]:
         """Names of the components whose ``Params`` have a field ``key``."""
