@@ -40,7 +40,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from phloem.core.errors import ConfigError
 
@@ -103,6 +103,27 @@ _C = TypeVar("_C")
 @dataclass(frozen=True)
 class NoParams:
     """The parameters of a component that has none."""
+
+
+class Configured:
+    """Base of a component that is built from its own ``Params`` and keeps them (``params``).
+
+    Parameters
+    ----------
+    params
+        An instance of the class's ``Params`` (default: ``Params()``).
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Params: ClassVar[type[Any]] = NoParams
+    #: what the component is, in errors ("source", "protocol")
+    kind: ClassVar[str] = "component"
+
+    def __init__(self, params: Any = None) -> None:
+        self.params = self.Params() if params is None else params
+        if not isinstance(self.params, self.Params):
+            raise TypeError(f"{self.kind} {self.name!r} takes {self.Params.__name__}")
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ paper's bag of registered domains).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from phloem.core.registry import NoParams, Registry
+from phloem.core.registry import Configured, Registry
 
 if TYPE_CHECKING:
     from phloem.iot.features import FeatureSpec
@@ -23,23 +23,13 @@ if TYPE_CHECKING:
 __all__ = ["FEATURE_SETS", "FeatureSet", "Full", "Log", "Sld"]
 
 
-class FeatureSet(ABC):
+class FeatureSet(Configured, ABC):
     """A named choice of feature blocks.
 
-    Parameters
-    ----------
-    params
-        An instance of the class's ``Params`` (default: ``Params()``).
+    Built with an instance of its ``Params`` (default: ``Params()``), kept as ``params``.
     """
 
-    name: ClassVar[str]
-    description: ClassVar[str]
-    Params: ClassVar[type[Any]] = NoParams
-
-    def __init__(self, params: Any = None) -> None:
-        self.params = self.Params() if params is None else params
-        if not isinstance(self.params, self.Params):
-            raise TypeError(f"feature set {self.name!r} takes {self.Params.__name__}")
+    kind: ClassVar[str] = "feature set"
 
     @abstractmethod
     def spec(self) -> FeatureSpec:

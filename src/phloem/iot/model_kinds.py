@@ -16,10 +16,10 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from phloem.core.errors import ConfigError
-from phloem.core.registry import Registry
+from phloem.core.registry import Configured, Registry
 
 if TYPE_CHECKING:
     from phloem.iot.evaluate import Trainable
@@ -27,23 +27,13 @@ if TYPE_CHECKING:
 __all__ = ["MLP", "MODEL_KINDS", "LogReg", "LogRegParams", "MLPParams", "ModelKind"]
 
 
-class ModelKind(ABC):
+class ModelKind(Configured, ABC):
     """A named kind of classifier with its parameters.
 
-    Parameters
-    ----------
-    params
-        An instance of the class's ``Params`` (default: ``Params()``).
+    Built with an instance of its ``Params`` (default: ``Params()``), kept as ``params``.
     """
 
-    name: ClassVar[str]
-    description: ClassVar[str]
-    Params: ClassVar[type[Any]]
-
-    def __init__(self, params: Any = None) -> None:
-        self.params = self.Params() if params is None else params
-        if not isinstance(self.params, self.Params):
-            raise TypeError(f"model kind {self.name!r} takes {self.Params.__name__}")
+    kind: ClassVar[str] = "model kind"
 
     @abstractmethod
     def factory(self) -> Callable[[], Trainable]:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from phloem.core.config import from_dict
 from phloem.core.errors import ConfigError
-from phloem.core.registry import NoParams, Registry
+from phloem.core.registry import Configured, Registry
 from phloem.iot.events import EventStats, Observation
 from phloem.iot.logs import LogStats
 
@@ -137,28 +137,19 @@ class SourceStats:
         )
 
 
-class Source(ABC):
+class Source(Configured, ABC):
     """One kind of input: how to recognise it and how to read observations from it.
 
     Subclasses declare ``name``, ``description`` and ``Params`` (class attributes), implement
     :meth:`open`, and may override the hooks :meth:`sniff` (file sources that can be
     recognised by their first bytes) and :meth:`summary`.
 
-    Parameters
-    ----------
-    params
-        An instance of the class's ``Params`` (default: ``Params()``).
+    Built with an instance of its ``Params`` (default: ``Params()``), kept as ``params``.
     """
 
-    name: ClassVar[str]
-    description: ClassVar[str]
-    Params: ClassVar[type[Any]] = NoParams
     medium: ClassVar[Medium] = Medium.FILE
 
-    def __init__(self, params: Any = None) -> None:
-        self.params = self.Params() if params is None else params
-        if not isinstance(self.params, self.Params):
-            raise TypeError(f"source {self.name!r} takes {self.Params.__name__}")
+    kind: ClassVar[str] = "source"
 
     @classmethod
     def sniff(cls, head: bytes) -> Sniff:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from phloem.core.errors import ConfigError
-from phloem.core.registry import NoParams, Registry
+from phloem.core.registry import Configured, Registry
 from phloem.iot.evaluate import WINDOWS, temporal_split_events
 from phloem.iot.events import Event
 
@@ -37,6 +37,7 @@ __all__ = [
     "DaySplit",
     "EvaluationProtocol",
     "ProtocolReport",
+    "RandomSplitParams",
     "ScoreTable",
     "Setup",
     "Split",
@@ -126,23 +127,29 @@ class ProtocolReport(ABC):
         return None
 
 
-class EvaluationProtocol(ABC):
+@dataclass(frozen=True)
+class RandomSplitParams:
+    """A random split of the captures up to ``test_until`` (``YYYY-MM-DD``): ``test_fraction``
+    in the test set, drawn with ``seed``, scored at ``windows_s`` seconds after the anchor."""
+
+    test_until: str = "2023-10-28"
+    test_fraction: float = 0.3
+    seed: int = 0
+    windows_s: tuple[float, ...] = WINDOWS
+
+    def __post_init__(self) -> None:
+        check_day("test_until", self.test_until)
+        check_fraction("test_fraction", self.test_fraction)
+        check_seconds("windows_s", self.windows_s)
+
+
+class EvaluationProtocol(Configured, ABC):
     """One way to split the data and score the identifier.
 
-    Parameters
-    ----------
-    params
-        An instance of the class's ``Params`` (default: ``Params()``).
+    Built with an instance of its ``Params`` (default: ``Params()``), kept as ``params``.
     """
 
-    name: ClassVar[str]
-    description: ClassVar[str]
-    Params: ClassVar[type[Any]] = NoParams
-
-    def __init__(self, params: Any = None) -> None:
-        self.params = self.Params() if params is None else params
-        if not isinstance(self.params, self.Params):
-            raise TypeError(f"protocol {self.name!r} takes {self.Params.__name__}")
+    kind: ClassVar[str] = "protocol"
 
     @abstractmethod
     def run(self, setup: Setup) -> ProtocolReport:

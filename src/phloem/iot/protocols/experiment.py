@@ -9,15 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from phloem.iot.evaluate import WINDOWS
 from phloem.iot.protocols.base import (
     PROTOCOLS,
     EvaluationProtocol,
+    RandomSplitParams,
     Setup,
     Split,
-    check_day,
-    check_fraction,
-    check_seconds,
 )
 from phloem.iot.protocols.reports import WindowsReport
 from phloem.iot.protocols.temporal import score_windows
@@ -26,7 +23,7 @@ __all__ = ["Experiment", "ExperimentParams"]
 
 
 @dataclass(frozen=True)
-class ExperimentParams:
+class ExperimentParams(RandomSplitParams):
     """Parameters of the ``experiment`` protocol.
 
     Attributes
@@ -40,16 +37,6 @@ class ExperimentParams:
     windows_s
         Seconds after the anchor to score at.
     """
-
-    test_until: str = "2023-10-28"
-    test_fraction: float = 0.3
-    seed: int = 0
-    windows_s: tuple[float, ...] = WINDOWS
-
-    def __post_init__(self) -> None:
-        check_day("test_until", self.test_until)
-        check_fraction("test_fraction", self.test_fraction)
-        check_seconds("windows_s", self.windows_s)
 
 
 @PROTOCOLS.register

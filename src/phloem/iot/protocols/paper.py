@@ -10,14 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from phloem.iot.evaluate import WINDOWS
 from phloem.iot.protocols.base import (
     PROTOCOLS,
     EvaluationProtocol,
+    RandomSplitParams,
     Setup,
-    check_day,
-    check_fraction,
-    check_seconds,
 )
 from phloem.iot.protocols.reports import PaperReport, PaperScore
 
@@ -25,7 +22,7 @@ __all__ = ["Paper", "PaperParams"]
 
 
 @dataclass(frozen=True)
-class PaperParams:
+class PaperParams(RandomSplitParams):
     """Parameters of the ``paper`` protocol.
 
     Attributes
@@ -40,15 +37,7 @@ class PaperParams:
         Seconds after the anchor whose queries make rows.
     """
 
-    test_until: str = "2023-10-28"
     test_fraction: float = 0.2
-    seed: int = 0
-    windows_s: tuple[float, ...] = WINDOWS
-
-    def __post_init__(self) -> None:
-        check_day("test_until", self.test_until)
-        check_fraction("test_fraction", self.test_fraction)
-        check_seconds("windows_s", self.windows_s)
 
 
 @PROTOCOLS.register
