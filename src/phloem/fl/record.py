@@ -8,7 +8,7 @@ before it stops, and the history and checkpoint a resumed run starts from.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +34,6 @@ class Totals:
     samples: float = 0.0
     wall: float = 0.0
 
-    def as_dict(self) -> dict[str, float]:
-        return {"up": self.up, "down": self.down, "samples": self.samples, "wall": self.wall}
-
-    @staticmethod
-    def from_dict(d: dict[str, float]) -> Totals:
-        return Totals(d["up"], d["down"], d["samples"], d["wall"])
-
 
 @dataclass
 class Checkpoint:
@@ -53,10 +46,10 @@ class Checkpoint:
     round: int
     server: Any
     client_states: list[Any]
-    totals: dict[str, float]
+    totals: Totals
 
     def snapshot(self) -> Checkpoint:
-        return Checkpoint(self.round, self.server, list(self.client_states), dict(self.totals))
+        return Checkpoint(self.round, self.server, list(self.client_states), self.totals)
 
     def save(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp")
@@ -72,6 +65,8 @@ class Checkpoint:
         ck = torch.load(path, weights_only=False)
         if not isinstance(ck, Checkpoint):
             raise PhloemError(f"{path} is not a phloem checkpoint")
+        if isinstance(ck.totals, dict):  # written before Totals existed: {"up": ..., ...}
+            ck.totals = Totals(**ck.totals)
         return ck
 
 
@@ -93,10 +88,9 @@ class RoundRecord:
     aggregation: AggregationStats | None = None
     round_s: float = 0.0
     num_clients: int = 1
-    extra: Row = field(default_factory=dict)
 
     def row(self) -> Row:
-        """The history row: these columns, in this order, then ``extra`` (evaluation)."""
+        """The history row: these columns, in this order (evaluation columns follow)."""
         t = self.totals
         row: Row = {"round": self.round, "clients": self.clients}
         if self.train_loss is not None:
@@ -116,7 +110,6 @@ class RoundRecord:
         if self.aggregation is not None:
             row.update(self.aggregation.row())
         row.update({"round_s": self.round_s, "wall_s": t.wall})
-        row.update(self.extra)
         return row
 
 

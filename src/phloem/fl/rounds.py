@@ -20,7 +20,7 @@ import torch
 from phloem.core.history import Row
 from phloem.core.rng import SeedStreams, Stage
 from phloem.fl.aggregation import Aggregation, RoundOutcome
-from phloem.fl.algorithms.base import Algorithm, Cohort, Message
+from phloem.fl.algorithms.base import Algorithm, Cohort
 from phloem.fl.backends import Backend, ClientResult
 from phloem.fl.problem import Problem
 from phloem.fl.record import Checkpoint, RoundRecord, Totals
@@ -52,7 +52,7 @@ class Rounds:
                 a.init_client(x0, p.client(i), self.streams.torch(Stage.CLIENT_INIT, i))
                 for i in range(p.num_clients)
             ]
-        return Checkpoint(0, a.init_server(x0, states, p.weights), states, Totals().as_dict())
+        return Checkpoint(0, a.init_server(x0, states, p.weights), states, Totals())
 
     def cohort(self, server: Any, round_: int) -> Cohort:
         """The round's clients, from the sampling stream of that round."""
@@ -88,25 +88,25 @@ class Rounds:
                 st.client_states[i] = state
             gen = self.streams.numpy(Stage.SERVER, r)
             st.server = self.algorithm.server_update(st.server, outcome.aggregate, gen)
-        return self.account(st, cohort, [m for m, _ in results], outcome, down, t0)
+        return self.account(st, cohort, results, outcome, down, t0)
 
     def account(
         self,
         st: Checkpoint,
         cohort: Cohort,
-        messages: Sequence[Message[Any]],
+        results: Sequence[ClientResult],
         outcome: RoundOutcome[Any],
         down: float,
         t0: float,
     ) -> RoundRecord:
         """Bits, oracle work, loss and time of the round just played; advances ``st``."""
+        messages = [m for m, _ in results]
         samples = float(sum(m.samples for m in messages))
         w = cohort.normalised
         loss = float(sum(float(wi) * m.loss for wi, m in zip(w, messages, strict=True)))
-        t = Totals.from_dict(st.totals)
-        dt = time.perf_counter() - t0
+        t, dt = st.totals, time.perf_counter() - t0
         t = Totals(t.up + outcome.up_bits, t.down + down, t.samples + samples, t.wall + dt)
-        st.round, st.totals = st.round + 1, t.as_dict()
+        st.round, st.totals = st.round + 1, t
         return RoundRecord(
             st.round,
             len(cohort.ids),

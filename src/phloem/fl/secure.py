@@ -135,10 +135,6 @@ class SecureAggregation(Aggregation):
         return RoundOutcome(decoded, up_bits, AggregationStats(plan.dropped, stats))
 
 
-def _secure(protocol: Protocol) -> dict[str, Any]:
-    return {"protocol": protocol}
-
-
 @AGGREGATIONS.register
 @dataclass(frozen=True)
 class SecAgg(SecureAggregation):
@@ -146,7 +142,7 @@ class SecAgg(SecureAggregation):
 
     name: ClassVar[str] = "secagg"
     description: ClassVar[str] = "SecAgg, complete graph (Bonawitz et al., CCS 2017)"
-    fixed_params: ClassVar[dict[str, Any]] = _secure(Protocol.SECAGG)
+    fixed_params: ClassVar[dict[str, Any]] = {"protocol": Protocol.SECAGG}
 
 
 @AGGREGATIONS.register
@@ -156,4 +152,4 @@ class SecAggPlus(SecureAggregation):
 
     name: ClassVar[str] = "secagg+"
     description: ClassVar[str] = "SecAgg+, sparse random graph (Bell et al., CCS 2020)"
-    fixed_params: ClassVar[dict[str, Any]] = _secure(Protocol.SECAGG_PLUS)
+    fixed_params: ClassVar[dict[str, Any]] = {"protocol": Protocol.SECAGG_PLUS}

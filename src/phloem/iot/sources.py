@@ -18,18 +18,17 @@ command-line option: the command line renames them to its own.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from enum import Enum, IntEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from phloem.core.config import from_dict
+from phloem.core.config import params_for
 from phloem.core.errors import ConfigError
 from phloem.core.registry import Configured, Registry
 from phloem.iot.events import EventStats, Observation
@@ -249,12 +248,6 @@ def _pick(kind: str, medium: Medium, target: str) -> type[Source]:
     return source
 
 
-def _params(source: type[Source], options: Mapping[str, object]) -> Any:
-    """``source``'s Params from the ``options`` it has (the others belong to other sources)."""
-    keys = {f.name for f in dataclasses.fields(source.Params) if f.init}
-    return from_dict(source.Params, {k: v for k, v in options.items() if k in keys})
-
-
 def open_observations(
     path: Path | None,
     *,
@@ -310,7 +303,7 @@ def open_observations(
     if interface is not None:
         source = _pick(kind, Medium.INTERFACE, f"interface {interface}")
         stats = SourceStats(source.name)
-        return source(_params(source, options)).open(interface, reading, stats), stats
+        return source(params_for(source, options)).open(interface, reading, stats), stats
     assert path is not None
     if not follow and not path.exists():
         raise ConfigError("path", f"{path} does not exist")
@@ -319,4 +312,4 @@ def open_observations(
         kind = sniff_format(path) if path.exists() else _sniffed(b"", str(path))
     source = _pick(kind, Medium.FILE, f"the file {path}")
     stats = SourceStats(source.name)
-    return source(_params(source, options)).open(path, reading, stats), stats
+    return source(params_for(source, options)).open(path, reading, stats), stats
