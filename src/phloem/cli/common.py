@@ -14,7 +14,13 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from phloem.core.errors import ConfigError, DataNotFoundError, DivergenceError, PhloemError
+from phloem.core.errors import (
+    ConfigError,
+    DataNotFoundError,
+    DivergenceError,
+    PhloemError,
+    RunNotFoundError,
+)
 
 __all__ = ["err", "guarded"]
 
@@ -44,8 +50,8 @@ def guarded(
         What to tell the user after Ctrl-C (or SIGTERM, treated alike so that a killed job
         still runs its clean-up): what was kept and how to go on, in the command's terms.
 
-    Exit codes: 2 for a bad config or option or missing data, 3 for a diverged run, 1 for
-    any other error phloem raises on purpose, 130 after an interrupt.
+    Exit codes: 2 for a bad config or option, missing data or a missing run folder, 3 for a
+    diverged run, 1 for any other error phloem raises on purpose, 130 after an interrupt.
     """
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt) if main_thread else None
@@ -56,6 +62,9 @@ def guarded(
         raise typer.Exit(2) from None
     except DataNotFoundError as e:
         err.print(f"[red]missing data:[/red] {escape(str(e))}")
+        raise typer.Exit(2) from None
+    except RunNotFoundError as e:
+        err.print(f"[red]not a run:[/red] {escape(str(e))}")
         raise typer.Exit(2) from None
     except DivergenceError as e:
         err.print(f"[red]diverged:[/red] {escape(str(e))}")

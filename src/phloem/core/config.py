@@ -342,6 +342,12 @@ def load_toml(path: Path) -> dict[str, Any]:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise ConfigError("config", f"{path} is not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            "config", f"{path} is not a TOML text file (not UTF-8 at byte {e.start})"
+        ) from None
+    except OSError as e:  # a folder, no permission
+        raise ConfigError("config", f"cannot read {path}: {e.strerror or e}") from None
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

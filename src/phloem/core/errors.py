@@ -48,6 +48,10 @@ class DataNotFoundError(PhloemError, FileNotFoundError):
         super().__init__(f"{what} not found. Looked in: {places}. {how_to_fix}")
 
 
+class RunNotFoundError(PhloemError, FileNotFoundError):
+    """A path given as a run folder (or its checkpoint) is not one; the message names it."""
+
+
 class DivergenceError(PhloemError, ArithmeticError):
     """The optimisation produced NaN or inf; history and a checkpoint were saved first."""
 

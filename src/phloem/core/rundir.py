@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from phloem.core.errors import RunNotFoundError
 from phloem.core.history import History, read_history
 
 __all__ = ["RunDir", "RunInfo", "list_runs"]
@@ -63,9 +64,9 @@ class RunDir:
 
     @classmethod
     def open(cls, path: Path) -> RunDir:
-        """An existing run folder (raises ``FileNotFoundError`` naming it when absent)."""
+        """An existing run folder (raises :class:`RunNotFoundError` naming it when absent)."""
         if not (path / cls.CONFIG).is_file() and not (path / cls.HISTORY).is_file():
-            raise FileNotFoundError(
+            raise RunNotFoundError(
                 f"{path} is not a phloem run folder (no {cls.CONFIG} or {cls.HISTORY})"
             )
         return cls(path)

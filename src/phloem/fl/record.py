@@ -8,13 +8,15 @@ before it stops, and the history and checkpoint a resumed run starts from.
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from phloem.core.errors import PhloemError
+from phloem.core.errors import PhloemError, RunNotFoundError
 from phloem.core.history import History, Row
 from phloem.core.rundir import RunDir
 from phloem.fl.aggregation import AggregationStats
@@ -58,16 +60,55 @@ class Checkpoint:
 
     @staticmethod
     def load(path: Path) -> Checkpoint:
+        """The checkpoint at ``path``, read without running code from the file.
+
+        It is unpickled with torch's ``weights_only`` loader, which builds only tensors, plain
+        values and the classes listed by :func:`_checkpoint_classes` (a checkpoint, the server
+        states of the registered algorithms), so a forged ``checkpoint.pt`` cannot execute
+        code on ``--resume``.
+
+        Raises
+        ------
+        RunNotFoundError
+            No checkpoint at ``path``.
+        PhloemError
+            The file is damaged, or holds objects a phloem checkpoint does not.
+        """
         if not path.is_file():
-            raise FileNotFoundError(
-                f"no checkpoint at {path}; was the run started with checkpointing on?"
+            raise RunNotFoundError(
+                f"no checkpoint at {path}: the run was killed before it could save one "
+                "(a run saves one when it stops, and every run.checkpoint_every rounds)"
             )
-        ck = torch.load(path, weights_only=False)
+        try:
+            with torch.serialization.safe_globals(_checkpoint_classes()):
+                ck = torch.load(path, weights_only=True)
+        except Exception as e:  # damaged zip, truncated pickle, a class not allowed
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise PhloemError(
+                f"{path} is damaged or not a phloem checkpoint ({first}); the history is "
+                "intact, but the run cannot resume from this file"
+            ) from None
         if not isinstance(ck, Checkpoint):
             raise PhloemError(f"{path} is not a phloem checkpoint")
         if isinstance(ck.totals, dict):  # written before Totals existed: {"up": ..., ...}
             ck.totals = Totals(**ck.totals)
         return ck
+
+
+def _checkpoint_classes() -> list[Any]:
+    """What a checkpoint may hold besides tensors and plain values: the checkpoint classes
+    and the dataclasses of every registered algorithm's module (its server state)."""
+    import phloem.fl.server_opt
+    from phloem.fl.registries import ALGORITHMS
+
+    modules = {sys.modules[ALGORITHMS.get(n).__module__] for n in ALGORITHMS.names()}
+    allowed: set[Any] = {Checkpoint, Totals, phloem.fl.server_opt.OptState}
+    for module in modules:
+        allowed |= {
+            v for v in vars(module).values() if isinstance(v, type) and dataclasses.is_dataclass(v)
+        }
+    # checkpoints written before the class moved from phloem.fl.simulate
+    return [*allowed, (Checkpoint, "phloem.fl.simulate.Checkpoint")]
 
 
 @dataclass(frozen=True)
