@@ -204,3 +204,26 @@ def test_aggregate_proba_sums_per_group() -> None:
     np.testing.assert_allclose(agg_c[0], [0.7, 0.2, 0.1])
     with pytest.raises(ValueError, match="nest"):
         aggregate_proba(proba, classes, {k: v for k, v in maker.items() if k != "nest"})
+
+
+def test_a_file_that_is_not_a_model_is_a_clear_error(
+    tmp_path: Path, data: tuple[Vectorizer, list[Event], np.ndarray]
+) -> None:
+    """A careless ``--model`` (a log, a cut copy, an npz holding pickles) used to trace back."""
+    from phloem.core.errors import PhloemError
+
+    vec, events, y = data
+    good = tmp_path / "m.npz"
+    export_numpy(LogRegClassifier().fit(vec.transform(events, WINDOW_S), y), vec).save(good)
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(good.read_bytes()[:2000])
+    log = tmp_path / "dnsmasq.log"
+    log.write_text("Oct 19 10:00:00 dnsmasq[1]: query[A] a.example.com from 10.0.0.2\n")
+    pickled = tmp_path / "pickled.npz"
+    np.savez(pickled, meta_json=np.array([{"a": 1}], dtype=object))
+    for bad in (cut, log, pickled, tmp_path / "empty.npz"):
+        if not bad.exists():
+            bad.write_bytes(b"")
+        with pytest.raises(PhloemError, match=f"{bad.name} is not a phloem IoT model"):
+            NumpyModel.load(bad)
+    assert NumpyModel.load(good).classes  # the real one still loads

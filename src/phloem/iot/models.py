@@ -21,6 +21,7 @@ import io
 import itertools
 import json
 import os
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from phloem.core.errors import PhloemError
 from phloem.iot.events import Event
 from phloem.iot.features import Vectorizer
 
@@ -401,13 +403,25 @@ class NumpyModel:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> NumpyModel:
-        """Read a model written by :meth:`save` (no pickle)."""
-        with np.load(path, allow_pickle=False) as npz:
-            meta = json.loads(bytes(npz["meta_json"]).decode("utf-8"))
-            n = sum(1 for k in npz.files if k.startswith("W"))
-            layers = [(npz[f"W{i}"], npz[f"b{i}"]) for i in range(n)]
-        vec = Vectorizer.from_dict(meta["vectorizer"])
-        return cls(vec, layers, meta["classes"], meta.get("extra"))
+        """Read a model written by :meth:`save` (no pickle).
+
+        Raises
+        ------
+        PhloemError
+            The file is not such a model (another file, damaged, cut short), naming it.
+        """
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                meta = json.loads(bytes(npz["meta_json"]).decode("utf-8"))
+                n = sum(1 for k in npz.files if k.startswith("W"))
+                layers = [(npz[f"W{i}"], npz[f"b{i}"]) for i in range(n)]
+            vec = Vectorizer.from_dict(meta["vectorizer"])
+            return cls(vec, layers, meta["classes"], meta.get("extra"))
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
+            raise PhloemError(
+                f"{os.fspath(path)} is not a phloem IoT model, or it is damaged "
+                f"({type(e).__name__}: {str(e)[:200]}); make one with `phloem iot train`"
+            ) from None
 
 
 def export_numpy(
