@@ -99,6 +99,7 @@ def test_bench_bad_input_names_the_field() -> None:
         (["params", "--corrupt", "nan"], "--corrupt", "[0, 1)"),
         (["params", "--sigma", "0"], "--sigma", "> 0"),
         (["params", "-n", "1"], "--clients", "secure aggregation needs at least 2"),
+        (["bench", "-n", "5", "--dim", "-3"], "--dim", ">= 1"),  # was a numpy traceback
     ],
 )
 def test_library_errors_name_the_option(args: list[str], flag: str, allowed: str) -> None:

@@ -45,6 +45,7 @@ _COMMON_FLAGS = {
 _BENCH_FLAGS = {
     **_COMMON_FLAGS,
     "dropout": "--dropout",
+    "dim": "--dim",
     "stage": "--stage",
     "tolerate_dropout": "--tolerate-dropout",
     "tolerate_corrupt": "--tolerate-corrupt",

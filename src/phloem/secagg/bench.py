@@ -114,6 +114,8 @@ def run_bench(
     at = Stage.parse(stage, field="stage")
     if not 0.0 <= dropout < 1.0:
         raise ConfigError("dropout", f"{dropout} must lie in [0, 1)")
+    if dim < 1:
+        raise ConfigError("dim", f"a vector needs at least one entry, got {dim}", [">= 1"])
     vectors = _LazyVectors(clients, dim)
     weights = {i: client_weight(i) for i in range(clients)}
     drop = list(range(round(dropout * clients)))
