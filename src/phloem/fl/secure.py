@@ -44,7 +44,9 @@ __all__ = ["DecodedAggregate", "SecAgg", "SecAggPlus", "SecureAggregation"]
 class DecodedAggregate(Aggregate[U]):
     """The securely aggregated weighted mean of the uplinks, and the sum of their weights.
 
-    ``mean(field)`` is the decoded mean's field, ``total(field)`` that times ``weight``.
+    ``mean(field)`` is the decoded mean's field, ``total(field)`` that times ``weight``; both
+    go through :func:`weighted_sum`, the same float operations as the pseudo-client the
+    simulator used before, so secure histories stayed bit-identical.
     """
 
     mean_uplink: U
