@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.stats import hypergeom  # a reference only: phloem.secagg does not import SciPy
 
 from phloem.core.errors import ConfigError
 from phloem.secagg.graph import (
@@ -30,6 +31,7 @@ from phloem.secagg.graph import (
     connectivity_failure_rate,
     harary_neighbours,
 )
+from phloem.secagg.graph.search import _log_tail, _log_tails
 
 Z = 5.0
 
@@ -228,6 +230,214 @@ def test_probabilities_match_exact_combinatorics(
             assert got == want
         else:
             assert got == pytest.approx(want, rel=1e-9, abs=1e-9)
+
+
+# (population, successes, draws): draws from 2 to 2000, supports starting at 0 and above it,
+# tails from 1 down to far below 1e-300 (e.g. 2000 of 5000 successes in 2000 draws)
+TAIL_GRID = [
+    (3, 1, 2),
+    (10, 3, 2),
+    (10, 9, 2),
+    (20, 0, 7),
+    (49, 5, 17),
+    (99, 10, 32),
+    (99, 10, 98),
+    (99, 99, 50),
+    (199, 20, 60),
+    (499, 50, 95),
+    (999, 100, 114),
+    (999, 500, 600),
+    (1999, 200, 300),
+    (2000, 1000, 2000),
+    (2999, 300, 2000),
+    (3000, 2500, 2000),
+    (9999, 1000, 145),
+    (9999, 5000, 2000),
+]
+
+
+def test_log_tails_match_scipy() -> None:
+    """Every ``ln P[X >= x]``, ``x = 0..draws + 1``, against SciPy's ``logsf(x - 1)``: exactly
+    ``0.0`` up to the lowest point of the support and ``-inf`` above the highest, within
+    ``1e-9`` relative in between, plus ``5e-10`` absolute for the tails that are nearly 1 (both
+    sides carry the rounding of log-factorials near ``ln 10^4! ~ 8e4``, a few ``1e-11``)."""
+    smallest = 0.0
+    for population, successes, draws in TAIL_GRID:
+        lowest = max(0, draws - (population - successes))
+        highest = min(successes, draws)
+        x = np.arange(draws + 2)
+        want = np.asarray(hypergeom.logsf(x - 1, population, successes, draws), dtype=float)
+        got = _log_tails(population, successes, draws)
+        assert got.shape == want.shape
+        assert np.all(got[: lowest + 1] == 0.0)
+        assert np.all(got[highest + 1 :] == -math.inf)
+        inside = slice(lowest + 1, highest + 1)
+        np.testing.assert_allclose(got[inside], want[inside], rtol=1e-9, atol=5e-10)
+        assert np.all(np.diff(got[: highest + 1]) <= 0)  # tails never grow with x
+        if highest > lowest:
+            smallest = min(smallest, float(got[highest]))
+    assert smallest < math.log(1e-300)  # the grid does reach the extreme tails
+
+
+@pytest.mark.parametrize(("population", "successes", "draws"), TAIL_GRID)
+def test_log_tail_matches_scipy(population: int, successes: int, draws: int) -> None:
+    lowest = max(0, draws - (population - successes))
+    highest = min(successes, draws)
+    points = {-3, -1, 0, 1, 2, lowest - 1, lowest, lowest + 1, highest - 1, highest, highest + 1}
+    points |= {draws, draws + 1, draws + 5, *range(0, draws + 1, max(1, draws // 40))}
+    table = _log_tails(population, successes, draws)
+    for x in sorted(points):
+        got = _log_tail(x, population, successes, draws)
+        if x <= lowest:
+            assert got == 0.0
+        elif x > highest:
+            assert got == -math.inf
+        else:
+            want = float(hypergeom.logsf(x - 1, population, successes, draws))
+            assert got == pytest.approx(want, rel=1e-9, abs=5e-10)
+            assert got == table[x]
+
+
+# (dropout, corrupt, sigma, eta) -> {n: (k, t)}, from the SciPy-based search (scipy.stats.hypergeom
+# logsf/logpmf) at commit 9343468, run before the tails were computed without SciPy
+CHOSEN_BY_SCIPY = {
+    (0.1, 0.1, 40.0, 30.0): {
+        5: (3, 2),
+        10: (6, 4),
+        50: (18, 12),
+        100: (33, 22),
+        200: (61, 41),
+        300: (80, 54),
+        400: (89, 60),
+        500: (96, 65),
+        1000: (115, 78),
+        2000: (127, 86),
+        5000: (139, 94),
+        10000: (146, 99),
+    },
+    (0.05, 0.05, 40.0, 30.0): {
+        5: (3, 2),
+        10: (3, 2),
+        50: (9, 6),
+        100: (18, 12),
+        200: (33, 22),
+        300: (44, 30),
+        400: (50, 34),
+        500: (53, 36),
+        1000: (63, 43),
+        2000: (69, 47),
+        5000: (72, 49),
+        10000: (75, 51),
+    },
+    (0.2, 0.1, 40.0, 30.0): {
+        5: (5, 3),  # the complete graph, as no k < 5 works
+        10: (8, 5),
+        50: (28, 17),
+        100: (53, 32),
+        200: (97, 59),
+        300: (131, 81),
+        400: (157, 98),
+        500: (176, 110),
+        1000: (231, 145),
+    },
+    (0.1, 0.2, 40.0, 30.0): {
+        5: (4, 3),
+        10: (7, 5),
+        50: (23, 17),
+        100: (43, 32),
+        200: (79, 58),
+        300: (104, 76),
+        400: (121, 88),
+        500: (132, 96),
+        1000: (163, 118),
+    },
+    (0.2, 0.2, 40.0, 30.0): {  # n = 5 is refused (too few clients)
+        10: (9, 6),
+        50: (33, 22),
+        100: (63, 42),
+        200: (123, 82),
+        300: (173, 116),
+        400: (210, 141),
+        500: (241, 162),
+        1000: (342, 230),
+    },
+    (0.1, 0.1, 20.0, 15.0): {
+        5: (3, 2),
+        10: (6, 4),
+        50: (18, 12),
+        100: (33, 22),
+        200: (49, 33),
+        300: (56, 38),
+        400: (62, 42),
+        500: (65, 44),
+        1000: (74, 50),
+    },
+    (0.1, 0.1, 64.0, 40.0): {
+        5: (3, 2),
+        10: (6, 4),
+        50: (18, 12),
+        100: (33, 22),
+        200: (63, 42),
+        300: (89, 60),
+        400: (104, 71),
+        500: (117, 80),
+        1000: (146, 100),
+    },
+    (0.3, 0.05, 40.0, 30.0): {
+        5: (5, 3),  # the complete graph
+        10: (9, 5),
+        50: (35, 19),
+        100: (68, 37),
+        200: (127, 69),
+        300: (172, 94),
+        400: (209, 115),
+        500: (244, 135),
+        1000: (363, 204),
+    },
+    (0.0, 0.1, 40.0, 30.0): {
+        5: (3, 2),
+        10: (4, 3),
+        50: (8, 7),
+        100: (13, 12),
+        200: (16, 15),
+        300: (17, 16),
+        400: (17, 16),
+        500: (18, 17),
+        1000: (18, 17),
+    },
+    (0.1, 0.0, 40.0, 30.0): {
+        5: (3, 2),
+        10: (5, 3),
+        50: (13, 7),
+        100: (23, 12),
+        200: (35, 18),
+        300: (39, 20),
+        400: (43, 22),
+        500: (43, 22),
+        1000: (49, 25),
+    },
+    (0.15, 0.15, 10.0, 8.0): {
+        5: (3, 2),
+        10: (6, 4),
+        50: (24, 16),
+        100: (43, 29),
+        200: (58, 39),
+        300: (67, 45),
+        400: (76, 51),
+        500: (79, 53),
+        1000: (94, 63),
+    },
+}
+
+
+@pytest.mark.parametrize("targets", list(CHOSEN_BY_SCIPY))
+def test_choose_matches_the_scipy_based_search(targets: tuple[float, float, float, float]) -> None:
+    got = {}
+    for n in CHOSEN_BY_SCIPY[targets]:
+        params = choose_parameters(n, *targets)
+        assert params.secure and params.correct
+        got[n] = (params.num_shares, params.threshold)
+    assert got == CHOSEN_BY_SCIPY[targets]
 
 
 @pytest.mark.parametrize(

@@ -236,3 +236,24 @@ def test_importing_stays_light(module: str, absent: tuple[str, ...]) -> None:
     code = f"import sys, {module}; print([m for m in {absent!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_a_round_does_not_import_scipy() -> None:
+    """Choosing SecAgg+ parameters (exact hypergeometric tails with :mod:`math`) and a whole
+    :func:`~phloem.secagg.aggregate.secure_mean` round, a dropout included, load no SciPy."""
+    code = (
+        "import sys\n"
+        "import numpy as np\n"
+        "import phloem.secagg, phloem.secagg.graph\n"
+        "from phloem.secagg.aggregate import SecAggSettings, secure_mean\n"
+        "params = SecAggSettings().parameters(100)\n"
+        "assert (params.num_shares, params.threshold) == (33, 22), params\n"
+        "vectors = {u: np.random.default_rng(u).normal(0.0, 1.0, 16) for u in range(30)}\n"
+        "res = secure_mean(vectors, SecAggSettings(), gen=np.random.default_rng(0),\n"
+        "                  dropout={'unmask': [4]})\n"
+        "assert res.mean is not None and res.report.ok\n"
+        "assert not SecAggSettings().parameters(30).complete  # the round was SecAgg+\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'scipy')[:5])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "[]", out.stdout

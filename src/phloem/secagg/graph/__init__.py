@@ -17,7 +17,9 @@ The subpackage has three parts:
   choice (:func:`choose_parameters`) or check (:func:`check_parameters`) of ``(k, t)``;
 - :mod:`~phloem.secagg.graph.explain` -- :meth:`GraphParams.explain`'s account of a choice.
 
-Only the search needs SciPy, and it imports it when first used.
+Choosing parameters and building graphs need only numpy and the standard library (the
+search computes its hypergeometric tails with :func:`math.lgamma`); only the connectivity
+analysis in :mod:`~phloem.secagg.graph.build` uses SciPy, imported when first called.
 """
 
 from phloem.secagg.graph.build import (

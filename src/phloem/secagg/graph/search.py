@@ -35,16 +35,18 @@ For a fixed ``k``, ``p_s`` falls and ``p_c`` rises with ``t``, so the feasible t
 an interval. :func:`choose_parameters` returns the smallest ``k`` whose interval is not empty
 (each client's work grows with ``k``) and, within it, the ``t`` that maximises the smaller of
 the two margins (in bits) below their targets; if no ``k < n`` works it falls back to the
-complete graph. Tails are exact hypergeometric tails from :mod:`scipy.stats`; probabilities are
-reported as ``log2`` of the union bound (``-inf`` when the bad event is impossible).
+complete graph. Tails are exact hypergeometric tails, summed from the pmf in log space with
+:func:`math.lgamma` (no SciPy); probabilities are reported as ``log2`` of the union bound
+(``-inf`` when the bad event is impossible).
 
 A third requirement of Bell et al. is that the graph among honest surviving clients stays
 connected, or the server would learn the sum of a smaller group. It is not part of the union
 bound above; :func:`connectivity_failure_rate` estimates it by Monte Carlo and
 :meth:`GraphParams.explain` reports the estimate on request.
 
-SciPy (the hypergeometric distribution) is imported when a tail is first computed, so that
-building graphs and running rounds with given parameters do not pay for it.
+The search needs only :mod:`math` and numpy, so choosing parameters, building graphs and
+running rounds never import SciPy (only :mod:`~phloem.secagg.graph.build`'s connectivity
+analysis does).
 """
 
 from __future__ import annotations
@@ -65,32 +67,70 @@ __all__ = ["GraphParams", "ParamOrigin", "check_parameters", "choose_parameters"
 _LN2 = math.log(2.0)
 
 
+def _log_factorials(values: np.ndarray) -> np.ndarray:
+    """``ln(v!)`` for each non-negative integer ``v`` in ``values``, by :func:`math.lgamma`."""
+    return np.array([math.lgamma(v + 1) for v in values.tolist()], dtype=np.float64)
+
+
+def _log_pmf(population: int, successes: int, draws: int) -> tuple[int, np.ndarray]:
+    """The lowest point ``lo`` of the support of ``X ~ Hypergeom(population, successes,
+    draws)`` and ``ln P[X = x]`` for ``x = lo..hi``, ``hi`` the highest point.
+
+    ``ln P[X = x] = ln C(K, x) + ln C(N - K, n - x) - ln C(N, n)`` (``N`` the population,
+    ``K`` the successes, ``n`` the draws), each ``ln C(a, b) = ln a! - ln b! - ln (a - b)!``
+    from :func:`math.lgamma`: exact up to rounding (absolute errors of a few ``1e-11`` at
+    populations of ``10^4``, as SciPy's), so the log of a tail far below ``1e-300`` is still
+    accurate to many digits.
+    """
+    failures = population - successes
+    lowest = max(0, draws - failures)
+    highest = min(successes, draws)
+    x = np.arange(lowest, highest + 1)
+    lf = math.lgamma
+    constant = (
+        lf(successes + 1)
+        + lf(failures + 1)
+        - lf(population + 1)
+        + lf(draws + 1)
+        + lf(population - draws + 1)
+    )
+    varying = (
+        _log_factorials(x)
+        + _log_factorials(successes - x)
+        + _log_factorials(draws - x)
+        + _log_factorials(failures - draws + x)
+    )
+    return lowest, constant - varying
+
+
+def _log_tails(population: int, successes: int, draws: int) -> np.ndarray:
+    """``ln P[X >= x]`` for ``x = 0..draws + 1``, ``X ~ Hypergeom(population, successes,
+    draws)``, by log-sum-exp of the pmf (:func:`_log_pmf`) from the top of the support.
+
+    ``0.0`` up to the lowest point of the support, ``-inf`` above the highest. One pmf
+    evaluation gives every ``x``, which keeps the search over ``(k, t)`` fast.
+    """
+    lowest, log_pmf = _log_pmf(population, successes, draws)
+    tails = np.full(draws + 2, -math.inf)
+    accumulated = np.logaddexp.accumulate(log_pmf[::-1])[::-1]
+    # rounding can put the log of a tail that is nearly 1 a few 1e-14 above 0; no probability
+    # exceeds 1
+    tails[lowest : lowest + log_pmf.size] = np.minimum(accumulated, 0.0)
+    tails[: lowest + 1] = 0.0
+    return tails
+
+
 def _log_tail(x: int, population: int, successes: int, draws: int) -> float:
-    """``ln P[X >= x]`` for ``X ~ Hypergeom(population, successes, draws)`` (scipy logsf)."""
+    """``ln P[X >= x]`` for ``X ~ Hypergeom(population, successes, draws)``: one entry of
+    :func:`_log_tails` (``0.0`` for ``x`` up to the lowest point of the support, ``-inf``
+    above the highest)."""
     lowest = max(0, draws - (population - successes))
     highest = min(successes, draws)
     if x <= lowest:
         return 0.0
     if x > highest:
         return -math.inf
-    from scipy.stats import hypergeom  # SciPy only where the parameters are searched for
-
-    return float(hypergeom.logsf(x - 1, population, successes, draws))
-
-
-def _log_tails(population: int, successes: int, draws: int) -> np.ndarray:
-    """``ln P[X >= x]`` for ``x = 0..draws + 1`` at once, by log-sum-exp of the pmf from the top.
-
-    Same quantity as :func:`_log_tail` (scipy's logsf sums the pmf the same way), computed for
-    every ``x`` with one pmf evaluation, which keeps the search over ``(k, t)`` fast.
-    """
-    from scipy.stats import hypergeom
-
-    x = np.arange(draws + 1)
-    log_pmf = np.asarray(hypergeom.logpmf(x, population, successes, draws), dtype=np.float64)
-    tails = np.logaddexp.accumulate(log_pmf[::-1])[::-1]
-    tails[: max(0, draws - (population - successes)) + 1] = 0.0
-    return np.concatenate([tails, [-math.inf]])
+    return float(_log_tails(population, successes, draws)[x])
 
 
 def _union_log2(n: int, log_p: float) -> float:
