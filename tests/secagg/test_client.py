@@ -9,6 +9,7 @@ with fixed seeds).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -24,6 +25,7 @@ from phloem.secagg.graph import harary_neighbours
 from phloem.secagg.messages import (
     ConsistencyRequest,
     ConsistencySignature,
+    EncryptedShares,
     KeysAdvert,
     KeysBroadcast,
     MaskedInput,
@@ -89,7 +91,7 @@ def test_stale_messages_are_refused_at_every_stage() -> None:
 
 
 def test_bad_setups_are_refused() -> None:
-    cfg = RoundConfig(1, 4, 16, 2)
+    cfg = RoundConfig(1, 4, 16, 2, num_clients=2)
 
     def client() -> SecAggClient:
         return SecAggClient(0, np.zeros(4, np.uint16), rand=insecure_random_bytes(0))
@@ -103,15 +105,22 @@ def test_bad_setups_are_refused() -> None:
         (Setup(1, cfg, 0, {1: shamir.PRIME}, 1), "non-zero"),
         (Setup(1, dataclasses.replace(cfg, prg="rc4"), 0, {1: 2}, 1), "unusable"),
         (Setup(1, dataclasses.replace(cfg, modulus_bits=0), 0, {1: 2}, 1), "unusable"),
-        (Setup(1, dataclasses.replace(cfg, threshold=0), 0, {1: 2}, 1), "unusable"),
     ]
     for msg, match in bad:
         with pytest.raises(ProtocolError, match=match):
             client().handle(msg)
-    c = client()
-    with pytest.raises(SecAggAbort, match="only 2 share holders") as err:
-        c.handle(Setup(1, dataclasses.replace(cfg, threshold=3), 0, {1: 2}, 1))
-    assert err.value.stage == "setup" and c.stage is Stage.DONE
+    refused = [
+        (dataclasses.replace(cfg, threshold=3), "threshold 3 exceeds its 2 share holders"),
+        (dataclasses.replace(cfg, threshold=1), "t must exceed k / 2 = 1"),
+        (dataclasses.replace(cfg, threshold=0), "t must exceed k / 2"),
+        (dataclasses.replace(cfg, num_clients=0), "0 clients in the round"),
+        (dataclasses.replace(cfg, num_clients=1), "1 clients in the round"),
+    ]
+    for config, match in refused:
+        c = client()
+        with pytest.raises(SecAggAbort, match=match) as err:
+            c.handle(Setup(1, config, 0, {1: 2}, 1))
+        assert err.value.stage == "setup" and c.stage is Stage.DONE
 
 
 def test_bad_key_broadcasts_are_refused() -> None:
@@ -119,26 +128,55 @@ def test_bad_key_broadcasts_are_refused() -> None:
     h.step()
     c, good = h.clients[0], h.outbox[0]
     assert isinstance(good, KeysBroadcast) and set(good.keys) == {1, 2, 3, 4}
-    own = h.received[0][0]
-    assert isinstance(own, KeysAdvert)
     bundle = dict(good.keys)
-    bad = [
-        ({**bundle, 9: bundle[1]}, "non-neighbours"),
-        ({**bundle, 2: bundle[1]}, "repeated public key from 2"),
-        ({**bundle, 2: own.c_public + own.s_public}, "repeated public key"),
-        ({**bundle, 2: bundle[2][:32] * 2}, "repeated public key"),
-        ({**bundle, 2: bundle[2][:-1]}, "key bundle has 64 bytes, got 63"),
-    ]
-    for keys, match in bad:
-        with pytest.raises(ProtocolError, match=match):
-            c.handle(KeysBroadcast(7, keys))
-    with pytest.raises(SecAggAbort, match="only 2 neighbours advertised keys") as err:
+    with pytest.raises(ProtocolError, match="non-neighbours"):
+        c.handle(KeysBroadcast(7, {**bundle, 9: bundle[1]}))
+    with pytest.raises(SecAggAbort, match="only 2 neighbours advertised usable keys") as err:
         c.handle(KeysBroadcast(7, {1: bundle[1]}))
     assert err.value.stage == "share_keys" and c.stage is Stage.DONE
     assert split_keys(bundle[1] + b"s" * 32, True)[2] == b"s" * 32
 
 
+@pytest.mark.parametrize(
+    ("forge", "rejected", "why"),
+    [
+        (lambda b, own: {**b, 2: b[1]}, {1, 2}, "also advertised"),  # 2 copies 1's keys
+        (lambda b, own: {**b, 2: own.c_public + own.s_public}, {2}, "also advertised"),
+        (lambda b, own: {**b, 2: b[2][:32] * 2}, {2}, "both purposes"),
+        (lambda b, own: {**b, 2: b[2][:-1]}, {2}, "64 bytes, got 63"),
+        (lambda b, own: {**b, 2: bytes(32) + b[2][32:]}, {2}, "low-order"),
+        (lambda b, own: {**b, 2: b[2][:32] + (1).to_bytes(32, "little")}, {2}, "low-order"),
+    ],
+    ids=["copied", "own-key", "same-twice", "short", "zero-point", "order-one-point"],
+)
+def test_a_neighbour_with_a_bad_key_is_left_out_not_a_reason_to_stop(
+    forge: object, rejected: set[int], why: str
+) -> None:
+    """A key relayed by a (malicious) server that is not a usable, unique X25519 key makes the
+    client treat that neighbour as dropped: no share for it, and the client goes on."""
+    h = Harness.make(5, 3)
+    h.step()
+    c, good = h.clients[0], h.outbox[0]
+    own = h.received[0][0]
+    assert isinstance(good, KeysBroadcast) and isinstance(own, KeysAdvert)
+    keys = forge(dict(good.keys), own)  # type: ignore[operator]
+    reply = c.handle(KeysBroadcast(7, keys))
+    assert isinstance(reply, EncryptedShares)
+    assert set(reply.ciphertexts) == {1, 2, 3, 4} - rejected
+    assert set(c.rejected) == rejected and all(why in c.rejected[v] for v in rejected)
+
+
 # --------------------------------------------------------------------------- relayed shares
+
+
+def _rejects(h: Harness, client: int, delivery: SharesDelivery, sender: int, why: str) -> None:
+    """``client`` answers ``delivery`` with its masked input, rejecting only ``sender``'s share,
+    holding none of it, and still masking with ``sender`` (the server's view of the pairs)."""
+    fresh = copy.deepcopy(h.clients[client])
+    reply = fresh.handle(delivery)
+    assert isinstance(reply, MaskedInput)
+    assert list(reply.rejected) == [sender] and why in reply.rejected[sender]
+    assert sender not in fresh._held and fresh._u2 == sorted(delivery.ciphertexts)
 
 
 def test_tampered_relayed_shares_are_rejected() -> None:
@@ -150,12 +188,16 @@ def test_tampered_relayed_shares_are_rejected() -> None:
     for bit in (0, 50, 8 * 12 + 3, 8 * len(sealed) // 2, 8 * len(sealed) - 1):  # nonce..tag
         flipped = bytearray(sealed)
         flipped[bit // 8] ^= 1 << (bit % 8)
-        forged = SharesDelivery(7, {**delivery.ciphertexts, 1: bytes(flipped)})
-        with pytest.raises(ProtocolError, match="failed authentication"):
-            h.clients[0].handle(forged)
+        forged = dataclasses.replace(
+            delivery, ciphertexts={**delivery.ciphertexts, 1: bytes(flipped)}
+        )
+        _rejects(h, 0, forged, 1, "failed authentication")
     for cut in (sealed[:-1], sealed[:10], b""):
-        with pytest.raises(ProtocolError):
-            h.clients[0].handle(SharesDelivery(7, {**delivery.ciphertexts, 1: cut}))
+        forged = dataclasses.replace(delivery, ciphertexts={**delivery.ciphertexts, 1: cut})
+        _rejects(h, 0, forged, 1, "")
+    # an authentic share whose commitment was altered in transit
+    other = dataclasses.replace(delivery, commitments={**delivery.commitments, 1: bytes(64)})
+    _rejects(h, 0, other, 1, "does not match its owner's commitment")
 
 
 def test_readdressed_relayed_shares_are_rejected() -> None:
@@ -164,19 +206,19 @@ def test_readdressed_relayed_shares_are_rejected() -> None:
     to0, to2 = h.outbox[0], h.outbox[2]
     assert isinstance(to0, SharesDelivery) and isinstance(to2, SharesDelivery)
     # 1's share for 2, handed to 0 as if it were 1's share for 0 (receivers swapped)
-    with pytest.raises(ProtocolError, match="failed authentication"):
-        h.clients[0].handle(SharesDelivery(7, {**to0.ciphertexts, 1: to2.ciphertexts[1]}))
-    with pytest.raises(ProtocolError, match="failed authentication"):
-        h.clients[2].handle(SharesDelivery(7, {**to2.ciphertexts, 1: to0.ciphertexts[1]}))
+    forged = dataclasses.replace(to0, ciphertexts={**to0.ciphertexts, 1: to2.ciphertexts[1]})
+    _rejects(h, 0, forged, 1, "failed authentication")
+    forged = dataclasses.replace(to2, ciphertexts={**to2.ciphertexts, 1: to0.ciphertexts[1]})
+    _rejects(h, 2, forged, 1, "failed authentication")
     # 1's and 3's shares for 0 under each other's names (senders swapped)
     swapped = {**to0.ciphertexts, 1: to0.ciphertexts[3], 3: to0.ciphertexts[1]}
-    with pytest.raises(ProtocolError, match="failed authentication"):
-        h.clients[0].handle(SharesDelivery(7, swapped))
+    reply = copy.deepcopy(h.clients[0]).handle(dataclasses.replace(to0, ciphertexts=swapped))
+    assert isinstance(reply, MaskedInput) and sorted(reply.rejected) == [1, 3]
     # 2's delivery contains 0's own share: 0 never advertised a key to itself
     with pytest.raises(ProtocolError, match="non-neighbours"):
-        h.clients[0].handle(to2)
+        copy.deepcopy(h.clients[0]).handle(to2)
     reply = h.clients[0].handle(to0)  # the genuine delivery still goes through
-    assert isinstance(reply, MaskedInput)
+    assert isinstance(reply, MaskedInput) and reply.rejected == {}
 
 
 def test_shares_replayed_from_another_round_are_rejected() -> None:
@@ -184,12 +226,19 @@ def test_shares_replayed_from_another_round_are_rejected() -> None:
     old, new = Harness.make(4, 3, round_id=7), Harness.make(4, 3, round_id=8)
     for h in (old, new):
         _to_masked_input(h)
-    assert old.received[0][0] == dataclasses.replace(new.received[0][0], round_id=7)
+    a, b = old.received[0][0], new.received[0][0]
+    assert isinstance(a, KeysAdvert) and isinstance(b, KeysAdvert)
+    assert (a.c_public, a.s_public) == (b.c_public, b.s_public)
     replay = old.outbox[0]
     assert isinstance(replay, SharesDelivery)
-    with pytest.raises(ProtocolError, match="failed authentication"):
-        new.clients[0].handle(dataclasses.replace(replay, round_id=8))
-    assert isinstance(new.clients[0].handle(new.outbox[0]), MaskedInput)
+    new_delivery = new.outbox[0]
+    assert isinstance(new_delivery, SharesDelivery)
+    forged = dataclasses.replace(
+        new_delivery, ciphertexts={**new_delivery.ciphertexts, 1: replay.ciphertexts[1]}
+    )
+    _rejects(new, 0, forged, 1, "failed authentication")
+    reply = new.clients[0].handle(new.outbox[0])
+    assert isinstance(reply, MaskedInput) and reply.rejected == {}
 
 
 def test_too_few_relayed_shares_make_the_client_drop_out() -> None:
@@ -350,7 +399,7 @@ def test_forged_or_missing_signatures_are_caught() -> None:
     h = _at_consistency()
     h.step()
     req = h.outbox[0]
-    assert isinstance(req, UnmaskRequest) and set(req.signatures) == {1, 2, 3, 4, 5}
+    assert isinstance(req, UnmaskRequest) and set(req.signatures) == {0, 1, 2, 3, 4, 5}
     forged = bytearray(req.signatures[3])
     forged[10] ^= 0x40
     for sigs, err_type, match in [
@@ -358,16 +407,20 @@ def test_forged_or_missing_signatures_are_caught() -> None:
         ({**req.signatures, 3: req.signatures[4]}, SecAggAbort, "3 signed a different"),
         ({**req.signatures, 3: b"short"}, SecAggAbort, "3 signed a different"),
         ({**req.signatures, 9: req.signatures[4]}, ProtocolError, "not a surviving peer"),
-        # its own signature and two more: t - 1 = 3 are needed
-        ({v: req.signatures[v] for v in (1, 2)}, SecAggAbort, "only 3 valid consistency"),
+        # its own signature and two more: t = 4 are needed
+        ({v: req.signatures[v] for v in (0, 1, 2)}, SecAggAbort, "only 3 valid consistency"),
+        # four others, but without its own it does not count itself
+        ({v: req.signatures[v] for v in (1, 2, 3)}, SecAggAbort, "only 3 valid consistency"),
+        # its own signature, forged
+        ({**req.signatures, 0: req.signatures[1]}, SecAggAbort, "0 signed a different"),
     ]:
         fresh = _at_consistency()  # same seeds: the same keys, signatures and request
         fresh.step()
         assert fresh.outbox[0] == req
         with pytest.raises(err_type, match=match):
             fresh.clients[0].handle(dataclasses.replace(req, signatures=sigs))
-    three = {v: req.signatures[v] for v in (1, 2, 5)}
-    reply = h.clients[0].handle(dataclasses.replace(req, signatures=three))
+    four = {v: req.signatures[v] for v in (0, 1, 2, 5)}
+    reply = h.clients[0].handle(dataclasses.replace(req, signatures=four))
     assert isinstance(reply, UnmaskShares)
 
 

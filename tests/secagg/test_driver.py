@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from secagg_reference import expected_outcome, plain_sum, random_inputs
 
@@ -54,7 +54,10 @@ def scenarios(draw: st.DrawFn, harary: bool) -> Scenario:
         graph = harary_neighbours(ids, draw(st.integers(2, n)), np.random.default_rng(seed))
     else:
         graph = complete_neighbours(ids)
-    t = draw(st.integers(1, min(len(vs) for vs in graph.values()) + 1))
+    degrees = [len(vs) for vs in graph.values()]
+    # clients refuse t <= k / 2; the server refuses a graph where some client would
+    assume((max(degrees) + 1) // 2 + 1 <= min(degrees) + 1)
+    t = draw(st.integers((max(degrees) + 1) // 2 + 1, min(degrees) + 1))
     num_drops = draw(st.integers(0, n))
     dropped = draw(st.lists(st.sampled_from(ids), min_size=num_drops, max_size=num_drops))
     dropout: dict[str, list[int]] = {}
@@ -117,9 +120,10 @@ def test_dropouts_at_each_stage_leave_an_exact_sum(stage: str, harary: bool) -> 
     graph = (
         harary_neighbours(ids, 8, np.random.default_rng(1)) if harary else complete_neighbours(ids)
     )
-    s = Scenario(graph, 4, 32, 17, True, {stage: [11, 16]}, 5)
+    t = 5 if harary else 7  # above half of the 8 or 12 holders
+    s = Scenario(graph, t, 32, 17, True, {stage: [11, 16]}, 5)
     # a scenario in which the round must go through, without the two clients
-    want = expected_outcome(graph, 4, drop_stages(s.dropout), True)
+    want = expected_outcome(graph, t, drop_stages(s.dropout), True)
     assert want.ok and (11 in want.included) == (stage in ("consistency", "unmask"))
     check_round(s)
 
@@ -178,7 +182,7 @@ def test_reference_agrees_on_hand_worked_cases() -> None:
 
 def _round(**kw: object) -> driver_mod.RoundReport:
     graph = complete_neighbours(list(range(6)))
-    config = RoundConfig(3, 12, 32, 3, consistency_check=bool(kw.pop("consistency", False)))
+    config = RoundConfig(3, 12, 32, 4, consistency_check=bool(kw.pop("consistency", False)))
     inputs = random_inputs(list(graph), 12, 32, 0)
     return driver_mod.run_round(config, graph, inputs, **kw)  # type: ignore[arg-type]
 
@@ -229,7 +233,7 @@ def test_unknown_stage_in_dropout_is_a_config_error_naming_dropout() -> None:
 
 def test_callable_inputs_are_made_when_due() -> None:
     graph = complete_neighbours(list(range(5)))
-    config = RoundConfig(1, 9, 16, 3)
+    config = RoundConfig(1, 9, 16, 3, num_clients=5)
     calls: list[int] = []
 
     def make(u: int, cfg: RoundConfig) -> np.ndarray:
@@ -246,7 +250,7 @@ def test_callable_inputs_are_made_when_due() -> None:
 def test_abort_is_reported_not_raised() -> None:
     rep = _round(dropout={"masked_input": [0, 1, 2, 3]})
     assert not rep.ok and rep.abort is not None and rep.abort.stage == "masked_input"
-    assert "2 clients sent masked inputs, threshold is 3" in rep.abort.reason
+    assert "2 clients sent masked inputs, threshold is 4" in rep.abort.reason
 
 
 def test_seeded_randomness_makes_rounds_reproducible(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,6 +19,7 @@ from phloem.secagg.messages import (
     KeysBroadcast,
     MaskedInput,
     Message,
+    RemaskRequest,
     RoundConfig,
     Setup,
     SharesDelivery,
@@ -49,15 +50,28 @@ configs = st.builds(
     threshold=u64,
     prg=st.text(max_size=20),
     consistency_check=st.booleans(),
+    num_clients=u64,
 )
 
 messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(Setup, u64, configs, ids, st.dictionaries(ids, u64, max_size=8), u64),
-    st.builds(KeysAdvert, u64, ids, blobs, blobs, blobs),
+    st.builds(KeysAdvert, u64, ids, blobs, blobs, blobs, blobs),
     st.builds(KeysBroadcast, u64, st.dictionaries(ids, blobs, max_size=8)),
-    st.builds(EncryptedShares, u64, ids, st.dictionaries(ids, blobs, max_size=8)),
-    st.builds(SharesDelivery, u64, st.dictionaries(ids, blobs, max_size=8)),
-    st.builds(MaskedInput, u64, ids, arrays()),
+    st.builds(
+        EncryptedShares,
+        u64,
+        ids,
+        st.dictionaries(ids, blobs, max_size=8),
+        st.dictionaries(ids, blobs, max_size=8),
+    ),
+    st.builds(
+        SharesDelivery,
+        u64,
+        st.dictionaries(ids, blobs, max_size=8),
+        st.dictionaries(ids, blobs, max_size=8),
+    ),
+    st.builds(MaskedInput, u64, ids, arrays(), st.dictionaries(ids, st.text(max_size=30))),
+    st.builds(RemaskRequest, u64, st.lists(ids, max_size=10).map(tuple)),
     st.builds(ConsistencyRequest, u64, st.lists(ids, max_size=10).map(tuple)),
     st.builds(ConsistencySignature, u64, ids, blobs),
     st.builds(
@@ -98,7 +112,7 @@ def assert_same(a: Any, b: Any) -> None:
 @given(messages)
 def test_every_message_round_trips(msg: Message) -> None:
     data = encode(msg)
-    assert data[:4] == b"PSA1" and data[4] == msg.TYPE
+    assert data[:4] == b"PSA2" and data[4] == msg.TYPE
     assert_same(decode(data), msg)
     assert encode(decode(data)) == data
 
@@ -126,10 +140,10 @@ def test_every_prefix_of_a_message_is_refused() -> None:
 
 def test_bad_headers_are_refused() -> None:
     data = encode(ConsistencySignature(1, 2, b"sig"))
-    for bad in (b"PSA2" + data[4:], b"psa1" + data[4:], b"", b"PS"):
+    for bad in (b"PSA1" + data[4:], b"psa2" + data[4:], b"", b"PS"):
         with pytest.raises(ProtocolError, match="bad magic"):
             decode(bad)
-    for code in (0, 11, 255):
+    for code in (0, 12, 255):
         with pytest.raises(ProtocolError, match="unknown message type"):
             decode(data[:4] + bytes([code]) + data[5:])
 
@@ -154,15 +168,15 @@ def test_malformed_bodies_are_refused() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(1, 10), st.binary(max_size=120))
+@given(st.integers(1, 11), st.binary(max_size=120))
 def test_random_bodies_raise_protocol_errors_only(code: int, body: bytes) -> None:
     try:
-        msg = decode(b"PSA1" + bytes([code]) + body)
+        msg = decode(b"PSA2" + bytes([code]) + body)
     except ProtocolError:
         return
     # whatever decodes is canonical: it encodes back to the very same bytes
     assert code == msg.TYPE
-    assert encode(msg) == b"PSA1" + bytes([code]) + body
+    assert encode(msg) == b"PSA2" + bytes([code]) + body
 
 
 def test_non_canonical_encodings_are_refused() -> None:
@@ -182,7 +196,8 @@ def test_non_canonical_encodings_are_refused() -> None:
 def test_ring_vectors_travel_at_their_width(dtype: type) -> None:
     width = np.dtype(dtype).itemsize
     header = len(encode(MaskedInput(5, 9, np.zeros(0, dtype))))
-    assert header == 4 + 1 + 8 + 8 + 1 + 8  # magic, type, round, sender, dtype code, length
+    # magic, type, round, sender, dtype code, length; after the vector, 0 rejections
+    assert header == 4 + 1 + 8 + 8 + 1 + 8 + 4
     for d in (1, 100, 1000):
         vec = np.arange(d, dtype=np.uint64).astype(dtype)
         data = encode(MaskedInput(5, 9, vec))
@@ -196,7 +211,7 @@ def test_byte_order_is_little_endian_on_the_wire() -> None:
     native = np.array([1, 2**32 - 2], dtype=np.uint32)
     big = native.astype(">u4")
     assert encode(MaskedInput(0, 0, big)) == encode(MaskedInput(0, 0, native))
-    assert encode(MaskedInput(0, 0, native))[-8:] == b"\x01\x00\x00\x00\xfe\xff\xff\xff"
+    assert encode(MaskedInput(0, 0, native))[-12:-4] == b"\x01\x00\x00\x00\xfe\xff\xff\xff"
     out = decode(encode(MaskedInput(0, 0, big)))
     assert isinstance(out, MaskedInput) and out.vector.dtype == np.uint32
     assert out.vector.tolist() == native.tolist()

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from secagg_reference import expected_outcome, plain_sum, random_inputs
 
@@ -92,7 +92,10 @@ def rounds(draw: st.DrawFn) -> tuple[Graph, int, dict[int, Stage], bool, int]:
         graph = harary_neighbours(ids, draw(st.integers(2, n)), np.random.default_rng(seed))
     else:
         graph = complete_neighbours(ids)
-    t = draw(st.integers(1, min(len(vs) for vs in graph.values()) + 1))
+    degrees = [len(vs) for vs in graph.values()]
+    # clients refuse t <= k / 2; the server refuses a graph where some client would
+    assume((max(degrees) + 1) // 2 + 1 <= min(degrees) + 1)
+    t = draw(st.integers((max(degrees) + 1) // 2 + 1, min(degrees) + 1))
     lost = draw(st.dictionaries(st.sampled_from(ids), st.sampled_from(PROTOCOL_STAGES)))
     return graph, t, lost, draw(st.booleans()), seed
 
@@ -124,7 +127,7 @@ def test_the_hooks_see_each_stage_and_each_refusal() -> None:
 
     inputs = random_inputs(list(graph), 9, 16, 3)
     transport = Forging(make_clients(graph, inputs, 3), {})
-    report = run_protocol(RoundConfig(1, 9, 16, 3), graph, transport)
+    report = run_protocol(RoundConfig(1, 9, 16, 4), graph, transport)
     assert transport.refusals == [(Stage.MASKED_INPUT, 4)]
     assert report.result is not None and report.result.included == (0, 1, 2, 3, 5)
     assert report.stages[Stage.MASKED_INPUT].refused[0].startswith("4 (server): ")

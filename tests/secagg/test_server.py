@@ -10,7 +10,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from secagg_reference import Harness, expected_outcome, plain_sum, wire
 
@@ -22,6 +22,7 @@ from phloem.secagg.messages import (
     EncryptedShares,
     KeysAdvert,
     MaskedInput,
+    Message,
     RoundConfig,
     SharesDelivery,
     Stage,
@@ -75,16 +76,19 @@ def test_abort_when_one_clients_seed_has_too_few_holders() -> None:
     want = expected_outcome(graph, t, drop, False)
     assert want.stage == "unmask" and want.sizes["U5"] == 10
     h = Harness.make(t=t, graph=graph)
-    with pytest.raises(SecAggAbort, match=f"client {victim}'s mask-seed has 2 shares back"):
+    with pytest.raises(SecAggAbort, match=f"client {victim}'s mask-seed has 2 valid shares back"):
         h.run(drop)
 
 
 def test_abort_when_a_dropped_clients_key_has_too_few_holders() -> None:
-    graph = harary_neighbours(list(range(12)), 4, np.random.default_rng(0))
-    drop = {0: Stage.MASKED_INPUT, graph[0][0]: Stage.UNMASK, graph[0][1]: Stage.UNMASK}
-    assert expected_outcome(graph, 2, drop, False).stage == "unmask"
-    h = Harness.make(t=2, graph=graph)
-    with pytest.raises(SecAggAbort, match="client 0's key has 1 shares back"):
+    graph = harary_neighbours(list(range(12)), 5, np.random.default_rng(0))
+    assert graph[0] == (3, 5, 6, 11)
+    # 0 leaves before its masked input; two of its holders (not each other's neighbours, so
+    # every survivor keeps 3 holders of its seed) leave before the unmask: 0's key keeps 2
+    drop = {0: Stage.MASKED_INPUT, 5: Stage.UNMASK, 6: Stage.UNMASK}
+    assert expected_outcome(graph, 3, drop, False).stage == "unmask"
+    h = Harness.make(t=3, graph=graph)
+    with pytest.raises(SecAggAbort, match="client 0's key has 2 valid shares back"):
         h.run(drop)
 
 
@@ -98,7 +102,9 @@ def patterns(draw: st.DrawFn) -> tuple[dict[int, tuple[int, ...]], int, dict[int
         graph = complete_neighbours(list(range(n)))
     else:
         graph = harary_neighbours(list(range(n)), draw(st.integers(2, n)), np.random.default_rng(n))
-    t = draw(st.integers(1, min(len(v) for v in graph.values()) + 1))
+    degrees = [len(v) for v in graph.values()]
+    assume((max(degrees) + 1) // 2 + 1 <= min(degrees) + 1)  # t > k / 2 for every client
+    t = draw(st.integers((max(degrees) + 1) // 2 + 1, min(degrees) + 1))
     stages = [Stage.SETUP, Stage.SHARE_KEYS, Stage.MASKED_INPUT, Stage.CONSISTENCY, Stage.UNMASK]
     drop = draw(st.dictionaries(st.sampled_from(range(n)), st.sampled_from(stages)))
     return graph, t, drop, draw(st.booleans())
@@ -183,12 +189,12 @@ def test_receive_refuses_replies_of_the_wrong_stage_round_or_sender() -> None:
     assert set(shares.ciphertexts) == {1, 2, 3}
     wrong = dict(shares.ciphertexts)
     wrong[4] = wrong.pop(3)
-    with pytest.raises(ProtocolError, match="exactly the neighbours"):
+    with pytest.raises(ProtocolError, match="addressed to clients it got no keys of"):
         h.server.receive(dataclasses.replace(shares, ciphertexts=wrong))
 
 
 def test_receive_validates_keys_and_masked_inputs() -> None:
-    h = Harness.make(4, 2, consistency=True, dim=6, bits=20)
+    h = Harness.make(4, 3, consistency=True, dim=6, bits=20)
     advert = h.clients[0].handle(h.outbox[0])
     assert isinstance(advert, KeysAdvert)
     with pytest.raises(ProtocolError, match="32 bytes"):
@@ -238,7 +244,7 @@ def test_receive_refuses_an_unmask_answer_to_a_different_request() -> None:
 
 
 def test_only_signers_are_asked_to_unmask() -> None:
-    h = Harness.make(6, 3, consistency=True)
+    h = Harness.make(6, 4, consistency=True)
     h.step()
     h.step()
     h.step()
@@ -293,28 +299,62 @@ def test_sum_in_every_ring_and_prg() -> None:
             assert result.total.dtype.itemsize * 8 >= bits
 
 
-@pytest.mark.parametrize("kind", ["seed", "key"])
-def test_a_corrupted_unmask_share_aborts_when_shares_are_redundant(kind: str) -> None:
-    """With more than t shares back, a tampered share is caught instead of a wrong sum."""
-    h = Harness.make(6, 3)
-    for _ in range(2):  # set-up, key sharing
-        h.step()
-    h.step({5})  # 5 shared its keys but sends no masked input: its key is rebuilt
-    replies = {u: h.clients[u].handle(wire(m)) for u, m in h.outbox.items()}
-    victim = 1
-    rep = replies[victim]
+def _corrupt_share(
+    h: Harness, replies: dict[int, Message], holder: int, owner: int, kind: str
+) -> None:
+    """``holder`` adds 1 to the first element of its share of ``owner``'s seed or key."""
+    rep = replies[holder]
     assert isinstance(rep, UnmaskShares)
     shares = dict(rep.seed_shares if kind == "seed" else rep.key_shares)
-    owner = 0 if kind == "seed" else 5
     bad = shares[owner].copy()
     bad[0] = (int(bad[0]) + 1) % PRIME
     shares[owner] = bad
     seeds = shares if kind == "seed" else rep.seed_shares
     keys = shares if kind == "key" else rep.key_shares
-    replies[victim] = UnmaskShares(rep.round_id, victim, seeds, keys)
+    replies[holder] = UnmaskShares(rep.round_id, holder, seeds, keys)
+
+
+@pytest.mark.parametrize("kind", ["seed", "key"])
+def test_a_crafted_unmask_share_is_ignored_and_its_holder_named(kind: str) -> None:
+    """More than t shares back: the crafted one fails its commitment, the sum is right."""
+    h = Harness.make(7, 4)
+    for _ in range(2):  # set-up, key sharing
+        h.step()
+    h.step({6})  # 6 shared its keys but sends no masked input: its key is rebuilt
+    replies: dict[int, Message] = {u: h.clients[u].handle(wire(m)) for u, m in h.outbox.items()}
+    owner = 0 if kind == "seed" else 6
+    _corrupt_share(h, replies, 1, owner, kind)
     for r in replies.values():
         h.server.receive(r)
-    with pytest.raises(SecAggAbort, match=f"client {owner}'s .*corrupted") as info:
+    h.server.advance()
+    result = h.server.result
+    assert result is not None and result.included == (0, 1, 2, 3, 4, 5)
+    assert [int(x) for x in result.total] == plain_sum(h.inputs, result.included, 16)
+    assert list(result.faulty) == [1]
+    what = "mask-seed" if kind == "seed" else "key"
+    assert f"client {owner}'s {what}" in result.faulty[1]
+
+
+@pytest.mark.parametrize("kind", ["seed", "key"])
+def test_a_crafted_unmask_share_with_exactly_t_back_aborts_naming_the_holder(kind: str) -> None:
+    """Exactly t shares back and one crafted: abort, never a wrong sum."""
+    h = Harness.make(7, 4)
+    for _ in range(2):
+        h.step()
+    h.step({6})
+    owner = 0 if kind == "seed" else 6
+    # only 4 holders of the owner's secret answer: 0..3 (for 6: 0..3 as well)
+    replies: dict[int, Message] = {
+        u: h.clients[u].handle(wire(m)) for u, m in h.outbox.items() if u < 4
+    }
+    _corrupt_share(h, replies, 2, owner, kind)
+    for r in replies.values():
+        h.server.receive(r)
+    what = "mask-seed" if kind == "seed" else "key"
+    with pytest.raises(
+        SecAggAbort,
+        match=rf"client {owner}'s {what} has 3 valid shares back \(bad shares from \[2\]",
+    ) as info:
         h.server.advance()
     assert info.value.stage == "unmask"
-    assert h.server.result is None
+    assert h.server.result is None and list(h.server.faulty) == [2]

@@ -1,8 +1,8 @@
 """Typed protocol messages and their compact binary wire encoding.
 
 Server -> client: :class:`Setup`, :class:`KeysBroadcast`, :class:`SharesDelivery`,
-:class:`ConsistencyRequest`, :class:`UnmaskRequest`. Client -> server: :class:`KeysAdvert`,
-:class:`EncryptedShares`, :class:`MaskedInput`, :class:`ConsistencySignature`,
+:class:`RemaskRequest`, :class:`ConsistencyRequest`, :class:`UnmaskRequest`. Client -> server:
+:class:`KeysAdvert`, :class:`EncryptedShares`, :class:`MaskedInput`, :class:`ConsistencySignature`,
 :class:`UnmaskShares`.
 
 Every message carries the ``round_id`` it belongs to; client-to-server messages carry their
@@ -15,7 +15,7 @@ which arrays travel in their own dtype (a 2^32 ring costs 4 bytes an entry, 2^16
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 import numpy as np
@@ -31,6 +31,7 @@ __all__ = [
     "KeysBroadcast",
     "MaskedInput",
     "Message",
+    "RemaskRequest",
     "RoundConfig",
     "Setup",
     "SharesDelivery",
@@ -52,6 +53,8 @@ class RoundConfig:
     threshold: int  # t: shares that reconstruct a secret
     prg: str = "aes-ctr"
     consistency_check: bool = False  # Bonawitz round 3 (signatures; malicious server)
+    #: n, the clients in the round (the server always states it; a client's policy checks it)
+    num_clients: int = 0
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,8 @@ class KeysAdvert(Message):
     c_public: bytes  # share-encryption key
     s_public: bytes  # mask-agreement key
     sign_public: bytes = b""  # Ed25519 key, when the consistency check is on
+    #: SHA-256 commitment to the self-mask seed (see :func:`phloem.secagg.client.seed_commitment`)
+    seed_commitment: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -93,12 +98,16 @@ class EncryptedShares(Message):
     TYPE: ClassVar[int] = 4
     sender: int
     ciphertexts: dict[int, bytes]  # receiver -> sealed (seed share, key share)
+    #: holder (the sender itself included) -> commitment to that holder's share, 64 bytes
+    commitments: dict[int, bytes] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class SharesDelivery(Message):
     TYPE: ClassVar[int] = 5
     ciphertexts: dict[int, bytes]  # sender -> sealed share addressed to this client
+    #: sender -> its commitment to the share addressed to this client
+    commitments: dict[int, bytes] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -106,6 +115,18 @@ class MaskedInput(Message):
     TYPE: ClassVar[int] = 6
     sender: int
     vector: np.ndarray
+    #: senders whose relayed share this client could not accept, and why (it holds none of
+    #: theirs and will reveal none)
+    rejected: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RemaskRequest(Message):
+    """Mask the same input again, without the pairwise masks of ``excluded`` (at most once a
+    round: sent only when clients had to be excluded for invalid shares)."""
+
+    TYPE: ClassVar[int] = 11
+    excluded: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -150,10 +171,11 @@ _TYPES: dict[int, type[Message]] = {
         ConsistencySignature,
         UnmaskRequest,
         UnmaskShares,
+        RemaskRequest,
     )
 }
 
-_MAGIC = b"PSA1"
+_MAGIC = b"PSA2"  # 2: commitments, rejections, re-masks, n in the config
 _DTYPES = {"u1": 1, "u2": 2, "u4": 3, "u8": 4}
 _DTYPE_OF = {v: np.dtype("<" + k) for k, v in _DTYPES.items()}
 
@@ -228,7 +250,7 @@ def _put(w: _Writer, kind: str, v: Any) -> None:
     elif kind == "bytes":
         w.blob(v)
     elif kind == "str":
-        w.blob(v.encode())
+        w.blob(v.encode("utf-8", "replace"))
     elif kind == "np.ndarray":
         w.array(v)
     elif kind == "tuple[int, ...]":

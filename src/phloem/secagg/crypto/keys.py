@@ -25,6 +25,7 @@ __all__ = [
     "KeyPair",
     "RandomBytes",
     "agree",
+    "check_public_key",
     "hkdf",
     "insecure_random_bytes",
     "pair_info",
@@ -85,15 +86,43 @@ def hkdf(secret: bytes, info: bytes, length: int = KEY_BYTES) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info).derive(secret)
 
 
-def pair_info(purpose: bytes, round_id: int, a: int, b: int) -> bytes:
-    """The HKDF ``info`` for a key between clients ``a`` and ``b`` (order-free) in a round."""
-    lo, hi = (a, b) if a <= b else (b, a)
-    return (
-        b"phloem/secagg/v1|"
-        + purpose
-        + b"|"
-        + b"|".join(x.to_bytes(8, "big") for x in (round_id, lo, hi))
-    )
+def pair_info(
+    purpose: bytes, round_id: int, a: int, b: int, key_a: bytes = b"", key_b: bytes = b""
+) -> bytes:
+    """The HKDF ``info`` for a key between clients ``a`` and ``b`` (order-free) in a round.
+
+    ``key_a`` and ``key_b`` are the two parties' public keys of the exchange; binding them
+    into the derivation (ordered by client id, like the ids) means a key derived from a
+    substituted public key never equals one derived from the advertised keys, whoever
+    substituted it.
+    """
+    (lo, key_lo), (hi, key_hi) = sorted([(a, key_a), (b, key_b)], key=lambda p: p[0])
+    ids = b"|".join(x.to_bytes(8, "big") for x in (round_id, lo, hi))
+    keys = len(key_lo).to_bytes(2, "big") + key_lo + len(key_hi).to_bytes(2, "big") + key_hi
+    return b"phloem/secagg/v2|" + purpose + b"|" + ids + b"|" + keys
+
+
+#: the X25519 private scalar used only to test public keys (any clamped scalar works: a
+#: low-order point times a multiple of 8 is the identity, whose shared secret is all zero)
+_PROBE = X25519PrivateKey.from_private_bytes(bytes(range(1, KEY_BYTES + 1)))
+
+
+def check_public_key(public: bytes) -> None:
+    """Refuse what cannot be an honest X25519 public key.
+
+    Raises
+    ------
+    ProtocolError
+        If ``public`` does not have 32 bytes, or is a point of small order (one of the
+        encodings whose exchange with any key gives the all-zero shared secret, which an
+        attacker advertises to make every neighbour's key agreement fail or become public).
+    """
+    if len(public) != KEY_BYTES:
+        raise ProtocolError(f"an X25519 public key has {KEY_BYTES} bytes, got {len(public)}")
+    try:
+        _PROBE.exchange(X25519PublicKey.from_public_bytes(public))
+    except ValueError as exc:  # OpenSSL refuses an all-zero shared secret
+        raise ProtocolError("a low-order X25519 public key (all-zero shared secret)") from exc
 
 
 def agree(secret: bytes | X25519PrivateKey, peer_public: bytes, info: bytes) -> bytes:
