@@ -30,7 +30,7 @@ def test_help(cmd: list[str]) -> None:
 @pytest.mark.parametrize(
     ("protocol", "extra"),
     [
-        ("secagg+", ["--num-shares", "5", "--threshold", "3"]),
+        ("secagg+", ["--num-shares", "7", "--threshold", "5"]),
         ("secagg", []),
         ("secagg", ["--consistency"]),
     ],
@@ -46,6 +46,17 @@ def test_bench_reports_a_correct_round(protocol: str, extra: list[str], tmp_path
     # 300 entries + the weight at 4 bytes each dominate the upload
     assert 4 * 301 < r["up_bytes"] < 4 * 301 + 4000
     assert "masked_input" in res.output
+
+
+def test_bench_with_parameters_that_miss_the_security_target_is_refused_by_the_clients() -> None:
+    """k = 5, t = 3 over 12 clients with 10% corrupt: every client's policy refuses the round,
+    and the output says why; the same pair with no corrupt client tolerated goes through."""
+    args = ["-n", "12", "--dim", "30", "--num-shares", "5", "--threshold", "3"]
+    res = invoke("secagg", "bench", *args)
+    assert res.exit_code == 4
+    flat = " ".join(res.output.split())
+    assert "refused the round" in flat and "misses the security target" in flat
+    assert invoke("secagg", "bench", *args, "--tolerate-corrupt", "0").exit_code == 0
 
 
 def test_bench_abort_exits_nonzero_with_reason() -> None:

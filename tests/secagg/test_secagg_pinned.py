@@ -27,6 +27,7 @@ from phloem.secagg import aggregate
 from phloem.secagg.bench import run_bench
 from phloem.secagg.crypto.keys import RandomBytes, insecure_random_bytes
 from phloem.secagg.crypto.prg import PrgKind
+from phloem.secagg.policy import ClientPolicy
 
 
 def _rand(base: int) -> Callable[[int], RandomBytes]:
@@ -122,6 +123,9 @@ def given_parameters_sum() -> dict[str, Any]:
         round_id=2,
         dropout={"masked_input": [7], "unmask": [8]},
         rand=_rand(300),
+        # the minimal policy: with the settings' corrupt target the one client of this graph
+        # that has 7 holders refuses t = 4 (as it should since issue 10, tested elsewhere)
+        policy=ClientPolicy(),
     )
     return _report(rep)
 

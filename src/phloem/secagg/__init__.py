@@ -10,7 +10,8 @@ Layers, bottom up:
   parameters (``search``) and its explanation (``explain``);
 - :mod:`phloem.secagg.settings`, :mod:`phloem.secagg.stages` -- the one settings type
   (:class:`SecAggSettings`) and the one stage enum (:class:`Stage`) of the library, the
-  simulator, the command line and the Flower workflow;
+  simulator, the command line and the Flower workflow; :mod:`phloem.secagg.policy` -- what
+  each client accepts from a server (:class:`ClientPolicy`);
 - :mod:`phloem.secagg.messages`, :mod:`phloem.secagg.client`, :mod:`phloem.secagg.server` --
   the protocol as sans-IO state machines over typed messages with a compact wire encoding;
 - :mod:`phloem.secagg.transport` -- the server's round loop, once, over a :class:`Transport`;
@@ -27,6 +28,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from phloem.secagg.policy import ClientPolicy
 from phloem.secagg.settings import PrgKind, Protocol, SecAggSettings
 from phloem.secagg.stages import PROTOCOL_STAGES, Stage
 
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PROTOCOL_STAGES",
+    "ClientPolicy",
     "PrgKind",
     "Protocol",
     "RoundReport",

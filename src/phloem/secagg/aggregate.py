@@ -18,6 +18,7 @@ from phloem.core.errors import ConfigError
 from phloem.secagg.crypto.keys import RandomBytes
 from phloem.secagg.driver import run_round
 from phloem.secagg.messages import RoundConfig
+from phloem.secagg.policy import ClientPolicy
 from phloem.secagg.quantize import Quantizer
 from phloem.secagg.settings import Protocol, SecAggSettings
 from phloem.secagg.stages import DropoutSchedule
@@ -36,16 +37,22 @@ def secure_sum(
     round_id: int = 1,
     dropout: DropoutSchedule | None = None,
     rand: Callable[[int], RandomBytes] | None = None,
+    policy: ClientPolicy | None = None,
 ) -> RoundReport:
     """Exact sum in Z_(2^b) of the ring vectors of ``ids`` (those that reach the masked input).
 
     ``gen`` draws the neighbour graph; ``rand(client)`` the clients' secret randomness
     (``os.urandom`` when ``None``); ``dropout`` is ``{stage: clients}`` as in
     :func:`phloem.secagg.driver.run_round` (keys: :class:`~phloem.secagg.stages.Stage` members
-    or their names).
+    or their names). ``policy`` is every client's
+    :class:`~phloem.secagg.policy.ClientPolicy`; by default the targets of ``settings``
+    (:meth:`ClientPolicy.from_settings`), so explicit ``num_shares`` and ``threshold`` that
+    miss the security target for ``tolerate_corrupt`` make the clients refuse the round.
     """
     config, graph, _ = settings.plan(ids, dim, round_id, gen)
-    return run_round(config, graph, inputs, dropout=dropout, rand=rand)
+    if policy is None:
+        policy = ClientPolicy.from_settings(settings)
+    return run_round(config, graph, inputs, dropout=dropout, rand=rand, policy=policy)
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,7 @@ def secure_mean(
     dropout: DropoutSchedule | None = None,
     rand: Callable[[int], RandomBytes] | None = None,
     all_clients: Sequence[int] | None = None,
+    policy: ClientPolicy | None = None,
 ) -> SecureMean:
     """Weighted mean of float vectors over the clients included by the protocol.
 
@@ -89,6 +97,8 @@ def secure_mean(
     without a vector must be scheduled in ``dropout`` to leave before its masked input.
     ``dropout`` is ``{stage: clients}`` (keys: :class:`~phloem.secagg.stages.Stage` members or
     their names, e.g. ``{"unmask": [3]}``); see :func:`phloem.secagg.driver.run_round`.
+    ``policy`` is the clients' :class:`~phloem.secagg.policy.ClientPolicy` (see
+    :func:`secure_sum`).
     """
     if not vectors:
         raise ConfigError("vectors", "no client vectors to aggregate")
@@ -120,6 +130,7 @@ def secure_mean(
         round_id=round_id,
         dropout=dropout,
         rand=rand,
+        policy=policy,
     )
     if report.result is None:
         return SecureMean(None, 0.0, (), report, quant)

@@ -401,7 +401,9 @@ class SecAggClient:
         return masked
 
     def _remask(self, msg: RemaskRequest) -> MaskedInput:
-        """The same input masked again without ``msg.excluded`` (once a round).
+        """The same input masked again without ``msg.excluded`` (once a round; the list is
+        empty for a client none of whose neighbours was excluded: the server discarded every
+        upload of the first pass).
 
         The server learns the difference of the two uploads: the pairwise masks with the
         excluded clients, which the excluded clients know anyway. Still at least ``t`` holders
@@ -411,7 +413,7 @@ class SecAggClient:
         if self._remasked or self._survivors is not None:
             raise ProtocolError(f"client {self.id}: a second re-mask, or one after signing")
         gone = set(msg.excluded)
-        if self.id in gone or not gone <= set(self._u2) or not gone:
+        if self.id in gone or not gone <= set(self._u2):
             raise ProtocolError(f"client {self.id}: re-mask excluding {sorted(gone)}")
         self._remasked = True
         self._u2 = [v for v in self._u2 if v not in gone]

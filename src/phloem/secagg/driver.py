@@ -24,6 +24,7 @@ from phloem.core.errors import ConfigError, ProtocolError, SecAggAbort
 from phloem.secagg.client import SecAggClient
 from phloem.secagg.crypto.keys import RandomBytes
 from phloem.secagg.messages import Message, RoundConfig, decode, encode
+from phloem.secagg.policy import ClientPolicy
 from phloem.secagg.stages import PROTOCOL_STAGES, DropoutSchedule, Stage
 from phloem.secagg.transport import RoundReport, StageStats, Transport, run_protocol
 
@@ -116,6 +117,7 @@ def run_round(
     *,
     dropout: DropoutSchedule | None = None,
     rand: Callable[[int], RandomBytes] | None = None,
+    policy: ClientPolicy | None = None,
 ) -> RoundReport:
     """One full round over the clients of ``neighbours``.
 
@@ -129,6 +131,9 @@ def run_round(
         ``share_keys``, ``masked_input``, ``consistency``, ``unmask``).
     rand
         ``rand(client)`` -> that client's secret byte source (``os.urandom`` by default).
+    policy
+        Every client's :class:`~phloem.secagg.policy.ClientPolicy` (by default ``t > k / 2``
+        and at least 2 clients).
 
     Returns
     -------
@@ -143,6 +148,7 @@ def run_round(
         return inputs[u]
 
     clients = {
-        u: SecAggClient(u, data_of(u), rand=rand(u) if rand else os.urandom) for u in neighbours
+        u: SecAggClient(u, data_of(u), rand=rand(u) if rand else os.urandom, policy=policy)
+        for u in neighbours
     }
     return run_protocol(config, neighbours, InProcessTransport(clients, drop_at))

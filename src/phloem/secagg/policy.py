@@ -15,8 +15,9 @@ violates it:
 - with ``tolerate_corrupt > 0``, the security condition of Bell et al. for the advertised
   ``(n, k, t)``: a server colluding with ``floor(tolerate_corrupt * n)`` corrupt clients
   unmasks some client with probability at most ``2^-sigma``
-  (:func:`phloem.secagg.graph.check_parameters`, the same bound the server's parameter choice
-  uses, so a round planned by :meth:`SecAggSettings.parameters` for the same targets passes).
+  (:func:`phloem.secagg.graph.search.security_failure_log2` for its own ``k``, the bound the
+  server's parameter choice uses at the client with the most holders, so a round planned by
+  :meth:`SecAggSettings.parameters` for the same targets passes at every client).
 
 :meth:`ClientPolicy.from_settings` gives a client the targets of a deployment's settings.
 """
@@ -105,15 +106,15 @@ class ClientPolicy:
         if self.min_threshold is not None and t < self.min_threshold:
             return f"threshold {t} is below this client's minimum {self.min_threshold}"
         if self.tolerate_corrupt > 0.0:
-            from phloem.secagg.graph import check_parameters
+            from phloem.secagg.graph.search import security_failure_log2
 
-            params = check_parameters(n, k, t, 0.0, self.tolerate_corrupt, self.sigma)
-            if not params.secure:
+            log2_p = security_failure_log2(n, k, t, self.tolerate_corrupt)
+            if log2_p > -self.sigma:
                 return (
                     f"threshold {t} with {k} share holders over {n} clients misses the security "
-                    f"target: with {self.tolerate_corrupt:g} of the clients corrupt, some client "
-                    f"is unmasked with probability 2^{params.log2_security_failure:.1f} > "
-                    f"2^-{self.sigma:g} (raise the threshold and share holders, or lower "
-                    "tolerate_corrupt if fewer clients can be corrupt)"
+                    f"target: with {self.tolerate_corrupt:g} of the clients corrupt, a client is "
+                    f"unmasked with probability up to 2^{log2_p:.1f} > 2^-{self.sigma:g} (raise "
+                    "the threshold and share holders, or lower tolerate_corrupt if fewer "
+                    "clients can be corrupt)"
                 )
         return None

@@ -427,6 +427,7 @@ class SecAggServer:
             self.excluded[u] = "masked_input: too few share holders left after the exclusions"
         self._u2 = kept
         self._pairs = {u: old_pairs[u] & kept for u in kept}
+        self._require(len(masked & kept), "clients left to mask again after the exclusions")
         out: dict[int, Message] = {}
         for u in sorted(masked & kept):
             out[u] = RemaskRequest(self.config.round_id, tuple(sorted(old_pairs[u] - kept)))

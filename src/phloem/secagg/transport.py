@@ -73,7 +73,8 @@ class RoundReport:
 
     ``stages`` is keyed by :class:`~phloem.secagg.stages.Stage` (each equal to its name, so
     ``report.stages["unmask"]`` works), in protocol order; ``sets`` has the sizes of U1..U5
-    that the server reached, also when it aborted.
+    that the server reached, also when it aborted. A stage that ran twice (the re-mask after
+    an exclusion) has one entry with both exchanges' accounting.
     """
 
     result: AggregateResult | None
@@ -81,6 +82,10 @@ class RoundReport:
     stages: dict[Stage, StageStats]
     wall_s: float
     sets: dict[str, int] = field(default_factory=dict)
+    #: clients the server left out for misbehaving, and why (also when the round aborted)
+    excluded: dict[int, str] = field(default_factory=dict)
+    #: holders whose revealed shares failed their commitments (ignored), and why
+    faulty: dict[int, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -176,9 +181,29 @@ def run_protocol(
                 st.server_s += time.perf_counter() - t0
                 st.wall_s = time.perf_counter() - t_stage
     except SecAggAbort as exc:
-        return RoundReport(None, exc, stats, time.perf_counter() - t_round, dict(server.sizes))
+        result: AggregateResult | None = None
+        abort: SecAggAbort | None = _with_refusals(exc, stats.get(Stage.parse(exc.stage)))
+    else:
+        result, abort = server.result, None
     return RoundReport(
-        server.result, None, stats, time.perf_counter() - t_round, dict(server.sizes)
+        result,
+        abort,
+        stats,
+        time.perf_counter() - t_round,
+        dict(server.sizes),
+        dict(server.excluded),
+        dict(server.faulty),
+    )
+
+
+def _with_refusals(abort: SecAggAbort, stats: StageStats | None) -> SecAggAbort:
+    """``abort`` with, when clients dropped out of its stage by refusing, how many and the
+    first reason (a round that clients refuse, e.g. for their policy, says why)."""
+    if stats is None or not stats.refused:
+        return abort
+    count = len(stats.refused)
+    return SecAggAbort(
+        abort.stage, f"{abort.reason}; {count} refused at this stage, first: {stats.refused[0]}"
     )
 
 

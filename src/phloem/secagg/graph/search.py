@@ -62,7 +62,13 @@ from phloem.core.errors import ConfigError
 from phloem.secagg.graph._checks import check_bits, check_fraction, check_n, clients_in
 from phloem.secagg.graph.build import complete_neighbours, harary_neighbours
 
-__all__ = ["GraphParams", "ParamOrigin", "check_parameters", "choose_parameters"]
+__all__ = [
+    "GraphParams",
+    "ParamOrigin",
+    "check_parameters",
+    "choose_parameters",
+    "security_failure_log2",
+]
 
 _LN2 = math.log(2.0)
 
@@ -158,8 +164,18 @@ class _Setting:
     def d(self) -> int:
         return clients_in(self.dropout, self.n)
 
-    def log2_security(self, k: int, t: int) -> float:
+    def most_holders(self, k: int) -> int:
+        """The most share holders any client has in the graph for ``k``: ``k + 1`` for the one
+        vertex of a Harary graph with odd ``n`` and odd ``k - 1`` (see :mod:`.build`)."""
+        return k + 1 if k < self.n and self.n % 2 == 1 and (k - 1) % 2 == 1 else k
+
+    def log2_security_at(self, k: int, t: int) -> float:
+        """``log2 min(1, n * P[C >= 2t - k])`` for a client with exactly ``k`` holders."""
         return _union_log2(self.n, _log_tail(2 * t - k, self.n - 1, self.c, k - 1))
+
+    def log2_security(self, k: int, t: int) -> float:
+        """The security failure of the graph for ``k``: at its client with the most holders."""
+        return self.log2_security_at(self.most_holders(k), t)
 
     def log2_correctness(self, k: int, t: int) -> float:
         return _union_log2(self.n, _log_tail(k - t, self.n - 1, self.d, k - 1))
@@ -170,11 +186,11 @@ class _Setting:
         A margin is ``-target - log2(n * p)``: non-negative iff the condition holds.
         """
         ts = np.arange(2, k)
-        draws = k - 1
+        draws, top = k - 1, self.most_holders(k)  # security binds at the most holders
         with np.errstate(divide="ignore"):
-            sec = self._log2n + _log_tails(self.n - 1, self.c, draws) / _LN2
+            sec = self._log2n + _log_tails(self.n - 1, self.c, top - 1) / _LN2
             cor = self._log2n + _log_tails(self.n - 1, self.d, draws) / _LN2
-        sec_t = sec[np.clip(2 * ts - k, 0, draws + 1)]
+        sec_t = sec[np.clip(2 * ts - top, 0, top)]
         cor_t = cor[np.clip(k - ts, 0, draws + 1)]
         return ts, -self.sigma - sec_t, -self.eta - cor_t
 
@@ -458,3 +474,13 @@ def check_parameters(
             [f"{num_shares // 2 + 1}..{num_shares}"],
         )
     return _params(s, num_shares, threshold, ParamOrigin.GIVEN)
+
+
+def security_failure_log2(n: int, holders: int, threshold: int, corrupt: float) -> float:
+    """``log2`` of the union bound ``n * P[C >= 2t - k]`` for one client with exactly
+    ``holders`` (``k``) share holders, itself included, in a round of ``n`` clients of which a
+    fraction ``corrupt`` is corrupt (what a client checks about itself; see the module
+    docstring). ``-inf`` when the bad event is impossible.
+    """
+    s = _setting(n, 0.0, corrupt, 1.0, 1.0)
+    return s.log2_security_at(holders, threshold)
