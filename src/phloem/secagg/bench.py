@@ -17,6 +17,7 @@ import numpy as np
 
 from phloem.core.errors import ConfigError
 from phloem.secagg.aggregate import SecureMean, secure_mean
+from phloem.secagg.policy import ClientPolicy
 from phloem.secagg.settings import SecAggSettings
 from phloem.secagg.stages import Stage
 
@@ -99,11 +100,15 @@ def run_bench(
     dropout: float = 0.0,
     stage: Stage | str = Stage.MASKED_INPUT,
     seed: int = 0,
+    policy: ClientPolicy | None = None,
 ) -> BenchResult:
     """Run and measure one round of the shared workload.
 
     ``dropout`` is the fraction of the clients that leave, all at ``stage`` (a
-    :class:`~phloem.secagg.stages.Stage` or its name).
+    :class:`~phloem.secagg.stages.Stage` or its name). ``policy`` is the clients'
+    :class:`~phloem.secagg.policy.ClientPolicy` (by default the targets of ``settings``: the
+    clients refuse given ``num_shares`` / ``threshold`` that miss them; pass
+    ``ClientPolicy()`` to measure such a setting anyway, e.g. to compare with another tool).
 
     Raises
     ------
@@ -127,6 +132,7 @@ def run_bench(
         max_weight=MAX_WEIGHT,
         gen=np.random.default_rng(seed),
         dropout={at: drop} if drop else None,
+        policy=policy,
     )
     rep = res.report
     err = _max_error(res, vectors, weights)
