@@ -245,3 +245,17 @@ def test_aggregation_config_validation() -> None:
         from_dict(ExperimentConfig, {"aggregation": {"dropout": 2.0}})
     cfg = from_dict(ExperimentConfig, {"aggregation": {"name": "secagg+", "num_shares": 5}})
     assert to_dict(cfg)["aggregation"]["num_shares"] == 5
+
+
+def test_given_parameters_the_clients_would_refuse_are_a_config_error_before_any_round() -> None:
+    """k = 5, t = 3 over a cohort of 20 with 10% corrupt tolerated: every client's policy
+    refuses every round, so the run stops at once, naming the field and what to do."""
+    weak = SecAggPlus(SecAggSettings(num_shares=5, threshold=3))
+    with pytest.raises(ConfigError, match="misses the security target") as err:
+        weak.check_cohort(20)
+    assert err.value.field == "aggregation.threshold"
+    SecAggPlus(SecAggSettings(num_shares=5, threshold=3, tolerate_corrupt=0.0)).check_cohort(20)
+    SecAggPlus(SecAggSettings()).check_cohort(20)  # chosen parameters always pass
+    # n = 11 and k = 6: one client of the Harary graph has 7 holders; t = 4 fails there only
+    assert SecAggSettings(num_shares=6, threshold=4).refusal(11) is not None
+    assert SecAggSettings(num_shares=6, threshold=5).refusal(11) is None

@@ -89,8 +89,15 @@ class SecureAggregation(Aggregation):
         try:
             self.settings.parameters(n)
             self.settings.quantizer(n)
+            refused = self.settings.refusal(n)
         except ConfigError as e:
             raise e.with_field(f"aggregation.{e.field}") from None
+        if refused is not None:  # every client would refuse every round: say so now
+            raise ConfigError(
+                "aggregation.threshold",
+                f"the clients would refuse a cohort of {n}: {refused}",
+                ["a secure pair (phloem secagg params)", "num_shares and threshold unset"],
+            )
 
     def aggregate(
         self,

@@ -190,6 +190,26 @@ class SecAggSettings:
         except ConfigError as exc:
             raise exc.with_field(_GRAPH_FIELDS.get(exc.field, exc.field)) from None
 
+    def refusal(self, n: int) -> str | None:
+        """Why clients holding this deployment's own targets
+        (:meth:`ClientPolicy.from_settings <phloem.secagg.policy.ClientPolicy.from_settings>`)
+        would refuse a round of ``n`` clients planned from these settings, or ``None``.
+
+        Only given ``num_shares`` / ``threshold`` can be refused: chosen ones meet the targets
+        at every client, the one with the most holders included.
+        """
+        from phloem.secagg.policy import ClientPolicy
+
+        params = self.parameters(n)
+        k, t = params.num_shares, params.threshold
+        holders = {k} if k >= n else {k, k + 1 if n % 2 == 1 and (k - 1) % 2 == 1 else k}
+        policy = ClientPolicy.from_settings(self)
+        for count in sorted(holders, reverse=True):
+            why = policy.violation(n, min(count, n), t)
+            if why is not None:
+                return why
+        return None
+
     def explain(self, n: int, mc_trials: int = 0, seed: int = 0) -> str:
         """:meth:`parameters` for ``n`` clients, explained in words (see
         :meth:`~phloem.secagg.graph.GraphParams.explain`); ``mc_trials > 0`` adds a Monte Carlo
