@@ -46,7 +46,6 @@ from phloem.secagg.crypto.keys import (
     KeyPair,
     RandomBytes,
     agree,
-    check_public_key,
     pair_info,
 )
 from phloem.secagg.crypto.prg import SEED_BYTES, PrgKind, expand
@@ -148,6 +147,7 @@ class _Peer:
     s_public: bytes = b""
     sign_public: bytes = b""
     share_key: bytes = b""  # AEAD key of the shares exchanged with this peer
+    mask_seed: bytes = b""  # seed of the pairwise mask with this peer
 
 
 InputFn = Callable[[RoundConfig], np.ndarray]
@@ -278,14 +278,13 @@ class SecAggClient:
             seed_commitment(cfg.round_id, self.id, self._seed),
         )
 
-    def _accept_keys(self, msg: KeysBroadcast, signed: bool) -> list[int]:
-        """The neighbours whose advertised keys are usable; the others go to ``rejected``."""
+    def _accept_keys(self, msg: KeysBroadcast, cfg: RoundConfig) -> list[int]:
+        """The neighbours whose advertised keys are usable, with both pairwise keys agreed;
+        the others go to ``rejected`` (a malformed, low-order or repeated key)."""
         parsed: dict[int, tuple[bytes, bytes, bytes]] = {}
         for v, blob in msg.keys.items():
             try:
-                c_pub, s_pub, sign_pub = split_keys(blob, signed)
-                check_public_key(c_pub)
-                check_public_key(s_pub)
+                c_pub, s_pub, sign_pub = split_keys(blob, cfg.consistency_check)
                 if c_pub == s_pub:
                     raise ProtocolError("the same key for both purposes")
             except ProtocolError as exc:
@@ -303,6 +302,15 @@ class SecAggClient:
                 self.rejected[v] = "a public key that another client also advertised"
                 continue
             peer = self._peers[v]
+            try:  # both agreements now: a low-order key fails here (all-zero shared secret)
+                # one key per pair and round serves both directions (the info is order-free)
+                share = _share_info(cfg.round_id, self.id, v, self._c.public, c_pub)
+                peer.share_key = agree(self._c.private, c_pub, share)
+                mask = mask_info(cfg.round_id, self.id, v, self._s.public, s_pub)
+                peer.mask_seed = agree(self._s.private, s_pub, mask)
+            except ProtocolError as exc:
+                self.rejected[v] = f"bad public key: a low-order or invalid X25519 point ({exc})"
+                continue
             peer.c_public, peer.s_public, peer.sign_public = c_pub, s_pub, sign_pub
             live.append(v)
         return live
@@ -312,7 +320,7 @@ class SecAggClient:
         unknown = set(msg.keys) - set(self._peers)
         if unknown:
             raise ProtocolError(f"client {self.id}: keys of non-neighbours {sorted(unknown)}")
-        self._live = self._accept_keys(msg, cfg.consistency_check)
+        self._live = self._accept_keys(msg, cfg)
         self._need(len(self._live) + 1, "neighbours advertised usable keys")
         xs = np.array([self._point] + [self._peers[v].point for v in self._live], dtype=np.uint64)
         # seed and key are chunked separately so each owns exactly CHUNKS columns
@@ -325,12 +333,6 @@ class SecAggClient:
         out: dict[int, bytes] = {}
         for row, v in zip(shares[1:], self._live, strict=True):
             peer = self._peers[v]
-            # one key per pair and round serves both directions (the info is order-free)
-            peer.share_key = agree(
-                self._c.private,
-                peer.c_public,
-                _share_info(cfg.round_id, self.id, v, self._c.public, peer.c_public),
-            )
             plain = row.astype(_WIRE_SHARE).tobytes()
             ad = aead.associated_data(cfg.round_id, self.id, v)
             out[v] = aead.seal(peer.share_key, plain, ad, self._rand)
@@ -391,9 +393,7 @@ class SecAggClient:
             masked, expand(self._seed, cfg.dim, cfg.modulus_bits, prg, out=buf), cfg.modulus_bits
         )
         for v in pairs:
-            s_public = self._peers[v].s_public
-            info = mask_info(cfg.round_id, self.id, v, self._s.public, s_public)
-            mask = expand(agree(self._s.private, s_public, info), cfg.dim, cfg.modulus_bits, prg)
+            mask = expand(self._peers[v].mask_seed, cfg.dim, cfg.modulus_bits, prg, out=buf)
             if self.id < v:
                 ring_add(masked, mask, cfg.modulus_bits)
             else:
