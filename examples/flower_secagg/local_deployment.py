@@ -16,6 +16,7 @@ The tests and ``benchmarks/secagg/deployment`` use :class:`LocalDeployment` dire
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -187,15 +188,16 @@ class LocalDeployment:
             _killpg(proc, signal.SIGTERM)
         deadline = time.monotonic() + 10.0
         for proc in procs:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
             _killpg(proc, signal.SIGKILL)  # the group: children that ignored SIGTERM too
             proc.wait()
         family |= {pid for pid in family for pid in _descendants(pid)}
         for pid in family:
             _kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5.0  # until init has reaped them
+        while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in family):
+            time.sleep(0.1)
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
 
@@ -242,17 +244,13 @@ def _descendants(pid: int) -> set[int]:
 
 
 def _kill(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _killpg(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)  # start_new_session: the group id is the pid
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -583,11 +583,11 @@ def test_example_in_a_real_flower_simulation() -> None:
     pytest.importorskip("ray")
     example = _load_example()
     out = example.main(num_clients=4, rounds=2)
-    app = example.secagg_app
+    task = example.task
     first = out["rounds"][0]
-    start = [np.zeros(s, np.float32) for s in app.MODEL_SHAPES]
+    start = task.initial_model(20)
     pids = range(4)
-    fits = [app.train_locally(p, start) for p in pids]
+    fits = [task.train_locally(p, start) for p in pids]
     w = np.array([f[1] for f in fits], dtype=np.float64)
     x = np.stack([np.concatenate([a.ravel() for a in f[0]]) for f in fits]).astype(np.float64)
     expected = (w[:, None] * x).sum(0) / w.sum()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,14 @@ from flwr.compat.common.recorddict_compat import arrayrecord_to_parameters
 from flwr.server import LegacyContext, ServerApp, ServerConfig
 from flwr.server.strategy import FedAvg
 from flwr.server.workflow import DefaultWorkflow
+from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, Key
 from flwr.serverapp import Grid
 
 from phloem.secagg.flower import PhloemSecAggWorkflow
 from phloem_secagg_app.task import MAX_WEIGHT, initial_model, mse
+
+#: a fit workflow, as ``DefaultWorkflow(fit_workflow=...)`` takes it
+FitWorkflow = Callable[[Grid, Context], None]
 
 LOGGER = logging.getLogger("flwr").getChild("phloem_secagg_app")
 LOG_EVERY_S = 5.0
@@ -129,7 +134,9 @@ def wait_for_nodes(grid: Grid, num_nodes: int, timeout_s: float) -> list[int]:
         time.sleep(0.5)
 
 
-def _evaluate(num_nodes: int):  # type: ignore[no-untyped-def]
+def _evaluate(
+    num_nodes: int,
+) -> Callable[[int, NDArrays, dict[str, Scalar]], tuple[float, dict[str, Scalar]]]:
     def evaluate(
         server_round: int, parameters: NDArrays, config: dict[str, Scalar]
     ) -> tuple[float, dict[str, Scalar]]:
@@ -139,8 +146,25 @@ def _evaluate(num_nodes: int):  # type: ignore[no-untyped-def]
     return evaluate
 
 
-def make_server_app(**defaults: Any) -> ServerApp:
-    """The ServerApp; ``defaults`` (AppConfig fields) apply where the run config is silent."""
+def phloem_workflow(cfg: AppConfig) -> FitWorkflow:
+    """The app's fit workflow: phloem's SecAgg+ with the run config's parameters."""
+    return PhloemSecAggWorkflow(  # <- phloem
+        cfg.num_shares or None,
+        cfg.threshold or None,
+        clipping_range=cfg.clipping_range,
+        max_weight=MAX_WEIGHT,
+        timeout_s=cfg.stage_timeout_s,
+    )
+
+
+def make_server_app(
+    workflow: Callable[[AppConfig], FitWorkflow] = phloem_workflow, **defaults: Any
+) -> ServerApp:
+    """The ServerApp; ``defaults`` (AppConfig fields) apply where the run config is silent.
+
+    ``workflow(config)`` builds the fit workflow (``benchmarks/secagg/deployment`` passes
+    Flower's ``SecAggPlusWorkflow`` there, to compare the two in the same app).
+    """
     server_app = ServerApp()
 
     @server_app.main()
@@ -155,17 +179,12 @@ def make_server_app(**defaults: Any) -> ServerApp:
             initial_parameters=ndarrays_to_parameters(initial_model(cfg.model_dim)),
             evaluate_fn=_evaluate(cfg.num_nodes),
         )
-        secagg = PhloemSecAggWorkflow(  # <- phloem
-            cfg.num_shares or None,
-            cfg.threshold or None,
-            clipping_range=cfg.clipping_range,
-            max_weight=MAX_WEIGHT,
-            timeout_s=cfg.stage_timeout_s,
-        )
+        secagg = workflow(cfg)
 
         def fit_round(grid: Grid, ctx: Context) -> None:
+            start = time.perf_counter()
             secagg(grid, ctx)
-            _record(ctx, secagg, cfg.results_file)
+            _record(ctx, secagg, time.perf_counter() - start, cfg.results_file)
 
         legacy = LegacyContext(
             context=context,
@@ -177,12 +196,14 @@ def make_server_app(**defaults: Any) -> ServerApp:
     return server_app
 
 
-def _record(context: Context, secagg: PhloemSecAggWorkflow, results_file: str) -> None:
-    summary = secagg.last_round
+def _record(context: Context, secagg: FitWorkflow, fit_s: float, results_file: str) -> None:
+    summary = getattr(secagg, "last_round", None)  # phloem's RoundSummary, if phloem's
+    round_id = context.state.config_records[MAIN_CONFIGS_RECORD][Key.CURRENT_ROUND]
     params = arrayrecord_to_parameters(context.state.array_records["parameters"], keep_input=True)
     model = parameters_to_ndarrays(params)
     entry: dict[str, Any] = {
-        "round": None if summary is None else summary.server_round,
+        "round": round_id,
+        "fit_s": fit_s,
         "sampled": None if summary is None else summary.sampled,
         "included": 0 if summary is None else len(summary.included),
         "aborted": None if summary is None else summary.aborted,
