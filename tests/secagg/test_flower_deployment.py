@@ -38,6 +38,9 @@ from local_deployment import LocalDeployment  # noqa: E402
 from phloem_secagg_app import task  # noqa: E402
 
 NODES, VICTIM, KILL_ROUND = 3, 2, 2
+#: a stage takes about 5 s on an idle 2-core machine (Flower's polling and a ClientApp process
+#: start, see benchmarks/secagg/deployment); the margin is for a loaded CI machine
+STAGE_TIMEOUT_S = 20.0
 
 #: the test's ClientApp: the example's, behind a mod that parks the victim's ClientApp on the
 #: share_keys request of KILL_ROUND (after telling the test so) until the test kills its node
@@ -108,7 +111,7 @@ def test_a_node_killed_during_share_keys_leaves_the_mean_of_the_others(tmp_path:
     markers.mkdir()
     victim_config = f'stall-round={KILL_ROUND} marker-dir="{markers}"'
     run_config = (
-        f"num-nodes={NODES} num-server-rounds=2 stage-timeout-s=15.0 "
+        f"num-nodes={NODES} num-server-rounds=2 stage-timeout-s={STAGE_TIMEOUT_S} "
         f'wait-for-nodes-s=60.0 results-file="{results}"'
     )
     env = {"PYTHONPATH": str(ROOT / "src")}
@@ -138,4 +141,4 @@ def test_a_node_killed_during_share_keys_leaves_the_mean_of_the_others(tmp_path:
     after_one = [np.asarray(a, dtype=np.float32) for a in rounds[0]["parameters"]]
     survivors = [p for p in range(NODES) if p != VICTIM]
     _check_round(rounds[1], survivors, after_one)  # the mean of the two left
-    assert rounds[1]["stage_s"]["share_keys"] >= 15.0  # it waited out the dead node
+    assert rounds[1]["stage_s"]["share_keys"] >= STAGE_TIMEOUT_S  # it waited for the dead node
