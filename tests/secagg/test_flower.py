@@ -114,7 +114,8 @@ def dropout_mod(drop: Mapping[str, Iterable[int]]) -> Mod:
 class FakeGrid(Grid):
     """Runs every node's ClientApp in process; messages and contexts go through protobuf.
 
-    ``silent(pid, stage)`` makes a node never answer (a timeout rather than an error).
+    ``silent(pid, stage)`` makes a node never answer (a timeout rather than an error: the
+    workflow must have a ``timeout_s``, as in a deployment, or it waits for ever).
     """
 
     def __init__(
@@ -138,6 +139,7 @@ class FakeGrid(Grid):
             for i, nid in enumerate(self.node_ids)
         }
         self.up_bytes: dict[str, list[int]] = {}
+        self._outbox: dict[str, Message] = {}
         self._run = SimpleNamespace(run_id=1)
 
     def set_run(self, run: Any) -> None:
@@ -153,11 +155,18 @@ class FakeGrid(Grid):
     def get_node_ids(self) -> list[int]:
         return list(self.node_ids)
 
-    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:  # pragma: no cover
-        raise NotImplementedError
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        """Run each node at once; its reply waits in an outbox (none for a silent node)."""
+        ids = []
+        for msg in messages:
+            reply = self._deliver(msg)
+            ids.append(msg.metadata.message_id)
+            if reply is not None:
+                self._outbox[msg.metadata.message_id] = reply
+        return ids
 
-    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:  # pragma: no cover
-        raise NotImplementedError
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        return [self._outbox.pop(i) for i in list(message_ids) if i in self._outbox]
 
     def _deliver(self, msg: Message) -> Message | None:
         msg.metadata.__dict__.update(_message_id=os.urandom(8).hex(), _run_id=1, _src_node_id=1)
@@ -285,7 +294,15 @@ def test_dropouts_at_every_stage(stage: str, how: str) -> None:
     """Flower's own SecAgg+ halts on set-up / share-keys dropouts; phloem's finishes."""
     n, dropped = 12, {3, 8}
     wf = PhloemSecAggWorkflow(
-        7, 4, clipping_range=2.0, levels=2**16, max_weight=10.0, corrupt=0.0, dropout=0.2, seed=3
+        7,
+        4,
+        clipping_range=2.0,
+        levels=2**16,
+        max_weight=10.0,
+        corrupt=0.0,
+        dropout=0.2,
+        seed=3,
+        timeout_s=0.3,
     )
     if how == "error":
         final, _, _ = run_app(n, wf, mods=[dropout_mod({stage: dropped}), phloem_secagg_mod])
@@ -350,7 +367,7 @@ def test_a_reply_claiming_another_sender_is_a_dropout() -> None:
 
 def test_too_many_dropouts_skip_the_round_and_keep_the_model() -> None:
     n = 8
-    wf = PhloemSecAggWorkflow(5, 3, max_weight=10.0, seed=5)
+    wf = PhloemSecAggWorkflow(5, 3, max_weight=10.0, seed=5, timeout_s=0.3)
     final, _, _ = run_app(n, wf, silent=lambda pid, st: pid < 6 and st == "share_keys")
     assert wf.last_round is not None and wf.last_round.aborted is not None
     assert all(not a.any() for a in final)  # the initial zeros
@@ -578,11 +595,11 @@ def test_example_in_a_real_flower_simulation() -> None:
     pytest.importorskip("ray")
     example = _load_example()
     out = example.main(num_clients=4, rounds=2)
-    app = example.secagg_app
+    task = example.task
     first = out["rounds"][0]
-    start = [np.zeros(s, np.float32) for s in app.MODEL_SHAPES]
+    start = task.initial_model(20)
     pids = range(4)
-    fits = [app.train_locally(p, start) for p in pids]
+    fits = [task.train_locally(p, start) for p in pids]
     w = np.array([f[1] for f in fits], dtype=np.float64)
     x = np.stack([np.concatenate([a.ravel() for a in f[0]]) for f in fits]).astype(np.float64)
     expected = (w[:, None] * x).sum(0) / w.sum()

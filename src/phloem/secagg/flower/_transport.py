@@ -4,13 +4,15 @@
 :class:`~phloem.secagg.flower.PhloemSecAggWorkflow`: for each stage it wraps every request in a
 Flower message (the phloem wire bytes in a ``ConfigRecord``, see :mod:`._records`; the
 masked-input request also carries the client's ``FitIns`` and the quantiser), sends them with
-``grid.send_and_receive`` and yields the replies' wire bytes to the round loop. A client that
-answers with an error, not at all within ``timeout_s``, or with something unreadable is a
-dropout; its reason is kept, for ``strategy.aggregate_fit``'s ``failures``.
+:func:`send_and_receive` (Flower's push and pull, polled every ``poll_interval_s``) and yields
+the replies' wire bytes to the round loop. A client that answers with an error, not at all
+within ``timeout_s``, or with something unreadable is a dropout; its reason is kept, for
+``strategy.aggregate_fit``'s ``failures``.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -41,6 +43,7 @@ class Addressing:
     fitins: Mapping[int, RecordDict]  # each sampled node's FitIns, sent with the masked input
     quantizer: Quantizer
     timeout_s: float | None
+    poll_interval_s: float = 0.1
 
 
 class GridTransport(Transport):
@@ -67,7 +70,9 @@ class GridTransport(Transport):
         self._asked = set(requests)
         messages = [self._request(nid, msg, stage) for nid, msg in requests.items()]
         self.down_bytes[stage] = sum(_payload_bytes(m.content) for m in messages)
-        self._replies = list(self.grid.send_and_receive(messages, timeout=self.round.timeout_s))
+        self._replies = send_and_receive(
+            self.grid, messages, self.round.timeout_s, self.round.poll_interval_s
+        )
         self.up_bytes[stage] = sum(
             _payload_bytes(m.content) for m in self._replies if m.has_content()
         )
@@ -123,6 +128,35 @@ class GridTransport(Transport):
     def _drop(self, stage: Stage, nid: int, error: Exception) -> None:
         LOGGER.warning("client %d dropped at %s: %s", nid, stage, error)
         self.failures[nid] = error
+
+
+def send_and_receive(
+    grid: Grid, messages: list[Message], timeout_s: float | None, poll_interval_s: float
+) -> list[Message]:
+    """``grid.send_and_receive`` with a poll interval of our choosing.
+
+    Flower's own ``send_and_receive`` sleeps a fixed 3 s between two pulls in a deployment
+    (``flwr.superlink.grid.http_grid``), so every stage would last a multiple of 3 s however
+    fast the clients answer. This one pushes the same way and pulls every
+    ``poll_interval_s`` until every message is answered or ``timeout_s`` has passed.
+    """
+    pending = set(grid.push_messages(messages))
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    replies: list[Message] = []
+    while pending:
+        got = list(grid.pull_messages(pending))
+        replies.extend(got)
+        pending.difference_update(m.metadata.reply_to_message_id for m in got)
+        if not pending:
+            break
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            time.sleep(min(poll_interval_s, left))
+        else:
+            time.sleep(poll_interval_s)
+    return replies
 
 
 def _payload_bytes(content: RecordDict) -> int:

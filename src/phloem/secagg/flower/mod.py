@@ -30,7 +30,7 @@ from phloem.secagg.flower import _records, _state
 from phloem.secagg.messages import Message as ProtocolMessage
 from phloem.secagg.messages import RoundConfig, Setup, SharesDelivery, Stage
 
-__all__ = ["make_phloem_secagg_mod", "phloem_secagg_mod"]
+__all__ = ["DuplicateSetupError", "make_phloem_secagg_mod", "phloem_secagg_mod"]
 
 GeneratorFactory = Callable[[int, int], np.random.Generator]
 
@@ -98,6 +98,63 @@ def _reply(msg: Message, reply: ProtocolMessage, stage: Stage, fit: Message | No
     return Message(content, reply_to=msg)
 
 
+class DuplicateSetupError(ProtocolError):
+    """A set-up arrived for a round this node is already in: refused, the round's state kept.
+
+    The server sends one set-up per node and round; a second one is a replay or a server bug.
+    Accepting it would silently throw away the keys and shares of the round in progress, so
+    the mod answers it with an error instead and leaves the round's state as it was. The
+    set-up of a *new* round is always accepted, even when an older round never finished here.
+    """
+
+
+def _round_in_progress(
+    ctxt: Context, request: ProtocolMessage
+) -> tuple[SecAggClient, _state.InputSlot] | None:
+    """The stored client ``request`` continues, or ``None`` for a set-up of a new round.
+
+    Raises, *without* touching the stored state, on a message that must not disturb the
+    round in progress: :class:`DuplicateSetupError` for a second set-up of that round, a
+    :class:`ProtocolError` for a later-stage message of another round (stale or replayed).
+    """
+    try:
+        stored = _state.load(ctxt.state)
+    except ProtocolError:
+        _state.clear(ctxt.state)
+        if not isinstance(request, Setup):
+            raise
+        stored = None  # an unreadable old state holds no round worth keeping
+    current = None if stored is None or stored[0].config is None else stored[0].config.round_id
+    if isinstance(request, Setup):
+        if current == request.round_id:
+            assert stored is not None
+            raise DuplicateSetupError(
+                f"node {request.client} got a second set-up for round {request.round_id}, "
+                f"which is in progress here (at stage {stored[0].stage}): refused, the round "
+                "goes on with the first set-up (a replayed message, or two workflows sharing "
+                "one round id)"
+            )
+        if current is not None:
+            _records.LOGGER.info(
+                "set-up of round %d while round %d was unfinished here: the old round's "
+                "state is dropped",
+                request.round_id,
+                current,
+            )
+        return None
+    if stored is None:
+        raise ProtocolError(
+            f"got {type(request).__name__} but this node holds no round in progress "
+            "(it missed the set-up, or its state was lost)"
+        )
+    if current is not None and current != request.round_id:
+        raise ProtocolError(
+            f"got {type(request).__name__} of round {request.round_id} while round {current} "
+            "is in progress here: refused (stale or replayed), the round in progress goes on"
+        )
+    return stored
+
+
 def make_phloem_secagg_mod(
     generator: GeneratorFactory | None = None,
 ) -> Mod:
@@ -124,16 +181,15 @@ def make_phloem_secagg_mod(
             return call_next(msg, ctxt)
         try:
             request = _records.unpack(record)
-            if isinstance(request, Setup):
+        except BaseException:
+            _state.clear(ctxt.state)  # this node is out of the round (Flower replies an error)
+            raise
+        stored = _round_in_progress(ctxt, request)  # raises, state untouched, on a replay
+        try:
+            if stored is None:
                 slot = _state.InputSlot()
                 client = SecAggClient(msg.metadata.dst_node_id, slot)
             else:
-                stored = _state.load(ctxt.state)
-                if stored is None:
-                    raise ProtocolError(
-                        f"got {type(request).__name__} but this node holds no round in progress "
-                        "(it missed the set-up, or its state was lost)"
-                    )
                 client, slot = stored
             stage = client.stage
             fit: list[Message] = []

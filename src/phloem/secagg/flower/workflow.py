@@ -85,6 +85,16 @@ FLOWER_NAMES = {
 _SAMPLE_FIELDS = frozenset({"clients", "n", "dropout", "corrupt"})
 
 
+#: the fewest clients a round can have: with two, each learns the other's input from the sum
+#: (phloem's settings refuse fewer than 3 with a secure threshold)
+MIN_CLIENTS = 3
+
+
+def _positive(value: object) -> bool:
+    """A real number above zero (not a bool, not NaN)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
 @contextmanager
 def _flower_names() -> Iterator[None]:
     """Re-raise a :class:`ConfigError` under the constructor's name of its field."""
@@ -110,6 +120,7 @@ class WorkflowConfig:
     max_weight: float = 1000.0
     timeout_s: float | None = None
     seed: int | None = None
+    poll_interval_s: float = 0.1
 
     def __post_init__(self) -> None:
         if not isinstance(self.settings, SecAggSettings):
@@ -119,11 +130,44 @@ class WorkflowConfig:
             raise ConfigError(
                 "max_weight", f"{self.max_weight!r} must be a positive finite number", ["> 0"]
             )
-        if self.timeout_s is not None and not self.timeout_s > 0:
+        if self.timeout_s is not None and not _positive(self.timeout_s):
             raise ConfigError("timeout_s", f"{self.timeout_s!r} seconds", ["> 0", None])
         seed = self.seed
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
             raise ConfigError("seed", f"{seed!r} cannot seed a generator", ["int >= 0", None])
+        poll = self.poll_interval_s
+        if not (_positive(poll) and math.isfinite(poll)):
+            raise ConfigError(
+                "poll_interval_s", f"{poll!r} seconds between polls", ["finite number > 0"]
+            )
+        self._check_smallest_round()
+
+    def _check_smallest_round(self) -> None:
+        """What no number of clients can fix is refused now, not at the first round.
+
+        The round's sample size ``n`` is known only at round time, and with it the SecAgg+
+        graph and the quantiser's overflow bound; but a threshold at most half the share
+        holders is insecure for every ``n`` above ``num_shares``, and a quantiser that
+        overflows for the smallest round phloem runs (:data:`MIN_CLIENTS` clients) overflows
+        for every round.
+        """
+        s = self.settings
+        k, t = s.num_shares, s.threshold
+        if s.protocol is Protocol.SECAGG_PLUS and k is not None and t is not None and 2 * t <= k:
+            raise ConfigError(
+                "threshold",
+                f"t = {t} <= num_shares / 2 = {k / 2:g}: the server could collect t shares "
+                "of both a client's mask seed and its key and unmask it",
+                [f"{k // 2 + 1}..{k}"],
+            )
+        try:
+            s.quantizer(MIN_CLIENTS, self.max_weight)
+        except ConfigError as exc:
+            raise ConfigError(
+                exc.field,
+                f"even the smallest round ({MIN_CLIENTS} clients) cannot use it: {exc.problem}",
+                exc.allowed,
+            ) from None
 
     def _check_pair(self) -> None:
         s = self.settings
@@ -229,12 +273,22 @@ class PhloemSecAggWorkflow:
         protects against a server that lies about who dropped.
     seed
         Seeds the random relabelling of the SecAgg+ graph (fresh OS entropy if ``None``).
+    poll_interval_s
+        Seconds between two pulls of the clients' replies from the SuperLink while a stage
+        waits for them. (Flower's ``Grid.send_and_receive``, which Flower's own workflows
+        use, sleeps a fixed 3 s between pulls in a deployment.)
 
     Raises
     ------
     ConfigError
-        On invalid parameters (at construction). A round whose sampled clients are too few
-        for the parameters is logged and skipped, not raised.
+        On invalid parameters, at construction: every value out of range, and every choice
+        that no number of clients can make work (a ``threshold`` at most ``num_shares / 2``,
+        ``levels`` or ``modulus_bits`` that overflow even for the smallest round of 3
+        clients). What depends on the round's sample size ``n`` -- a ``num_shares`` /
+        ``threshold`` pair or ``dropout`` / ``corrupt`` tolerances too demanding for so few
+        clients, ``levels`` that overflow for ``n`` clients -- can only be checked per round:
+        such a round is logged and skipped (the model unchanged), except an overflowing
+        ``levels``, which raises.
     MissingModError
         When no client answers the set-up with phloem's record: the ``ClientApp`` lacks
         :data:`~phloem.secagg.flower.phloem_secagg_mod`.
@@ -258,6 +312,7 @@ class PhloemSecAggWorkflow:
         prg: PrgKind | str = PrgKind.AES_CTR,
         consistency_check: bool = False,
         seed: int | None = None,
+        poll_interval_s: float = 0.1,
     ) -> None:
         with _flower_names():
             settings = SecAggSettings(
@@ -274,7 +329,7 @@ class PhloemSecAggWorkflow:
                 prg=cast(PrgKind, prg),
                 consistency_check=consistency_check,
             )
-            config = WorkflowConfig(settings, max_weight, timeout_s, seed)
+            config = WorkflowConfig(settings, max_weight, timeout_s, seed, poll_interval_s)
         self._setup(config)
 
     @classmethod
@@ -315,7 +370,13 @@ class PhloemSecAggWorkflow:
         )
         transport = GridTransport(
             grid,
-            Addressing(plan.server_round, plan.fitins, plan.quantizer, self.config.timeout_s),
+            Addressing(
+                plan.server_round,
+                plan.fitins,
+                plan.quantizer,
+                self.config.timeout_s,
+                self.config.poll_interval_s,
+            ),
         )
         try:
             report = run_protocol(plan.config, plan.neighbours, transport)
