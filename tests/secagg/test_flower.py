@@ -55,7 +55,8 @@ from phloem.secagg.flower import (
     make_phloem_secagg_mod,
     phloem_secagg_mod,
 )
-from phloem.secagg.messages import MaskedInput, decode, encode
+from phloem.secagg.messages import EncryptedShares, MaskedInput, decode, encode
+from phloem.secagg.policy import ClientPolicy
 from phloem.secagg.settings import SecAggSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -108,6 +109,12 @@ def dropout_mod(drop: Mapping[str, Iterable[int]]) -> Mod:
         return call_next(msg, ctxt)
 
     return mod
+
+
+#: the mod with only the policy checks that need no corrupt-fraction target (t > k / 2, n >= 2):
+#: most tests here give small (num_shares, threshold) that miss the default 10% target on
+#: purpose, to exercise the graph; the default mod's policy has its own tests below
+PERMISSIVE_MOD = make_phloem_secagg_mod(policy=ClientPolicy())
 
 
 # --------------------------------------------------------------------------- fake grid
@@ -208,7 +215,7 @@ def run_app(
 ) -> tuple[list[np.ndarray], LegacyContext, FakeGrid]:
     """Run ``rounds`` rounds of DefaultWorkflow(fit_workflow=workflow); the final model."""
     TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 1, 1
-    app = ClientApp(client_fn=_client_fn, mods=[phloem_secagg_mod] if mods is None else mods)
+    app = ClientApp(client_fn=_client_fn, mods=[PERMISSIVE_MOD] if mods is None else mods)
     grid = FakeGrid(app, n, silent)
     strategy = strategy or FedAvg(
         fraction_fit=1.0,
@@ -305,7 +312,7 @@ def test_dropouts_at_every_stage(stage: str, how: str) -> None:
         timeout_s=0.3,
     )
     if how == "error":
-        final, _, _ = run_app(n, wf, mods=[dropout_mod({stage: dropped}), phloem_secagg_mod])
+        final, _, _ = run_app(n, wf, mods=[dropout_mod({stage: dropped}), PERMISSIVE_MOD])
     else:
         final, _, _ = run_app(n, wf, silent=lambda pid, st: pid in dropped and st == stage)
     in_sum = set(range(n)) if stage == "unmask" else set(range(n)) - dropped
@@ -321,7 +328,7 @@ def test_dropouts_at_several_stages_with_consistency_check() -> None:
     wf = PhloemSecAggWorkflow(
         protocol="secagg", max_weight=10.0, consistency_check=True, dropout=0.4, seed=4
     )
-    final, _, _ = run_app(n, wf, mods=[dropout_mod(drop), phloem_secagg_mod])
+    final, _, _ = run_app(n, wf, mods=[dropout_mod(drop), PERMISSIVE_MOD])
     check_mean(final, wf, [p for p in range(n) if p not in (0, 1, 2)])
     summary = wf.last_round
     assert summary is not None and summary.graph.complete
@@ -341,7 +348,7 @@ def test_a_client_with_another_model_drops_out_with_a_reason() -> None:
 
     n = 8
     wf = PhloemSecAggWorkflow(clipping_range=2.0, levels=2**16, max_weight=10.0, seed=9)
-    final, _, _ = run_app(n, wf, mods=[phloem_secagg_mod, truncate])
+    final, _, _ = run_app(n, wf, mods=[PERMISSIVE_MOD, truncate])
     check_mean(final, wf, [p for p in range(n) if p != 2])
 
 
@@ -361,8 +368,52 @@ def test_a_reply_claiming_another_sender_is_a_dropout() -> None:
 
     n = 8
     wf = PhloemSecAggWorkflow(clipping_range=2.0, levels=2**16, max_weight=10.0, seed=10)
-    final, _, _ = run_app(n, wf, mods=[spoof, phloem_secagg_mod])
+    final, _, _ = run_app(n, wf, mods=[spoof, PERMISSIVE_MOD])
     check_mean(final, wf, [p for p in range(n) if p != 5])
+
+
+def test_the_default_mod_takes_the_default_workflow_and_refuses_weak_given_parameters() -> None:
+    """The default mod holds the workflow's default targets: a default round goes through;
+    a (k, t) that misses them is refused by every client, and the round says why (not
+    that the mod is missing)."""
+    n = 12
+    wf = PhloemSecAggWorkflow(clipping_range=2.0, levels=2**16, max_weight=10.0, seed=11)
+    final, _, _ = run_app(n, wf, mods=[phloem_secagg_mod])
+    check_mean(final, wf, list(range(n)))
+    weak = PhloemSecAggWorkflow(5, 3, max_weight=10.0, seed=11)
+    final, _, _ = run_app(n, weak, mods=[phloem_secagg_mod])
+    assert all(not a.any() for a in final)  # the initial zeros: the round was skipped
+    summary = weak.last_round
+    assert summary is not None and summary.aborted is not None
+    assert "refused the round" in summary.aborted
+    assert "misses the security target" in summary.aborted
+
+
+def test_a_node_sending_garbage_shares_is_left_out_and_the_round_completes() -> None:
+    """Node 3's mod replaces its encrypted shares by random bytes: the others reject them,
+    it is excluded and the rest mask again (a second masked-input exchange over the grid,
+    without retraining); the model is the mean of the others."""
+
+    def garbage(msg: Message, ctxt: Context, call_next: ClientAppCallable) -> Message:
+        reply = call_next(msg, ctxt)
+        if int(ctxt.node_config["partition-id"]) == 3 and _stage(msg) == "share_keys":
+            record = reply.content.config_records[RECORD_KEY]
+            data = record["message"]
+            assert isinstance(data, bytes)
+            real = decode(data)
+            assert isinstance(real, EncryptedShares)
+            junk = {v: os.urandom(len(c)) for v, c in real.ciphertexts.items()}
+            record["message"] = encode(dataclasses.replace(real, ciphertexts=junk))
+        return reply
+
+    n = 10
+    wf = PhloemSecAggWorkflow(clipping_range=2.0, levels=2**16, max_weight=10.0, seed=12)
+    final, _, _ = run_app(n, wf, mods=[garbage, phloem_secagg_mod])
+    check_mean(final, wf, [p for p in range(n) if p != 3])
+    summary = wf.last_round
+    assert summary is not None and summary.aborted is None
+    assert len(summary.included) == n - 1 and len(summary.excluded) == 1
+    assert "rejected by" in next(iter(summary.excluded.values()))
 
 
 def test_too_many_dropouts_skip_the_round_and_keep_the_model() -> None:
@@ -405,7 +456,7 @@ def test_seeded_mod_is_reproducible() -> None:
     runs = []
     for _ in range(2):
         wf = PhloemSecAggWorkflow(clipping_range=2.0, levels=2**12, max_weight=10.0, seed=6)
-        final, _, _ = run_app(6, wf, mods=[make_phloem_secagg_mod(seeded)])
+        final, _, _ = run_app(6, wf, mods=[make_phloem_secagg_mod(seeded, policy=ClientPolicy())])
         runs.append(np.concatenate([a.ravel() for a in final]))
     np.testing.assert_array_equal(runs[0], runs[1])
 
@@ -527,7 +578,10 @@ def _flower_fingerprint(
     if via_config:  # the same round from the settings object the constructor made
         wf = PhloemSecAggWorkflow.from_config(wf.config)
     final, _, _ = run_app(
-        14, wf, mods=[dropout_mod(drop), make_phloem_secagg_mod(seeded)], rounds=2
+        14,
+        wf,
+        mods=[dropout_mod(drop), make_phloem_secagg_mod(seeded, policy=ClientPolicy())],
+        rounds=2,
     )
     s = wf.last_round
     assert s is not None and s.aborted is None  # a round that went through

@@ -35,7 +35,7 @@ NODE, PEERS = 11, (12, 13)
 
 
 def _setup(round_id: int) -> Setup:
-    config = RoundConfig(round_id=round_id, dim=4, modulus_bits=32, threshold=2)
+    config = RoundConfig(round_id=round_id, dim=4, modulus_bits=32, threshold=2, num_clients=3)
     return Setup(round_id=round_id, config=config, client=NODE, neighbours={12: 2, 13: 3}, point=1)
 
 

@@ -24,6 +24,7 @@ from flwr.serverapp import Grid
 from phloem.core.errors import PhloemError, ProtocolError
 from phloem.secagg.flower import _records
 from phloem.secagg.messages import Message as ProtocolMessage
+from phloem.secagg.messages import SharesDelivery
 from phloem.secagg.quantize import Quantizer
 from phloem.secagg.stages import Stage
 from phloem.secagg.transport import StageStats, Transport
@@ -78,6 +79,8 @@ class GridTransport(Transport):
         )
         for reply in self._replies:
             nid = reply.metadata.src_node_id
+            if reply.has_error() and nid in self._asked:
+                stats.refused.append(f"{nid}: {reply.error.reason}")
             data = self._payload(stage, nid, reply) if nid in self._asked else None
             if data is not None:
                 yield nid, data
@@ -94,7 +97,7 @@ class GridTransport(Transport):
 
     # -- one message each way ---------------------------------------------------------------
     def _request(self, nid: int, msg: ProtocolMessage, stage: Stage) -> Message:
-        if stage is Stage.MASKED_INPUT:
+        if isinstance(msg, SharesDelivery):  # the masked input: train first (not a re-mask)
             q = self.round.quantizer
             content = self.round.fitins[nid]
             spec = _records.QuantizerSpec(q.clip, q.levels, q.max_weight)
@@ -118,7 +121,7 @@ class GridTransport(Transport):
             raise MissingModError(missing_mod(f"client {nid} replied without it"))
         try:
             data = _records.payload(record)
-            if stage is Stage.MASKED_INPUT:
+            if stage is Stage.MASKED_INPUT and nid not in self.fitres:  # not a re-mask
                 self.fitres[nid] = recorddict_to_fitres(reply.content, keep_input=False)
         except (ProtocolError, KeyError) as exc:
             self._drop(stage, nid, exc)
@@ -176,9 +179,17 @@ def missing_mod(detail: str) -> str:
     )
 
 
+#: in an error reply, what says that phloem's mod answered (and refused the round)
+_REFUSAL = "refused the round"
+
+
 def _check_mod(replies: list[Message]) -> None:
-    """No client answered the set-up: if they all errored, the mod is the likely cause."""
+    """No client answered the set-up: if they all errored, the mod is the likely cause --
+    unless the errors are the mod's own refusals (the round violated the clients' policy;
+    the round's abort then says why)."""
     errors = [m for m in replies if m.has_error()]
+    if any(_REFUSAL in (m.error.reason or "") for m in errors):
+        return
     if errors and len(errors) == len(replies):
         first = errors[0]
         raise MissingModError(

@@ -29,6 +29,7 @@ from phloem.secagg.client import SecAggClient
 from phloem.secagg.flower import _records, _state
 from phloem.secagg.messages import Message as ProtocolMessage
 from phloem.secagg.messages import RoundConfig, Setup, SharesDelivery, Stage
+from phloem.secagg.policy import ClientPolicy
 
 __all__ = ["DuplicateSetupError", "make_phloem_secagg_mod", "phloem_secagg_mod"]
 
@@ -155,8 +156,14 @@ def _round_in_progress(
     return stored
 
 
+#: the policy of :data:`phloem_secagg_mod`: the targets of the workflow's defaults (10% of the
+#: clients corrupt, 2^-40), so a round planned by a default workflow passes at every client
+DEFAULT_POLICY = ClientPolicy(tolerate_corrupt=0.1, sigma=40.0)
+
+
 def make_phloem_secagg_mod(
     generator: GeneratorFactory | None = None,
+    policy: ClientPolicy = DEFAULT_POLICY,
 ) -> Mod:
     """A client mod answering phloem's secure aggregation; see :data:`phloem_secagg_mod`.
 
@@ -167,6 +174,12 @@ def make_phloem_secagg_mod(
         stochastic rounding in that round (it needs no secrecy: the masks use ``os.urandom``
         whatever this is). By default a fresh, OS-seeded generator; pass e.g.
         ``lambda node, rnd: np.random.default_rng([seed, node, rnd])`` for reproducible runs.
+    policy
+        What this node accepts from the server (:class:`~phloem.secagg.policy.ClientPolicy`):
+        it refuses (answers with an error, i.e. drops out of) a round whose number of
+        clients, share holders or threshold violates it. The default tolerates 10% corrupt
+        clients at 2^-40, the workflow's default targets; a server given ``num_shares`` and
+        ``threshold`` that miss them is refused.
 
     Returns
     -------
@@ -188,7 +201,7 @@ def make_phloem_secagg_mod(
         try:
             if stored is None:
                 slot = _state.InputSlot()
-                client = SecAggClient(msg.metadata.dst_node_id, slot)
+                client = SecAggClient(msg.metadata.dst_node_id, slot, policy=policy)
             else:
                 client, slot = stored
             stage = client.stage

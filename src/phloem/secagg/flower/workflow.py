@@ -207,6 +207,10 @@ class RoundSummary:
     #: clients whose inputs are in the aggregate
     included: tuple[int, ...] = ()
     aborted: str | None = None
+    #: clients the server left out for misbehaving (bad keys, rejected shares), and why
+    excluded: dict[int, str] = field(default_factory=dict)
+    #: holders whose revealed shares failed their commitments (ignored), and why
+    faulty: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -384,6 +388,9 @@ class PhloemSecAggWorkflow:
             summary.down_bytes, summary.up_bytes = transport.down_bytes, transport.up_bytes
         summary.stage_s = {stage: st.wall_s for stage, st in report.stages.items()}
         summary.sets = report.sets
+        summary.excluded, summary.faulty = report.excluded, report.faulty
+        for nid, why in report.excluded.items():
+            LOGGER.warning("client %d left out of round %d: %s", nid, plan.server_round, why)
         if report.result is None:
             summary.aborted = str(report.abort)
             LOGGER.error("%s; round %d skipped", report.abort, plan.server_round)
