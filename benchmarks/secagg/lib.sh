@@ -47,24 +47,36 @@ _index() {  # the fields of one runs.tsv line, in order
   echo "$*" >>"$RESULTS_DIR/runs.tsv"
 }
 
+# kt_ints N NUM_SHARES THRESHOLD: "int:K int:T" for run_phloem.py's words (n, half, secure,
+# auto), as run_phloem.py resolves them (this checkout's phloem).
+kt_ints() {
+  PYTHONPATH="$repo/src${PYTHONPATH:+:$PYTHONPATH}" "$PY" "$here/run_phloem.py" --kt "$@"
+}
+
 # run_one SERIES TOOL N DIM NUM_SHARES THRESHOLD DROP_FRAC DROP_STAGE REP [TIMEOUT]
-#   TOOL: phloem or flower. NUM_SHARES/THRESHOLD as run_phloem.py takes them, and so they are
-#   indexed; Flower is passed `n` as int:N and `half` as int:(N//2+1).
+#   TOOL: phloem (this checkout's src/), flower, or phloem-old (the run_phloem.py and src/ of
+#   the checkout in $PHLOEM_OLD). NUM_SHARES/THRESHOLD as run_phloem.py takes them, and so
+#   they are indexed; the other tools are given the integers they resolve to (kt_ints).
 run_one() {
   local series=$1 tool=$2 n=$3 dim=$4 k=$5 t=$6 frac=$7 stage=$8 rep=$9 limit=${10:-$TIMEOUT_S}
   local name="${series}_${tool}_n${n}_d${dim}_k${k//:/}_t${t//:/}_${stage}${frac}_r${rep}"
   local json="$name.json" load1 cmd rc t0 t1 status secs ka=$k ta=$t
   load1=$(cut -d' ' -f1 /proc/loadavg)
-  if [ "$tool" = flower ]; then
-    [ "$k" = n ] && ka="int:$n"
-    [ "$t" = half ] && ta="int:$((n / 2 + 1))"
-    cmd=("$VENV_FLWR/bin/python" "$BENCH_SECAGG_DIR/bench_inproc.py")
-  else
-    cmd=("$PY" "$here/run_phloem.py")
+  case $tool in
+    flower) cmd=("$VENV_FLWR/bin/python" "$BENCH_SECAGG_DIR/bench_inproc.py") ;;
+    phloem-old)
+      cmd=(env "PYTHONPATH=${PHLOEM_OLD:-}/src" "$PY" "${PHLOEM_OLD:-}/benchmarks/secagg/run_phloem.py")
+      ;;
+    *) cmd=(env "PYTHONPATH=$repo/src${PYTHONPATH:+:$PYTHONPATH}" "$PY" "$here/run_phloem.py") ;;
+  esac
+  if [ "$tool" != phloem ] && [[ $k != int:* || $t != int:* ]]; then
+    read -r ka ta < <(kt_ints "$n" "$k" "$t")
   fi
-  if [ ! -x "${cmd[0]}" ]; then
+  local exe=${cmd[0]}
+  [ "$exe" = env ] && exe=${cmd[2]}
+  if [ ! -x "$exe" ] || [ ! -f "${cmd[-1]}" ] || [ -z "$ta" ]; then
     _index "$series" "$tool" "$n" "$dim" "$k" "$t" "$frac" "$stage" "$rep" \
-      "skipped (${cmd[0]} not found)" "" "" "$load1" ""
+      "skipped (${cmd[*]} not found, or no int:K int:T for $k $t)" "" "" "$load1" ""
     return
   fi
   t0=$(date +%s.%N)

@@ -17,6 +17,13 @@ sum of every client's compute, the server's compute and the (de)serialisation of
 - ``server s``: the server's own compute (Flower: stage wall minus the clients' time).
 - ``upload KB``: what one client sends over the round (per-stage mean, summed), 1 KB = 1000 B.
 - ``RSS MB``: the process's peak resident set (``ru_maxrss``, imports included).
+- ``meets target``: whether ``(n, k, t)`` meet phloem's design targets (10% dropout, 10%
+  corrupt clients, sigma 40, eta 30; ``check_parameters``), as ``run_phloem.py`` recorded it
+  (with the log2 failure bounds where they are missed); settings that miss it ran with the
+  permissive ``ClientPolicy()``. ``–`` for runs from before it was recorded.
+
+``run_v2_cost.sh``'s runs (series ``v2cost``: an older checkout, tool ``phloem-old``, against
+this one) get a table of their own, new/old ratios per repeat.
 """
 
 from __future__ import annotations
@@ -62,15 +69,29 @@ class Run:
     up_bytes: float = math.nan
     rss_mb: float = math.nan
     max_abs_err: float = math.nan
+    meets_target: bool | None = None  # phloem's JSON since the client policy (wire format v2)
+    log2_security_failure: float = math.nan
+    log2_correctness_failure: float = math.nan
 
     @property
     def protocol(self) -> str:
         if self.shares_arg == "auto":
             return "SecAgg+ auto (k,t)"
+        if self.shares_arg == "secure":
+            return "SecAgg+ secure (k,t)"
         if self.shares_arg == "n":
-            return "SecAgg k=n t=n/2+1" if self.threshold_arg == "half" else "SecAgg k=n"
+            return {"half": "SecAgg k=n t=n/2+1", "secure": "SecAgg k=n, secure t"}.get(
+                self.threshold_arg, "SecAgg k=n"
+            )
         k = self.shares_arg.removeprefix("int:")
         return f"SecAgg+ k={k} t={self.threshold_arg.removeprefix('int:')}"
+
+    @property
+    def rank(self) -> int:
+        """Rows that meet the design targets by construction first: SecAgg+, then SecAgg."""
+        if self.shares_arg in ("auto", "secure"):
+            return 0
+        return 1 if self.threshold_arg == "secure" else 2
 
     @property
     def config(self) -> tuple[str, int, int, float, str]:
@@ -99,8 +120,15 @@ def _flower_numbers(d: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _log2(x: float | str | None) -> float:
+    return math.nan if x is None else float(x)  # "-inf" where the bad event is impossible
+
+
 def _phloem_numbers(d: dict[str, Any]) -> dict[str, Any]:
     return {
+        "meets_target": d.get("meets_target"),
+        "log2_security_failure": _log2(d.get("log2_security_failure")),
+        "log2_correctness_failure": _log2(d.get("log2_correctness_failure")),
         "ok": bool(d["ok"]),
         "note": "" if d["ok"] else str(d.get("abort", "")),
         "k": d["num_shares"],
@@ -179,7 +207,7 @@ def _stat(rs: list[Run], field: str) -> float:
     return _med(getattr(r, field) for r in rs if r.status == "done")
 
 
-def _ratio(fl: list[Run], ph: list[Run], field: str) -> str:
+def _ratio(fl: list[Run], ph: list[Run], field: str, digits: int = 1) -> str:
     """Flower / phloem, as the median of the per-repeat ratios (and their range)."""
     by_rep = {r.rep: getattr(r, field) for r in ph if r.status == "done"}
     ratios = [
@@ -189,15 +217,36 @@ def _ratio(fl: list[Run], ph: list[Run], field: str) -> str:
     ]
     if not ratios:
         return "–"
-    out = f"{statistics.median(ratios):.1f}x"
+    out = f"{statistics.median(ratios):.{digits}f}x"
     if len(ratios) > 1:
-        out += f" ({min(ratios):.1f}–{max(ratios):.1f})"
+        out += f" ({min(ratios):.{digits}f}–{max(ratios):.{digits}f})"
     return out
 
 
 def _kt(rs: list[Run]) -> str:
     done = [r for r in rs if r.k is not None]
     return f"{done[0].k}/{done[0].t}" if done else "–"
+
+
+def _target(rs: list[Run]) -> str:
+    """'yes', or 'no' with the log2 union bounds of the failures, from phloem's JSON."""
+    known = [r for r in rs if r.meets_target is not None]
+    if not known:
+        return "–"
+    r = known[0]
+    if r.meets_target:
+        return "yes"
+    return (
+        f"**no** (security 2^{r.log2_security_failure:.1f}, "
+        f"correctness 2^{r.log2_correctness_failure:.1f})"
+    )
+
+
+def _order(cfgs: Iterable[tuple[str, int, int, float, str]], runs: list[Run]) -> list[Any]:
+    """Dropout at the masked input (or none) first; then secure settings; then n, m, drop."""
+    rank = {r.config: r.rank for r in runs}
+    main_stages = ("none", "collect_masked_vectors")
+    return sorted(cfgs, key=lambda c: (c[4] not in main_stages, rank[c], c[0], c[1:]))
 
 
 def _group(runs: list[Run]) -> dict[tuple[str, int, int, float, str], dict[str, list[Run]]]:
@@ -218,12 +267,12 @@ def _drop(frac: float, stage: str) -> str:
 def series_tables(runs: list[Run]) -> str:
     """Flower beside phloem for every configuration of run_series.sh."""
     groups = _group(runs)
-    order = sorted(groups, key=lambda c: (c[4] not in ("none", "collect_masked_vectors"), c))
+    order = _order(groups, runs)
     time_rows = [
-        "| n | protocol | dropout | k/t Flower, phloem | round s Flower | round s phloem "
-        "| speed-up | client s Flower | client s phloem | client speed-up | server s Flower "
-        "| server s phloem | server speed-up |",
-        "|" + "---|" * 13,
+        "| n | protocol | dropout | k/t Flower, phloem | meets target | round s Flower "
+        "| round s phloem | speed-up | client s Flower | client s phloem | client speed-up "
+        "| server s Flower | server s phloem | server speed-up |",
+        "|" + "---|" * 14,
     ]
     size_rows = [
         "| n | protocol | dropout | upload KB Flower | upload KB phloem | upload ratio "
@@ -235,7 +284,7 @@ def series_tables(runs: list[Run]) -> str:
         fl, ph = groups[cfg].get("flower", []), groups[cfg].get("phloem", [])
         head = f"| {n} | {proto} | {_drop(frac, stage)} "
         time_rows.append(
-            head + f"| {_kt(fl)}, {_kt(ph)} "
+            head + f"| {_kt(fl)}, {_kt(ph)} | {_target(ph)} "
             f"| {_fmt(_stat(fl, 'round_s'))} | {_fmt(_stat(ph, 'round_s'))} "
             f"| {_ratio(fl, ph, 'round_s')} "
             f"| {_fmt(_stat(fl, 'client_s'))} | {_fmt(_stat(ph, 'client_s'))} "
@@ -256,19 +305,47 @@ def series_tables(runs: list[Run]) -> str:
 def salvia_table(runs: list[Run]) -> str:
     groups = _group(runs)
     rows = [
-        "| protocol | dropout | n | entries | k/t | round s | client s | server s | upload KB "
-        "| RSS MB | outcome |",
-        "|" + "---|" * 11,
+        "| protocol | dropout | n | entries | k/t | meets target | round s | client s "
+        "| server s | upload KB | RSS MB | outcome |",
+        "|" + "---|" * 12,
     ]
-    for cfg in sorted(groups):
+    for cfg in _order(groups, runs):
         proto, n, dim, frac, stage = cfg
         ph = groups[cfg].get("phloem", [])
         rows.append(
-            f"| {proto} | {_drop(frac, stage)} | {n} | {dim:,} | {_kt(ph)} "
+            f"| {proto} | {_drop(frac, stage)} | {n} | {dim:,} | {_kt(ph)} | {_target(ph)} "
             f"| {_fmt(_stat(ph, 'round_s'))} | {_fmt(_stat(ph, 'client_s'))} "
             f"| {_fmt(_stat(ph, 'server_s'))} | {_fmt(_stat(ph, 'up_bytes') / 1e3, 4)} "
             f"| {_fmt(_stat(ph, 'rss_mb'))} | {_outcome(ph)} |"
         )
+    return "\n".join(rows)
+
+
+def v2_cost_table(runs: list[Run]) -> str:
+    """An older checkout (tool ``phloem-old``) against this one, per configuration."""
+    groups = _group(runs)
+    rows = [
+        "| n | dropout | k/t | round s old | round s new | new/old | client s old "
+        "| client s new | new/old | server s old | server s new | new/old | upload KB old "
+        "| upload KB new | new/old | old | new |",
+        "|" + "---|" * 17,
+    ]
+    for cfg in _order(groups, runs):
+        _proto, n, _dim, frac, stage = cfg
+        old, new = groups[cfg].get("phloem-old", []), groups[cfg].get("phloem", [])
+        cells = [f"| {n} | {_drop(frac, stage)} | {_kt(old)}, {_kt(new)} "]
+        for field, scale, digits in (
+            ("round_s", 1.0, 3),
+            ("client_s", 1.0, 3),
+            ("server_s", 1.0, 3),
+            ("up_bytes", 1e-3, 4),
+        ):
+            cells.append(
+                f"| {_fmt(_stat(old, field) * scale, digits)} "
+                f"| {_fmt(_stat(new, field) * scale, digits)} | {_ratio(new, old, field, 2)} "
+            )
+        cells.append(f"| {_outcome(old)} | {_outcome(new)} |")
+        rows.append("".join(cells))
     return "\n".join(rows)
 
 
@@ -513,6 +590,14 @@ def main() -> None:
         parts += [
             f"\n## Flower 1.42 vs phloem ({reps} repeat(s); medians; ratios are Flower/phloem)\n",
             series_tables(series),
+        ]
+    v2 = [r for r in runs if r.series == "v2cost"]
+    if v2:
+        reps = max(r.rep for r in v2)
+        parts += [
+            f"\n## Wire format v2 against an older phloem ({reps} repeat(s); medians; "
+            "ratios new/old, median of the per-repeat ratios and their range)\n",
+            v2_cost_table(v2),
         ]
     salvia = [r for r in runs if r.series == "salvia"]
     if salvia:
