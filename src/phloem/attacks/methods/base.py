@@ -1,0 +1,37 @@
+"""The attack contract: fit on auxiliary data through the oracle, then reconstruct private IRs.
+
+An :class:`Attack` states which :class:`~phloem.attacks.threat.Access` it works under, learns
+what it needs in :meth:`fit` (querying the edge part through an
+:class:`~phloem.attacks.threat.EdgeOracle` within the budget, or using the edge module if
+white-box), and maps a batch of private IRs to images in ``[0, 1]`` in :meth:`reconstruct`.
+Every learned inverter gets the same query set, training budget and loss options from its
+caller, so that comparisons are about the attack and not the recipe.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import torch
+
+from phloem.attacks.threat import Access, EdgeOracle
+from phloem.core.registry import Configured
+
+__all__ = ["Attack"]
+
+
+class Attack(Configured, ABC):
+    """A reconstruction attack (built from its own ``Params``)."""
+
+    kind: ClassVar[str] = "attack"
+    #: the threat models it works under
+    access: ClassVar[frozenset[Access]] = frozenset(Access)
+
+    @abstractmethod
+    def fit(self, oracle: EdgeOracle, aux: torch.Tensor, gen: torch.Generator) -> None:
+        """Learn from the attacker's auxiliary images ``aux`` (``(N, C, H, W)`` in [0, 1])."""
+
+    @abstractmethod
+    def reconstruct(self, irs: torch.Tensor) -> torch.Tensor:
+        """Images ``(N, C, H, W)`` in ``[0, 1]`` reconstructed from private IRs."""
