@@ -1,5 +1,12 @@
-"""Attacks: one module per method, each citing its paper (registered in :data:`ATTACKS`)."""
+"""Attacks: one module per method, each citing its paper (registered in :data:`ATTACKS`).
 
+- baselines (:mod:`.baselines`): ``mean-image``, ``nearest-neighbour``;
+- white-box: ``rmle`` (He et al. 2019);
+- learned inversion (:mod:`.learned`: one query set, training budget and loss for all):
+  ``inverse-net`` (He et al. 2019), ``encoder-decoder`` (Benkraouda & Nahrstedt 2021).
+"""
+
+from phloem.attacks.methods import baselines, encoder_decoder, inverse_net, rmle
 from phloem.attacks.methods.base import Attack
 
-__all__ = ["Attack"]
+__all__ = ["Attack", "baselines", "encoder_decoder", "inverse_net", "rmle"]

@@ -16,9 +16,13 @@ from typing import ClassVar
 import torch
 
 from phloem.attacks.threat import Access, EdgeOracle
+from phloem.core.errors import ConfigError
 from phloem.core.registry import Configured
 
-__all__ = ["Attack"]
+__all__ = ["Attack", "fit_queries"]
+
+#: images pushed through the oracle at a time
+QUERY_BATCH = 256
 
 
 class Attack(Configured, ABC):
@@ -35,3 +39,24 @@ class Attack(Configured, ABC):
     @abstractmethod
     def reconstruct(self, irs: torch.Tensor) -> torch.Tensor:
         """Images ``(N, C, H, W)`` in ``[0, 1]`` reconstructed from private IRs."""
+
+
+def fit_queries(oracle: EdgeOracle, aux: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The attacker's query set and its IRs: the first ``budget`` images of ``aux`` (all of
+    them when the budget allows), pushed through the oracle in batches.
+
+    Every query-based attack uses this, so all of them see the same query set.
+    """
+    budget = oracle.threat.budget
+    images = aux if budget is None else aux[:budget]
+    if images.shape[0] == 0:
+        raise ConfigError(
+            "threat.query_budget",
+            f"this attack queries the edge part, but it may make {budget} queries with "
+            f"{aux.shape[0]} auxiliary images",
+            ["a budget >= 1 and auxiliary data"],
+        )
+    irs = [
+        oracle.query(images[i : i + QUERY_BATCH]) for i in range(0, images.shape[0], QUERY_BATCH)
+    ]
+    return images, torch.cat(irs)

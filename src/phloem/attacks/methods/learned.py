@@ -1,0 +1,123 @@
+"""What every learned inverter shares: the query set, the training budget and the loss.
+
+A learned inversion attack trains a decoder ``g`` on pairs ``(f_edge(x), x)`` from the
+attacker's query set (:func:`~phloem.attacks.methods.base.fit_queries`) and answers
+``g(ir)``. The architectures differ (one module each); the training here does not, so that a
+comparison between them is about the architecture: same queries, same epochs, batch size,
+learning rate, optimiser (Adam) and loss.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import abstractmethod
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from phloem.attacks.methods.base import Attack, fit_queries
+from phloem.attacks.threat import Access, EdgeOracle
+from phloem.core.errors import ConfigError
+
+__all__ = ["LearnedInversion", "LearnedParams", "Loss", "spatial", "upsample_stages"]
+
+
+class Loss(StrEnum):
+    """The reconstruction loss of a learned inverter."""
+
+    MSE = "mse"
+    L1 = "l1"
+
+
+@dataclass(frozen=True)
+class LearnedParams:
+    """The training budget every learned inverter gets (its own architecture knobs extend it).
+
+    ``epochs`` over the query set, in batches of ``batch_size``, Adam at ``lr`` with
+    ``weight_decay``, minimising ``loss`` between ``g(f_edge(x))`` and ``x``.
+    """
+
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    loss: Loss = Loss.MSE
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(name, f"{value!r}", ["int >= 1"])
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError("lr", f"{self.lr!r} is not a learning rate", ["> 0"])
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError("weight_decay", f"{self.weight_decay!r}", [">= 0"])
+        try:
+            object.__setattr__(self, "loss", Loss(self.loss))
+        except ValueError:
+            raise ConfigError("loss", f"unknown {self.loss!r}", [m.value for m in Loss]) from None
+
+
+def upsample_stages(ir_size: int, out_size: int) -> int:
+    """How many x2 upsamplings take a side of ``ir_size`` to at least ``out_size``."""
+    return max(0, math.ceil(math.log2(out_size / ir_size))) if ir_size < out_size else 0
+
+
+def spatial(
+    ir_shape: tuple[int, ...], channels: int, input_shape: tuple[int, int, int]
+) -> tuple[nn.Module, tuple[int, int, int]]:
+    """A layer that turns an IR into a feature map, and that map's ``(C, H, W)``.
+
+    A map IR ``(C, H, W)`` passes unchanged. A flat IR (after a fully connected layer) goes
+    through a linear layer to ``channels`` maps of an eighth of the input's side (at least 1),
+    which the decoder then upsamples.
+    """
+    if len(ir_shape) == 3:
+        c, h, w = ir_shape
+        return nn.Identity(), (c, h, w)
+    features = math.prod(ir_shape)
+    h, w = max(1, input_shape[1] // 8), max(1, input_shape[2] // 8)
+    layer = nn.Sequential(
+        nn.Flatten(), nn.Linear(features, channels * h * w), nn.Unflatten(1, (channels, h, w))
+    )
+    return layer, (channels, h, w)
+
+
+class LearnedInversion(Attack):
+    """Base of the decoders trained on the query set; subclasses give :meth:`decoder`."""
+
+    Params: ClassVar[type[LearnedParams]] = LearnedParams
+    access: ClassVar[frozenset[Access]] = frozenset({Access.WHITE_BOX, Access.BLACK_BOX})
+
+    @abstractmethod
+    def decoder(self, ir_shape: tuple[int, ...], input_shape: tuple[int, int, int]) -> nn.Module:
+        """The untrained decoder from an IR of ``ir_shape`` to an image of ``input_shape``
+        (logits: a sigmoid follows)."""
+
+    def fit(self, oracle: EdgeOracle, aux: torch.Tensor, gen: torch.Generator) -> None:
+        p = self.params
+        images, irs = fit_queries(oracle, aux)
+        with torch.random.fork_rng(devices=[]):  # initialise from gen, global state untouched
+            torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=gen)))
+            self._net = self.decoder(tuple(irs.shape[1:]), oracle.input_shape)
+        opt = torch.optim.Adam(self._net.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+        loss_fn = nn.MSELoss() if p.loss is Loss.MSE else nn.L1Loss()
+        self._net.train()
+        for _ in range(p.epochs):
+            order = torch.randperm(images.shape[0], generator=gen)
+            for i in range(0, images.shape[0], p.batch_size):
+                idx = order[i : i + p.batch_size]
+                opt.zero_grad()
+                loss = loss_fn(torch.sigmoid(self._net(irs[idx])), images[idx])
+                loss.backward()
+                opt.step()
+        self._net.eval()
+
+    def reconstruct(self, irs: torch.Tensor) -> torch.Tensor:
+        step = 256
+        with torch.no_grad():
+            out = [torch.sigmoid(self._net(irs[i : i + step])) for i in range(0, len(irs), step)]
+        return torch.cat(out)

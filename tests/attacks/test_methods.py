@@ -1,0 +1,195 @@
+"""Tests for :mod:`phloem.attacks.methods` and the threat model they work under.
+
+The reference cases are splits whose inverse is known: the identity and an invertible linear
+map must be recovered almost exactly by the white-box attack; the learned inverters must beat
+the mean-image baseline on a downsampling split; the nearest neighbour must return a private
+image that the attacker queried.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from phloem.attacks.methods.baselines import MeanImage, NearestNeighbour
+from phloem.attacks.methods.encoder_decoder import EncoderDecoder, EncoderDecoderParams
+from phloem.attacks.methods.inverse_net import InverseNet, InverseNetParams
+from phloem.attacks.methods.learned import LearnedParams, upsample_stages
+from phloem.attacks.methods.rmle import RMLE, RMLEParams, total_variation
+from phloem.attacks.registries import ATTACKS
+from phloem.attacks.threat import Access, AuxData, BudgetExhaustedError, EdgeOracle, ThreatModel
+from phloem.core.errors import ConfigError, PhloemError
+
+
+def smooth_images(n: int, c: int, side: int, seed: int) -> torch.Tensor:
+    """Images in [0, 1] made of a few low-frequency waves (natural-image-like smoothness)."""
+    gen = torch.Generator().manual_seed(seed)
+    grid = torch.linspace(0, 1, side)
+    yy, xx = torch.meshgrid(grid, grid, indexing="ij")
+    out = torch.zeros(n, c, side, side)
+    for _ in range(3):
+        fx, fy, phase = (
+            torch.rand(3, n, c, 1, 1, generator=gen)
+            * torch.tensor([3.0, 3.0, 6.3])[:, None, None, None, None]
+        )
+        out += torch.sin(fx * 6.3 * xx + fy * 6.3 * yy + phase)
+    return (out - out.amin(dim=(2, 3), keepdim=True)) / (
+        out.amax(dim=(2, 3), keepdim=True) - out.amin(dim=(2, 3), keepdim=True) + 1e-6
+    )
+
+
+def mse(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).pow(2).mean())
+
+
+def oracle(edge: nn.Module, shape: tuple[int, int, int], **threat: object) -> EdgeOracle:
+    return EdgeOracle(edge.eval(), ThreatModel(**threat), shape)  # type: ignore[arg-type]
+
+
+def test_the_registry_lists_every_attack() -> None:
+    names = set(ATTACKS.names())
+    assert {"mean-image", "nearest-neighbour", "rmle", "inverse-net", "encoder-decoder"} <= names
+
+
+def test_the_threat_model_validates_and_the_oracle_enforces_it() -> None:
+    with pytest.raises(ConfigError, match="access"):
+        ThreatModel(access="grey-box")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="query_budget"):
+        ThreatModel(query_budget=-1)
+    with pytest.raises(ConfigError, match="query-free attacker makes no queries"):
+        ThreatModel(access=Access.QUERY_FREE, query_budget=10)
+    assert ThreatModel(aux="noise").aux is AuxData.NOISE  # type: ignore[arg-type]
+    o = oracle(nn.Identity(), (1, 4, 4), query_budget=5)
+    o.query(torch.zeros(3, 1, 4, 4))
+    with pytest.raises(BudgetExhaustedError, match="3 queries made, 3 more asked, budget 5"):
+        o.query(torch.zeros(3, 1, 4, 4))
+    with pytest.raises(PhloemError, match="no access to the edge part's weights"):
+        o.white_box()
+
+
+@pytest.mark.parametrize("kind", ["identity", "linear"])
+def test_rmle_recovers_the_input_of_an_invertible_split(kind: str) -> None:
+    torch.manual_seed(0)  # the layer's init only; the attack's randomness is injected
+    edge: nn.Module = nn.Identity()
+    if kind == "linear":
+        edge = nn.Conv2d(3, 6, 1, bias=True)  # injective: 3 -> 6 channels, random full rank
+    x = smooth_images(4, 3, 8, seed=1)
+    o = oracle(edge, (3, 8, 8), access=Access.WHITE_BOX)
+    attack = RMLE(RMLEParams(steps=600, lr=0.1, tv_weight=0.0))
+    attack.fit(o, x, torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        irs = edge(x)
+    recon = attack.reconstruct(irs)
+    assert recon.shape == x.shape and float(recon.min()) >= 0 and float(recon.max()) <= 1
+    assert mse(recon, x) < 1e-4, mse(recon, x)
+
+
+def test_rmle_refuses_a_black_box_attacker() -> None:
+    o = oracle(nn.Identity(), (1, 4, 4))
+    with pytest.raises(PhloemError, match="black-box attacker has no access"):
+        RMLE().fit(o, torch.zeros(1, 1, 4, 4), torch.Generator())
+
+
+def test_total_variation_is_zero_on_flat_images_and_positive_on_edges() -> None:
+    flat = torch.full((2, 1, 5, 5), 0.3)
+    assert torch.allclose(total_variation(flat), torch.zeros(2))
+    step = torch.zeros(1, 1, 4, 4)
+    step[..., 2:] = 1.0
+    assert float(total_variation(step)[0]) == pytest.approx(1 / 3)  # 4 of 12 horizontal pairs
+
+
+def test_the_baselines() -> None:
+    aux = smooth_images(20, 1, 8, seed=3)
+    o = oracle(nn.AvgPool2d(2), (1, 8, 8))
+    mean = MeanImage()
+    mean.fit(o, aux, torch.Generator())
+    assert torch.allclose(mean.reconstruct(torch.zeros(3, 1, 4, 4)), aux.mean(0).expand(3, 1, 8, 8))
+    nn_attack = NearestNeighbour()
+    nn_attack.fit(o, aux, torch.Generator())
+    private = aux[[4, 11, 17]]  # queried images: found again exactly
+    with torch.no_grad():
+        assert torch.equal(nn_attack.reconstruct(nn.AvgPool2d(2)(private)), private)
+
+
+def test_a_query_set_respects_the_budget_and_a_query_free_attacker_gets_a_clear_error() -> None:
+    aux = smooth_images(30, 1, 8, seed=4)
+    o = oracle(nn.AvgPool2d(2), (1, 8, 8), query_budget=12)
+    attack = NearestNeighbour()
+    attack.fit(o, aux, torch.Generator())
+    assert o.queries == 12 and attack._images.shape[0] == 12
+    free = oracle(nn.AvgPool2d(2), (1, 8, 8), access=Access.QUERY_FREE)
+    with pytest.raises(ConfigError, match=r"threat\.query_budget"):
+        NearestNeighbour().fit(free, aux, torch.Generator())
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        InverseNet(InverseNetParams(epochs=30, batch_size=32, lr=3e-3, width=16)),
+        EncoderDecoder(EncoderDecoderParams(epochs=30, batch_size=32, lr=3e-3, width=16, blocks=1)),
+    ],
+    ids=["inverse-net", "encoder-decoder"],
+)
+def test_learned_inverters_beat_the_mean_image_on_a_downsampling_split(attack: object) -> None:
+    edge = nn.AvgPool2d(2)  # 16x16 -> 8x8: information lost, but much structure left
+    aux = smooth_images(256, 1, 16, seed=5)
+    private = smooth_images(64, 1, 16, seed=6)
+    o = oracle(edge, (1, 16, 16))
+    gen = torch.Generator().manual_seed(7)
+    attack.fit(o, aux, gen)  # type: ignore[attr-defined]
+    with torch.no_grad():
+        recon = attack.reconstruct(edge(private))  # type: ignore[attr-defined]
+    mean = MeanImage()
+    mean.fit(o, aux, gen)
+    base = mse(mean.reconstruct(edge(private)), private)
+    assert recon.shape == private.shape
+    assert mse(recon, private) < 0.5 * base, (mse(recon, private), base)
+
+
+def test_learned_inverters_handle_a_flat_ir_and_odd_sizes() -> None:
+    """An IR after a fully connected layer, and a 28x28 input (MNIST-like)."""
+    torch.manual_seed(0)
+    edge = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 32))
+    aux = smooth_images(16, 1, 28, seed=8)
+    for attack in (
+        InverseNet(InverseNetParams(epochs=1, width=8)),
+        EncoderDecoder(EncoderDecoderParams(epochs=1, width=8, blocks=1)),
+    ):
+        attack.fit(oracle(edge, (1, 28, 28)), aux, torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            out = attack.reconstruct(edge(aux[:3]))
+        assert out.shape == (3, 1, 28, 28)
+
+
+def test_learned_training_is_reproducible_from_the_generator() -> None:
+    edge = nn.AvgPool2d(2)
+    aux = smooth_images(32, 1, 8, seed=9)
+    outs = []
+    for _ in range(2):
+        attack = InverseNet(InverseNetParams(epochs=2, width=8))
+        attack.fit(oracle(edge, (1, 8, 8)), aux, torch.Generator().manual_seed(3))
+        with torch.no_grad():
+            outs.append(attack.reconstruct(edge(aux[:4])))
+    assert torch.equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("epochs", 0),
+        ("batch_size", True),
+        ("lr", float("nan")),
+        ("weight_decay", -1.0),
+        ("loss", "huber"),
+    ],
+)
+def test_learned_params_name_the_bad_field(field: str, value: object) -> None:
+    with pytest.raises(ConfigError) as err:
+        LearnedParams(**{field: value})  # type: ignore[arg-type]
+    assert err.value.field == field
+
+
+def test_upsample_stages() -> None:
+    assert [upsample_stages(s, 32) for s in (32, 16, 8, 4, 3, 1)] == [0, 1, 2, 3, 4, 5]
+    assert upsample_stages(7, 28) == 2 and upsample_stages(4, 28) == 3
