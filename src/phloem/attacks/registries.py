@@ -12,10 +12,11 @@ from phloem.core.registry import Registry
 
 if TYPE_CHECKING:
     from phloem.attacks.defences.base import Defence
+    from phloem.attacks.images import ImageSet
     from phloem.attacks.methods.base import Attack
     from phloem.attacks.victims.base import SplitModel
 
-__all__ = ["ATTACKS", "DEFENCES", "VICTIMS"]
+__all__ = ["ATTACKS", "DEFENCES", "IMAGE_SETS", "VICTIMS"]
 
 #: ``[victim] name``: the split model under attack (:class:`~.victims.base.SplitModel`)
 VICTIMS: Registry[type[SplitModel]] = Registry(
@@ -28,4 +29,8 @@ DEFENCES: Registry[type[Defence]] = Registry(
 #: ``[attack] name``: a reconstruction attack (:class:`~.methods.base.Attack`)
 ATTACKS: Registry[type[Attack]] = Registry(
     "attack", "attack.name", populate=["phloem.attacks.methods"]
+)
+#: ``[data] private`` / ``[data] aux``: where images come from (:class:`~.images.ImageSet`)
+IMAGE_SETS: Registry[type[ImageSet]] = Registry(
+    "image set", "data.images", populate=["phloem.attacks.images"]
 )
