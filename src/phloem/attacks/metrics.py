@@ -210,7 +210,8 @@ def identification_rate(recon: torch.Tensor, private: torch.Tensor, *, chunk: in
 
     Squared distances are computed in float64 as ``||r||^2 - 2 r.p + ||p||^2``, ``chunk``
     reconstructions at a time against all of ``private``, so memory stays at
-    ``chunk x len(private)`` distances plus one float64 copy of the images (1,000 x 1,000 images of 3x32x32: about 50 MB).
+    ``chunk x len(private)`` distances plus one float64 copy of the images (1,000 x 1,000
+    images of 3x32x32: about 50 MB).
 
     Returns
     -------
