@@ -1,0 +1,133 @@
+"""Tests for :func:`phloem.attacks.evaluate.run_attack` on small victims whose leakage is known."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import pytest
+import torch
+from torch import nn
+
+from phloem.attacks.defences.base import Defence
+from phloem.attacks.evaluate import mean_ci, run_attack
+from phloem.attacks.methods.baselines import MeanImage, NearestNeighbour
+from phloem.attacks.methods.rmle import RMLE, RMLEParams
+from phloem.attacks.threat import Access, ThreatModel
+from phloem.attacks.victims.base import SplitModel
+from phloem.core.errors import ConfigError
+
+
+class Tiny(SplitModel):
+    """A small grey-image classifier whose first split point is the identity."""
+
+    name: ClassVar[str] = "tiny"
+    description: ClassVar[str] = "test victim"
+    input_shape: ClassVar[tuple[int, int, int]] = (1, 16, 16)
+
+    def layers(self) -> list[tuple[str, nn.Module]]:
+        return [
+            ("input", nn.Identity()),
+            ("conv", nn.Conv2d(1, 4, 3, padding=1)),
+            ("pool", nn.AvgPool2d(2)),
+            ("fc", nn.Sequential(nn.Flatten(), nn.Linear(4 * 8 * 8, 10))),
+        ]
+
+
+class Blackout(Defence):
+    """Sends zeros: nothing leaks."""
+
+    name: ClassVar[str] = "blackout"
+    description: ClassVar[str] = "test defence"
+
+    def apply(self, ir: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return torch.zeros_like(ir)
+
+
+def images(n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(n, 1, 4, 4, generator=g)
+    return nn.functional.interpolate(base, size=(16, 16), mode="bilinear", align_corners=False)
+
+
+def test_a_known_invertible_split_is_reconstructed_almost_exactly() -> None:
+    torch.manual_seed(0)
+    victim = Tiny()
+    private = images(6, 1)
+    res = run_attack(
+        victim,
+        "input",
+        RMLE(RMLEParams(steps=400, lr=0.1, tv_weight=0.0)),
+        ThreatModel(access=Access.WHITE_BOX),
+        images(4, 2),
+        private,
+        gen=torch.Generator().manual_seed(3),
+    )
+    assert res.reconstructions.shape == private.shape and res.ir_shape == (1, 16, 16)
+    assert float(res.per_image["ssim"].min()) > 0.99
+    assert float(res.per_image["psnr"].min()) > 35
+    assert res.identification == 1.0 and res.queries == 0
+
+
+def test_nearest_neighbour_finds_queried_private_images_and_a_blackout_stops_it() -> None:
+    torch.manual_seed(0)
+    victim = Tiny()
+    aux = images(50, 4)
+    private = aux[:10]  # the attacker queried these very images
+    res = run_attack(
+        victim,
+        "pool",
+        NearestNeighbour(),
+        ThreatModel(),
+        aux,
+        private,
+        gen=torch.Generator().manual_seed(0),
+    )
+    assert res.identification == 1.0 and res.queries == 50
+    assert float(res.per_image["mse"].max()) == 0.0
+    blind = run_attack(
+        victim,
+        "pool",
+        NearestNeighbour(),
+        ThreatModel(),
+        aux,
+        private,
+        defences=[Blackout()],
+        gen=torch.Generator().manual_seed(0),
+    )
+    assert blind.identification <= 0.2  # every private image maps to the same guess
+    mean = run_attack(
+        victim,
+        "pool",
+        MeanImage(),
+        ThreatModel(),
+        aux,
+        private,
+        gen=torch.Generator().manual_seed(0),
+    )
+    assert blind.summary()["ssim"] < res.summary()["ssim"]
+    assert mean.summary()["ssim"] < res.summary()["ssim"]
+
+
+def test_mismatched_access_or_shapes_are_config_errors() -> None:
+    victim = Tiny()
+    with pytest.raises(ConfigError, match="'rmle' does not work black-box") as err:
+        run_attack(
+            victim, "pool", RMLE(), ThreatModel(), images(2, 0), images(2, 1), gen=torch.Generator()
+        )
+    assert err.value.field == "threat.access"
+    with pytest.raises(ConfigError, match="the victim takes"):
+        run_attack(
+            victim,
+            "pool",
+            MeanImage(),
+            ThreatModel(),
+            torch.rand(2, 3, 16, 16),
+            images(2, 1),
+            gen=torch.Generator(),
+        )
+
+
+def test_mean_ci() -> None:
+    mean, half = mean_ci([1.0, 2.0, 3.0])
+    assert mean == 2.0 and half == pytest.approx(4.303 * 1.0 / 3**0.5, rel=1e-3)
+    assert mean_ci([5.0])[0] == 5.0
