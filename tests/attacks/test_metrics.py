@@ -110,7 +110,7 @@ def test_ssim_bad_inputs() -> None:
     with pytest.raises(ValueError, match="shapes"):
         ssim(x, x[:1])
     with pytest.raises(ValueError, match="window"):
-        ssim(x, x, window="box", size=3)
+        ssim(x, x, window="box", size=3)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="odd"):
         ssim(x, x, size=4)
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from enum import StrEnum
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -105,7 +106,7 @@ def ssim(
     x: torch.Tensor,
     y: torch.Tensor,
     *,
-    window: str = "gaussian",
+    window: Literal["gaussian", "uniform"] = "gaussian",
     size: int = 11,
     sigma: float = 1.5,
     data_range: float = 1.0,
