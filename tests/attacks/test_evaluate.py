@@ -131,3 +131,36 @@ def test_mean_ci() -> None:
     mean, half = mean_ci([1.0, 2.0, 3.0])
     assert mean == 2.0 and half == pytest.approx(4.303 * 1.0 / 3**0.5, rel=1e-3)
     assert mean_ci([5.0])[0] == 5.0
+
+
+@pytest.mark.parametrize("strength", ["noise", "dropout"])
+def test_stronger_defences_leak_less(strength: str) -> None:
+    """More noise, or more IR dropout, never lets the nearest-neighbour attack see more:
+    its SSIM falls (monotone in expectation; fixed seeds)."""
+    from phloem.attacks.defences.gaussian_noise import GaussianNoise, GaussianNoiseParams
+    from phloem.attacks.defences.ir_dropout import IRDropout, IRDropoutParams
+
+    torch.manual_seed(0)
+    victim = Tiny()
+    aux = images(200, 5)
+    private = images(40, 6)
+    levels = [0.0, 0.3, 3.0] if strength == "noise" else [0.0, 0.5, 0.95]
+    scores = []
+    for level in levels:
+        defence: Defence
+        if strength == "noise":
+            defence = GaussianNoise(GaussianNoiseParams(sigma=level))
+        else:
+            defence = IRDropout(IRDropoutParams(rate=level))
+        res = run_attack(
+            victim,
+            "conv",
+            NearestNeighbour(),
+            ThreatModel(),
+            aux,
+            private,
+            defences=[defence],
+            gen=torch.Generator().manual_seed(1),
+        )
+        scores.append(res.summary()["ssim"])
+    assert scores[0] > scores[1] > scores[2], scores
