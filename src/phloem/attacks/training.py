@@ -177,7 +177,7 @@ class ImageData:
         for t in (self.x_train, self.y_train, self.x_test, self.y_test):
             arr = t.detach().cpu().contiguous().numpy()
             h.update(f"{arr.dtype}{arr.shape}".encode())
-            h.update(memoryview(arr).cast("B"))
+            h.update(arr.data)
         return h.hexdigest()
 
 
@@ -462,7 +462,7 @@ def _jsonable(params: object) -> Any:
     return params if isinstance(params, int | float | str | bool | None) else repr(params)
 
 
-def _write_atomic(file: Path, write: Callable[[Path], None]) -> None:
+def _write_atomic(file: Path, write: Callable[[Path], object]) -> None:
     fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=file.name, suffix=".tmp")
     os.close(fd)
     try:
