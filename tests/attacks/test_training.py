@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -28,9 +28,26 @@ from phloem.core.errors import ConfigError, DataNotFoundError
 FAST = TrainParams(epochs=1, batch_size=32, optimizer="adam", lr=1e-3, weight_decay=0.0)  # type: ignore[arg-type]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> Iterator[None]:
+    # pytest -n 2 on a 2-core machine: one thread per worker instead of oversubscribing
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def digits() -> ImageData:
     return load_images("digits")
+
+
+@pytest.fixture(scope="module")
+def few(digits: ImageData) -> ImageData:
+    """320 training images: enough for the cache's behaviour, a quarter of the cost."""
+    return ImageData(
+        "digits", digits.x_train[:320], digits.y_train[:320], digits.x_test, digits.y_test
+    )
 
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -164,19 +181,19 @@ def test_train_learns_and_caches(
     assert not second.model.training
 
 
-def test_same_seed_same_weights_other_seed_other_entry(digits: ImageData, tmp_path: Path) -> None:
-    a = trained_victim("lenet", digits, train_params=FAST, seed=1, cache_dir=tmp_path / "a")
-    b = trained_victim("lenet", digits, train_params=FAST, seed=1, cache_dir=tmp_path / "b")
+def test_same_seed_same_weights_other_seed_other_entry(few: ImageData, tmp_path: Path) -> None:
+    a = trained_victim("lenet", few, train_params=FAST, seed=1, cache_dir=tmp_path / "a")
+    b = trained_victim("lenet", few, train_params=FAST, seed=1, cache_dir=tmp_path / "b")
     assert not b.from_cache and _same_weights(a.model, b.model)
-    c = trained_victim("lenet", digits, train_params=FAST, seed=2, cache_dir=tmp_path / "a")
+    c = trained_victim("lenet", few, train_params=FAST, seed=2, cache_dir=tmp_path / "a")
     assert not c.from_cache and c.weights != a.weights
 
 
 @pytest.mark.parametrize("damage", ["weights", "record", "key", "weights_gone"])
 def test_damaged_cache_is_retrained_with_a_warning(
-    damage: str, digits: ImageData, tmp_path: Path
+    damage: str, few: ImageData, tmp_path: Path
 ) -> None:
-    first = trained_victim("lenet", digits, train_params=FAST, cache_dir=tmp_path)
+    first = trained_victim("lenet", few, train_params=FAST, cache_dir=tmp_path)
     record = first.weights.with_suffix(".json")
     if damage == "weights":
         first.weights.write_bytes(b"not a torch file")
@@ -187,15 +204,15 @@ def test_damaged_cache_is_retrained_with_a_warning(
     else:
         first.weights.unlink()
     with pytest.warns(UserWarning, match="retraining"):
-        again = trained_victim("lenet", digits, train_params=FAST, cache_dir=tmp_path)
+        again = trained_victim("lenet", few, train_params=FAST, cache_dir=tmp_path)
     assert not again.from_cache and _same_weights(first.model, again.model)
-    third = trained_victim("lenet", digits, train_params=FAST, cache_dir=tmp_path)
+    third = trained_victim("lenet", few, train_params=FAST, cache_dir=tmp_path)
     assert third.from_cache  # the entry was rewritten
 
 
-def test_wrong_image_shape_is_a_config_error(digits: ImageData, tmp_path: Path) -> None:
+def test_wrong_image_shape_is_a_config_error(few: ImageData, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"\(3, 32, 32\)"):
-        trained_victim("resnet20", digits, train_params=FAST, cache_dir=tmp_path)
+        trained_victim("resnet20", few, train_params=FAST, cache_dir=tmp_path)
 
 
 def test_default_cache_dir_honours_the_environment(
@@ -235,26 +252,26 @@ class _Shrink(Defence):
         return weight * ir.pow(2).mean()
 
 
-def test_defence_penalty_is_added_at_the_split(digits: ImageData, tmp_path: Path) -> None:
-    plain = trained_victim("lenet", digits, train_params=FAST, cache_dir=tmp_path)
+def test_defence_penalty_is_added_at_the_split(few: ImageData, tmp_path: Path) -> None:
+    plain = trained_victim("lenet", few, train_params=FAST, cache_dir=tmp_path)
     shrink = _Shrink(_ShrinkParams(weight=10.0))
     shaped = trained_victim(
-        "lenet", digits, train_params=FAST, cache_dir=tmp_path, defence=shrink, split="pool1"
+        "lenet", few, train_params=FAST, cache_dir=tmp_path, defence=shrink, split="pool1"
     )
     assert not shaped.from_cache and shaped.weights != plain.weights
     assert shrink.shapes and set(shrink.shapes) == {(6, 14, 14)}
-    x = digits.x_test[:200]
+    x = few.x_test[:200]
     with torch.no_grad():
         e_plain = plain.model.edge("pool1")(x).pow(2).mean()
         e_shaped = shaped.model.edge("pool1")(x).pow(2).mean()
     assert e_shaped < e_plain
 
 
-def test_defence_needs_a_valid_split(digits: ImageData, tmp_path: Path) -> None:
+def test_defence_needs_a_valid_split(few: ImageData, tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
-        trained_victim("lenet", digits, train_params=FAST, cache_dir=tmp_path, defence=_Shrink())
+        trained_victim("lenet", few, train_params=FAST, cache_dir=tmp_path, defence=_Shrink())
     assert info.value.field == "victim.split"
     with pytest.raises(ConfigError, match="pool2"):
         trained_victim(
-            "lenet", digits, train_params=FAST, cache_dir=tmp_path, defence=_Shrink(), split="x"
+            "lenet", few, train_params=FAST, cache_dir=tmp_path, defence=_Shrink(), split="x"
         )
