@@ -1,0 +1,612 @@
+"""Train a victim, measure its test accuracy, and cache the trained weights.
+
+Attacks need trained victims, and training a CIFAR-10 network on a CPU takes minutes to hours,
+so :func:`trained_victim` trains once and caches the result: the ``state_dict`` in a ``.pt``
+file (read back with ``torch.load(weights_only=True)``, so a cache file cannot run code) and,
+beside it, a JSON record of everything the weights depend on (victim name and parameters,
+training parameters, seed, a fingerprint of the data, the defence whose penalty shaped them)
+plus the test accuracy. The file name is a hash of that record, so changing any of it trains
+anew; a damaged or mismatched entry is retrained with a warning, never a traceback.
+
+Training is plain cross-entropy (SGD with momentum or Adam; constant, cosine or step learning
+rate; optional random-crop-and-flip augmentation), with every random draw (initial weights,
+shuffling, augmentation) taken from an injected :class:`torch.Generator`. A defence that must
+shape the victim during training (a NoPeek-style penalty, ``Defence.trains_victim``) plugs in
+through ``defence`` and ``split``: its ``penalty(x, ir)`` at the split is added to the loss.
+
+:func:`load_images` gives the area's image data (CIFAR-10, MNIST from ``$PHLOEM_DATA_DIR``
+through :mod:`phloem.data.loaders`; scikit-learn's digits, upscaled, with no file at all) as
+float tensors in [0, 1].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from phloem.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+    from phloem.attacks.defences.base import Defence
+    from phloem.attacks.victims.base import SplitModel
+
+__all__ = [
+    "IMAGE_SETS",
+    "ImageData",
+    "Optimizer",
+    "Schedule",
+    "TrainParams",
+    "TrainedVictim",
+    "evaluate",
+    "init_weights",
+    "load_images",
+    "train",
+    "trained_victim",
+    "victim_cache_dir",
+]
+
+#: the image sets :func:`load_images` knows
+IMAGE_SETS = ("cifar10", "mnist", "digits")
+_CACHE_VERSION = 1
+
+
+class Optimizer(StrEnum):
+    """The optimiser of a training run."""
+
+    SGD = "sgd"
+    """SGD with (heavy-ball) momentum and L2 weight decay."""
+    ADAM = "adam"
+    """Adam (Kingma & Ba, 2015) with L2 weight decay."""
+
+
+class Schedule(StrEnum):
+    """How the learning rate changes over the run (updated every step)."""
+
+    CONSTANT = "constant"
+    COSINE = "cosine"
+    """``lr * (1 + cos(pi t / T)) / 2`` (Loshchilov & Hutter, 2017, without restarts)."""
+    STEP = "step"
+    """``lr``, then ``lr / 10`` after half the steps, ``lr / 100`` after three quarters."""
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """How a victim is trained.
+
+    Attributes
+    ----------
+    epochs
+        Passes over the training set.
+    batch_size
+        Images per step (the last, smaller batch of an epoch is kept).
+    optimizer
+        :class:`Optimizer`.
+    lr
+        Peak learning rate.
+    momentum
+        SGD momentum (ignored by Adam).
+    weight_decay
+        L2 penalty coefficient.
+    schedule
+        :class:`Schedule` of the learning rate.
+    augment
+        Random crops (4-pixel zero padding) and horizontal flips of each training batch: the
+        standard CIFAR-10 augmentation; leave off for digits.
+
+    Raises
+    ------
+    ConfigError
+        Naming the field (``train.<field>``), for a value out of range or an unknown name.
+    """
+
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: Optimizer = Optimizer.SGD
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: Schedule = Schedule.COSINE
+    augment: bool = False
+
+    def __post_init__(self) -> None:
+        for name, enum in (("optimizer", Optimizer), ("schedule", Schedule)):
+            value = getattr(self, name)
+            try:
+                object.__setattr__(self, name, enum(value))
+            except ValueError:
+                raise ConfigError(
+                    f"train.{name}", f"unknown {value!r}", [m.value for m in enum]
+                ) from None
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"train.{name}", f"{value!r}; needs an int >= 1")
+        for name, low_open in (("lr", True), ("momentum", False), ("weight_decay", False)):
+            value = getattr(self, name)
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            ok = ok and math.isfinite(value) and (value > 0 if low_open else value >= 0)
+            if not ok or (name == "momentum" and value >= 1):
+                span = "> 0" if low_open else ("in [0, 1)" if name == "momentum" else ">= 0")
+                raise ConfigError(f"train.{name}", f"{value!r}; needs a number {span}")
+        if not isinstance(self.augment, bool):
+            raise ConfigError("train.augment", f"{self.augment!r}", [True, False])
+
+
+# --------------------------------------------------------------------------------------------
+# data
+
+
+@dataclass(frozen=True, eq=False)
+class ImageData:
+    """Train and test images of one data set, as float tensors.
+
+    Attributes
+    ----------
+    name
+        The data set (``"cifar10"``, ``"mnist"``, ``"digits"``).
+    x_train, x_test
+        ``(N, C, H, W)`` ``float32`` in [0, 1].
+    y_train, y_test
+        ``(N,)`` ``int64`` class labels.
+    """
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """A hash of the shapes and bytes of all four tensors (what the weights depend on)."""
+        h = hashlib.blake2b(digest_size=16)
+        for t in (self.x_train, self.y_train, self.x_test, self.y_test):
+            arr = t.detach().cpu().contiguous().numpy()
+            h.update(f"{arr.dtype}{arr.shape}".encode())
+            h.update(arr.data)
+        return h.hexdigest()
+
+
+def load_images(
+    name: str,
+    *,
+    path: str | Path | None = None,
+    limit_train: int | None = None,
+    limit_test: int | None = None,
+    seed: int = 0,
+) -> ImageData:
+    """An image set of the attacks area as tensors in [0, 1].
+
+    Parameters
+    ----------
+    name
+        ``"cifar10"`` (``(3, 32, 32)``, the shared JPEG npz, decode cached by
+        :func:`phloem.data.load_cifar10`), ``"mnist"`` (``(1, 28, 28)``) or ``"digits"``
+        (scikit-learn's 8x8 digits bilinearly upscaled to ``(1, 28, 28)``: MNIST's shape with no
+        data folder; 1,437 train and 360 test images).
+    path
+        Where the files are, instead of ``$PHLOEM_DATA_DIR`` (not used by ``digits``).
+    limit_train, limit_test
+        Keep at most this many images of each split (CIFAR-10: balanced over classes; MNIST:
+        the first ones); ``None`` keeps all.
+    seed
+        Draws the ``digits`` train/test split (the other sets have fixed splits).
+
+    Raises
+    ------
+    ConfigError
+        For an unknown ``name`` (listing :data:`IMAGE_SETS`) or a bad limit.
+    DataNotFoundError
+        When the files are missing: it says where it looked and how to set ``PHLOEM_DATA_DIR``.
+    """
+    import numpy as np
+    import torch
+
+    from phloem.data import loaders
+
+    for field, limit in (("limit_train", limit_train), ("limit_test", limit_test)):
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
+            raise ConfigError(field, f"{limit!r}; needs an int >= 1 or None")
+    if name == "cifar10":
+        tt = loaders.load_cifar10(path, limit_train=limit_train, limit_test=limit_test)
+    elif name == "mnist":
+        tt = loaders.load_mnist(path)
+    elif name == "digits":
+        tt = loaders.load_digits(0.2, rng=np.random.default_rng(seed))
+    else:
+        raise ConfigError("data.name", f"unknown image set {name!r}", IMAGE_SETS)
+    xs, ys = [], []
+    for split, limit in ((tt.train, limit_train), (tt.test, limit_test)):
+        x = torch.from_numpy(np.ascontiguousarray(split.x[:limit], dtype=np.float32))
+        if name == "digits":
+            x = _upscale_digits(x)
+        xs.append(x)
+        ys.append(torch.from_numpy(np.asarray(split.y[:limit], dtype=np.int64)))
+    return ImageData(name, xs[0], ys[0], xs[1], ys[1])
+
+
+def _upscale_digits(flat: torch.Tensor) -> torch.Tensor:
+    import torch.nn.functional as F
+
+    # 8x8 -> 20x20 inside a 4-pixel border, like MNIST's digits inside their 28x28 frame
+    small = flat.reshape(-1, 1, 8, 8)
+    big = F.interpolate(small, size=(20, 20), mode="bilinear", align_corners=False)
+    return F.pad(big, (4, 4, 4, 4)).clamp_(0.0, 1.0)
+
+
+# --------------------------------------------------------------------------------------------
+# training
+
+
+def init_weights(model: torch.nn.Module, gen: torch.Generator) -> None:
+    """Re-draw every conv and linear layer's weights from ``gen`` (PyTorch's default scheme:
+    Kaiming-uniform weights, uniform biases in ``±1/sqrt(fan_in)``); batch norm to 1 and 0.
+
+    Models draw their initial weights from torch's global generator when built; this makes
+    them a function of the injected one instead.
+    """
+    import torch
+    from torch import nn
+
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d | nn.Linear):
+                nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=gen)
+                if m.bias is not None:
+                    bound = 1.0 / math.sqrt(m.weight[0].numel())
+                    nn.init.uniform_(m.bias, -bound, bound, generator=gen)
+            elif isinstance(m, nn.BatchNorm2d):
+                m.reset_parameters()
+                m.reset_running_stats()
+
+
+def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random 4-pixel-padded crops and horizontal flips, one draw per image, vectorised."""
+    import torch
+    import torch.nn.functional as F
+
+    n, c, h, w = x.shape
+    pad = 4
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    flip = torch.rand(n, generator=gen) < 0.5
+    rows = dy[:, None] + torch.arange(h)[None, :]
+    cols = torch.arange(w)[None, :].expand(n, w)
+    cols = torch.where(flip[:, None], cols.flip(1), cols) + dx[:, None]
+    idx_n = torch.arange(n)[:, None, None, None]
+    idx_c = torch.arange(c)[None, :, None, None]
+    return padded[idx_n, idx_c, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def _lr_factor(schedule: Schedule, step: int, total: int) -> float:
+    t = step / max(total, 1)
+    if schedule is Schedule.COSINE:
+        return 0.5 * (1.0 + math.cos(math.pi * t))
+    if schedule is Schedule.STEP:
+        return 1.0 if t < 0.5 else (0.1 if t < 0.75 else 0.01)
+    return 1.0
+
+
+def _optimizer(model: torch.nn.Module, p: TrainParams) -> torch.optim.Optimizer:
+    import torch
+
+    if p.optimizer is Optimizer.ADAM:
+        return torch.optim.Adam(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+    return torch.optim.SGD(
+        model.parameters(), lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay
+    )
+
+
+def train(
+    model: SplitModel,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    params: TrainParams,
+    gen: torch.Generator,
+    *,
+    defence: Defence | None = None,
+    split: str | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> list[float]:
+    """Train ``model`` in place with cross-entropy (plus a defence's penalty).
+
+    Parameters
+    ----------
+    model
+        The victim; its current weights are the starting point (see :func:`init_weights`).
+    x, y
+        Training images ``(N, C, H, W)`` in [0, 1] and labels.
+    params
+        The recipe.
+    gen
+        Every random draw: shuffling and augmentation.
+    defence, split
+        When given, each step computes ``ir = model.edge(split)(x)`` and adds
+        ``defence.penalty(x, ir)`` (if not ``None``) to the loss.
+    on_epoch
+        Called with ``(epoch, mean training loss)`` after each epoch.
+
+    Returns
+    -------
+    list of float
+        The mean training loss of each epoch.
+
+    Raises
+    ------
+    ConfigError
+        When ``defence`` is given without a ``split`` (or with an unknown one).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if defence is not None and split is None:
+        raise ConfigError(
+            "victim.split", "a training-time defence needs the split point", model.splits
+        )
+    parts = (model.edge(split), model.cloud(split)) if defence is not None and split else None
+    opt = _optimizer(model, params)
+    n = len(y)
+    steps_per_epoch = math.ceil(n / params.batch_size)
+    total = params.epochs * steps_per_epoch
+    losses: list[float] = []
+    model.train()
+    for epoch in range(params.epochs):
+        order = torch.randperm(n, generator=gen)
+        running = 0.0
+        for k in range(steps_per_epoch):
+            idx = order[k * params.batch_size : (k + 1) * params.batch_size]
+            xb, yb = x[idx], y[idx]
+            if params.augment:
+                xb = _augment(xb, gen)
+            for group in opt.param_groups:
+                group["lr"] = params.lr * _lr_factor(
+                    params.schedule, epoch * steps_per_epoch + k, total
+                )
+            if parts is not None and defence is not None:
+                ir = parts[0](xb)
+                loss = F.cross_entropy(parts[1](ir), yb)
+                extra = defence.penalty(xb, ir)
+                if extra is not None:
+                    loss = loss + extra
+            else:
+                loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            opt.step()
+            running += float(loss.detach()) * len(idx)
+        losses.append(running / n)
+        if on_epoch is not None:
+            on_epoch(epoch, losses[-1])
+    model.eval()
+    return losses
+
+
+def evaluate(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000
+) -> float:
+    """Top-1 accuracy of ``model`` (in eval mode, no gradients) on ``(x, y)``."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(y), batch_size):
+            pred = model(x[i : i + batch_size]).argmax(dim=1)
+            correct += int((pred == y[i : i + batch_size]).sum())
+    model.train(was_training)
+    return correct / max(len(y), 1)
+
+
+# --------------------------------------------------------------------------------------------
+# the cache
+
+
+def victim_cache_dir() -> Path:
+    """Default folder of trained victims: ``$PHLOEM_CACHE_DIR/victims``, else
+    ``$XDG_CACHE_HOME/phloem/victims``, else ``~/.cache/phloem/victims``."""
+    from phloem.data.loaders import default_cache_dir
+
+    return default_cache_dir() / "victims"
+
+
+@dataclass(frozen=True, eq=False)
+class TrainedVictim:
+    """A trained victim and where it came from.
+
+    Attributes
+    ----------
+    model
+        The victim, in eval mode.
+    accuracy
+        Top-1 test accuracy.
+    from_cache
+        Whether the weights were loaded rather than trained.
+    weights
+        The cached ``.pt`` file (its JSON record is beside it, ``.json``).
+    train_s
+        Seconds the training took (when the weights were trained, even if now loaded).
+    """
+
+    model: SplitModel
+    accuracy: float
+    from_cache: bool
+    weights: Path
+    train_s: float
+
+
+def _jsonable(params: object) -> Any:
+    if dataclasses.is_dataclass(params) and not isinstance(params, type):
+        return {f.name: _jsonable(getattr(params, f.name)) for f in dataclasses.fields(params)}
+    if isinstance(params, tuple | list):
+        return [_jsonable(v) for v in params]
+    if isinstance(params, StrEnum):
+        return params.value
+    return params if isinstance(params, int | float | str | bool | None) else repr(params)
+
+
+def _write_atomic(file: Path, write: Callable[[Path], object]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=file.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, file)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _load_cached(model: SplitModel, weights: Path, record: Path, key: str) -> dict[str, Any] | None:
+    """The cache record when the entry is whole and matches ``key`` (``model`` then holds the
+    weights); ``None`` when there is no entry. A damaged entry warns and counts as absent."""
+    import torch
+
+    if not record.exists() and not weights.exists():
+        return None
+    try:
+        meta = json.loads(record.read_text())
+        if meta.get("key") != key:
+            raise ValueError(f"its record is for key {meta.get('key')!r}, not {key!r}")
+        state = torch.load(weights, weights_only=True, map_location="cpu")
+        model.load_state_dict(state)
+        accuracy = float(meta["accuracy"])
+        if not 0.0 <= accuracy <= 1.0:
+            raise ValueError(f"accuracy {accuracy!r} is not in [0, 1]")
+    except Exception as exc:  # a damaged cache entry is retrained, never fatal
+        warnings.warn(
+            f"the cached victim {weights} is unreadable or does not match its record "
+            f"({type(exc).__name__}: {exc}); retraining it",
+            stacklevel=3,
+        )
+        return None
+    return dict(meta)
+
+
+def trained_victim(
+    victim: str,
+    data: ImageData,
+    victim_params: Any = None,
+    train_params: TrainParams | None = None,
+    *,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    defence: Defence | None = None,
+    split: str | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> TrainedVictim:
+    """The victim ``victim`` trained on ``data``: loaded from the cache, or trained and cached.
+
+    Parameters
+    ----------
+    victim
+        A name registered in :data:`~phloem.attacks.registries.VICTIMS`.
+    data
+        Training and test images (:func:`load_images`); their shape must be the victim's
+        ``input_shape``.
+    victim_params
+        The victim's ``Params`` (default: its defaults).
+    train_params
+        The recipe (default: the victim's ``recipe``, else ``TrainParams()``).
+    seed
+        Seeds the generator of initial weights, shuffling and augmentation.
+    cache_dir
+        Folder of cached victims (default :func:`victim_cache_dir`).
+    defence, split
+        A training-time defence whose ``penalty`` at ``split`` joins the loss (see
+        :func:`train`); part of the cache key.
+    on_epoch
+        Progress callback, as in :func:`train`.
+
+    Returns
+    -------
+    TrainedVictim
+        In eval mode, with its test accuracy.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown victim (listing them), or data of the wrong shape.
+    """
+    import torch
+
+    from phloem.attacks.registries import VICTIMS
+
+    cls = VICTIMS.get(victim)
+    model = cls(victim_params)
+    if tuple(data.x_train.shape[1:]) != cls.input_shape:
+        raise ConfigError(
+            "data.name",
+            f"{data.name!r} images are {tuple(data.x_train.shape[1:])}, victim {victim!r} takes "
+            f"{cls.input_shape}",
+        )
+    if train_params is None:
+        recipe = getattr(cls, "recipe", None)
+        train_params = recipe if isinstance(recipe, TrainParams) else TrainParams()
+    if split is not None:
+        model.edge(split)  # an unknown split is a ConfigError listing the splits, before training
+    record = {
+        "version": _CACHE_VERSION,
+        "victim": victim,
+        "victim_params": _jsonable(model.params),
+        "train_params": _jsonable(train_params),
+        "seed": seed,
+        "data": {"name": data.name, "fingerprint": data.fingerprint},
+        "defence": None
+        if defence is None
+        else {"name": defence.name, "params": _jsonable(defence.params), "split": split},
+    }
+    key = hashlib.blake2b(json.dumps(record, sort_keys=True).encode(), digest_size=16).hexdigest()
+    folder = Path(cache_dir).expanduser() if cache_dir is not None else victim_cache_dir()
+    weights = folder / f"{victim}-{key}.pt"
+    meta_file = folder / f"{victim}-{key}.json"
+    hit = _load_cached(model, weights, meta_file, key)
+    if hit is not None:
+        model.eval()
+        return TrainedVictim(model, float(hit["accuracy"]), True, weights, float(hit["train_s"]))
+    gen = torch.Generator().manual_seed(seed)
+    init_weights(model, gen)
+    start = time.perf_counter()
+    train(
+        model,
+        data.x_train,
+        data.y_train,
+        train_params,
+        gen,
+        defence=defence,
+        split=split,
+        on_epoch=on_epoch,
+    )
+    train_s = time.perf_counter() - start
+    accuracy = evaluate(model, data.x_test, data.y_test)
+    meta = {
+        **record,
+        "key": key,
+        "accuracy": accuracy,
+        "train_s": train_s,
+        "torch": torch.__version__,
+    }
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_atomic(weights, lambda p: torch.save(model.state_dict(), p))
+        _write_atomic(meta_file, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
+    except OSError as exc:
+        warnings.warn(
+            f"could not write the victim cache {folder} ({exc}); not cached", stacklevel=2
+        )
+    return TrainedVictim(model, accuracy, False, weights, train_s)

@@ -1,0 +1,277 @@
+"""Training and caching victims; the area's image data."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from phloem.attacks import training
+from phloem.attacks.defences.base import Defence
+from phloem.attacks.training import (
+    ImageData,
+    Schedule,
+    TrainParams,
+    evaluate,
+    load_images,
+    trained_victim,
+    victim_cache_dir,
+)
+from phloem.core.errors import ConfigError, DataNotFoundError
+
+FAST = TrainParams(epochs=1, batch_size=32, optimizer="adam", lr=1e-3, weight_decay=0.0)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> Iterator[None]:
+    # pytest -n 2 on a 2-core machine: one thread per worker instead of oversubscribing
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def digits() -> ImageData:
+    return load_images("digits")
+
+
+@pytest.fixture(scope="module")
+def few(digits: ImageData) -> ImageData:
+    """320 training images: enough for the cache's behaviour, a quarter of the cost."""
+    return ImageData(
+        "digits", digits.x_train[:320], digits.y_train[:320], digits.x_test, digits.y_test
+    )
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+# --------------------------------------------------------------------------------------------
+# parameters and data
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("epochs", 0),
+        ("batch_size", 1.5),
+        ("optimizer", "lbfgs"),
+        ("lr", 0.0),
+        ("lr", float("nan")),
+        ("momentum", 1.0),
+        ("weight_decay", -1e-4),
+        ("schedule", "linear"),
+        ("augment", 1),
+    ],
+)
+def test_train_params_are_validated(field: str, value: object) -> None:
+    with pytest.raises(ConfigError) as info:
+        TrainParams(**{field: value})  # type: ignore[arg-type]
+    assert info.value.field == f"train.{field}"
+
+
+def test_enum_fields_accept_their_names() -> None:
+    p = TrainParams(optimizer="adam", schedule="step")  # type: ignore[arg-type]
+    assert p.optimizer is training.Optimizer.ADAM and p.schedule is Schedule.STEP
+
+
+def test_digits_look_like_mnist(digits: ImageData) -> None:
+    assert digits.x_train.shape[1:] == (1, 28, 28) and digits.x_train.dtype == torch.float32
+    assert len(digits.x_train) + len(digits.x_test) == 1797
+    assert float(digits.x_train.min()) == 0.0 and float(digits.x_train.max()) == 1.0
+    assert float(digits.x_train[:, :, :4].abs().max()) == 0.0  # MNIST-like empty border
+    assert set(digits.y_train.tolist()) == set(range(10))
+
+
+def test_unknown_image_set_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match="cifar10"):
+        load_images("imagenet")
+
+
+@pytest.mark.parametrize("name", ["cifar10", "mnist"])
+def test_missing_data_says_how_to_fix(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PHLOEM_DATA_DIR", raising=False)
+    with pytest.raises(DataNotFoundError, match="PHLOEM_DATA_DIR"):
+        load_images(name)
+
+
+def test_fingerprint_tracks_the_data(digits: ImageData) -> None:
+    other = ImageData(
+        "digits", digits.x_train.clone(), digits.y_train, digits.x_test, digits.y_test
+    )
+    assert other.fingerprint == digits.fingerprint
+    other.x_train[0, 0, 10, 10] += 0.5
+    changed = ImageData("digits", other.x_train, digits.y_train, digits.x_test, digits.y_test)
+    assert changed.fingerprint != digits.fingerprint
+
+
+@pytest.mark.data
+def test_mnist_tensors(data_file: Callable[[str], Path]) -> None:
+    data_file("mnist/train-images-idx3-ubyte.gz")
+    d = load_images("mnist", limit_train=500, limit_test=100)
+    assert d.x_train.shape == (500, 1, 28, 28) and d.x_test.shape == (100, 1, 28, 28)
+    assert float(d.x_train.min()) >= 0.0 and float(d.x_train.max()) <= 1.0
+    assert d.y_train.dtype == torch.int64
+
+
+@pytest.mark.data
+def test_cifar10_tensors(data_file: Callable[[str], Path]) -> None:
+    data_file("cifar10_jpeg/cifar10_jpeg.npz")
+    d = load_images("cifar10", limit_train=200, limit_test=50)
+    assert d.x_train.shape == (200, 3, 32, 32) and d.x_test.shape == (50, 3, 32, 32)
+    assert float(d.x_train.min()) >= 0.0 and float(d.x_train.max()) <= 1.0
+    assert torch.bincount(d.y_train).tolist() == [20] * 10  # balanced subset
+
+
+# --------------------------------------------------------------------------------------------
+# the training loop
+
+
+def test_augment_matches_a_per_image_reference() -> None:
+    x = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    out = training._augment(x, torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)
+    dy = torch.randint(0, 9, (6,), generator=g)
+    dx = torch.randint(0, 9, (6,), generator=g)
+    flip = torch.rand(6, generator=g) < 0.5
+    for i in range(6):
+        img = F.pad(x[i], (4, 4, 4, 4))
+        if flip[i]:
+            img = img.flip(-1)  # flip of the padded image == crop then flip, mirrored offset
+            crop = img[:, dy[i] : dy[i] + 8, 8 - dx[i] : 16 - dx[i]]
+        else:
+            crop = img[:, dy[i] : dy[i] + 8, dx[i] : dx[i] + 8]
+        torch.testing.assert_close(out[i], crop, rtol=0, atol=0)
+
+
+def test_lr_schedules() -> None:
+    f = training._lr_factor
+    assert f(Schedule.CONSTANT, 50, 100) == 1.0
+    assert f(Schedule.COSINE, 0, 100) == 1.0 and f(Schedule.COSINE, 50, 100) == pytest.approx(0.5)
+    assert [f(Schedule.STEP, s, 100) for s in (0, 49, 50, 75, 99)] == [1, 1, 0.1, 0.01, 0.01]
+
+
+def test_train_learns_and_caches(
+    digits: ImageData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = trained_victim("lenet", digits, train_params=FAST, seed=3, cache_dir=tmp_path)
+    assert not first.from_cache
+    assert first.accuracy > 0.4  # chance is 0.1
+    assert first.accuracy == evaluate(first.model, digits.x_test, digits.y_test)
+    assert first.weights.is_file() and first.weights.with_suffix(".json").is_file()
+    meta = json.loads(first.weights.with_suffix(".json").read_text())
+    assert meta["data"]["fingerprint"] == digits.fingerprint and meta["seed"] == 3
+
+    def no_training(*args: object, **kwargs: object) -> list[float]:
+        raise AssertionError("trained again instead of loading the cache")
+
+    monkeypatch.setattr(training, "train", no_training)
+    second = trained_victim("lenet", digits, train_params=FAST, seed=3, cache_dir=tmp_path)
+    assert second.from_cache and second.accuracy == first.accuracy
+    assert _same_weights(first.model, second.model)
+    assert not second.model.training
+
+
+def test_same_seed_same_weights_other_seed_other_entry(few: ImageData, tmp_path: Path) -> None:
+    a = trained_victim("lenet", few, train_params=FAST, seed=1, cache_dir=tmp_path / "a")
+    b = trained_victim("lenet", few, train_params=FAST, seed=1, cache_dir=tmp_path / "b")
+    assert not b.from_cache and _same_weights(a.model, b.model)
+    c = trained_victim("lenet", few, train_params=FAST, seed=2, cache_dir=tmp_path / "a")
+    assert not c.from_cache and c.weights != a.weights
+
+
+@pytest.mark.parametrize("damage", ["weights", "record", "key", "weights_gone"])
+def test_damaged_cache_is_retrained_with_a_warning(
+    damage: str, few: ImageData, tmp_path: Path
+) -> None:
+    first = trained_victim("lenet", few, train_params=FAST, cache_dir=tmp_path)
+    record = first.weights.with_suffix(".json")
+    if damage == "weights":
+        first.weights.write_bytes(b"not a torch file")
+    elif damage == "record":
+        record.write_text('{"key": ')
+    elif damage == "key":
+        record.write_text(json.dumps({**json.loads(record.read_text()), "key": "0" * 32}))
+    else:
+        first.weights.unlink()
+    with pytest.warns(UserWarning, match="retraining"):
+        again = trained_victim("lenet", few, train_params=FAST, cache_dir=tmp_path)
+    assert not again.from_cache and _same_weights(first.model, again.model)
+    third = trained_victim("lenet", few, train_params=FAST, cache_dir=tmp_path)
+    assert third.from_cache  # the entry was rewritten
+
+
+def test_wrong_image_shape_is_a_config_error(few: ImageData, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"\(3, 32, 32\)"):
+        trained_victim("resnet20", few, train_params=FAST, cache_dir=tmp_path)
+
+
+def test_default_cache_dir_honours_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PHLOEM_CACHE_DIR", str(tmp_path))
+    assert victim_cache_dir() == tmp_path / "victims"
+
+
+# --------------------------------------------------------------------------------------------
+# a training-time defence's penalty
+
+
+@dataclass(frozen=True)
+class _ShrinkParams:
+    weight: float = 1.0
+
+
+class _Shrink(Defence):
+    """A toy NoPeek stand-in: penalises the IR's energy at the split."""
+
+    name: ClassVar[str] = "shrink"
+    description: ClassVar[str] = "test: IR energy penalty"
+    Params: ClassVar[type[_ShrinkParams]] = _ShrinkParams
+    trains_victim: ClassVar[bool] = True
+
+    def __init__(self, params: _ShrinkParams | None = None) -> None:
+        super().__init__(params)
+        self.shapes: list[tuple[int, ...]] = []
+
+    def apply(self, ir: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return ir
+
+    def penalty(self, x: torch.Tensor, ir: torch.Tensor) -> torch.Tensor | None:
+        self.shapes.append(tuple(ir.shape[1:]))
+        weight: float = self.params.weight
+        return weight * ir.pow(2).mean()
+
+
+def test_defence_penalty_is_added_at_the_split(few: ImageData, tmp_path: Path) -> None:
+    plain = trained_victim("lenet", few, train_params=FAST, cache_dir=tmp_path)
+    shrink = _Shrink(_ShrinkParams(weight=10.0))
+    shaped = trained_victim(
+        "lenet", few, train_params=FAST, cache_dir=tmp_path, defence=shrink, split="pool1"
+    )
+    assert not shaped.from_cache and shaped.weights != plain.weights
+    assert shrink.shapes and set(shrink.shapes) == {(6, 14, 14)}
+    x = few.x_test[:200]
+    with torch.no_grad():
+        e_plain = plain.model.edge("pool1")(x).pow(2).mean()
+        e_shaped = shaped.model.edge("pool1")(x).pow(2).mean()
+    assert e_shaped < e_plain
+
+
+def test_defence_needs_a_valid_split(few: ImageData, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        trained_victim("lenet", few, train_params=FAST, cache_dir=tmp_path, defence=_Shrink())
+    assert info.value.field == "victim.split"
+    with pytest.raises(ConfigError, match="pool2"):
+        trained_victim(
+            "lenet", few, train_params=FAST, cache_dir=tmp_path, defence=_Shrink(), split="x"
+        )
