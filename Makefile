@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 demo: $(STAMP)
 	$(BIN)/phloem demo
+	$(BIN)/phloem attack demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_DIRS)

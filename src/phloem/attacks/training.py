@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from phloem.attacks.victims.base import SplitModel
 
 __all__ = [
-    "IMAGE_SETS",
+    "TRAINING_SETS",
     "ImageData",
     "Optimizer",
     "Schedule",
@@ -59,8 +59,8 @@ __all__ = [
     "victim_cache_dir",
 ]
 
-#: the image sets :func:`load_images` knows
-IMAGE_SETS = ("cifar10", "mnist", "digits")
+#: the data sets :func:`load_images` knows (victims train on these)
+TRAINING_SETS = ("cifar10", "mnist", "digits")
 _CACHE_VERSION = 1
 
 
@@ -209,7 +209,7 @@ def load_images(
     Raises
     ------
     ConfigError
-        For an unknown ``name`` (listing :data:`IMAGE_SETS`) or a bad limit.
+        For an unknown ``name`` (listing :data:`TRAINING_SETS`) or a bad limit.
     DataNotFoundError
         When the files are missing: it says where it looked and how to set ``PHLOEM_DATA_DIR``.
     """
@@ -230,7 +230,7 @@ def load_images(
     elif name == "digits":
         tt = loaders.load_digits(0.2, rng=np.random.default_rng(seed))
     else:
-        raise ConfigError("data.name", f"unknown image set {name!r}", IMAGE_SETS)
+        raise ConfigError("data.name", f"unknown image set {name!r}", TRAINING_SETS)
     xs, ys = [], []
     for split, limit in ((tt.train, limit_train), (tt.test, limit_test)):
         x = torch.from_numpy(np.ascontiguousarray(split.x[:limit], dtype=np.float32))

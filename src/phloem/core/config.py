@@ -314,24 +314,38 @@ def _toml_value(v: Any) -> str:
 
 
 def to_toml(data: Mapping[str, Any]) -> str:
-    """TOML text for a two-level mapping (scalars, then one table per nested mapping).
+    """TOML text for a mapping: scalars first, then one table per nested mapping (``[a]``,
+    ``[a.b]``, at any depth) and an array of tables (``[[a]]``) per list of mappings.
 
     ``None`` values are written as comments, since TOML has no null.
     """
+    return "\n".join(_toml_lines(data, "")).lstrip("\n") + "\n"
+
+
+def _is_tables(v: Any) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(x, Mapping) for x in v)
+
+
+def _toml_lines(data: Mapping[str, Any], prefix: str) -> list[str]:
     lines: list[str] = []
-    tables = []
+    nested = []
     for k, v in data.items():
-        if isinstance(v, Mapping):
-            tables.append((k, v))
+        if isinstance(v, Mapping) or _is_tables(v):
+            nested.append((k, v))
         elif v is None:
             lines.append(f"# {k} = (unset)")
         else:
             lines.append(f"{k} = {_toml_value(v)}")
-    for name, table in tables:
-        lines.append(f"\n[{name}]")
-        for k, v in table.items():
-            lines.append(f"# {k} = (unset)" if v is None else f"{k} = {_toml_value(v)}")
-    return "\n".join(lines).lstrip("\n") + "\n"
+    for k, v in nested:
+        name = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            lines.append(f"\n[{name}]")
+            lines += _toml_lines(v, f"{name}.")
+        else:
+            for table in v:
+                lines.append(f"\n[[{name}]]")
+                lines += _toml_lines(table, f"{name}.")
+    return lines
 
 
 def load_toml(path: Path) -> dict[str, Any]:

@@ -1,0 +1,260 @@
+"""The experiment of ``phloem attack run``: one config, every seed, one run folder.
+
+A TOML file has one table per section below; every key is optional. ``[victim]``,
+``[attack]``, ``[private]``, ``[aux]`` and each ``[[defences]]`` entry pick a registered part
+by ``name`` and carry that part's own keys beside it (``phloem attack list`` shows them);
+``[victim.train]`` is the victim's training recipe (default: the victim's own), ``[threat]``
+the attacker's knowledge. For every seed in ``[run] seeds`` the victim is trained (or loaded
+from the cache), the images are drawn, the attack is fitted and measured
+(:func:`phloem.attacks.evaluate.run_attack`), so the summary's confidence intervals are over
+seeds (victim, attacker and data drawn anew for each).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+from phloem.attacks.registries import ATTACKS, DEFENCES, IMAGE_SETS, VICTIMS
+from phloem.attacks.threat import ThreatModel
+from phloem.attacks.training import TrainParams
+from phloem.core.config import (
+    Picks,
+    Section,
+    apply_overrides,
+    from_dict,
+    load_toml,
+    to_dict,
+    to_toml,
+)
+from phloem.core.errors import ConfigError
+
+__all__ = [
+    "AttackConfig",
+    "DefenceConfig",
+    "ExperimentConfig",
+    "ExperimentResult",
+    "ImagesConfig",
+    "RunConfig",
+    "VictimConfig",
+    "load_config",
+    "run_experiment",
+]
+
+
+@dataclass(frozen=True)
+class VictimConfig(Section):
+    """``[victim]``: the split model, where it is cut (``split``), and the images it is
+    trained on (``data``: ``digits`` needs no data folder; ``cifar10``, ``mnist``)."""
+
+    name: Annotated[str, Picks(VICTIMS, "params")] = "lenet"
+    params: Any = None
+    split: str = "pool1"
+    data: str = "digits"  # one of phloem.attacks.training.TRAINING_SETS
+    #: ``[victim.train]``: the training recipe (``None``: the victim's own)
+    train: TrainParams | None = None
+
+
+@dataclass(frozen=True)
+class AttackConfig(Section):
+    """``[attack]``: the attack and its own keys (training budget, width, steps, ...)."""
+
+    name: Annotated[str, Picks(ATTACKS, "params")] = "encoder-decoder"
+    params: Any = None
+
+
+@dataclass(frozen=True)
+class DefenceConfig(Section):
+    """One ``[[defences]]`` entry: a defence and its own keys; applied in file order."""
+
+    name: Annotated[str, Picks(DEFENCES, "params")] = "gaussian_noise"
+    params: Any = None
+
+
+@dataclass(frozen=True)
+class ImagesConfig(Section):
+    """``[private]`` / ``[aux]``: an image set, its own keys, and how many images."""
+
+    name: Annotated[str, Picks(IMAGE_SETS, "params")] = "lfw-faces"
+    params: Any = None
+    count: int = 200
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.count < 1:
+            raise ConfigError("count", f"{self.count} images", ["int >= 1"])
+
+
+def _aux_default() -> ImagesConfig:
+    return ImagesConfig(name="sample-patches", count=2000)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """``[run]``: ``seeds`` (one victim, attacker and data draw each), ``name`` and ``out_dir``
+    of the run folder."""
+
+    seeds: tuple[int, ...] = (0,)
+    name: str = "attack"
+    out_dir: str = "runs"
+
+    def __post_init__(self) -> None:
+        if not self.seeds or any(s < 0 for s in self.seeds):
+            raise ConfigError("run.seeds", f"{list(self.seeds)}", ["a non-empty list of ints >= 0"])
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """A whole ``phloem attack run`` configuration (see the module docstring)."""
+
+    victim: VictimConfig = field(default_factory=VictimConfig)
+    attack: AttackConfig = field(default_factory=AttackConfig)
+    threat: ThreatModel = field(default_factory=ThreatModel)
+    private: ImagesConfig = field(default_factory=ImagesConfig)
+    aux: ImagesConfig = field(default_factory=_aux_default)
+    defences: tuple[DefenceConfig, ...] = ()
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """The config of ``path`` (``None``: the defaults) with ``--set`` ``overrides`` applied.
+
+    Raises
+    ------
+    ConfigError
+        Naming the field, for an unknown key, a bad value or an unreadable file.
+    """
+    data: dict[str, Any] = load_toml(Path(path)) if path is not None else {}
+    data = apply_overrides(data, list(overrides), ExperimentConfig)
+    return from_dict(ExperimentConfig, data)
+
+
+#: the per-image metrics of a result, in report order
+METRICS = ("ssim", "ssim_he", "psnr", "mse", "identification")
+
+
+@dataclass
+class ExperimentResult:
+    """What ``phloem attack run`` measured: one row per seed, and the summary over seeds.
+
+    ``summary`` maps each metric (and ``victim_accuracy``, ``defended_accuracy``) to its mean
+    and the half-width of its 95% Student-t interval over seeds (``nan`` with one seed).
+    """
+
+    config: ExperimentConfig
+    run_dir: Path
+    rows: list[dict[str, float]]
+    summary: dict[str, tuple[float, float]]
+    grid: Path | None = None
+
+
+def _defended_accuracy(
+    victim: Any, split: str, defences: Sequence[Any], data: Any, gen: Any
+) -> float:
+    """Test accuracy of the deployed model: the cloud part on the defended IRs."""
+    import torch
+
+    from phloem.attacks.defences.base import DefendedEdge
+
+    edge = DefendedEdge(victim.edge(split), defences, gen).eval()
+    cloud = victim.cloud(split).eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(data.x_test), 512):
+            logits = cloud(edge(data.x_test[i : i + 512]))
+            correct += int((logits.argmax(dim=1) == data.y_test[i : i + 512]).sum())
+    return correct / len(data.x_test)
+
+
+def _seed_row(
+    cfg: ExperimentConfig, seed: int, data: Any, grid_to: Path | None
+) -> dict[str, float]:
+    """Train (or load) the victim, draw the images, attack, measure: one seed."""
+    import numpy as np
+    import torch
+
+    from phloem.attacks.evaluate import run_attack
+    from phloem.attacks.training import trained_victim
+
+    v = cfg.victim
+    tv = trained_victim(v.name, data, v.params, v.train, seed=seed)
+    victim = tv.model
+    if v.split not in victim.splits:
+        raise ConfigError(
+            "victim.split", f"{v.split!r} is not a split point of {v.name}", list(victim.splits)
+        )
+    private_rng, aux_rng, attack_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence([seed, 11]).spawn(3)
+    )
+    shape = victim.input_shape
+    private = IMAGE_SETS.get(cfg.private.name)(cfg.private.params).load(
+        shape, cfg.private.count, private_rng
+    )
+    aux = IMAGE_SETS.get(cfg.aux.name)(cfg.aux.params).load(shape, cfg.aux.count, aux_rng)
+    attack = ATTACKS.get(cfg.attack.name)(cfg.attack.params)
+    defences = [DEFENCES.get(d.name)(d.params) for d in cfg.defences]
+    gen = torch.Generator().manual_seed(int(attack_rng.integers(2**62)))
+    res = run_attack(victim, v.split, attack, cfg.threat, aux, private, defences=defences, gen=gen)
+    accuracy_gen = torch.Generator().manual_seed(int(attack_rng.integers(2**62)))
+    row = {
+        "seed": float(seed),
+        "victim_accuracy": tv.accuracy,
+        "defended_accuracy": _defended_accuracy(victim, v.split, defences, data, accuracy_gen),
+    }
+    row.update(res.summary())
+    if grid_to is not None:
+        from phloem.attacks.report import save_grid
+
+        save_grid(
+            private[:8],
+            res.reconstructions[:8],
+            grid_to,
+            title=f"{cfg.attack.name} at {v.split} ({v.name})",
+        )
+    return row
+
+
+def run_experiment(cfg: ExperimentConfig, *, root: Path | None = None) -> ExperimentResult:
+    """Run ``cfg`` for every seed in a new run folder (``config.toml``, ``results.json``,
+    ``report.md``, ``plots/grid.png``).
+
+    Raises
+    ------
+    ConfigError
+        For a split the victim does not have, image counts a set cannot serve, an attack
+        that does not work under the threat model, or missing data (with where to put it).
+    """
+    from phloem.attacks.evaluate import mean_ci
+    from phloem.attacks.training import load_images
+    from phloem.core.rundir import RunDir
+
+    run_dir = RunDir.create(root or Path(cfg.run.out_dir), cfg.run.name)
+    run_dir.write_config(to_toml(to_dict(cfg)))
+    data = load_images(cfg.victim.data)
+    grid = run_dir.plots / "grid.png"
+    rows = []
+    t0 = time.perf_counter()
+    for i, seed in enumerate(cfg.run.seeds):
+        rows.append(_seed_row(cfg, seed, data, grid if i == 0 else None))
+    keys = ("victim_accuracy", "defended_accuracy", *METRICS)
+    summary = {k: mean_ci([r[k] for r in rows]) for k in keys}
+    result = ExperimentResult(cfg, run_dir.path, rows, summary, grid)
+    (run_dir.path / "results.json").write_text(
+        json.dumps(
+            {
+                "rows": rows,
+                "summary": {k: {"mean": m, "ci95": c} for k, (m, c) in summary.items()},
+                "wall_s": time.perf_counter() - t0,
+            },
+            indent=1,
+            default=float,
+        )
+    )
+    from phloem.attacks.report import markdown_report
+
+    (run_dir.path / "report.md").write_text(markdown_report(result))
+    return result

@@ -1,0 +1,97 @@
+"""``phloem attack ...``: privacy attacks on split models from TOML configs.
+
+Thin: each command parses, calls one library function of :mod:`phloem.attacks` and prints its
+typed result. Nothing here imports torch until a command runs.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from phloem.cli.common import guarded
+
+if TYPE_CHECKING:
+    from phloem.attacks.experiment import ExperimentResult
+    from phloem.core.registry import Registry
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Privacy attacks on split models.", no_args_is_help=True)
+console = Console()
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override, e.g. --set victim.split=conv2 (repeatable)."),
+]
+
+
+def print_result(result: ExperimentResult) -> None:
+    """The run's metrics (mean ± 95% CI over seeds) with their definitions."""
+    from phloem.attacks.report import DEFINITIONS
+
+    cfg = result.config
+    table = Table(
+        title=escape(
+            f"{cfg.attack.name} vs {cfg.victim.name} at {cfg.victim.split}, "
+            f"{len(cfg.run.seeds)} seed(s)"
+        )
+    )
+    for c in ("metric", "value", "definition"):
+        table.add_column(c, justify="right" if c == "value" else "left")
+    for key, (mean, half) in result.summary.items():
+        value = f"{mean:.4g}" if math.isnan(half) else f"{mean:.4g} ± {half:.2g}"
+        table.add_row(key, value, DEFINITIONS.get(key, ""))
+    console.print(table)
+    console.print(f"run folder: {result.run_dir} (report.md, results.json, plots/grid.png)")
+
+
+@app.command("run")
+def run_cmd(
+    config: Annotated[Path, typer.Argument(help="TOML config.")],
+    set_: SetOption = None,
+) -> None:
+    """Train (or load) the victim, attack its split, measure; one run folder."""
+
+    def go() -> ExperimentResult:
+        from phloem.attacks.experiment import load_config, run_experiment
+
+        return run_experiment(load_config(config, set_ or []))
+
+    print_result(guarded(go))
+
+
+@app.command("demo")
+def demo_cmd(
+    out: Annotated[Path, typer.Option(help="Where the run folder goes.")] = Path("runs"),
+) -> None:
+    """Faces rebuilt from LeNet's pool1 IRs by an attacker who queried only photographs."""
+    from phloem.attacks.demo import run_demo
+
+    print_result(guarded(run_demo, out))
+
+
+@app.command("list")
+def list_cmd() -> None:
+    """List victims, attacks, defences and image sets with their keys."""
+    guarded(_print_registries)
+
+
+def _print_registries() -> None:
+    from phloem.attacks import registries as r
+    from phloem.cli.fl import _registry_table
+
+    tables: dict[str, Registry[Any]] = {
+        "victims ([victim] name)": r.VICTIMS,
+        "attacks ([attack] name)": r.ATTACKS,
+        "defences ([[defences]] name)": r.DEFENCES,
+        "image sets ([private] / [aux] name)": r.IMAGE_SETS,
+    }
+    for title, registry in tables.items():
+        console.print(_registry_table(title, registry))

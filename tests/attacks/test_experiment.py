@@ -1,0 +1,88 @@
+"""Tests for :mod:`phloem.attacks.experiment`: a config runs end to end into a run folder, and a
+bad config names its field. Small and fast: LeNet on the bundled digits, cheap attacks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from phloem.attacks.experiment import ExperimentConfig, load_config, run_experiment
+from phloem.core.errors import ConfigError
+
+SMALL = """
+[victim]
+name = "lenet"
+split = "pool1"
+data = "digits"
+[victim.train]
+epochs = 1
+optimizer = "adam"
+lr = 0.001
+[attack]
+name = "nearest-neighbour"
+[private]
+name = "lfw-faces"
+count = 20
+[aux]
+name = "sample-patches"
+count = 100
+[[defences]]
+name = "gaussian_noise"
+sigma = 0.1
+[run]
+seeds = [0, 1]
+name = "small"
+"""
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PHLOEM_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _config(tmp_path: Path, text: str = SMALL, *overrides: str) -> ExperimentConfig:
+    path = tmp_path / "c.toml"
+    path.write_text(text + f'\nout_dir = "{tmp_path / "runs"}"\n')
+    return load_config(path, list(overrides))
+
+
+def test_a_config_runs_every_seed_into_one_run_folder(tmp_path: Path) -> None:
+    cfg = _config(tmp_path)
+    assert [d.name for d in cfg.defences] == ["gaussian_noise"]
+    result = run_experiment(cfg)
+    assert [r["seed"] for r in result.rows] == [0.0, 1.0]
+    mean, half = result.summary["ssim"]
+    assert 0.0 < mean < 1.0 and half >= 0.0  # two seeds: a finite interval
+    assert 0.0 < result.summary["victim_accuracy"][0] <= 1.0
+    folder = result.run_dir
+    saved = json.loads((folder / "results.json").read_text())
+    assert set(saved["summary"]) >= {"ssim", "ssim_he", "psnr", "identification"}
+    report = (folder / "report.md").read_text()
+    assert "Gaussian 11x11" in report and "uniform 7x7" in report
+    assert (folder / "plots" / "grid.png").stat().st_size > 1000
+    assert load_config(folder / "config.toml") == cfg  # the saved config runs again as is
+
+
+def test_overrides_switch_parts_and_bad_values_name_their_field(tmp_path: Path) -> None:
+    cfg = _config(tmp_path, SMALL, "attack.name=mean-image", "run.seeds=[3]")
+    assert cfg.attack.name == "mean-image" and cfg.run.seeds == (3,)
+    bad = [
+        ("victim.name=alexnet", "victim.name"),
+        ("attack.epochs=3", "attack.epochs"),  # a key of another attack
+        ("threat.access=grey-box", "threat.access"),
+        ("private.count=0", "count"),
+        ("run.seeds=[]", "run.seeds"),
+    ]
+    for override, field in bad:
+        with pytest.raises(ConfigError) as err:
+            _config(tmp_path, SMALL, override)
+        assert field in str(err.value), (override, err.value)
+
+
+def test_a_split_the_victim_lacks_is_refused_with_the_splits(tmp_path: Path) -> None:
+    cfg = _config(tmp_path, SMALL, "victim.split=ReLU22", "run.seeds=[0]")
+    with pytest.raises(ConfigError, match=r"victim\.split") as err:
+        run_experiment(cfg)
+    assert "pool1" in str(err.value)

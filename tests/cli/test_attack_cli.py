@@ -1,0 +1,83 @@
+"""``phloem attack ...``: run, list and errors through the command line (tiny configs)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from phloem.cli.app import app
+
+runner = CliRunner()
+
+TINY = """
+[victim]
+name = "lenet"
+split = "relu1"
+[victim.train]
+epochs = 1
+optimizer = "adam"
+lr = 0.001
+[attack]
+name = "mean-image"
+[private]
+name = "lfw-faces"
+count = 12
+[aux]
+name = "noise"
+count = 20
+[run]
+seeds = [0]
+"""
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PHLOEM_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def test_run_prints_the_metrics_and_the_run_folder(tmp_path: Path) -> None:
+    cfg = tmp_path / "a.toml"
+    cfg.write_text(TINY + f'out_dir = "{tmp_path / "runs"}"\n')
+    res = runner.invoke(app, ["attack", "run", str(cfg), "--set", "aux.count=30"])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "mean-image vs lenet at relu1" in text and "ssim" in text and "run folder" in text
+    assert len(list((tmp_path / "runs").iterdir())) == 1
+
+
+def test_bad_configs_are_one_line_errors(tmp_path: Path) -> None:
+    cfg = tmp_path / "a.toml"
+    cfg.write_text(TINY + f'out_dir = "{tmp_path / "runs"}"\n')
+    for override, field in [
+        ("victim.split=fc9", "victim.split"),
+        ("attack.name=gan", "attack.name"),
+    ]:
+        res = runner.invoke(app, ["attack", "run", str(cfg), "--set", override])
+        assert res.exit_code == 2, res.output
+        assert field in " ".join(res.output.split()) and "Traceback" not in res.output
+    res = runner.invoke(app, ["attack", "run", str(tmp_path / "missing.toml")])
+    assert res.exit_code == 2 and "no config file" in res.output
+
+
+def test_list_shows_every_kind_of_part() -> None:
+    res = runner.invoke(app, ["attack", "list"])
+    assert res.exit_code == 0
+    for name in ("he6conv", "encoder-decoder", "rmle", "ir_dropout", "lfw-faces"):
+        assert name in res.output
+
+
+def test_help_imports_no_torch() -> None:
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from phloem.cli.app import app\n"
+        "for cmd in (['attack'], ['attack', 'run'], ['attack', 'demo'], ['attack', 'list']):\n"
+        "    assert CliRunner().invoke(app, [*cmd, '--help']).exit_code == 0\n"
+        "print(sorted(m for m in ('torch', 'skimage', 'scipy') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "[]"
