@@ -35,7 +35,29 @@ def test_digits_process_example() -> None:
     assert load("digits_fedavg_process").main(12) > 0.5
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.toml")), ids=lambda p: p.name)
+FL_CONFIGS = sorted(
+    p for p in (ROOT / "configs").glob("*.toml") if not p.name.startswith("attack_")
+)
+ATTACK_CONFIGS = sorted((ROOT / "configs").glob("attack_*.toml"))
+
+
+@pytest.mark.parametrize("path", ATTACK_CONFIGS, ids=lambda p: p.name)
+def test_shipped_attack_configs_validate(path: Path) -> None:
+    """``attack_*.toml`` are ``phloem attack run`` configs; the demo's is the built-in one."""
+    import dataclasses
+    import tomllib
+
+    from phloem.attacks.demo import DEMO
+    from phloem.attacks.experiment import ExperimentConfig as AttackConfig
+    from phloem.attacks.experiment import load_config
+
+    cfg = load_config(path)
+    if path.name == "attack_demo.toml":
+        builtin = from_dict(AttackConfig, tomllib.loads(DEMO))
+        assert dataclasses.replace(cfg, run=builtin.run) == builtin
+
+
+@pytest.mark.parametrize("path", FL_CONFIGS, ids=lambda p: p.name)
 def test_shipped_configs_validate(path: Path, data_file: Callable[[str], Path]) -> None:
     cfg = from_dict(ExperimentConfig, load_toml(path))
     if cfg.data.dataset == "libsvm":
