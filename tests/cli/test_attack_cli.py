@@ -81,3 +81,36 @@ def test_help_imports_no_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_sweep_runs_every_combination_then_report_prints_a_run(tmp_path: Path) -> None:
+    cfg = tmp_path / "a.toml"
+    cfg.write_text(TINY + f'out_dir = "{tmp_path / "runs"}"\n')
+    grid = [
+        "--grid",
+        "victim.split=relu1,pool1,pool2",
+        "--grid",
+        "attack.name=mean-image,nearest-neighbour",
+    ]
+    res = runner.invoke(app, ["attack", "sweep", str(cfg), *grid])
+    assert res.exit_code == 0, res.output
+    sweeps = list((tmp_path / "runs").glob("sweep-*"))
+    assert len(sweeps) == 1
+    folder = sweeps[0]
+    table = (folder / "sweep.md").read_text().splitlines()
+    assert len(table) == 2 + 6 and table[0].startswith("| victim.split | attack.name | ssim")
+    assert (folder / "metric-vs-split.png").stat().st_size > 1000
+    runs = [p for p in folder.iterdir() if (p / "report.md").is_file()]
+    assert len(runs) == 6
+    report = runner.invoke(app, ["attack", "report", str(runs[0])])
+    assert report.exit_code == 0 and "definition" in report.output
+    missing = runner.invoke(app, ["attack", "report", str(tmp_path)])
+    assert missing.exit_code == 2 and "no report.md" in missing.output
+
+
+def test_a_bad_grid_value_fails_before_anything_runs(tmp_path: Path) -> None:
+    cfg = tmp_path / "a.toml"
+    cfg.write_text(TINY + f'out_dir = "{tmp_path / "runs"}"\n')
+    res = runner.invoke(app, ["attack", "sweep", str(cfg), "--grid", "attack.name=mean-image,gan"])
+    assert res.exit_code == 2 and "attack.name" in " ".join(res.output.split())
+    assert not (tmp_path / "runs").exists()

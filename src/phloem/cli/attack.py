@@ -19,6 +19,7 @@ from phloem.cli.common import guarded
 
 if TYPE_CHECKING:
     from phloem.attacks.experiment import ExperimentResult
+    from phloem.attacks.sweep import AttackSweep
     from phloem.core.registry import Registry
 
 __all__ = ["app"]
@@ -65,6 +66,50 @@ def run_cmd(
         return run_experiment(load_config(config, set_ or []))
 
     print_result(guarded(go))
+
+
+@app.command("sweep")
+def sweep_cmd(
+    config: Annotated[Path, typer.Argument(help="TOML config.")],
+    grid: Annotated[
+        list[str],
+        typer.Option("--grid", help="An axis, e.g. --grid victim.split=pool1,pool2 (repeatable)."),
+    ],
+    set_: SetOption = None,
+) -> None:
+    """Every combination of the grid (all validated first); a table and a plot along the
+    first axis."""
+
+    def go() -> AttackSweep:
+        from phloem.attacks.sweep import run_sweep
+
+        def done(row: Any) -> None:
+            ssim, _ = row.result.summary["ssim"]
+            console.print(escape(f"  {' '.join(row.values)}: ssim {ssim:.4g}"))
+
+        return run_sweep(config, grid, set_ or [], on_run=done)
+
+    sweep = guarded(go)
+    console.print(sweep.table.read_text())
+    plot = sweep.plot.name if sweep.plot else "-"
+    console.print(f"sweep folder: {sweep.folder} (sweep.md, sweep.json, {plot})")
+
+
+@app.command("report")
+def report_cmd(run: Annotated[Path, typer.Argument(help="A run folder of `attack run`.")]) -> None:
+    """Print a run's report (metrics with their definitions) again."""
+
+    def go() -> str:
+        from phloem.core.errors import RunNotFoundError
+
+        path = run / "report.md"
+        if not path.is_file():
+            raise RunNotFoundError(
+                f"{run} is not a run folder of `phloem attack run` (no report.md)"
+            )
+        return path.read_text()
+
+    console.print(guarded(go))
 
 
 @app.command("demo")

@@ -21,7 +21,7 @@ import math
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,6 +33,7 @@ __all__ = [
     "Picks",
     "Section",
     "apply_overrides",
+    "expand_grid",
     "from_dict",
     "load_toml",
     "params_for",
@@ -428,3 +429,26 @@ def _forget_switched(
             for k in list(new_s):
                 if k in stale and k not in own and (f.name, k) not in touched:
                     del new_s[k]
+
+
+def expand_grid(grid: Sequence[str]) -> list[list[str]]:
+    """``["a.b=1,2", "c.d=x,y"]`` -> every combination as a list of ``key=value`` overrides
+    (a sweep's grid; ``[[]]`` for no axis).
+
+    Raises
+    ------
+    ConfigError
+        Naming the axis, when it is not ``section.key=v1,v2,...`` or has no value.
+    """
+    import itertools
+
+    axes: list[list[str]] = []
+    for item in grid:
+        if "=" not in item:
+            raise ConfigError(item, "a grid axis must look like section.key=v1,v2,...")
+        key, values = item.split("=", 1)
+        choices = [v.strip() for v in values.split(",") if v.strip()]
+        if not choices:
+            raise ConfigError(key, "a grid axis needs at least one value")
+        axes.append([f"{key.strip()}={v}" for v in choices])
+    return [list(combo) for combo in itertools.product(*axes)] if axes else [[]]

@@ -8,30 +8,16 @@ the histories are drawn in one comparison plot.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from phloem.core.errors import ConfigError, DivergenceError
+from phloem.core.config import expand_grid
+from phloem.core.errors import DivergenceError
 from phloem.core.history import History, Row
 from phloem.fl.config import ExperimentConfig, load_config
 
 __all__ = ["PlotSpec", "SweepResult", "SweepRun", "expand_grid", "plan_sweep", "run_sweep"]
-
-
-def expand_grid(grid: Sequence[str]) -> list[list[str]]:
-    """``["a.b=1,2", "c.d=x,y"]`` -> every combination as a list of ``key=value`` overrides."""
-    axes: list[list[str]] = []
-    for item in grid:
-        if "=" not in item:
-            raise ConfigError(item, "a grid axis must look like section.key=v1,v2,...")
-        key, values = item.split("=", 1)
-        choices = [v.strip() for v in values.split(",") if v.strip()]
-        if not choices:
-            raise ConfigError(key, "a grid axis needs at least one value")
-        axes.append([f"{key.strip()}={v}" for v in choices])
-    return [list(combo) for combo in itertools.product(*axes)] if axes else [[]]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,145 @@
+"""Sweeps of attack runs: every combination of a grid of overrides, one table and one plot.
+
+``phloem attack sweep CONFIG --grid victim.split=pool1,pool2,fc1 --grid attack.name=rmle,...``
+is :func:`run_sweep`: every combination is validated before any runs (a typo fails at once),
+each is a full :func:`~phloem.attacks.experiment.run_experiment` (all its seeds) in the sweep's
+folder, and the sweep writes ``sweep.md`` / ``sweep.json`` (one row per combination, mean and
+95% interval over seeds of every metric) and ``metric-vs-<axis>.png``: attacker SSIM along the
+first grid axis (e.g. the split depth), one line per combination of the others.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from phloem.attacks.experiment import ExperimentConfig, ExperimentResult, load_config
+from phloem.core.config import expand_grid
+
+__all__ = ["AttackSweep", "SweepRow", "plan_sweep", "run_sweep"]
+
+#: the columns of a sweep table, after the grid's own
+COLUMNS = ("ssim", "ssim_he", "psnr", "identification", "victim_accuracy", "defended_accuracy")
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    """One combination: its grid values and its run."""
+
+    values: tuple[str, ...]
+    result: ExperimentResult
+
+
+@dataclass(frozen=True)
+class AttackSweep:
+    """Every combination in grid order, and where the table and plot went."""
+
+    axes: tuple[str, ...]
+    rows: tuple[SweepRow, ...]
+    folder: Path
+    table: Path
+    plot: Path | None
+
+
+def plan_sweep(
+    config: Path | None, grid: Sequence[str], overrides: Sequence[str] = ()
+) -> list[tuple[tuple[str, ...], ExperimentConfig]]:
+    """``(grid values, config)`` of every combination, each validated before any runs."""
+    out = []
+    for combo in expand_grid(grid):
+        values = tuple(c.split("=", 1)[1] for c in combo)
+        cfg = load_config(config, [*overrides, *combo])
+        suffix = "-".join(values) or "base"
+        out.append((values, replace(cfg, run=replace(cfg.run, name=f"{cfg.run.name}-{suffix}"))))
+    return out
+
+
+def _cell(result: ExperimentResult, key: str) -> str:
+    mean, half = result.summary[key]
+    return f"{mean:.4g}" if math.isnan(half) else f"{mean:.4g} ± {half:.2g}"
+
+
+def _plot(axes: Sequence[str], rows: Sequence[SweepRow], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = list(dict.fromkeys(r.values[0] for r in rows))
+    lines: dict[tuple[str, ...], dict[str, tuple[float, float]]] = {}
+    for r in rows:
+        lines.setdefault(r.values[1:], {})[r.values[0]] = r.result.summary["ssim"]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for key, points in lines.items():
+        got = [x for x in xs if x in points]
+        means = [points[x][0] for x in got]
+        errs = [0.0 if math.isnan(points[x][1]) else points[x][1] for x in got]
+        label = ", ".join(f"{a.split('.')[-1]}={v}" for a, v in zip(axes[1:], key, strict=True))
+        ax.errorbar(got, means, yerr=errs, marker="o", capsize=3, label=label or None)
+    ax.set_xlabel(axes[0])
+    ax.set_ylabel("attacker SSIM (Gaussian 11x11)")
+    ax.set_ylim(0, 1)
+    if len(lines) > 1:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def run_sweep(
+    config: Path | None,
+    grid: Sequence[str],
+    overrides: Sequence[str] = (),
+    *,
+    root: Path | None = None,
+    on_run: Callable[[SweepRow], None] | None = None,
+) -> AttackSweep:
+    """Run every combination of ``grid`` over ``config`` into one sweep folder.
+
+    Raises
+    ------
+    ConfigError
+        Before anything runs, for any combination with a bad key or value.
+    """
+    from phloem.attacks.experiment import run_experiment
+    from phloem.core.rundir import RunDir
+
+    plan = plan_sweep(config, grid, overrides)
+    base = load_config(config, list(overrides))
+    folder = RunDir.create(root or Path(base.run.out_dir), f"sweep-{base.run.name}").path
+    axes = tuple(g.split("=", 1)[0].strip() for g in grid)
+    rows = []
+    for values, cfg in plan:
+        cfg = replace(cfg, run=replace(cfg.run, out_dir=str(folder)))
+        row = SweepRow(values, run_experiment(cfg))
+        rows.append(row)
+        if on_run is not None:
+            on_run(row)
+    head = [*axes, *COLUMNS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += [
+        "| " + " | ".join([*r.values, *(_cell(r.result, k) for k in COLUMNS)]) + " |" for r in rows
+    ]
+    table = folder / "sweep.md"
+    table.write_text("\n".join(lines) + "\n")
+    (folder / "sweep.json").write_text(
+        json.dumps(
+            [
+                {
+                    "values": dict(zip(axes, r.values, strict=True)),
+                    "run": str(r.result.run_dir),
+                    "summary": {
+                        k: {"mean": m, "ci95": c} for k, (m, c) in r.result.summary.items()
+                    },
+                }
+                for r in rows
+            ],
+            indent=1,
+        )
+    )
+    plot = _plot(axes, rows, folder / f"metric-vs-{axes[0].split('.')[-1]}.png") if axes else None
+    return AttackSweep(axes, tuple(rows), folder, table, plot)
