@@ -163,17 +163,18 @@ class SplitParams:
 
 
 class _Shared(ImageSet):
-    """A shared data set through :mod:`phloem.data.loaders`."""
+    """A shared data set, through :func:`phloem.attacks.training.load_images` (the loader the
+    victims train from)."""
 
     Params: ClassVar[type[SplitParams]] = SplitParams
 
-    def _arrays(self) -> np.ndarray:
-        raise NotImplementedError
-
     def load(self, shape: Shape, count: int, gen: np.random.Generator) -> torch.Tensor:
-        x = self._arrays()
+        from phloem.attacks.training import load_images
+
+        data = load_images(self.name)
+        x = data.x_train if self.params.split is Split.TRAIN else data.x_test
         idx = _take(len(x), count, gen, f"{self.name} {self.params.split.value}")
-        return fit_shape(torch.from_numpy(np.ascontiguousarray(x[idx], dtype=np.float32)), shape)
+        return fit_shape(x[torch.from_numpy(idx)], shape)
 
 
 @IMAGE_SETS.register
@@ -183,13 +184,6 @@ class Cifar10(_Shared):
     name: ClassVar[str] = "cifar10"
     description: ClassVar[str] = "CIFAR-10 from the shared data folder (32x32 colour)"
 
-    def _arrays(self) -> np.ndarray:
-        from phloem.data.loaders import load_cifar10
-
-        data = load_cifar10()
-        part = data.train if self.params.split is Split.TRAIN else data.test
-        return np.asarray(part.x)
-
 
 @IMAGE_SETS.register
 class Mnist(_Shared):
@@ -197,10 +191,3 @@ class Mnist(_Shared):
 
     name: ClassVar[str] = "mnist"
     description: ClassVar[str] = "MNIST from the shared data folder (28x28 grey)"
-
-    def _arrays(self) -> np.ndarray:
-        from phloem.data.loaders import load_mnist
-
-        data = load_mnist()
-        part = data.train if self.params.split is Split.TRAIN else data.test
-        return np.asarray(part.x)
