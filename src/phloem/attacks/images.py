@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from phloem.attacks import _checks
 from phloem.attacks.registries import IMAGE_SETS
 from phloem.core.errors import ConfigError
 from phloem.core.registry import Configured, NoParams
@@ -70,8 +71,7 @@ def fit_shape(images: torch.Tensor, shape: Shape) -> torch.Tensor:
 
 
 def _take(total: int, count: int, gen: np.random.Generator, what: str) -> np.ndarray:
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ConfigError("count", f"{count!r} images", ["int >= 1"])
+    _checks.integer("count", count, low=1)
     if count > total:
         raise ConfigError("count", f"{count} images asked, {what} has {total}", [f"1..{total}"])
     return np.sort(gen.choice(total, size=count, replace=False))
@@ -110,8 +110,7 @@ class SamplePatches(ImageSet):
     Params: ClassVar[type[NoParams]] = NoParams
 
     def load(self, shape: Shape, count: int, gen: np.random.Generator) -> torch.Tensor:
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ConfigError("count", f"{count!r} images", ["int >= 1"])
+        _checks.integer("count", count, low=1)
         photos = _photographs()
         out = []
         for _ in range(count):
@@ -135,8 +134,7 @@ class Noise(ImageSet):
     Params: ClassVar[type[NoParams]] = NoParams
 
     def load(self, shape: Shape, count: int, gen: np.random.Generator) -> torch.Tensor:
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ConfigError("count", f"{count!r} images", ["int >= 1"])
+        _checks.integer("count", count, low=1)
         return torch.from_numpy(gen.random((count, *shape), dtype=np.float32))
 
 

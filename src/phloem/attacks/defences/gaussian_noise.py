@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import torch
 
-from phloem.attacks.defences import _checks
+from phloem.attacks import _checks
 from phloem.attacks.defences.base import Defence
 from phloem.attacks.registries import DEFENCES
 

@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import torch
 
-from phloem.attacks.defences import _checks
+from phloem.attacks import _checks
 from phloem.attacks.defences.base import Defence
 from phloem.attacks.defences.gaussian_noise import sample_scale
 from phloem.attacks.registries import DEFENCES

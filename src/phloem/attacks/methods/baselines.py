@@ -14,10 +14,10 @@ from typing import ClassVar
 
 import torch
 
+from phloem.attacks import _checks
 from phloem.attacks.methods.base import Attack, fit_queries
 from phloem.attacks.registries import ATTACKS
 from phloem.attacks.threat import Access, EdgeOracle
-from phloem.core.errors import ConfigError
 from phloem.core.registry import NoParams
 
 __all__ = ["MeanImage", "NearestNeighbour", "NearestNeighbourParams"]
@@ -45,8 +45,7 @@ class NearestNeighbourParams:
     batch: int = 256
 
     def __post_init__(self) -> None:
-        if isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1:
-            raise ConfigError("batch", f"{self.batch!r} IRs at a time", ["int >= 1"])
+        _checks.integer("batch", self.batch, low=1)
 
 
 @ATTACKS.register

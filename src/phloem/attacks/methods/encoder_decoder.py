@@ -16,9 +16,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from phloem.attacks import _checks
 from phloem.attacks.methods.learned import LearnedInversion, LearnedParams, spatial, upsample_stages
 from phloem.attacks.registries import ATTACKS
-from phloem.core.errors import ConfigError
 
 __all__ = ["EncoderDecoder", "EncoderDecoderParams"]
 
@@ -33,10 +33,8 @@ class EncoderDecoderParams(LearnedParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("width", "blocks"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(name, f"{value!r}", ["int >= 1"])
+        _checks.integer("width", self.width, low=1)
+        _checks.integer("blocks", self.blocks, low=1)
 
 
 class _Residual(nn.Module):

@@ -15,9 +15,9 @@ from typing import ClassVar
 
 from torch import nn
 
+from phloem.attacks import _checks
 from phloem.attacks.methods.learned import LearnedInversion, LearnedParams, spatial, upsample_stages
 from phloem.attacks.registries import ATTACKS
-from phloem.core.errors import ConfigError
 
 __all__ = ["InverseNet", "InverseNetParams"]
 
@@ -30,8 +30,7 @@ class InverseNetParams(LearnedParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if isinstance(self.width, bool) or not isinstance(self.width, int) or self.width < 1:
-            raise ConfigError("width", f"{self.width!r} channels", ["int >= 1"])
+        _checks.integer("width", self.width, low=1)
 
 
 @ATTACKS.register

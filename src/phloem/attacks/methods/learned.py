@@ -18,6 +18,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from phloem.attacks import _checks
 from phloem.attacks.methods.base import Attack, fit_queries
 from phloem.attacks.threat import Access, EdgeOracle
 from phloem.core.errors import ConfigError
@@ -47,14 +48,10 @@ class LearnedParams:
     loss: Loss = Loss.MSE
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(name, f"{value!r}", ["int >= 1"])
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ConfigError("lr", f"{self.lr!r} is not a learning rate", ["> 0"])
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise ConfigError("weight_decay", f"{self.weight_decay!r}", [">= 0"])
+        _checks.integer("epochs", self.epochs, low=1)
+        _checks.integer("batch_size", self.batch_size, low=1)
+        _checks.real("lr", self.lr, low=0.0, low_open=True)
+        _checks.real("weight_decay", self.weight_decay, low=0.0)
         try:
             object.__setattr__(self, "loss", Loss(self.loss))
         except ValueError:

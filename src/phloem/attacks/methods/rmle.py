@@ -12,16 +12,15 @@ stays in ``[0, 1]`` without clipping.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 
+from phloem.attacks import _checks
 from phloem.attacks.methods.base import Attack
 from phloem.attacks.registries import ATTACKS
 from phloem.attacks.threat import Access, EdgeOracle
-from phloem.core.errors import ConfigError
 
 __all__ = ["RMLE", "RMLEParams", "total_variation"]
 
@@ -37,14 +36,10 @@ class RMLEParams:
     batch: int = 128
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(name, f"{value!r}", ["int >= 1"])
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ConfigError("lr", f"{self.lr!r} is not a learning rate", ["> 0"])
-        if not (math.isfinite(self.tv_weight) and self.tv_weight >= 0):
-            raise ConfigError("tv_weight", f"{self.tv_weight!r}", [">= 0"])
+        _checks.integer("steps", self.steps, low=1)
+        _checks.integer("batch", self.batch, low=1)
+        _checks.real("lr", self.lr, low=0.0, low_open=True)
+        _checks.real("tv_weight", self.tv_weight, low=0.0)
 
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:

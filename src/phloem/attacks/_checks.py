@@ -1,4 +1,4 @@
-"""Validation shared by the defences' ``Params`` (each error names the field)."""
+"""Validation shared by the attacks area's ``Params`` (each error names the field)."""
 
 from __future__ import annotations
 
