@@ -86,3 +86,19 @@ def test_a_split_the_victim_lacks_is_refused_with_the_splits(tmp_path: Path) -> 
     with pytest.raises(ConfigError, match=r"victim\.split") as err:
         run_experiment(cfg)
     assert "pool1" in str(err.value)
+
+
+def test_a_sweep_over_a_defence_parameter_draws_the_defence_plot(tmp_path: Path) -> None:
+    """He et al.'s form: accuracy against attacker SSIM as the noise grows; more noise leaks
+    less (the nearest neighbour's SSIM falls) and costs accuracy."""
+    from phloem.attacks.sweep import run_sweep
+
+    path = tmp_path / "c.toml"
+    path.write_text(SMALL.replace("seeds = [0, 1]", "seeds = [0]") + f'\nout_dir = "{tmp_path}"\n')
+    sweep = run_sweep(path, ["defences.0.sigma=0,1,8"])
+    assert sweep.defence_plot is not None and sweep.defence_plot.stat().st_size > 1000
+    ssim = [r.result.summary["ssim"][0] for r in sweep.rows]
+    accuracy = [r.result.summary["defended_accuracy"][0] for r in sweep.rows]
+    assert ssim[0] > ssim[2] and accuracy[0] > accuracy[2], (ssim, accuracy)
+    with pytest.raises(ConfigError, match="no entry '3'"):
+        run_sweep(path, ["defences.3.sigma=1"])

@@ -5,7 +5,10 @@ is :func:`run_sweep`: every combination is validated before any runs (a typo fai
 each is a full :func:`~phloem.attacks.experiment.run_experiment` (all its seeds) in the sweep's
 folder, and the sweep writes ``sweep.md`` / ``sweep.json`` (one row per combination, mean and
 95% interval over seeds of every metric) and ``metric-vs-<axis>.png``: attacker SSIM along the
-first grid axis (e.g. the split depth), one line per combination of the others.
+first grid axis (e.g. the split depth), one line per combination of the others. When the first
+axis is a defence's parameter (``--grid defences.0.sigma=0,0.5,1``) it also writes
+``defence.png`` in He et al.'s form: the deployed model's accuracy against the attacker's SSIM,
+one curve per combination of the other axes.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ class AttackSweep:
     folder: Path
     table: Path
     plot: Path | None
+    #: accuracy vs attacker SSIM (a defence parameter on the first axis), else ``None``
+    defence_plot: Path | None = None
 
 
 def plan_sweep(
@@ -84,6 +89,34 @@ def _plot(axes: Sequence[str], rows: Sequence[SweepRow], path: Path) -> Path:
     ax.set_ylim(0, 1)
     if len(lines) > 1:
         ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _defence_plot(axes: Sequence[str], rows: Sequence[SweepRow], path: Path) -> Path:
+    """He et al.'s defence plot: accuracy (y) against attacker SSIM (x), along the first axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves: dict[tuple[str, ...], list[SweepRow]] = {}
+    for r in rows:
+        curves.setdefault(r.values[1:], []).append(r)
+    fig, ax = plt.subplots(figsize=(5, 3.8))
+    for key, points in curves.items():
+        xs = [p.result.summary["ssim"][0] for p in points]
+        ys = [p.result.summary["defended_accuracy"][0] for p in points]
+        label = ", ".join(f"{a.split('.')[-1]}={v}" for a, v in zip(axes[1:], key, strict=True))
+        ax.plot(xs, ys, marker="o", label=label or axes[0])
+        for p, x, y in zip(points, xs, ys, strict=True):
+            ax.annotate(p.values[0], (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("attacker SSIM (Gaussian 11x11)")
+    ax.set_ylabel("accuracy with the defence")
+    ax.set_xlim(0, 1)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -142,4 +175,7 @@ def run_sweep(
         )
     )
     plot = _plot(axes, rows, folder / f"metric-vs-{axes[0].split('.')[-1]}.png") if axes else None
-    return AttackSweep(axes, tuple(rows), folder, table, plot)
+    defence = None
+    if axes and axes[0].startswith("defences."):
+        defence = _defence_plot(axes, rows, folder / "defence.png")
+    return AttackSweep(axes, tuple(rows), folder, table, plot, defence)

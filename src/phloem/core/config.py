@@ -15,6 +15,7 @@ components it would belong to.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import enum
 import math
@@ -390,21 +391,38 @@ def apply_overrides(
     belong only to the component switched away from (``alpha``), as a sweep over components
     needs; keys the overrides set are always kept, and validated.
     """
-    out: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    out: dict[str, Any] = copy.deepcopy(dict(data))  # the caller's nested tables stay as they were
     touched: set[tuple[str, ...]] = set()
     for text in overrides:
         path, value = parse_override(text)
-        node = out
+        node: Any = out
         for part in path[:-1]:
+            if isinstance(node, list):  # an array of tables: ``defences.0.sigma``
+                node = node[_list_index(node, part, path)]
+                continue
             child = node.setdefault(part, {})
-            if not isinstance(child, dict):
+            if not isinstance(child, (dict, list)):
                 raise ConfigError(".".join(path), f"'{part}' is a value, not a section")
             node = child
-        node[path[-1]] = value
+        if isinstance(node, list):
+            node[_list_index(node, path[-1], path)] = value
+        else:
+            node[path[-1]] = value
         touched.add(tuple(path))
     if cls is not None:
         _forget_switched(cls, data, out, touched)
     return out
+
+
+def _list_index(items: list[Any], part: str, path: list[str]) -> int:
+    """``part`` as an index into an array of tables, or a :class:`ConfigError` naming the path."""
+    if not part.isdigit() or int(part) >= len(items):
+        raise ConfigError(
+            ".".join(path),
+            f"no entry {part!r} in a list of {len(items)}",
+            [str(i) for i in range(len(items))],
+        )
+    return int(part)
 
 
 def _forget_switched(
