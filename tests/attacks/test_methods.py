@@ -193,3 +193,46 @@ def test_learned_params_name_the_bad_field(field: str, value: object) -> None:
 def test_upsample_stages() -> None:
     assert [upsample_stages(s, 32) for s in (32, 16, 8, 4, 3, 1)] == [0, 1, 2, 3, 4, 5]
     assert upsample_stages(7, 28) == 2 and upsample_stages(4, 28) == 3
+
+
+def test_unsplit_needs_no_query_and_recovers_a_parameter_free_split() -> None:
+    """UnSplit (Erdogan et al.): query-free; with an identity edge part (nothing to learn
+    about its weights) the joint optimisation is rMLE and recovers the input."""
+    from phloem.attacks.methods.unsplit import UnSplit, UnSplitParams
+
+    x = smooth_images(4, 1, 8, seed=11)
+    o = EdgeOracle(
+        nn.Identity(),
+        ThreatModel(access=Access.QUERY_FREE),
+        (1, 8, 8),
+        architecture=lambda gen: nn.Identity(),
+    )
+    attack = UnSplit(UnSplitParams(steps=600, lr=0.1, tv_weight=0.0))
+    attack.fit(o, x[:0], torch.Generator().manual_seed(0))
+    recon = attack.reconstruct(x)
+    assert o.queries == 0 and mse(recon, x) < 1e-4
+
+
+def test_unsplit_refuses_an_attacker_that_does_not_know_the_architecture() -> None:
+    from phloem.attacks.methods.unsplit import UnSplit
+
+    blind = EdgeOracle(
+        nn.Identity(),
+        ThreatModel(access=Access.QUERY_FREE, knows_architecture=False),
+        (1, 4, 4),
+        architecture=lambda gen: nn.Identity(),
+    )
+    with pytest.raises(PhloemError, match="does not know the edge part's architecture"):
+        UnSplit().fit(blind, torch.zeros(0, 1, 4, 4), torch.Generator())
+    shadow_learns = EdgeOracle(
+        nn.Conv2d(1, 2, 3, padding=1),
+        ThreatModel(access=Access.QUERY_FREE),
+        (1, 8, 8),
+        architecture=lambda gen: nn.Conv2d(1, 2, 3, padding=1),
+    )
+    from phloem.attacks.methods.unsplit import UnSplitParams
+
+    attack = UnSplit(UnSplitParams(steps=3))
+    attack.fit(shadow_learns, torch.zeros(0, 1, 8, 8), torch.Generator().manual_seed(1))
+    out = attack.reconstruct(torch.rand(2, 2, 8, 8))
+    assert out.shape == (2, 1, 8, 8) and float(out.min()) >= 0 and float(out.max()) <= 1

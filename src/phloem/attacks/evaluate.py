@@ -78,6 +78,15 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float]
     return mean, float(student.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
 
 
+def _fresh_edge(victim: SplitModel, split: str, gen: torch.Generator) -> torch.nn.Module:
+    """An untrained edge part of ``victim``'s architecture, initialised from ``gen`` (the
+    global RNG is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=gen)))
+        fresh = type(victim)(victim.params)
+    return fresh.edge(split).eval()
+
+
 def _irs(edge: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return torch.cat([edge(images[i : i + _BATCH]) for i in range(0, len(images), _BATCH)])
@@ -130,7 +139,9 @@ def run_attack(
             )
     victim.eval()
     edge = DefendedEdge(victim.edge(split), defences, gen).eval()
-    oracle = EdgeOracle(edge, threat, victim.input_shape)
+    oracle = EdgeOracle(
+        edge, threat, victim.input_shape, architecture=lambda g: _fresh_edge(victim, split, g)
+    )
     t0 = time.perf_counter()
     attack.fit(oracle, aux, gen)
     fit_s = time.perf_counter() - t0

@@ -11,6 +11,7 @@ Importing this module loads no torch (the oracle imports it when built).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -116,6 +117,9 @@ class EdgeOracle:
         ``(C, H, W)`` of one input.
     module
         The edge module itself, for white-box access (differentiable, defences included).
+    architecture
+        ``architecture(gen)`` -> a freshly initialised, untrained copy of the edge part (its
+        architecture, no weights), for an attacker that knows the architecture.
     """
 
     def __init__(
@@ -124,11 +128,13 @@ class EdgeOracle:
         threat: ThreatModel,
         input_shape: tuple[int, int, int],
         module: torch.nn.Module | None = None,
+        architecture: Callable[[torch.Generator], torch.nn.Module] | None = None,
     ) -> None:
         self._edge = edge
         self.threat = threat
         self.input_shape = input_shape
         self._module = module if module is not None else edge
+        self._architecture = architecture
         #: queries answered so far
         self.queries = 0
 
@@ -166,3 +172,16 @@ class EdgeOracle:
                 f"a {self.threat.access.value} attacker has no access to the edge part's weights"
             )
         return self._module
+
+    def shadow(self, gen: torch.Generator) -> torch.nn.Module:
+        """A randomly initialised edge part of the victim's architecture (no trained weights),
+        drawn from ``gen``, for an attacker that knows the architecture.
+
+        Raises
+        ------
+        PhloemError
+            When the threat model says the attacker does not know it, or none was given.
+        """
+        if not self.threat.knows_architecture or self._architecture is None:
+            raise PhloemError("this attacker does not know the edge part's architecture")
+        return self._architecture(gen)

@@ -6,7 +6,7 @@
   ``inverse-net`` (He et al. 2019), ``encoder-decoder`` (Benkraouda & Nahrstedt 2021).
 """
 
-from phloem.attacks.methods import baselines, encoder_decoder, inverse_net, rmle
+from phloem.attacks.methods import baselines, encoder_decoder, inverse_net, rmle, unsplit
 from phloem.attacks.methods.base import Attack
 
-__all__ = ["Attack", "baselines", "encoder_decoder", "inverse_net", "rmle"]
+__all__ = ["Attack", "baselines", "encoder_decoder", "inverse_net", "rmle", "unsplit"]
