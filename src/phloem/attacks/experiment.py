@@ -156,18 +156,13 @@ def _defended_accuracy(
     victim: Any, split: str, defences: Sequence[Any], data: Any, gen: Any
 ) -> float:
     """Test accuracy of the deployed model: the cloud part on the defended IRs."""
-    import torch
+    from torch import nn
 
     from phloem.attacks.defences.base import DefendedEdge
+    from phloem.attacks.training import evaluate
 
-    edge = DefendedEdge(victim.edge(split), defences, gen).eval()
-    cloud = victim.cloud(split).eval()
-    correct = 0
-    with torch.no_grad():
-        for i in range(0, len(data.x_test), 512):
-            logits = cloud(edge(data.x_test[i : i + 512]))
-            correct += int((logits.argmax(dim=1) == data.y_test[i : i + 512]).sum())
-    return correct / len(data.x_test)
+    deployed = nn.Sequential(DefendedEdge(victim.edge(split), defences, gen), victim.cloud(split))
+    return evaluate(deployed, data.x_test, data.y_test)
 
 
 def _seed_row(

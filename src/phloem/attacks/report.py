@@ -18,18 +18,23 @@ if TYPE_CHECKING:
 
 __all__ = ["markdown_report", "save_grid"]
 
-#: what each reported column is
-DEFINITIONS = {
-    "victim_accuracy": "top-1 test accuracy of the undefended victim",
-    "defended_accuracy": "top-1 test accuracy with the defences applied at the split",
-    "ssim": "mean SSIM, Gaussian 11x11 window (sigma 1.5), data_range 1 (Wang et al. 2004)",
-    "ssim_he": "mean SSIM, uniform 7x7 window, sample covariance, data_range 1 (He et al.)",
-    "psnr": "mean PSNR in dB, data_range 1",
-    "mse": "mean squared error per pixel, images in [0, 1]",
-    "identification": (
-        "share of reconstructions whose nearest private image (pixel L2) is the original"
-    ),
-}
+
+def _definitions() -> dict[str, str]:
+    from phloem.attacks.metrics import Metric
+
+    return {
+        "victim_accuracy": "top-1 test accuracy of the undefended victim",
+        "defended_accuracy": "top-1 test accuracy with the defences applied at the split",
+        "ssim": Metric.SSIM.definition,
+        "ssim_he": Metric.SSIM_UNIFORM.definition,
+        "psnr": Metric.PSNR.definition,
+        "mse": Metric.MSE.definition,
+        "identification": Metric.IDENTIFICATION.definition,
+    }
+
+
+#: what each reported column is (the metrics' own definitions)
+DEFINITIONS: dict[str, str] = _definitions()
 
 
 def save_grid(originals: torch.Tensor, recon: torch.Tensor, path: Path, title: str = "") -> Path:

@@ -198,17 +198,14 @@ class SecAggSettings:
         Only given ``num_shares`` / ``threshold`` can be refused: chosen ones meet the targets
         at every client, the one with the most holders included.
         """
+        from phloem.secagg.graph.search import most_holders
         from phloem.secagg.policy import ClientPolicy
 
         params = self.parameters(n)
-        k, t = params.num_shares, params.threshold
-        holders = {k} if k >= n else {k, k + 1 if n % 2 == 1 and (k - 1) % 2 == 1 else k}
+        k, t = min(params.num_shares, n), params.threshold
         policy = ClientPolicy.from_settings(self)
-        for count in sorted(holders, reverse=True):
-            why = policy.violation(n, min(count, n), t)
-            if why is not None:
-                return why
-        return None
+        # the client with the most holders binds security; the others have k
+        return policy.violation(n, most_holders(n, k), t) or policy.violation(n, k, t)
 
     def explain(self, n: int, mc_trials: int = 0, seed: int = 0) -> str:
         """:meth:`parameters` for ``n`` clients, explained in words (see

@@ -67,6 +67,7 @@ __all__ = [
     "ParamOrigin",
     "check_parameters",
     "choose_parameters",
+    "most_holders",
     "security_failure_log2",
 ]
 
@@ -165,9 +166,7 @@ class _Setting:
         return clients_in(self.dropout, self.n)
 
     def most_holders(self, k: int) -> int:
-        """The most share holders any client has in the graph for ``k``: ``k + 1`` for the one
-        vertex of a Harary graph with odd ``n`` and odd ``k - 1`` (see :mod:`.build`)."""
-        return k + 1 if k < self.n and self.n % 2 == 1 and (k - 1) % 2 == 1 else k
+        return most_holders(self.n, k)
 
     def log2_security_at(self, k: int, t: int) -> float:
         """``log2 min(1, n * P[C >= 2t - k])`` for a client with exactly ``k`` holders."""
@@ -474,6 +473,15 @@ def check_parameters(
             [f"{num_shares // 2 + 1}..{num_shares}"],
         )
     return _params(s, num_shares, threshold, ParamOrigin.GIVEN)
+
+
+def most_holders(n: int, k: int) -> int:
+    """The most share holders (itself included) any client has in the graph of ``n`` clients
+    for ``k``: ``k + 1`` for the one vertex of a Harary graph with odd ``n`` and odd ``k - 1``
+    (see :mod:`.build`), ``n`` for the complete graph, else ``k``."""
+    if k >= n:
+        return n
+    return k + 1 if n % 2 == 1 and (k - 1) % 2 == 1 else k
 
 
 def security_failure_log2(n: int, holders: int, threshold: int, corrupt: float) -> float:
