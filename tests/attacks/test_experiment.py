@@ -102,3 +102,28 @@ def test_a_sweep_over_a_defence_parameter_draws_the_defence_plot(tmp_path: Path)
     assert ssim[0] > ssim[2] and accuracy[0] > accuracy[2], (ssim, accuracy)
     with pytest.raises(ConfigError, match="no entry '3'"):
         run_sweep(path, ["defences.3.sigma=1"])
+
+
+def test_an_interrupted_run_keeps_the_seeds_it_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C during the second seed: results.json holds the first, marked interrupted."""
+    from phloem.attacks import experiment
+
+    real = experiment._seed_row
+    calls: list[int] = []
+
+    def stop_on_second(*args: object, **kw: object) -> dict[str, float]:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(experiment, "_seed_row", stop_on_second)
+    cfg = _config(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg)
+    (folder,) = (tmp_path / "runs").iterdir()
+    saved = json.loads((folder / "results.json").read_text())
+    assert saved["status"] == "interrupted" and [r["seed"] for r in saved["rows"]] == [0.0]
+    assert "ssim" in saved["summary"]

@@ -231,24 +231,31 @@ def run_experiment(cfg: ExperimentConfig, *, root: Path | None = None) -> Experi
     run_dir.write_config(to_toml(to_dict(cfg)))
     data = load_images(cfg.victim.data)
     grid = run_dir.plots / "grid.png"
-    rows = []
+    rows: list[dict[str, float]] = []
     t0 = time.perf_counter()
-    for i, seed in enumerate(cfg.run.seeds):
-        rows.append(_seed_row(cfg, seed, data, grid if i == 0 else None))
     keys = ("victim_accuracy", "defended_accuracy", *METRICS)
-    summary = {k: mean_ci([r[k] for r in rows]) for k in keys}
-    result = ExperimentResult(cfg, run_dir.path, rows, summary, grid)
-    (run_dir.path / "results.json").write_text(
-        json.dumps(
-            {
-                "rows": rows,
-                "summary": {k: {"mean": m, "ci95": c} for k, (m, c) in summary.items()},
-                "wall_s": time.perf_counter() - t0,
-            },
-            indent=1,
-            default=float,
-        )
-    )
+
+    def save(status: str) -> dict[str, tuple[float, float]]:
+        """``results.json`` with the seeds done so far: written after every seed, so an
+        interrupted or failing run keeps what it measured."""
+        summary = {k: mean_ci([r[k] for r in rows]) for k in keys} if rows else {}
+        record = {
+            "status": status,
+            "rows": rows,
+            "summary": {k: {"mean": m, "ci95": c} for k, (m, c) in summary.items()},
+            "wall_s": time.perf_counter() - t0,
+        }
+        (run_dir.path / "results.json").write_text(json.dumps(record, indent=1, default=float))
+        return summary
+
+    for i, seed in enumerate(cfg.run.seeds):
+        try:
+            rows.append(_seed_row(cfg, seed, data, grid if i == 0 else None))
+        except BaseException:  # Ctrl-C, a bad value found late: keep the finished seeds
+            save("interrupted")
+            raise
+        save("running")
+    result = ExperimentResult(cfg, run_dir.path, rows, save("finished"), grid)
     from phloem.attacks.report import markdown_report
 
     (run_dir.path / "report.md").write_text(markdown_report(result))

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 __all__ = ["app"]
 
 app = typer.Typer(help="Privacy attacks on split models.", no_args_is_help=True)
+
+#: what an interrupted run or sweep kept
+KEPT = "stopped; the seeds that finished are in the run folder's results.json (status interrupted)."
 console = Console()
 
 SetOption = Annotated[
@@ -65,7 +68,7 @@ def run_cmd(
 
         return run_experiment(load_config(config, set_ or []))
 
-    print_result(guarded(go))
+    print_result(guarded(go, interrupted=KEPT))
 
 
 @app.command("sweep")
@@ -89,7 +92,7 @@ def sweep_cmd(
 
         return run_sweep(config, grid, set_ or [], on_run=done)
 
-    sweep = guarded(go)
+    sweep = guarded(go, interrupted=KEPT)
     console.print(sweep.table.read_text())
     plot = sweep.plot.name if sweep.plot else "-"
     console.print(f"sweep folder: {sweep.folder} (sweep.md, sweep.json, {plot})")
