@@ -72,3 +72,64 @@ def test_cifar10_and_mnist_come_from_the_shared_folder(data_file: Callable[[str]
     digits = Mnist(SplitParams(split="train")).load((1, 28, 28), 5, np.random.default_rng(0))  # type: ignore[arg-type]
     assert cifar.shape == (5, 3, 32, 32) and digits.shape == (5, 1, 28, 28)
     assert float(cifar.min()) >= 0.0 and float(cifar.max()) <= 1.0
+
+
+def _write_images(folder: Path, n: int, seed: int) -> None:
+    from PIL import Image
+
+    gen = np.random.default_rng(seed)
+    for i in range(n):
+        h, w = (int(v) for v in gen.integers(8, 60, size=2))
+        mode = "RGB" if i % 2 else "L"
+        pixels = gen.integers(0, 256, size=(h, w, 3) if mode == "RGB" else (h, w), dtype=np.uint8)
+        sub = folder / f"part{i % 5}"  # nested folders, mixed suffixes
+        sub.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels, mode).save(sub / f"img{i:03d}.{('png', 'jpg', 'bmp')[i % 3]}")
+
+
+def test_a_folder_of_500_own_images_with_junk_among_them(tmp_path: Path) -> None:
+    """A user's own folder: 500 images of mixed sizes, modes and formats, plus a truncated
+    PNG, a text file named .jpg and a README: the junk is skipped and counted by kind."""
+    from phloem.attacks.images import FolderParams, ImageFolder
+
+    _write_images(tmp_path, 500, 0)
+    (tmp_path / "part1" / "broken.png").write_bytes(
+        (tmp_path / "part1" / "img001.jpg").read_bytes()[:40]
+    )
+    (tmp_path / "notes.jpg").write_text("not an image")
+    (tmp_path / "README.txt").write_text("ignored: not an image suffix")
+    images = ImageFolder(FolderParams(path=str(tmp_path)))
+    with pytest.warns(UserWarning, match="skipped 2 unreadable files"):
+        x = images.load((3, 32, 32), 500, np.random.default_rng(1))
+    assert x.shape == (500, 3, 32, 32) and float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+    grey = images.load((1, 28, 28), 10, np.random.default_rng(2))
+    assert grey.shape == (10, 1, 28, 28)
+    with pytest.raises(ConfigError, match="501 images asked") as err, pytest.warns(UserWarning):
+        images.load((3, 32, 32), 501, np.random.default_rng(1))
+    assert err.value.field == "count" and "2 skipped" in str(err.value)
+
+
+def test_a_missing_empty_or_hostile_folder_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PIL import Image
+
+    from phloem.attacks.images import FolderParams, ImageFolder
+    from phloem.core.errors import DataNotFoundError
+
+    with pytest.raises(DataNotFoundError, match="Set `path`"):
+        ImageFolder(FolderParams(path=str(tmp_path / "nope"))).load(
+            (1, 8, 8), 1, np.random.default_rng(0)
+        )
+    with pytest.raises(ConfigError, match="holds no image file"):
+        ImageFolder(FolderParams(path=str(tmp_path))).load((1, 8, 8), 1, np.random.default_rng(0))
+    with pytest.raises(ConfigError, match="path"):
+        FolderParams(path="  ")
+    # a decompression bomb (here: any image above a lowered pixel limit) is skipped, not opened
+    _write_images(tmp_path, 3, 5)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)
+    with (
+        pytest.raises(ConfigError, match="0 readable"),
+        pytest.warns(UserWarning, match="3 Decompression"),
+    ):
+        ImageFolder(FolderParams(path=str(tmp_path))).load((1, 8, 8), 1, np.random.default_rng(0))

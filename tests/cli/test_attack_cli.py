@@ -114,3 +114,24 @@ def test_a_bad_grid_value_fails_before_anything_runs(tmp_path: Path) -> None:
     res = runner.invoke(app, ["attack", "sweep", str(cfg), "--grid", "attack.name=mean-image,gan"])
     assert res.exit_code == 2 and "attack.name" in " ".join(res.output.split())
     assert not (tmp_path / "runs").exists()
+
+
+def test_run_with_the_users_own_folder_of_images(tmp_path: Path) -> None:
+    """[aux] name = "folder": the attacker's queries are the user's own image files."""
+    from PIL import Image
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for i in range(40):
+        Image.new("L", (20 + i, 30), color=i * 6).save(folder / f"{i}.png")
+    cfg = tmp_path / "a.toml"
+    text = TINY.replace(
+        'name = "noise"\ncount = 20', f'name = "folder"\npath = "{folder}"\ncount = 40'
+    )
+    cfg.write_text(text + f'out_dir = "{tmp_path / "runs"}"\n')
+    res = runner.invoke(app, ["attack", "run", str(cfg)])
+    assert res.exit_code == 0, res.output
+    missing = runner.invoke(
+        app, ["attack", "run", str(cfg), "--set", f"aux.path={tmp_path / 'gone'}"]
+    )
+    assert missing.exit_code == 2 and "Set `path`" in " ".join(missing.output.split())

@@ -10,14 +10,20 @@ channels, colour images averaged for a grey victim), drawn with an injected gene
   scikit-learn (astronaut, coffee, chelsea, rocket, china, flower): other-distribution data that
   needs no download;
 - ``noise``: uniform noise (an attacker with no data);
-- ``cifar10``, ``mnist``: the shared data sets (``$PHLOEM_DATA_DIR``), train or test split.
+- ``cifar10``, ``mnist``: the shared data sets (``$PHLOEM_DATA_DIR``), train or test split;
+- ``folder``: your own images, every PNG / JPEG / BMP / GIF / TIFF / WebP file under a folder;
+  a file that cannot be read (corrupt, truncated, not an image, or so large it could be a
+  decompression bomb) is skipped and counted by kind, with one warning.
 """
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
+from collections import Counter
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -26,11 +32,12 @@ import torch.nn.functional as F
 
 from phloem.attacks import _checks
 from phloem.attacks.registries import IMAGE_SETS
-from phloem.core.errors import ConfigError
+from phloem.core.errors import ConfigError, DataNotFoundError
 from phloem.core.registry import Configured, NoParams
 
 __all__ = [
     "Cifar10",
+    "ImageFolder",
     "ImageSet",
     "LfwFaces",
     "Mnist",
@@ -189,3 +196,82 @@ class Mnist(_Shared):
 
     name: ClassVar[str] = "mnist"
     description: ClassVar[str] = "MNIST from the shared data folder (28x28 grey)"
+
+
+#: the file suffixes ``folder`` reads
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+@dataclass(frozen=True)
+class FolderParams:
+    """``path``: the folder (searched recursively)."""
+
+    path: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, str) or not self.path.strip():
+            raise ConfigError("path", "the folder of your images is not set", ["a folder path"])
+
+
+def _read_image(file: Path, channels: int) -> torch.Tensor:
+    """One image file as ``(1, C, H, W)`` in [0, 1]; raises on anything unreadable."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)  # huge: refuse
+        with Image.open(file) as img:
+            img.load()
+            pixels = np.asarray(img.convert("RGB" if channels == 3 else "L"), dtype=np.float32)
+    x = torch.from_numpy(pixels / 255.0)
+    return (x[None, None] if x.ndim == 2 else x.permute(2, 0, 1)[None]).contiguous()
+
+
+@IMAGE_SETS.register
+class ImageFolder(ImageSet):
+    """Your own images: ``count`` files drawn at random from a folder, resized to the victim's
+    input; unreadable files skipped and counted by kind."""
+
+    name: ClassVar[str] = "folder"
+    description: ClassVar[str] = "your own images: the PNG/JPEG/... files under a folder"
+    Params: ClassVar[type[FolderParams]] = FolderParams
+
+    def load(self, shape: Shape, count: int, gen: np.random.Generator) -> torch.Tensor:
+        _checks.integer("count", count, low=1)
+        root = Path(self.params.path).expanduser()
+        if not root.is_dir():
+            raise DataNotFoundError(
+                "the folder of images",
+                [root],
+                f"Set `path` in [private] or [aux] to a folder of {', '.join(IMAGE_SUFFIXES)} "
+                "files.",
+            )
+        files = sorted(
+            f for f in root.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+        )
+        if not files:
+            raise ConfigError("path", f"{root} holds no image file", list(IMAGE_SUFFIXES))
+        from PIL import Image
+
+        unreadable = (OSError, ValueError, SyntaxError, Warning, Image.DecompressionBombError)
+        images: list[torch.Tensor] = []
+        skipped: Counter[str] = Counter()
+        for i in gen.permutation(len(files)):
+            if len(images) == count:
+                break
+            try:
+                images.append(fit_shape(_read_image(files[int(i)], shape[0]), shape))
+            except unreadable as exc:  # PIL's error kinds; the bomb warning made an error
+                skipped[type(exc).__name__] += 1
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(skipped.items()))
+        if skipped:
+            warnings.warn(
+                f"{root}: skipped {sum(skipped.values())} unreadable files ({kinds})", stacklevel=2
+            )
+        if len(images) < count:
+            raise ConfigError(
+                "count",
+                f"{count} images asked, {root} has {len(images)} readable"
+                + (f" ({sum(skipped.values())} skipped: {kinds})" if skipped else ""),
+                [f"1..{len(images)}"] if images else None,
+            )
+        return torch.cat(images)
