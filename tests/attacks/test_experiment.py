@@ -127,3 +127,10 @@ def test_an_interrupted_run_keeps_the_seeds_it_finished(
     saved = json.loads((folder / "results.json").read_text())
     assert saved["status"] == "interrupted" and [r["seed"] for r in saved["rows"]] == [0.0]
     assert "ssim" in saved["summary"]
+
+
+def test_an_image_count_that_cannot_fit_in_memory_fails_at_once_naming_it(tmp_path: Path) -> None:
+    cfg = _config(tmp_path, SMALL, "aux.name=noise", "aux.count=1000000000", "run.seeds=[0]")
+    with pytest.raises(ConfigError, match=r"aux\.count") as err:
+        run_experiment(cfg)
+    assert "GiB" in str(err.value)

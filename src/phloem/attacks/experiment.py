@@ -165,6 +165,27 @@ def _defended_accuracy(
     return evaluate(deployed, data.x_test, data.y_test)
 
 
+def _fits_in_memory(cfg: ExperimentConfig, shape: tuple[int, int, int]) -> None:
+    """Refuse image counts whose float32 tensors alone exceed the memory available now (a
+    typo such as ``count = 10000000`` fails at once, naming the field, not by the OOM killer)."""
+    import os
+
+    try:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not Linux: no check
+        return
+    for section in ("private", "aux"):
+        count = getattr(cfg, section).count
+        need = count * shape[0] * shape[1] * shape[2] * 4
+        if need > available:
+            raise ConfigError(
+                f"{section}.count",
+                f"{count} images of {shape} need {need / 2**30:.1f} GiB; "
+                f"{available / 2**30:.1f} GiB of memory is available",
+                [f"<= {available // (4 * shape[0] * shape[1] * shape[2])}"],
+            )
+
+
 def _seed_row(
     cfg: ExperimentConfig, seed: int, data: Any, grid_to: Path | None
 ) -> dict[str, float]:
@@ -186,6 +207,7 @@ def _seed_row(
         np.random.default_rng(s) for s in np.random.SeedSequence([seed, 11]).spawn(3)
     )
     shape = victim.input_shape
+    _fits_in_memory(cfg, shape)
     private = IMAGE_SETS.get(cfg.private.name)(cfg.private.params).load(
         shape, cfg.private.count, private_rng
     )
