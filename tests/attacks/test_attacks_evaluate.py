@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -164,3 +165,33 @@ def test_stronger_defences_leak_less(strength: str) -> None:
         )
         scores.append(res.summary()["ssim"])
     assert scores[0] > scores[1] > scores[2], scores
+
+
+def test_the_shadow_model_attack_beats_the_mean_image_at_a_shallow_split(tmp_path: Path) -> None:
+    """He et al.'s query-free attack (the attacker holds the cloud part and labelled digits,
+    never queries): at LeNet's first convolution its reconstructions beat the mean image, and
+    the deployed victim is untouched."""
+    from phloem.attacks.methods.shadow import ShadowModel, ShadowParams
+    from phloem.attacks.training import load_images, trained_victim
+
+    data = load_images("digits")
+    victim = trained_victim("lenet", data, seed=0, cache_dir=tmp_path).model
+    before = {k: v.clone() for k, v in victim.state_dict().items()}
+    threat = ThreatModel(access=Access.QUERY_FREE, knows_cloud=True)
+    private = data.x_test[:48]
+    ssim = {}
+    for attack in (ShadowModel(ShadowParams(epochs=8, steps=250)), MeanImage()):
+        res = run_attack(
+            victim,
+            "conv1",
+            attack,
+            threat,
+            data.x_train,
+            private,
+            gen=torch.Generator().manual_seed(1),
+            aux_labels=data.y_train,
+        )
+        assert res.queries == 0
+        ssim[attack.name] = float(res.per_image["ssim"].mean())
+    assert ssim["shadow-model"] > ssim["mean-image"] + 0.1, ssim
+    assert all(torch.equal(before[k], v) for k, v in victim.state_dict().items())

@@ -127,6 +127,89 @@ def test_an_interrupted_run_keeps_the_seeds_it_finished(
     saved = json.loads((folder / "results.json").read_text())
     assert saved["status"] == "interrupted" and [r["seed"] for r in saved["rows"]] == [0.0]
     assert "ssim" in saved["summary"]
+    # resuming runs only the missing seed, keeps seed 0 as measured, and equals a fresh run
+    monkeypatch.setattr(experiment, "_seed_row", real)
+    resumed = experiment.resume_experiment(folder)
+    assert resumed.run_dir == folder and [r["seed"] for r in resumed.rows] == [0.0, 1.0]
+    assert resumed.rows[0] == saved["rows"][0]
+    fresh = run_experiment(cfg)
+    for got, want in zip(resumed.rows, fresh.rows, strict=True):
+        assert got["ssim"] == pytest.approx(want["ssim"], abs=1e-6)
+    done = json.loads((folder / "results.json").read_text())
+    assert done["status"] == "finished" and (folder / "report.md").is_file()
+
+
+def test_resuming_adds_seeds_but_refuses_a_different_experiment_or_a_corrupt_record(
+    tmp_path: Path,
+) -> None:
+    from phloem.attacks.experiment import resume_experiment
+    from phloem.core.errors import RunNotFoundError
+
+    cfg = _config(tmp_path, SMALL, "attack.name=mean-image", "run.seeds=[0]")
+    first = run_experiment(cfg)
+    more = resume_experiment(first.run_dir, ["run.seeds=[0, 2]"])
+    assert [r["seed"] for r in more.rows] == [0.0, 2.0] and more.rows[0] == first.rows[0]
+    for override, field in [
+        ("victim.split=pool2", "victim.split"),
+        ("defences.0.sigma=2", "defences"),
+    ]:
+        with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+            resume_experiment(first.run_dir, [override])
+    (first.run_dir / "results.json").write_text('{"rows": [{"seed": "x"}]')
+    with pytest.raises(RunNotFoundError, match="results.json cannot be read"):
+        resume_experiment(first.run_dir)
+    with pytest.raises(RunNotFoundError, match="not a phloem run folder"):
+        resume_experiment(tmp_path / "nowhere")
+
+
+def test_a_victim_seed_pins_the_victim_across_run_seeds(tmp_path: Path) -> None:
+    cfg = _config(tmp_path, SMALL, "attack.name=mean-image", "victim.seed=5")
+    rows = run_experiment(cfg).rows
+    assert rows[0]["victim_accuracy"] == rows[1]["victim_accuracy"]
+    cache = list((tmp_path / "cache" / "victims").glob("*.pt"))
+    assert len(cache) == 1
+    with pytest.raises(ConfigError, match=r"victim\.seed"):
+        _config(tmp_path, SMALL, "victim.seed=-1")
+
+
+def test_an_interrupted_sweep_resumes_reusing_its_finished_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from phloem.attacks import experiment
+    from phloem.attacks.sweep import run_sweep
+
+    path = tmp_path / "c.toml"
+    path.write_text(SMALL.replace("seeds = [0, 1]", "seeds = [0]") + f'\nout_dir = "{tmp_path}"\n')
+    grid = ["defences.0.sigma=0,1,2"]
+    real = experiment._seed_row
+    calls: list[int] = []
+
+    def stop_on_third(*args: object, **kw: object) -> dict[str, float]:
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(experiment, "_seed_row", stop_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(path, grid)
+    (folder,) = [p for p in tmp_path.iterdir() if p.name.startswith("sweep-")]
+    runs_before = sorted(p.parent.name for p in folder.glob("*/config.toml"))
+    assert len(runs_before) == 3
+    monkeypatch.setattr(experiment, "_seed_row", real)
+    calls.clear()
+    counted: list[int] = []
+
+    def count(*args: object, **kw: object) -> dict[str, float]:
+        counted.append(1)
+        return real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(experiment, "_seed_row", count)
+    sweep = run_sweep(path, grid, resume=folder)
+    assert len(counted) == 1  # only the interrupted combination ran
+    assert sorted(p.parent.name for p in folder.glob("*/config.toml")) == runs_before
+    assert [r.values for r in sweep.rows] == [("0",), ("1",), ("2",)]
+    assert sweep.table.is_file()
 
 
 def test_an_image_count_that_cannot_fit_in_memory_fails_at_once_naming_it(tmp_path: Path) -> None:

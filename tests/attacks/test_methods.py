@@ -16,7 +16,8 @@ from phloem.attacks.methods.baselines import MeanImage, NearestNeighbour
 from phloem.attacks.methods.encoder_decoder import EncoderDecoder, EncoderDecoderParams
 from phloem.attacks.methods.inverse_net import InverseNet, InverseNetParams
 from phloem.attacks.methods.learned import LearnedParams, upsample_stages
-from phloem.attacks.methods.rmle import RMLE, RMLEParams, total_variation
+from phloem.attacks.methods.optimise import total_variation
+from phloem.attacks.methods.rmle import RMLE, RMLEParams
 from phloem.attacks.registries import ATTACKS
 from phloem.attacks.threat import Access, AuxData, BudgetExhaustedError, EdgeOracle, ThreatModel
 from phloem.core.errors import ConfigError, PhloemError
@@ -236,3 +237,71 @@ def test_unsplit_refuses_an_attacker_that_does_not_know_the_architecture() -> No
     attack.fit(shadow_learns, torch.zeros(0, 1, 8, 8), torch.Generator().manual_seed(1))
     out = attack.reconstruct(torch.rand(2, 2, 8, 8))
     assert out.shape == (2, 1, 8, 8) and float(out.min()) >= 0 and float(out.max()) <= 1
+
+
+def cloud_oracle(edge: nn.Module, cloud: nn.Module, **threat: object) -> EdgeOracle:
+    return EdgeOracle(
+        edge,
+        ThreatModel(**threat),  # type: ignore[arg-type]
+        (1, 8, 8),
+        architecture=lambda gen: nn.Conv2d(1, 2, 3, padding=1),
+        cloud=lambda: cloud,
+    )
+
+
+def test_the_shadow_model_attack_needs_the_cloud_part_and_labels_in_its_range() -> None:
+    """He et al.'s query-free attacker is the cloud party: without the cloud part, without
+    labels, or with labels the cloud part cannot output, it is refused and told why."""
+    from phloem.attacks.methods.shadow import ShadowModel
+
+    edge = nn.Conv2d(1, 2, 3, padding=1)
+    cloud = nn.Sequential(nn.Flatten(), nn.Linear(2 * 8 * 8, 3))
+    x, gen = smooth_images(6, 1, 8, seed=2), torch.Generator().manual_seed(0)
+    with pytest.raises(PhloemError, match="threat.knows_cloud"):
+        ShadowModel().fit(cloud_oracle(edge, cloud, access=Access.QUERY_FREE), x, gen, labels=None)
+    holder = cloud_oracle(edge, cloud, access=Access.QUERY_FREE, knows_cloud=True)
+    with pytest.raises(ConfigError, match=r"aux\.name.*no labels"):
+        ShadowModel().fit(holder, x, gen, labels=None)
+    with pytest.raises(ConfigError, match=r"0\.\.2"):
+        ShadowModel().fit(holder, x, gen, labels=torch.tensor([0, 1, 2, 3, 0, 1]))
+    with pytest.raises(ConfigError, match="threat.access"):
+        from phloem.attacks.evaluate import run_attack
+        from phloem.attacks.victims.lenet import LeNet
+
+        run_attack(
+            LeNet(),
+            "conv1",
+            ShadowModel(),
+            ThreatModel(access=Access.WHITE_BOX),
+            torch.zeros(1, 1, 28, 28),
+            torch.zeros(1, 1, 28, 28),
+            gen=gen,
+        )
+
+
+def test_the_shadow_model_attack_makes_no_query_and_leaves_the_cloud_part_alone() -> None:
+    from phloem.attacks.methods.shadow import ShadowModel, ShadowParams
+
+    edge = nn.Conv2d(1, 2, 3, padding=1)
+    cloud = nn.Sequential(nn.Flatten(), nn.Linear(2 * 8 * 8, 3))
+    before = [w.clone() for w in cloud.parameters()]
+    o = cloud_oracle(edge, cloud, access=Access.QUERY_FREE, knows_cloud=True)
+    x = smooth_images(32, 1, 8, seed=3)
+    labels = (x[:, 0, :4].mean(dim=(1, 2)) * 3).long().clamp(max=2)
+    attack = ShadowModel(ShadowParams(epochs=3, steps=5, batch=16))
+    attack.fit(o, x, torch.Generator().manual_seed(0), labels=labels)
+    out = attack.reconstruct(edge(x[:20]).detach())
+    assert out.shape == (20, 1, 8, 8) and float(out.min()) >= 0 and float(out.max()) <= 1
+    assert o.queries == 0 and 0.0 <= attack.train_accuracy <= 1.0
+    assert all(torch.equal(a, b) for a, b in zip(before, cloud.parameters(), strict=True))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("epochs", 0), ("lr", float("nan")), ("invert_lr", 0.0), ("tv_weight", -1.0), ("batch", 1.5)],
+)
+def test_shadow_params_name_the_bad_field(field: str, value: object) -> None:
+    from phloem.attacks.methods.shadow import ShadowParams
+
+    with pytest.raises(ConfigError, match=field):
+        ShadowParams(**{field: value})  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ over seeds.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Sequence
@@ -102,6 +103,7 @@ def run_attack(
     *,
     defences: Sequence[Defence] = (),
     gen: torch.Generator,
+    aux_labels: torch.Tensor | None = None,
 ) -> AttackResult:
     """Attack ``victim`` split at ``split`` (with ``defences``) and measure the result.
 
@@ -115,6 +117,8 @@ def run_attack(
         The attacker; ``attack.access`` must include ``threat.access``.
     aux, private
         The attacker's images, and the private images it never sees (only their IRs).
+    aux_labels
+        The class labels of ``aux``, where the attacker's set has them.
     gen
         All randomness of the defences and the attack.
 
@@ -140,10 +144,14 @@ def run_attack(
     victim.eval()
     edge = DefendedEdge(victim.edge(split), defences, gen).eval()
     oracle = EdgeOracle(
-        edge, threat, victim.input_shape, architecture=lambda g: _fresh_edge(victim, split, g)
+        edge,
+        threat,
+        victim.input_shape,
+        architecture=lambda g: _fresh_edge(victim, split, g),
+        cloud=lambda: copy.deepcopy(victim.cloud(split)).eval(),
     )
     t0 = time.perf_counter()
-    attack.fit(oracle, aux, gen)
+    attack.fit(oracle, aux, gen, labels=aux_labels)
     fit_s = time.perf_counter() - t0
     irs = _irs(edge, private)
     t0 = time.perf_counter()

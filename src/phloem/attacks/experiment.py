@@ -7,7 +7,11 @@ by ``name`` and carry that part's own keys beside it (``phloem attack list`` sho
 the attacker's knowledge. For every seed in ``[run] seeds`` the victim is trained (or loaded
 from the cache), the images are drawn, the attack is fitted and measured
 (:func:`phloem.attacks.evaluate.run_attack`), so the summary's confidence intervals are over
-seeds (victim, attacker and data drawn anew for each).
+seeds (victim, attacker and data drawn anew for each; ``[victim] seed`` pins the victim, so
+that an expensive one is trained once and the intervals are over attacker and data draws).
+
+A run folder keeps ``results.json`` up to date after every seed; :func:`resume_experiment`
+(``phloem attack run --resume RUN``) runs only the seeds it lacks.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ __all__ = [
     "RunConfig",
     "VictimConfig",
     "load_config",
+    "load_result",
+    "resume_experiment",
     "run_experiment",
 ]
 
@@ -57,6 +63,13 @@ class VictimConfig(Section):
     data: str = "digits"  # one of phloem.attacks.training.TRAINING_SETS
     #: ``[victim.train]``: the training recipe (``None``: the victim's own)
     train: TrainParams | None = None
+    #: the victim's training seed (``None``: each run seed trains its own victim)
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.seed is not None and (isinstance(self.seed, bool) or self.seed < 0):
+            raise ConfigError("victim.seed", f"{self.seed!r}", ["int >= 0", "unset (the run seed)"])
 
 
 @dataclass(frozen=True)
@@ -197,7 +210,7 @@ def _seed_row(
     from phloem.attacks.training import trained_victim
 
     v = cfg.victim
-    tv = trained_victim(v.name, data, v.params, v.train, seed=seed)
+    tv = trained_victim(v.name, data, v.params, v.train, seed=seed if v.seed is None else v.seed)
     victim = tv.model
     if v.split not in victim.splits:
         raise ConfigError(
@@ -211,11 +224,23 @@ def _seed_row(
     private = IMAGE_SETS.get(cfg.private.name)(cfg.private.params).load(
         shape, cfg.private.count, private_rng
     )
-    aux = IMAGE_SETS.get(cfg.aux.name)(cfg.aux.params).load(shape, cfg.aux.count, aux_rng)
+    aux, aux_labels = IMAGE_SETS.get(cfg.aux.name)(cfg.aux.params).load_labelled(
+        shape, cfg.aux.count, aux_rng
+    )
     attack = ATTACKS.get(cfg.attack.name)(cfg.attack.params)
     defences = [DEFENCES.get(d.name)(d.params) for d in cfg.defences]
     gen = torch.Generator().manual_seed(int(attack_rng.integers(2**62)))
-    res = run_attack(victim, v.split, attack, cfg.threat, aux, private, defences=defences, gen=gen)
+    res = run_attack(
+        victim,
+        v.split,
+        attack,
+        cfg.threat,
+        aux,
+        private,
+        defences=defences,
+        gen=gen,
+        aux_labels=aux_labels,
+    )
     accuracy_gen = torch.Generator().manual_seed(int(attack_rng.integers(2**62)))
     row = {
         "seed": float(seed),
@@ -235,9 +260,49 @@ def _seed_row(
     return row
 
 
-def run_experiment(cfg: ExperimentConfig, *, root: Path | None = None) -> ExperimentResult:
+#: the file a run folder keeps its per-seed rows and summary in
+RESULTS = "results.json"
+
+
+def _read_results(run: Path) -> dict[str, Any]:
+    """``results.json`` of run folder ``run`` (``{}`` when none was written yet).
+
+    Raises
+    ------
+    RunNotFoundError
+        When the file is unreadable or not a record of this tool, naming it.
+    """
+    from phloem.core.errors import RunNotFoundError
+
+    path = run / RESULTS
+    if not path.is_file():
+        return {}
+    try:
+        record = json.loads(path.read_text())
+        rows = record["rows"]
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise TypeError("rows is not a list of records")
+        record["rows"] = [{str(k): float(v) for k, v in r.items()} for r in rows]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise RunNotFoundError(
+            f"{path} cannot be read as an attack run's results ({e}); start a new run"
+        ) from None
+    return dict(record)
+
+
+def _summary(rows: Sequence[dict[str, float]]) -> dict[str, tuple[float, float]]:
+    from phloem.attacks.evaluate import mean_ci
+
+    keys = ("victim_accuracy", "defended_accuracy", *METRICS)
+    return {k: mean_ci([r[k] for r in rows]) for k in keys} if rows else {}
+
+
+def run_experiment(
+    cfg: ExperimentConfig, *, root: Path | None = None, run_dir: Path | None = None
+) -> ExperimentResult:
     """Run ``cfg`` for every seed in a new run folder (``config.toml``, ``results.json``,
-    ``report.md``, ``plots/grid.png``).
+    ``report.md``, ``plots/grid.png``), or in ``run_dir``, skipping the seeds its
+    ``results.json`` already holds (see :func:`resume_experiment`).
 
     Raises
     ------
@@ -245,40 +310,99 @@ def run_experiment(cfg: ExperimentConfig, *, root: Path | None = None) -> Experi
         For a split the victim does not have, image counts a set cannot serve, an attack
         that does not work under the threat model, or missing data (with where to put it).
     """
-    from phloem.attacks.evaluate import mean_ci
     from phloem.attacks.training import load_images
     from phloem.core.rundir import RunDir
 
-    run_dir = RunDir.create(root or Path(cfg.run.out_dir), cfg.run.name)
-    run_dir.write_config(to_toml(to_dict(cfg)))
+    rd = RunDir.create(root or Path(cfg.run.out_dir), cfg.run.name) if run_dir is None else None
+    path = rd.path if rd is not None else Path(run_dir or ".")
+    done = {int(r["seed"]): r for r in _read_results(path).get("rows", [])}
+    (path / "plots").mkdir(exist_ok=True)
+    (path / RunDir.CONFIG).write_text(to_toml(to_dict(cfg)), encoding="utf-8")
     data = load_images(cfg.victim.data)
-    grid = run_dir.plots / "grid.png"
-    rows: list[dict[str, float]] = []
+    grid = path / "plots" / "grid.png"
+    rows: list[dict[str, float]] = [done[s] for s in cfg.run.seeds if s in done]
     t0 = time.perf_counter()
-    keys = ("victim_accuracy", "defended_accuracy", *METRICS)
 
     def save(status: str) -> dict[str, tuple[float, float]]:
         """``results.json`` with the seeds done so far: written after every seed, so an
         interrupted or failing run keeps what it measured."""
-        summary = {k: mean_ci([r[k] for r in rows]) for k in keys} if rows else {}
+        summary = _summary(rows)
         record = {
             "status": status,
             "rows": rows,
             "summary": {k: {"mean": m, "ci95": c} for k, (m, c) in summary.items()},
             "wall_s": time.perf_counter() - t0,
         }
-        (run_dir.path / "results.json").write_text(json.dumps(record, indent=1, default=float))
+        (path / RESULTS).write_text(json.dumps(record, indent=1, default=float))
         return summary
 
-    for i, seed in enumerate(cfg.run.seeds):
+    for seed in cfg.run.seeds:
+        if seed in done:
+            continue
         try:
-            rows.append(_seed_row(cfg, seed, data, grid if i == 0 else None))
+            row = _seed_row(cfg, seed, data, None if grid.is_file() else grid)
         except BaseException:  # Ctrl-C, a bad value found late: keep the finished seeds
             save("interrupted")
             raise
+        rows.append(row)
         save("running")
-    result = ExperimentResult(cfg, run_dir.path, rows, save("finished"), grid)
+    rows.sort(key=lambda r: cfg.run.seeds.index(int(r["seed"])))
+    result = ExperimentResult(cfg, path, rows, save("finished"), grid)
     from phloem.attacks.report import markdown_report
 
-    (run_dir.path / "report.md").write_text(markdown_report(result))
+    (path / "report.md").write_text(markdown_report(result))
     return result
+
+
+#: the keys a resumed run may change (they add or drop seeds, not change what a seed measures)
+RESUMABLE = frozenset({"run.seeds"})
+
+
+def load_result(
+    run: Path, overrides: Sequence[str] = ()
+) -> tuple[ExperimentConfig, list[dict[str, float]], str]:
+    """The config (``--set`` ``overrides`` applied), per-seed rows and status of run folder
+    ``run``.
+
+    Raises
+    ------
+    RunNotFoundError
+        When ``run`` is not an attack run folder, or its results are unreadable.
+    ConfigError
+        Naming the field, for an override that would make a different experiment (only
+        ``run.seeds`` may change).
+    """
+    from phloem.core.rundir import RunDir
+
+    rd = RunDir.open(run)
+    saved = load_config(rd.path / RunDir.CONFIG)
+    cfg = load_config(rd.path / RunDir.CONFIG, overrides)
+    a, b = to_dict(saved), to_dict(cfg)
+    for section in a:
+        if a[section] != b[section]:
+            keys = a[section].keys() | b[section].keys() if isinstance(a[section], dict) else {""}
+            for key in sorted(keys):
+                name = f"{section}.{key}".rstrip(".")
+                same = a[section].get(key) == b[section].get(key) if key else False
+                if not same and name not in RESUMABLE:
+                    raise ConfigError(
+                        name,
+                        "cannot change when resuming (it would make a different experiment); "
+                        "start a new run instead",
+                        sorted(RESUMABLE),
+                    )
+    record = _read_results(rd.path)
+    return cfg, list(record.get("rows", [])), str(record.get("status", "not started"))
+
+
+def resume_experiment(run: Path, overrides: Sequence[str] = ()) -> ExperimentResult:
+    """Continue the run in folder ``run``: the seeds its ``results.json`` lacks are run (the
+    finished ones are kept as measured), with ``run.seeds`` overrides to add seeds.
+
+    Raises
+    ------
+    RunNotFoundError, ConfigError
+        As :func:`load_result`.
+    """
+    cfg, _, _ = load_result(run, overrides)
+    return run_experiment(cfg, run_dir=run)

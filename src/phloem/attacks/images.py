@@ -65,6 +65,13 @@ class ImageSet(Configured, ABC):
             Naming ``count`` when the set has fewer images.
         """
 
+    def load_labelled(
+        self, shape: Shape, count: int, gen: np.random.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The images :meth:`load` draws, with their class labels (``(count,)`` ``int64``)
+        where the set has them, else ``None``."""
+        return self.load(shape, count, gen), None
+
 
 def fit_shape(images: torch.Tensor, shape: Shape) -> torch.Tensor:
     """``(N, c, h, w)`` images in [0, 1] at ``shape``: resized, channels matched, clamped."""
@@ -174,12 +181,18 @@ class _Shared(ImageSet):
     Params: ClassVar[type[SplitParams]] = SplitParams
 
     def load(self, shape: Shape, count: int, gen: np.random.Generator) -> torch.Tensor:
+        return self.load_labelled(shape, count, gen)[0]
+
+    def load_labelled(
+        self, shape: Shape, count: int, gen: np.random.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         from phloem.attacks.training import load_images
 
         data = load_images(self.name)
-        x = data.x_train if self.params.split is Split.TRAIN else data.x_test
-        idx = _take(len(x), count, gen, f"{self.name} {self.params.split.value}")
-        return fit_shape(x[torch.from_numpy(idx)], shape)
+        train = self.params.split is Split.TRAIN
+        x, y = (data.x_train, data.y_train) if train else (data.x_test, data.y_test)
+        idx = torch.from_numpy(_take(len(x), count, gen, f"{self.name} {self.params.split.value}"))
+        return fit_shape(x[idx], shape), y[idx]
 
 
 @IMAGE_SETS.register

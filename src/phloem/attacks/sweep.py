@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from phloem.attacks.experiment import ExperimentConfig, ExperimentResult, load_config
-from phloem.core.config import expand_grid
+from phloem.core.config import expand_grid, to_dict
 
 __all__ = ["AttackSweep", "SweepRow", "plan_sweep", "run_sweep"]
 
@@ -123,6 +123,26 @@ def _defence_plot(axes: Sequence[str], rows: Sequence[SweepRow], path: Path) -> 
     return path
 
 
+def _key(cfg: ExperimentConfig) -> str:
+    """What identifies a combination's run: its whole config."""
+    return json.dumps(to_dict(cfg), sort_keys=True, default=str)
+
+
+def _earlier_runs(folder: Path) -> dict[str, Path]:
+    """The run folders already in a sweep folder, by :func:`_key` of their config (a folder
+    whose config no longer loads is left alone: its combination runs again)."""
+    from phloem.core.errors import PhloemError
+    from phloem.core.rundir import RunDir
+
+    found: dict[str, Path] = {}
+    for sub in sorted(p for p in folder.iterdir() if (p / RunDir.CONFIG).is_file()):
+        try:
+            found[_key(load_config(sub / RunDir.CONFIG))] = sub
+        except (PhloemError, OSError, ValueError):
+            continue
+    return found
+
+
 def run_sweep(
     config: Path | None,
     grid: Sequence[str],
@@ -130,25 +150,37 @@ def run_sweep(
     *,
     root: Path | None = None,
     on_run: Callable[[SweepRow], None] | None = None,
+    resume: Path | None = None,
 ) -> AttackSweep:
-    """Run every combination of ``grid`` over ``config`` into one sweep folder.
+    """Run every combination of ``grid`` over ``config`` into one sweep folder (``resume``:
+    the folder of an earlier, interrupted run of the same sweep, whose runs are reused).
 
     Raises
     ------
     ConfigError
         Before anything runs, for any combination with a bad key or value.
+    RunNotFoundError
+        When ``resume`` is not a folder.
     """
     from phloem.attacks.experiment import run_experiment
+    from phloem.core.errors import RunNotFoundError
     from phloem.core.rundir import RunDir
 
     plan = plan_sweep(config, grid, overrides)
     base = load_config(config, list(overrides))
-    folder = RunDir.create(root or Path(base.run.out_dir), f"sweep-{base.run.name}").path
+    if resume is not None and not resume.is_dir():
+        raise RunNotFoundError(f"{resume} is not a sweep folder of `phloem attack sweep`")
+    folder = (
+        resume
+        if resume is not None
+        else RunDir.create(root or Path(base.run.out_dir), f"sweep-{base.run.name}").path
+    )
+    earlier = _earlier_runs(folder)
     axes = tuple(g.split("=", 1)[0].strip() for g in grid)
     rows = []
     for values, cfg in plan:
         cfg = replace(cfg, run=replace(cfg.run, out_dir=str(folder)))
-        row = SweepRow(values, run_experiment(cfg))
+        row = SweepRow(values, run_experiment(cfg, run_dir=earlier.get(_key(cfg))))
         rows.append(row)
         if on_run is not None:
             on_run(row)

@@ -63,6 +63,10 @@ class ThreatModel:
         :class:`AuxData`: what the attacker's own data is.
     knows_architecture
         Whether the attacker knows the edge part's architecture (a shadow model copies it).
+    knows_cloud
+        Whether the attacker holds the cloud part ``f_cloud`` (weights and gradients): it *is*
+        the cloud party of a collaborative-inference deployment, He et al.'s adversary. Off by
+        default (an eavesdropper on the IRs).
 
     Raises
     ------
@@ -75,6 +79,7 @@ class ThreatModel:
     query_budget: int | None = None
     aux: AuxData = AuxData.SAME_DISTRIBUTION
     knows_architecture: bool = True
+    knows_cloud: bool = False
 
     def __post_init__(self) -> None:
         for name, enum in (("access", Access), ("aux", AuxData)):
@@ -90,8 +95,9 @@ class ThreatModel:
             raise ConfigError("query_budget", f"{budget} queries", ["int >= 0", None])
         if self.access is Access.QUERY_FREE and budget not in (None, 0):
             raise ConfigError("query_budget", "a query-free attacker makes no queries", [0])
-        if not isinstance(self.knows_architecture, bool):
-            raise ConfigError("knows_architecture", f"{self.knows_architecture!r}", [True, False])
+        for flag in ("knows_architecture", "knows_cloud"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(flag, f"{getattr(self, flag)!r}", [True, False])
 
     @property
     def budget(self) -> int | None:
@@ -120,6 +126,8 @@ class EdgeOracle:
     architecture
         ``architecture(gen)`` -> a freshly initialised, untrained copy of the edge part (its
         architecture, no weights), for an attacker that knows the architecture.
+    cloud
+        ``cloud()`` -> a copy of the trained cloud part, for an attacker that holds it.
     """
 
     def __init__(
@@ -129,12 +137,14 @@ class EdgeOracle:
         input_shape: tuple[int, int, int],
         module: torch.nn.Module | None = None,
         architecture: Callable[[torch.Generator], torch.nn.Module] | None = None,
+        cloud: Callable[[], torch.nn.Module] | None = None,
     ) -> None:
         self._edge = edge
         self.threat = threat
         self.input_shape = input_shape
         self._module = module if module is not None else edge
         self._architecture = architecture
+        self._cloud = cloud
         #: queries answered so far
         self.queries = 0
 
@@ -185,3 +195,19 @@ class EdgeOracle:
         if not self.threat.knows_architecture or self._architecture is None:
             raise PhloemError("this attacker does not know the edge part's architecture")
         return self._architecture(gen)
+
+    def cloud(self) -> torch.nn.Module:
+        """A copy of the trained cloud part ``f_cloud`` (IRs to logits), for an attacker that
+        holds it (``knows_cloud``); changing the copy leaves the deployment as it is.
+
+        Raises
+        ------
+        PhloemError
+            When the threat model says the attacker does not hold it, or none was given.
+        """
+        if not self.threat.knows_cloud or self._cloud is None:
+            raise PhloemError(
+                "this attacker does not hold the cloud part (set threat.knows_cloud = true for "
+                "an attacker that is the cloud party)"
+            )
+        return self._cloud()

@@ -27,7 +27,11 @@ __all__ = ["app"]
 app = typer.Typer(help="Privacy attacks on split models.", no_args_is_help=True)
 
 #: what an interrupted run or sweep kept
-KEPT = "stopped; the seeds that finished are in the run folder's results.json (status interrupted)."
+KEPT = (
+    "stopped; the seeds that finished are in the run folder's results.json (status "
+    "interrupted); finish with `phloem attack run --resume RUN_DIR` (a sweep: the same "
+    "command with --resume SWEEP_DIR)."
+)
 console = Console()
 
 SetOption = Annotated[
@@ -58,14 +62,23 @@ def print_result(result: ExperimentResult) -> None:
 
 @app.command("run")
 def run_cmd(
-    config: Annotated[Path, typer.Argument(help="TOML config.")],
+    config: Annotated[Path | None, typer.Argument(help="TOML config (omit with --resume).")] = None,
     set_: SetOption = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="Finish the run in this folder: only the seeds it lacks are run."),
+    ] = None,
 ) -> None:
     """Train (or load) the victim, attack its split, measure; one run folder."""
 
     def go() -> ExperimentResult:
-        from phloem.attacks.experiment import load_config, run_experiment
+        from phloem.attacks.experiment import load_config, resume_experiment, run_experiment
+        from phloem.core.errors import ConfigError
 
+        if resume is not None:
+            return resume_experiment(resume, set_ or [])
+        if config is None:
+            raise ConfigError("config", "give a CONFIG file, or --resume RUN_DIR")
         return run_experiment(load_config(config, set_ or []))
 
     print_result(guarded(go, interrupted=KEPT))
@@ -79,6 +92,10 @@ def sweep_cmd(
         typer.Option("--grid", help="An axis, e.g. --grid victim.split=pool1,pool2 (repeatable)."),
     ],
     set_: SetOption = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="Finish the sweep in this folder (same CONFIG and --grid)."),
+    ] = None,
 ) -> None:
     """Every combination of the grid (all validated first); a table and a plot along the
     first axis."""
@@ -90,7 +107,7 @@ def sweep_cmd(
             ssim, _ = row.result.summary["ssim"]
             console.print(escape(f"  {' '.join(row.values)}: ssim {ssim:.4g}"))
 
-        return run_sweep(config, grid, set_ or [], on_run=done)
+        return run_sweep(config, grid, set_ or [], on_run=done, resume=resume)
 
     sweep = guarded(go, interrupted=KEPT)
     console.print(sweep.table.read_text())

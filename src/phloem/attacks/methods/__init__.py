@@ -2,11 +2,20 @@
 
 - baselines (:mod:`.baselines`): ``mean-image``, ``nearest-neighbour``;
 - white-box: ``rmle`` (He et al. 2019);
+- query-free: ``shadow-model`` (He et al. 2019: the attacker holds the cloud part),
+  ``unsplit`` (Erdogan et al. 2022: architecture only);
 - learned inversion (:mod:`.learned`: one query set, training budget and loss for all):
   ``inverse-net`` (He et al. 2019), ``encoder-decoder`` (Benkraouda & Nahrstedt 2021).
 """
 
-from phloem.attacks.methods import baselines, encoder_decoder, inverse_net, rmle, unsplit
+from phloem.attacks.methods import (
+    baselines,
+    encoder_decoder,
+    inverse_net,
+    rmle,
+    shadow,
+    unsplit,
+)
 from phloem.attacks.methods.base import Attack
 
-__all__ = ["Attack", "baselines", "encoder_decoder", "inverse_net", "rmle", "unsplit"]
+__all__ = ["Attack", "baselines", "encoder_decoder", "inverse_net", "rmle", "shadow", "unsplit"]

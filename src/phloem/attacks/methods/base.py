@@ -33,8 +33,17 @@ class Attack(Configured, ABC):
     access: ClassVar[frozenset[Access]] = frozenset(Access)
 
     @abstractmethod
-    def fit(self, oracle: EdgeOracle, aux: torch.Tensor, gen: torch.Generator) -> None:
-        """Learn from the attacker's auxiliary images ``aux`` (``(N, C, H, W)`` in [0, 1])."""
+    def fit(
+        self,
+        oracle: EdgeOracle,
+        aux: torch.Tensor,
+        gen: torch.Generator,
+        *,
+        labels: torch.Tensor | None = None,
+    ) -> None:
+        """Learn from the attacker's auxiliary images ``aux`` (``(N, C, H, W)`` in [0, 1]),
+        and their class ``labels`` (``(N,)`` ``int64``) where the attacker's set has them
+        (``None`` otherwise; only attacks that train through the cloud part use them)."""
 
     @abstractmethod
     def reconstruct(self, irs: torch.Tensor) -> torch.Tensor:

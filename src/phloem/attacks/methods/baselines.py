@@ -31,7 +31,14 @@ class MeanImage(Attack):
     description: ClassVar[str] = "baseline: the mean of the attacker's images, whatever the IR"
     Params: ClassVar[type[NoParams]] = NoParams
 
-    def fit(self, oracle: EdgeOracle, aux: torch.Tensor, gen: torch.Generator) -> None:
+    def fit(
+        self,
+        oracle: EdgeOracle,
+        aux: torch.Tensor,
+        gen: torch.Generator,
+        *,
+        labels: torch.Tensor | None = None,
+    ) -> None:
         self._mean = aux.mean(dim=0, keepdim=True)
 
     def reconstruct(self, irs: torch.Tensor) -> torch.Tensor:
@@ -57,7 +64,14 @@ class NearestNeighbour(Attack):
     Params: ClassVar[type[NearestNeighbourParams]] = NearestNeighbourParams
     access: ClassVar[frozenset[Access]] = frozenset({Access.WHITE_BOX, Access.BLACK_BOX})
 
-    def fit(self, oracle: EdgeOracle, aux: torch.Tensor, gen: torch.Generator) -> None:
+    def fit(
+        self,
+        oracle: EdgeOracle,
+        aux: torch.Tensor,
+        gen: torch.Generator,
+        *,
+        labels: torch.Tensor | None = None,
+    ) -> None:
         images, irs = fit_queries(oracle, aux)
         self._images = images
         self._irs = irs.flatten(1)

@@ -94,7 +94,14 @@ class LearnedInversion(Attack):
         """The untrained decoder from an IR of ``ir_shape`` to an image of ``input_shape``
         (logits: a sigmoid follows)."""
 
-    def fit(self, oracle: EdgeOracle, aux: torch.Tensor, gen: torch.Generator) -> None:
+    def fit(
+        self,
+        oracle: EdgeOracle,
+        aux: torch.Tensor,
+        gen: torch.Generator,
+        *,
+        labels: torch.Tensor | None = None,
+    ) -> None:
         p = self.params
         images, irs = fit_queries(oracle, aux)
         with torch.random.fork_rng(devices=[]):  # initialise from gen, global state untouched

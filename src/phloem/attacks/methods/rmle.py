@@ -5,9 +5,9 @@ part's weights, find the input that reproduces the observed IR,
 
     x* = argmin_x  mean((f_edge(x) - ir)^2) + tv_weight * TV(x),   x in [0, 1],
 
-by gradient descent from a neutral start; TV (total variation, mean absolute difference of
-neighbouring pixels) is the natural-image prior. ``x`` is parameterised as ``sigmoid(z)`` so it
-stays in ``[0, 1]`` without clipping.
+by gradient descent from a neutral start (:func:`~phloem.attacks.methods.optimise.invert`);
+TV (total variation, mean absolute difference of neighbouring pixels) is the natural-image
+prior. ``x`` is parameterised as ``sigmoid(z)`` so it stays in ``[0, 1]`` without clipping.
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ import torch
 
 from phloem.attacks import _checks
 from phloem.attacks.methods.base import Attack
+from phloem.attacks.methods.optimise import invert
 from phloem.attacks.registries import ATTACKS
 from phloem.attacks.threat import Access, EdgeOracle
 
-__all__ = ["RMLE", "RMLEParams", "total_variation"]
+__all__ = ["RMLE", "RMLEParams"]
 
 
 @dataclass(frozen=True)
@@ -42,13 +43,6 @@ class RMLEParams:
         _checks.real("tv_weight", self.tv_weight, low=0.0)
 
 
-def total_variation(x: torch.Tensor) -> torch.Tensor:
-    """Per-image anisotropic TV: mean |horizontal| plus mean |vertical| neighbour difference."""
-    dh = (x[..., :, 1:] - x[..., :, :-1]).abs().flatten(1).mean(dim=1)
-    dv = (x[..., 1:, :] - x[..., :-1, :]).abs().flatten(1).mean(dim=1)
-    return dh + dv
-
-
 @ATTACKS.register
 class RMLE(Attack):
     """He et al.'s white-box rMLE: optimise the input to match the IR, with a TV prior."""
@@ -58,7 +52,14 @@ class RMLE(Attack):
     Params: ClassVar[type[RMLEParams]] = RMLEParams
     access: ClassVar[frozenset[Access]] = frozenset({Access.WHITE_BOX})
 
-    def fit(self, oracle: EdgeOracle, aux: torch.Tensor, gen: torch.Generator) -> None:
+    def fit(
+        self,
+        oracle: EdgeOracle,
+        aux: torch.Tensor,
+        gen: torch.Generator,
+        *,
+        labels: torch.Tensor | None = None,
+    ) -> None:
         self._edge = oracle.white_box()
         self._shape = oracle.input_shape
         self._gen = gen
@@ -68,22 +69,13 @@ class RMLE(Attack):
         return torch.cat([self._invert(irs[i : i + step]) for i in range(0, irs.shape[0], step)])
 
     def _invert(self, target: torch.Tensor) -> torch.Tensor:
-        p = self.params
-        # start near grey (sigmoid(0) = 0.5), a little noise to break symmetry
-        z = (
-            0.01 * torch.randn((target.shape[0], *self._shape), generator=self._gen)
-        ).requires_grad_()
-        opt = torch.optim.Adam([z], lr=p.lr)
-        was_training = self._edge.training
-        self._edge.eval()
-        try:
-            for _ in range(p.steps):
-                opt.zero_grad()
-                x = torch.sigmoid(z)
-                fit = (self._edge(x) - target).pow(2).flatten(1).mean(dim=1)
-                loss = (fit + p.tv_weight * total_variation(x)).sum()
-                loss.backward()
-                opt.step()
-        finally:
-            self._edge.train(was_training)
-        return torch.sigmoid(z).detach()
+        p: RMLEParams = self.params
+        return invert(
+            self._edge,
+            target,
+            self._shape,
+            self._gen,
+            steps=p.steps,
+            lr=p.lr,
+            tv_weight=p.tv_weight,
+        )

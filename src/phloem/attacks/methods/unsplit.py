@@ -16,7 +16,7 @@ import torch
 
 from phloem.attacks import _checks
 from phloem.attacks.methods.base import Attack
-from phloem.attacks.methods.rmle import total_variation
+from phloem.attacks.methods.optimise import invert
 from phloem.attacks.registries import ATTACKS
 from phloem.attacks.threat import EdgeOracle
 
@@ -50,7 +50,14 @@ class UnSplit(Attack):
     description: ClassVar[str] = "query-free: optimise x and a shadow edge together (UnSplit)"
     Params: ClassVar[type[UnSplitParams]] = UnSplitParams
 
-    def fit(self, oracle: EdgeOracle, aux: torch.Tensor, gen: torch.Generator) -> None:
+    def fit(
+        self,
+        oracle: EdgeOracle,
+        aux: torch.Tensor,
+        gen: torch.Generator,
+        *,
+        labels: torch.Tensor | None = None,
+    ) -> None:
         self._oracle = oracle
         self._gen = gen
         oracle.shadow(gen)  # fails now, not at reconstruction, if the architecture is unknown
@@ -62,23 +69,13 @@ class UnSplit(Attack):
     def _invert(self, target: torch.Tensor) -> torch.Tensor:
         p: UnSplitParams = self.params
         shadow = self._oracle.shadow(self._gen)
-        shape = (target.shape[0], *self._oracle.input_shape)
-        z = (0.01 * torch.randn(shape, generator=self._gen)).requires_grad_()
-        weights = list(shadow.parameters())
-        opts = [torch.optim.Adam([z], lr=p.lr)]
-        if weights:  # a parameter-free edge part (e.g. the identity) is known exactly
-            opts.append(torch.optim.Adam(weights, lr=p.model_lr))
-
-        def loss() -> torch.Tensor:
-            x = torch.sigmoid(z)
-            out: torch.Tensor = shadow(x)
-            fit = (out - target).pow(2).flatten(1).mean(dim=1)
-            return (fit + p.tv_weight * total_variation(x)).sum()
-
-        for _ in range(p.steps):
-            for opt in opts:
-                for o in opts:
-                    o.zero_grad()
-                loss().backward()  # type: ignore[no-untyped-call]
-                opt.step()
-        return torch.sigmoid(z).detach()
+        return invert(
+            shadow,
+            target,
+            self._oracle.input_shape,
+            self._gen,
+            steps=p.steps,
+            lr=p.lr,
+            tv_weight=p.tv_weight,
+            model_lr=p.model_lr,
+        )
