@@ -156,7 +156,7 @@ def test_resuming_adds_seeds_but_refuses_a_different_experiment_or_a_corrupt_rec
         with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
             resume_experiment(first.run_dir, [override])
     (first.run_dir / "results.json").write_text('{"rows": [{"seed": "x"}]')
-    with pytest.raises(RunNotFoundError, match="results.json cannot be read"):
+    with pytest.raises(RunNotFoundError, match=r"results\.json cannot be read"):
         resume_experiment(first.run_dir)
     with pytest.raises(RunNotFoundError, match="not a phloem run folder"):
         resume_experiment(tmp_path / "nowhere")

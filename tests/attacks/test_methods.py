@@ -257,14 +257,14 @@ def test_the_shadow_model_attack_needs_the_cloud_part_and_labels_in_its_range() 
     edge = nn.Conv2d(1, 2, 3, padding=1)
     cloud = nn.Sequential(nn.Flatten(), nn.Linear(2 * 8 * 8, 3))
     x, gen = smooth_images(6, 1, 8, seed=2), torch.Generator().manual_seed(0)
-    with pytest.raises(PhloemError, match="threat.knows_cloud"):
+    with pytest.raises(PhloemError, match=r"threat\.knows_cloud"):
         ShadowModel().fit(cloud_oracle(edge, cloud, access=Access.QUERY_FREE), x, gen, labels=None)
     holder = cloud_oracle(edge, cloud, access=Access.QUERY_FREE, knows_cloud=True)
     with pytest.raises(ConfigError, match=r"aux\.name.*no labels"):
         ShadowModel().fit(holder, x, gen, labels=None)
     with pytest.raises(ConfigError, match=r"0\.\.2"):
         ShadowModel().fit(holder, x, gen, labels=torch.tensor([0, 1, 2, 3, 0, 1]))
-    with pytest.raises(ConfigError, match="threat.access"):
+    with pytest.raises(ConfigError, match=r"threat\.access"):
         from phloem.attacks.evaluate import run_attack
         from phloem.attacks.victims.lenet import LeNet
 

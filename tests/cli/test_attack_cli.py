@@ -63,6 +63,24 @@ def test_bad_configs_are_one_line_errors(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "no config file" in res.output
 
 
+def test_run_resume_adds_seeds_and_refuses_what_it_cannot_resume(tmp_path: Path) -> None:
+    cfg = tmp_path / "a.toml"
+    cfg.write_text(TINY + f'out_dir = "{tmp_path / "runs"}"\n')
+    assert runner.invoke(app, ["attack", "run", str(cfg)]).exit_code == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    res = runner.invoke(app, ["attack", "run", "--resume", str(run), "--set", "run.seeds=[0,1]"])
+    assert res.exit_code == 0, res.output
+    assert "2 seed(s)" in res.output and run.name in "".join(res.output.split())
+    for args, words in [
+        (["--resume", str(run), "--set", "attack.name=nearest-neighbour"], "attack.name"),
+        (["--resume", str(tmp_path / "nowhere")], "not a phloem run folder"),
+        ([], "give a CONFIG file, or --resume"),
+    ]:
+        res = runner.invoke(app, ["attack", "run", *args])
+        assert res.exit_code == 2, res.output
+        assert words in " ".join(res.output.split()) and "Traceback" not in res.output
+
+
 def test_list_shows_every_kind_of_part() -> None:
     res = runner.invoke(app, ["attack", "list"])
     assert res.exit_code == 0

@@ -381,7 +381,7 @@ def load_result(
     for section in a:
         if a[section] != b[section]:
             keys = a[section].keys() | b[section].keys() if isinstance(a[section], dict) else {""}
-            for key in sorted(keys):
+            for key in sorted(keys, key=lambda k: (k != "name", k)):  # a part switch first
                 name = f"{section}.{key}".rstrip(".")
                 same = a[section].get(key) == b[section].get(key) if key else False
                 if not same and name not in RESUMABLE:
