@@ -97,6 +97,7 @@ def test_a_sweep_over_a_defence_parameter_draws_the_defence_plot(tmp_path: Path)
     path.write_text(SMALL.replace("seeds = [0, 1]", "seeds = [0]") + f'\nout_dir = "{tmp_path}"\n')
     sweep = run_sweep(path, ["defences.0.sigma=0,1,8"])
     assert sweep.defence_plot is not None and sweep.defence_plot.stat().st_size > 1000
+    assert sweep.grid is not None and sweep.grid.stat().st_size > 1000  # private + 3 rows
     ssim = [r.result.summary["ssim"][0] for r in sweep.rows]
     accuracy = [r.result.summary["defended_accuracy"][0] for r in sweep.rows]
     assert ssim[0] > ssim[2] and accuracy[0] > accuracy[2], (ssim, accuracy)

@@ -146,6 +146,10 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Exper
     return from_dict(ExperimentConfig, data)
 
 
+#: the first seed's first eight private images and their reconstructions, beside the grid
+#: (a sweep draws its own grid from them)
+SAMPLES = "samples.npz"
+
 #: the per-image metrics of a result, in report order
 METRICS = ("ssim", "ssim_he", "psnr", "mse", "identification")
 
@@ -256,6 +260,11 @@ def _seed_row(
             res.reconstructions[:8],
             grid_to,
             title=f"{cfg.attack.name} at {v.split} ({v.name})",
+        )
+        np.savez_compressed(
+            grid_to.with_name(SAMPLES),
+            private=private[:8].numpy(),
+            reconstructions=res.reconstructions[:8].numpy(),
         )
     return row
 

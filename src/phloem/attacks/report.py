@@ -8,6 +8,7 @@ definitions), so a reader can compare it with a paper's table: phloem's SSIM is 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 
     from phloem.attacks.experiment import ExperimentResult
 
-__all__ = ["markdown_report", "save_grid"]
+__all__ = ["markdown_report", "save_grid", "save_rows"]
 
 
 def _definitions() -> dict[str, str]:
@@ -39,21 +40,36 @@ DEFINITIONS: dict[str, str] = _definitions()
 
 def save_grid(originals: torch.Tensor, recon: torch.Tensor, path: Path, title: str = "") -> Path:
     """A two-row PNG: private images above, their reconstructions below."""
+    return save_rows(originals, [("attack", recon)], path, title)
+
+
+def save_rows(
+    originals: torch.Tensor,
+    rows: Sequence[tuple[str, torch.Tensor]],
+    path: Path,
+    title: str = "",
+) -> Path:
+    """A PNG grid: the private images in the first row, then one labelled row of
+    reconstructions per attack (or combination of a sweep)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     n = originals.shape[0]
-    fig, axes = plt.subplots(2, n, figsize=(1.2 * n, 2.6), squeeze=False)
-    for row, images in enumerate((originals, recon)):
+    labelled = [("private", originals), *rows]
+    fig, axes = plt.subplots(
+        len(labelled), n, figsize=(1.2 * n + 1.0, 1.25 * len(labelled) + 0.2), squeeze=False
+    )
+    for r, (label, images) in enumerate(labelled):
         for i in range(n):
-            img = images[i].detach().cpu().permute(1, 2, 0).numpy()
-            ax = axes[row][i]
-            ax.imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray", vmin=0, vmax=1)
+            ax = axes[r][i]
+            if i < images.shape[0]:
+                img = images[i].detach().cpu().permute(1, 2, 0).numpy()
+                ax.imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray", vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
-        axes[row][0].set_ylabel("private" if row == 0 else "attack", fontsize=8)
+        axes[r][0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()

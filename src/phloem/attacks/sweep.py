@@ -47,6 +47,8 @@ class AttackSweep:
     plot: Path | None
     #: accuracy vs attacker SSIM (a defence parameter on the first axis), else ``None``
     defence_plot: Path | None = None
+    #: the private images above each combination's reconstructions (first seed), if any
+    grid: Path | None = None
 
 
 def plan_sweep(
@@ -121,6 +123,35 @@ def _defence_plot(axes: Sequence[str], rows: Sequence[SweepRow], path: Path) -> 
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _grid(axes: Sequence[str], rows: Sequence[SweepRow], path: Path) -> Path | None:
+    """One image grid for the sweep: the private images (first seed) above every
+    combination's reconstructions, each row labelled with its grid values; ``None`` when the
+    combinations did not see the same private images (or saved none)."""
+    import numpy as np
+    import torch
+
+    from phloem.attacks.experiment import SAMPLES
+    from phloem.attacks.report import save_rows
+
+    originals = None
+    labelled = []
+    for r in rows:
+        file = r.result.run_dir / "plots" / SAMPLES
+        if not file.is_file():
+            return None
+        with np.load(file) as z:
+            private, recon = z["private"], z["reconstructions"]
+        if originals is None:
+            originals = private
+        elif private.shape != originals.shape or not np.array_equal(private, originals):
+            return None
+        labelled.append(("\n".join(r.values), torch.from_numpy(recon)))
+    if originals is None:
+        return None
+    title = " / ".join(a.split(".")[-1] for a in axes)
+    return save_rows(torch.from_numpy(originals), labelled, path, title=title)
 
 
 def _key(cfg: ExperimentConfig) -> str:
@@ -210,4 +241,5 @@ def run_sweep(
     defence = None
     if axes and axes[0].startswith("defences."):
         defence = _defence_plot(axes, rows, folder / "defence.png")
-    return AttackSweep(axes, tuple(rows), folder, table, plot, defence)
+    grid_png = _grid(axes, rows, folder / "grid.png")
+    return AttackSweep(axes, tuple(rows), folder, table, plot, defence, grid_png)

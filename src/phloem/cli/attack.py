@@ -111,8 +111,9 @@ def sweep_cmd(
 
     sweep = guarded(go, interrupted=KEPT)
     console.print(sweep.table.read_text())
-    plot = sweep.plot.name if sweep.plot else "-"
-    console.print(f"sweep folder: {sweep.folder} (sweep.md, sweep.json, {plot})")
+    files = ["sweep.md", "sweep.json"]
+    files += [p.name for p in (sweep.plot, sweep.defence_plot, sweep.grid) if p is not None]
+    console.print(f"sweep folder: {sweep.folder} ({', '.join(files)})")
 
 
 @app.command("report")
