@@ -46,6 +46,7 @@ def test_run_prints_the_metrics_and_the_run_folder(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     text = " ".join(res.output.split())
     assert "mean-image vs lenet at relu1" in text and "ssim" in text and "run folder" in text
+    assert "seed 0 done: ssim" in text  # the progress line of a finished seed
     assert len(list((tmp_path / "runs").iterdir())) == 1
 
 

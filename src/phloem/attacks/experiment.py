@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -204,9 +204,14 @@ def _fits_in_memory(cfg: ExperimentConfig, shape: tuple[int, int, int]) -> None:
 
 
 def _seed_row(
-    cfg: ExperimentConfig, seed: int, data: Any, grid_to: Path | None
+    cfg: ExperimentConfig,
+    seed: int,
+    data: Any,
+    grid_to: Path | None,
+    say: Callable[[str], None] = lambda _: None,
 ) -> dict[str, float]:
-    """Train (or load) the victim, draw the images, attack, measure: one seed."""
+    """Train (or load) the victim, draw the images, attack, measure: one seed (``say`` hears
+    what it is doing)."""
     import numpy as np
     import torch
 
@@ -214,6 +219,7 @@ def _seed_row(
     from phloem.attacks.training import trained_victim
 
     v = cfg.victim
+    say(f"seed {seed}: training (or loading) {v.name} on {v.data}")
     tv = trained_victim(v.name, data, v.params, v.train, seed=seed if v.seed is None else v.seed)
     victim = tv.model
     if v.split not in victim.splits:
@@ -234,6 +240,10 @@ def _seed_row(
     attack = ATTACKS.get(cfg.attack.name)(cfg.attack.params)
     defences = [DEFENCES.get(d.name)(d.params) for d in cfg.defences]
     gen = torch.Generator().manual_seed(int(attack_rng.integers(2**62)))
+    say(
+        f"seed {seed}: {cfg.attack.name} fits on {cfg.aux.count} {cfg.aux.name} images, then "
+        f"reconstructs {cfg.private.count} private IRs at {v.split}"
+    )
     res = run_attack(
         victim,
         v.split,
@@ -307,11 +317,16 @@ def _summary(rows: Sequence[dict[str, float]]) -> dict[str, tuple[float, float]]
 
 
 def run_experiment(
-    cfg: ExperimentConfig, *, root: Path | None = None, run_dir: Path | None = None
+    cfg: ExperimentConfig,
+    *,
+    root: Path | None = None,
+    run_dir: Path | None = None,
+    on_progress: Callable[[str], None] | None = None,
 ) -> ExperimentResult:
     """Run ``cfg`` for every seed in a new run folder (``config.toml``, ``results.json``,
     ``report.md``, ``plots/grid.png``), or in ``run_dir``, skipping the seeds its
-    ``results.json`` already holds (see :func:`resume_experiment`).
+    ``results.json`` already holds (see :func:`resume_experiment`). ``on_progress`` hears a
+    line for each step (victim, attack, a finished seed with its SSIM and time).
 
     Raises
     ------
@@ -327,6 +342,7 @@ def run_experiment(
     done = {int(r["seed"]): r for r in _read_results(path).get("rows", [])}
     (path / "plots").mkdir(exist_ok=True)
     (path / RunDir.CONFIG).write_text(to_toml(to_dict(cfg)), encoding="utf-8")
+    say = on_progress or (lambda _: None)
     data = load_images(cfg.victim.data)
     grid = path / "plots" / "grid.png"
     rows: list[dict[str, float]] = [done[s] for s in cfg.run.seeds if s in done]
@@ -348,13 +364,15 @@ def run_experiment(
     for seed in cfg.run.seeds:
         if seed in done:
             continue
+        started = time.perf_counter()
         try:
-            row = _seed_row(cfg, seed, data, None if grid.is_file() else grid)
+            row = _seed_row(cfg, seed, data, None if grid.is_file() else grid, say)
         except BaseException:  # Ctrl-C, a bad value found late: keep the finished seeds
             save("interrupted")
             raise
         rows.append(row)
         save("running")
+        say(f"seed {seed} done: ssim {row['ssim']:.4f} ({time.perf_counter() - started:.0f} s)")
     rows.sort(key=lambda r: cfg.run.seeds.index(int(r["seed"])))
     result = ExperimentResult(cfg, path, rows, save("finished"), grid)
     from phloem.attacks.report import markdown_report
@@ -404,7 +422,12 @@ def load_result(
     return cfg, list(record.get("rows", [])), str(record.get("status", "not started"))
 
 
-def resume_experiment(run: Path, overrides: Sequence[str] = ()) -> ExperimentResult:
+def resume_experiment(
+    run: Path,
+    overrides: Sequence[str] = (),
+    *,
+    on_progress: Callable[[str], None] | None = None,
+) -> ExperimentResult:
     """Continue the run in folder ``run``: the seeds its ``results.json`` lacks are run (the
     finished ones are kept as measured), with ``run.seeds`` overrides to add seeds.
 
@@ -414,4 +437,4 @@ def resume_experiment(run: Path, overrides: Sequence[str] = ()) -> ExperimentRes
         As :func:`load_result`.
     """
     cfg, _, _ = load_result(run, overrides)
-    return run_experiment(cfg, run_dir=run)
+    return run_experiment(cfg, run_dir=run, on_progress=on_progress)

@@ -13,6 +13,7 @@ one curve per combination of the other axes.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -154,6 +155,10 @@ def _grid(axes: Sequence[str], rows: Sequence[SweepRow], path: Path) -> Path | N
     return save_rows(torch.from_numpy(originals), labelled, path, title=title)
 
 
+def _prefixed(tell: Callable[[str], None], values: Sequence[str], line: str) -> None:
+    tell(f"{' '.join(values)}: {line}")
+
+
 def _key(cfg: ExperimentConfig) -> str:
     """What identifies a combination's run: its whole config."""
     return json.dumps(to_dict(cfg), sort_keys=True, default=str)
@@ -182,6 +187,7 @@ def run_sweep(
     root: Path | None = None,
     on_run: Callable[[SweepRow], None] | None = None,
     resume: Path | None = None,
+    on_progress: Callable[[str], None] | None = None,
 ) -> AttackSweep:
     """Run every combination of ``grid`` over ``config`` into one sweep folder (``resume``:
     the folder of an earlier, interrupted run of the same sweep, whose runs are reused).
@@ -211,7 +217,8 @@ def run_sweep(
     rows = []
     for values, cfg in plan:
         cfg = replace(cfg, run=replace(cfg.run, out_dir=str(folder)))
-        row = SweepRow(values, run_experiment(cfg, run_dir=earlier.get(_key(cfg))))
+        say = None if on_progress is None else functools.partial(_prefixed, on_progress, values)
+        row = SweepRow(values, run_experiment(cfg, run_dir=earlier.get(_key(cfg)), on_progress=say))
         rows.append(row)
         if on_run is not None:
             on_run(row)

@@ -7,6 +7,8 @@ typed result. Nothing here imports torch until a command runs.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -40,6 +42,27 @@ SetOption = Annotated[
 ]
 
 
+ProgressOption = Annotated[
+    bool, typer.Option(help="Show what each seed is doing, and each finished seed's SSIM.")
+]
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[str], None] | None]:
+    """A spinner showing the current step; finished seeds stay printed."""
+    if not enabled:
+        yield None
+        return
+    with console.status("starting") as status:
+
+        def say(line: str) -> None:
+            if " done: " in line:
+                console.print(escape(f"  {line}"))
+            status.update(escape(line))
+
+        yield say
+
+
 def print_result(result: ExperimentResult) -> None:
     """The run's metrics (mean ± 95% CI over seeds) with their definitions."""
     from phloem.attacks.report import DEFINITIONS
@@ -68,6 +91,7 @@ def run_cmd(
         Path | None,
         typer.Option(help="Finish the run in this folder: only the seeds it lacks are run."),
     ] = None,
+    progress: ProgressOption = True,
 ) -> None:
     """Train (or load) the victim, attack its split, measure; one run folder."""
 
@@ -75,11 +99,12 @@ def run_cmd(
         from phloem.attacks.experiment import load_config, resume_experiment, run_experiment
         from phloem.core.errors import ConfigError
 
-        if resume is not None:
-            return resume_experiment(resume, set_ or [])
-        if config is None:
-            raise ConfigError("config", "give a CONFIG file, or --resume RUN_DIR")
-        return run_experiment(load_config(config, set_ or []))
+        with _progress(progress) as say:
+            if resume is not None:
+                return resume_experiment(resume, set_ or [], on_progress=say)
+            if config is None:
+                raise ConfigError("config", "give a CONFIG file, or --resume RUN_DIR")
+            return run_experiment(load_config(config, set_ or []), on_progress=say)
 
     print_result(guarded(go, interrupted=KEPT))
 
@@ -96,6 +121,7 @@ def sweep_cmd(
         Path | None,
         typer.Option(help="Finish the sweep in this folder (same CONFIG and --grid)."),
     ] = None,
+    progress: ProgressOption = True,
 ) -> None:
     """Every combination of the grid (all validated first); a table and a plot along the
     first axis."""
@@ -107,7 +133,8 @@ def sweep_cmd(
             ssim, _ = row.result.summary["ssim"]
             console.print(escape(f"  {' '.join(row.values)}: ssim {ssim:.4g}"))
 
-        return run_sweep(config, grid, set_ or [], on_run=done, resume=resume)
+        with _progress(progress) as say:
+            return run_sweep(config, grid, set_ or [], on_run=done, resume=resume, on_progress=say)
 
     sweep = guarded(go, interrupted=KEPT)
     console.print(sweep.table.read_text())
