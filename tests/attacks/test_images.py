@@ -72,6 +72,18 @@ def test_cifar10_and_mnist_come_from_the_shared_folder(data_file: Callable[[str]
     digits = Mnist(SplitParams(split="train")).load((1, 28, 28), 5, np.random.default_rng(0))  # type: ignore[arg-type]
     assert cifar.shape == (5, 3, 32, 32) and digits.shape == (5, 1, 28, 28)
     assert float(cifar.min()) >= 0.0 and float(cifar.max()) <= 1.0
+    # labelled draws: the same images as load() for the same generator, with their labels
+    x, y = Mnist(SplitParams(split="train")).load_labelled(  # type: ignore[arg-type]
+        (1, 28, 28), 5, np.random.default_rng(0)
+    )
+    assert torch.equal(x, digits) and y.dtype == torch.int64 and y.shape == (5,)
+    from phloem.attacks.training import load_images
+
+    data = load_images("mnist")
+    for img, label in zip(x, y, strict=True):
+        (where,) = torch.nonzero((data.x_train == img).flatten(1).all(dim=1), as_tuple=True)
+        assert int(data.y_train[where[0]]) == int(label)
+    assert LfwFaces().load_labelled((1, 28, 28), 3, np.random.default_rng(0))[1] is None
 
 
 def _write_images(folder: Path, n: int, seed: int) -> None:
