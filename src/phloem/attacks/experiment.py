@@ -146,7 +146,7 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Exper
     return from_dict(ExperimentConfig, data)
 
 
-#: the first seed's first eight private images and their reconstructions, beside the grid
+#: eight of the first seed's private images and their reconstructions, beside the grid
 #: (a sweep draws its own grid from them)
 SAMPLES = "samples.npz"
 
@@ -263,18 +263,21 @@ def _seed_row(
     }
     row.update(res.summary())
     if grid_to is not None:
+        # eight images spread over the draw (draws are in index order; a set stored by
+        # class would otherwise show one class)
+        shown = torch.linspace(0, private.shape[0] - 1, min(8, private.shape[0])).long()
         from phloem.attacks.report import save_grid
 
         save_grid(
-            private[:8],
-            res.reconstructions[:8],
+            private[shown],
+            res.reconstructions[shown],
             grid_to,
             title=f"{cfg.attack.name} at {v.split} ({v.name})",
         )
         np.savez_compressed(
             grid_to.with_name(SAMPLES),
-            private=private[:8].numpy(),
-            reconstructions=res.reconstructions[:8].numpy(),
+            private=private[shown].numpy(),
+            reconstructions=res.reconstructions[shown].numpy(),
         )
     return row
 
