@@ -218,3 +218,18 @@ def test_an_image_count_that_cannot_fit_in_memory_fails_at_once_naming_it(tmp_pa
     with pytest.raises(ConfigError, match=r"aux\.count") as err:
         run_experiment(cfg)
     assert "GiB" in str(err.value)
+
+
+def test_a_training_time_defence_trains_its_own_victim(tmp_path: Path) -> None:
+    """NoPeek shapes the victim: a run with it trains (and caches) a victim of its own, whose
+    IRs a nearest-neighbour attacker reads worse; two training-time defences are refused."""
+    base = SMALL.replace('name = "gaussian_noise"\nsigma = 0.1', 'name = "nopeek"\nweight = 0.0')
+    sets = ("run.seeds=[0]", "victim.train.epochs=5")
+    plain = run_experiment(_config(tmp_path, base, *sets))
+    shaped = run_experiment(_config(tmp_path, base, *sets, "defences.0.weight=20"))
+    assert len(list((tmp_path / "cache" / "victims").glob("*.pt"))) == 2
+    assert shaped.rows[0]["victim_accuracy"] != plain.rows[0]["victim_accuracy"]
+    assert shaped.rows[0]["ssim"] < plain.rows[0]["ssim"], (shaped.rows, plain.rows)
+    two = base.replace("[run]", '[[defences]]\nname = "nopeek"\n[run]')
+    with pytest.raises(ConfigError, match="training-time defences"):
+        run_experiment(_config(tmp_path, two, "run.seeds=[0]"))

@@ -219,8 +219,24 @@ def _seed_row(
     from phloem.attacks.training import trained_victim
 
     v = cfg.victim
+    defences = [DEFENCES.get(d.name)(d.params) for d in cfg.defences]
+    shaping = [d for d in defences if d.trains_victim]  # NoPeek: part of the victim's training
+    if len(shaping) > 1:
+        raise ConfigError(
+            "defences",
+            f"{len(shaping)} training-time defences ({', '.join(d.name for d in shaping)}); "
+            "a victim is trained with at most one",
+        )
     say(f"seed {seed}: training (or loading) {v.name} on {v.data}")
-    tv = trained_victim(v.name, data, v.params, v.train, seed=seed if v.seed is None else v.seed)
+    tv = trained_victim(
+        v.name,
+        data,
+        v.params,
+        v.train,
+        seed=seed if v.seed is None else v.seed,
+        defence=shaping[0] if shaping else None,
+        split=v.split if shaping else None,
+    )
     victim = tv.model
     if v.split not in victim.splits:
         raise ConfigError(
@@ -238,7 +254,6 @@ def _seed_row(
         shape, cfg.aux.count, aux_rng
     )
     attack = ATTACKS.get(cfg.attack.name)(cfg.attack.params)
-    defences = [DEFENCES.get(d.name)(d.params) for d in cfg.defences]
     gen = torch.Generator().manual_seed(int(attack_rng.integers(2**62)))
     say(
         f"seed {seed}: {cfg.attack.name} fits on {cfg.aux.count} {cfg.aux.name} images, then "
