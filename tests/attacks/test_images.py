@@ -40,11 +40,17 @@ def test_bundled_sets_give_the_shape_in_unit_range_reproducibly(
     assert float(a.std()) > 0.05  # real content, not a constant
 
 
-def test_faces_are_distinct_and_limited_to_the_bundled_two_hundred() -> None:
-    faces = LfwFaces().load((1, 25, 25), 200, np.random.default_rng(0))
-    assert torch.unique(faces.flatten(1), dim=0).shape[0] == 200
-    with pytest.raises(ConfigError, match="201 images asked, lfw-faces has 200") as err:
-        LfwFaces().load((1, 25, 25), 201, np.random.default_rng(0))
+def test_faces_are_the_hundred_faces_not_the_background_crops() -> None:
+    """scikit-image's LFW subset is 100 faces then 100 non-faces: only the faces are served."""
+    from skimage.data import lfw_subset
+
+    faces = LfwFaces().load((1, 25, 25), 100, np.random.default_rng(0))
+    assert torch.unique(faces.flatten(1), dim=0).shape[0] == 100
+    subset = torch.from_numpy(np.asarray(lfw_subset(), dtype=np.float32)).flatten(1)
+    served = {tuple(f.tolist()) for f in faces.flatten(1)}
+    assert served == {tuple(f.tolist()) for f in subset[:100]}
+    with pytest.raises(ConfigError, match="101 images asked, lfw-faces has 100") as err:
+        LfwFaces().load((1, 25, 25), 101, np.random.default_rng(0))
     assert err.value.field == "count"
     with pytest.raises(ConfigError, match="count"):
         Noise().load((1, 4, 4), 0, np.random.default_rng(0))

@@ -2,7 +2,7 @@
 
 No data folder and no download: LeNet-5 is trained on scikit-learn's digits (upscaled to 28x28),
 the attacker queries it with 2,000 random crops of the photographs bundled with scikit-image and
-scikit-learn (other-distribution data), and reconstructs the 200 LFW faces bundled with
+scikit-learn (other-distribution data), and reconstructs the 100 LFW faces bundled with
 scikit-image, which it never queried, from their IRs at ``pool1``. Under a minute on 2 cores.
 The same experiment as a file: ``configs/attack_demo.toml``.
 """
@@ -35,7 +35,7 @@ aux = "other-distribution"
 
 [private]
 name = "lfw-faces"
-count = 200
+count = 100
 
 [aux]
 name = "sample-patches"

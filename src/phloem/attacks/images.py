@@ -4,8 +4,9 @@ Every set returns ``(N, C, H, W)`` float32 tensors in ``[0, 1]`` at the victim's
 (resized with bilinear interpolation and antialiasing; grey images repeated over colour
 channels, colour images averaged for a grey victim), drawn with an injected generator:
 
-- ``lfw-faces``: the 200 faces of LFW that scikit-image ships (``skimage.data.lfw_subset``,
-  25x25 grey), the private frames of the demo, which no attacker has queried;
+- ``lfw-faces``: the 100 faces of LFW that scikit-image ships (the first half of
+  ``skimage.data.lfw_subset``, whose second half is background crops; 25x25 grey), the private
+  frames of the demo, which no attacker has queried;
 - ``sample-patches``: random crops of the colour photographs bundled with scikit-image and
   scikit-learn (astronaut, coffee, chelsea, rocket, china, flower): other-distribution data that
   needs no download;
@@ -91,18 +92,24 @@ def _take(total: int, count: int, gen: np.random.Generator, what: str) -> np.nda
     return np.sort(gen.choice(total, size=count, replace=False))
 
 
+#: faces in scikit-image's LFW subset (the first 100 of its 200 images)
+FACES = 100
+
+
 @IMAGE_SETS.register
 class LfwFaces(ImageSet):
-    """The 200 LFW faces bundled with scikit-image."""
+    """The 100 LFW faces bundled with scikit-image (``skimage.data.lfw_subset``: its first 100
+    images are faces, the other 100 background crops, which this set leaves out)."""
 
     name: ClassVar[str] = "lfw-faces"
-    description: ClassVar[str] = "200 LFW faces bundled with scikit-image (25x25 grey)"
+    description: ClassVar[str] = "100 LFW faces bundled with scikit-image (25x25 grey)"
     Params: ClassVar[type[NoParams]] = NoParams
 
     def load(self, shape: Shape, count: int, gen: np.random.Generator) -> torch.Tensor:
         from skimage.data import lfw_subset
 
-        faces = torch.from_numpy(np.asarray(lfw_subset(), dtype=np.float32))[:, None]
+        subset = np.asarray(lfw_subset(), dtype=np.float32)[:FACES]  # the rest are not faces
+        faces = torch.from_numpy(subset)[:, None]
         return fit_shape(faces[_take(len(faces), count, gen, "lfw-faces")], shape)
 
 
