@@ -156,9 +156,18 @@ def test_resuming_adds_seeds_but_refuses_a_different_experiment_or_a_corrupt_rec
     ]:
         with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
             resume_experiment(first.run_dir, [override])
-    (first.run_dir / "results.json").write_text('{"rows": [{"seed": "x"}]')
-    with pytest.raises(RunNotFoundError, match=r"results\.json cannot be read"):
-        resume_experiment(first.run_dir)
+    record = json.loads((first.run_dir / "results.json").read_text())
+    forged = [
+        '{"rows": [{"seed": "x"}]',  # truncated JSON
+        json.dumps({"rows": [{"seed": 0}]}),  # a row without its metrics
+        json.dumps({"rows": [{**record["rows"][0], "seed": float("nan")}]}),
+        json.dumps({"rows": [{**record["rows"][0], "seed": -1}]}),
+        json.dumps({"rows": "all"}),
+    ]
+    for text in forged:
+        (first.run_dir / "results.json").write_text(text)
+        with pytest.raises(RunNotFoundError, match=r"results\.json cannot be read"):
+            resume_experiment(first.run_dir)
     with pytest.raises(RunNotFoundError, match="not a phloem run folder"):
         resume_experiment(tmp_path / "nowhere")
 

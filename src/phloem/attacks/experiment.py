@@ -320,6 +320,12 @@ def _read_results(run: Path) -> dict[str, Any]:
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise TypeError("rows is not a list of records")
         record["rows"] = [{str(k): float(v) for k, v in r.items()} for r in rows]
+        need = {"seed", "victim_accuracy", "defended_accuracy", *METRICS}
+        for r in record["rows"]:
+            if not need <= r.keys():
+                raise TypeError(f"a row lacks {sorted(need - r.keys())}")
+            if not float(r["seed"]).is_integer() or r["seed"] < 0:
+                raise TypeError(f"a row's seed is {r['seed']}")
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise RunNotFoundError(
             f"{path} cannot be read as an attack run's results ({e}); start a new run"
