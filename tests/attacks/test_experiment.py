@@ -242,3 +242,30 @@ def test_a_training_time_defence_trains_its_own_victim(tmp_path: Path) -> None:
     two = base.replace("[run]", '[[defences]]\nname = "nopeek"\n[run]')
     with pytest.raises(ConfigError, match="training-time defences"):
         run_experiment(_config(tmp_path, two, "run.seeds=[0]"))
+
+
+def test_finetuning_the_cloud_part_changes_the_deployed_accuracy_not_the_leakage(
+    tmp_path: Path,
+) -> None:
+    """``[victim.finetune]`` retrains the cloud part behind a heavy defence: the deployed
+    accuracy rises; the victim, the attack and so every leakage metric stay as they were."""
+    heavy = SMALL.replace("sigma = 0.1", "sigma = 4.0\nrelative = true")
+    sets = ("run.seeds=[0]", "victim.train.epochs=3")
+    plain = run_experiment(_config(tmp_path, heavy, *sets, "run.name=plain"))
+    tuned = run_experiment(
+        _config(
+            tmp_path,
+            heavy,
+            *sets,
+            "run.name=tuned",
+            "victim.finetune.epochs=3",
+            "victim.finetune.optimizer=adam",
+            "victim.finetune.lr=0.001",
+        )
+    )
+    p, t = plain.rows[0], tuned.rows[0]
+    assert t["defended_accuracy"] > p["defended_accuracy"] + 0.05, (p, t)
+    assert t["victim_accuracy"] == p["victim_accuracy"]
+    assert all(t[m] == p[m] for m in ("ssim", "psnr", "identification"))
+    with pytest.raises(ConfigError, match="train.epochs"):
+        _config(tmp_path, heavy, "victim.finetune.epochs=0")

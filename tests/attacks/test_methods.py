@@ -15,7 +15,13 @@ from torch import nn
 from phloem.attacks.methods.baselines import MeanImage, NearestNeighbour
 from phloem.attacks.methods.encoder_decoder import EncoderDecoder, EncoderDecoderParams
 from phloem.attacks.methods.inverse_net import InverseNet, InverseNetParams
-from phloem.attacks.methods.learned import LearnedParams, upsample_stages
+from phloem.attacks.methods.learned import (
+    LearnedParams,
+    Loss,
+    Schedule,
+    reconstruction_loss,
+    upsample_stages,
+)
 from phloem.attacks.methods.optimise import total_variation
 from phloem.attacks.methods.rmle import RMLE, RMLEParams
 from phloem.attacks.registries import ATTACKS
@@ -183,12 +189,58 @@ def test_learned_training_is_reproducible_from_the_generator() -> None:
         ("lr", float("nan")),
         ("weight_decay", -1.0),
         ("loss", "huber"),
+        ("schedule", "step"),
     ],
 )
 def test_learned_params_name_the_bad_field(field: str, value: object) -> None:
     with pytest.raises(ConfigError) as err:
         LearnedParams(**{field: value})  # type: ignore[arg-type]
     assert err.value.field == field
+
+
+def test_reconstruction_losses_against_their_definitions() -> None:
+    """Each loss equals its formula built from the reference pieces (torch's pixel losses, the
+    float64 SSIM the reports print), is 0 on identical images and carries a gradient."""
+    import torch.nn.functional as F
+
+    from phloem.attacks import metrics
+
+    x = smooth_images(4, 3, 16, seed=1)
+    y = (x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(2))).clamp(0, 1)
+    dissim = 1 - float(metrics.ssim(y, x).mean())
+    l1 = float(F.l1_loss(y, x))
+    expected = {
+        Loss.MSE: float(F.mse_loss(y, x)),
+        Loss.L1: l1,
+        Loss.SSIM: dissim,
+        Loss.SSIM_L1: 0.84 * dissim + 0.16 * l1,
+    }
+    for loss, want in expected.items():
+        assert float(reconstruction_loss(loss, y, x)) == pytest.approx(want, rel=1e-4), loss
+        assert float(reconstruction_loss(loss, x, x)) == pytest.approx(0.0, abs=1e-6), loss
+        z = y.clone().requires_grad_(True)
+        reconstruction_loss(loss, z, x).backward()
+        assert z.grad is not None and float(z.grad.abs().sum()) > 0, loss
+
+
+@pytest.mark.parametrize("loss", list(Loss))
+def test_every_loss_with_the_cosine_schedule_trains_an_inverter(loss: Loss) -> None:
+    """A 2x downsampling split (16x16 -> 8x8): every loss, with the cosine schedule, trains
+    an inverter whose SSIM is far above the mean image's (measured: 0.98-0.99 vs 0.03)."""
+    from phloem.attacks import metrics
+
+    edge = nn.AvgPool2d(2)
+    aux = smooth_images(256, 1, 16, seed=5)
+    private = smooth_images(64, 1, 16, seed=6)
+    o = oracle(edge, (1, 16, 16))
+    recipe = {"epochs": 30, "batch_size": 32, "lr": 3e-3, "width": 16}
+    attack = InverseNet(InverseNetParams(**recipe, loss=loss, schedule=Schedule.COSINE))  # type: ignore[arg-type]
+    attack.fit(o, aux, torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        recon = attack.reconstruct(edge(private))
+    mean = aux.mean(dim=0, keepdim=True).expand_as(private)
+    got, base = (float(metrics.ssim(r, private).mean()) for r in (recon, mean))
+    assert got > 0.8 and base < 0.1, (got, base)
 
 
 def test_upsample_stages() -> None:

@@ -275,3 +275,32 @@ def test_defence_needs_a_valid_split(few: ImageData, tmp_path: Path) -> None:
         trained_victim(
             "lenet", few, train_params=FAST, cache_dir=tmp_path, defence=_Shrink(), split="x"
         )
+
+
+def test_finetune_cloud_recovers_accuracy_under_a_defence_and_leaves_the_edge_alone(
+    few: ImageData, tmp_path: Path
+) -> None:
+    """A deployment retrains the cloud part behind a defence: on heavily noised IRs the
+    retrained cloud part beats the original, while the edge's weights and batch-norm
+    statistics (and so what an attacker sees) do not change."""
+    import copy
+
+    from phloem.attacks.defences.base import DefendedEdge
+    from phloem.attacks.defences.gaussian_noise import GaussianNoise, GaussianNoiseParams
+    from phloem.attacks.training import finetune_cloud
+
+    tv = trained_victim("lenet", few, train_params=FAST, seed=0, cache_dir=tmp_path)
+    edge_before = copy.deepcopy(tv.model.edge("pool1").state_dict())
+    noise = GaussianNoise(GaussianNoiseParams(sigma=3.0, relative=True))
+    edge = DefendedEdge(tv.model.edge("pool1"), [noise], torch.Generator().manual_seed(1))
+    cloud = copy.deepcopy(tv.model.cloud("pool1"))
+    before = evaluate(torch.nn.Sequential(edge, cloud), few.x_test, few.y_test)
+    recipe = TrainParams(epochs=3, batch_size=32, optimizer="adam", lr=1e-3, weight_decay=0.0)  # type: ignore[arg-type]
+    losses = finetune_cloud(edge, cloud, few.x_train, few.y_train, recipe, torch.Generator())
+    after = evaluate(torch.nn.Sequential(edge, cloud), few.x_test, few.y_test)
+    assert len(losses) == 3 and after > before + 0.05
+    after_edge = tv.model.edge("pool1").state_dict()
+    assert all(torch.equal(edge_before[k], after_edge[k]) for k in edge_before)
+    # the victim's own cloud part was a copy's source, not trained
+    again = trained_victim("lenet", few, train_params=FAST, seed=0, cache_dir=tmp_path)
+    assert _same_weights(tv.model, again.model)

@@ -3,8 +3,10 @@
 A TOML file has one table per section below; every key is optional. ``[victim]``,
 ``[attack]``, ``[private]``, ``[aux]`` and each ``[[defences]]`` entry pick a registered part
 by ``name`` and carry that part's own keys beside it (``phloem attack list`` shows them);
-``[victim.train]`` is the victim's training recipe (default: the victim's own), ``[threat]``
-the attacker's knowledge. For every seed in ``[run] seeds`` the victim is trained (or loaded
+``[victim.train]`` is the victim's training recipe (default: the victim's own),
+``[victim.finetune]`` an optional recipe to retrain the cloud part on defended IRs before the
+deployed accuracy is measured (the attack is unchanged: the edge is), ``[threat]`` the
+attacker's knowledge. For every seed in ``[run] seeds`` the victim is trained (or loaded
 from the cache), the images are drawn, the attack is fitted and measured
 (:func:`phloem.attacks.evaluate.run_attack`), so the summary's confidence intervals are over
 seeds (victim, attacker and data drawn anew for each; ``[victim] seed`` pins the victim, so
@@ -65,6 +67,10 @@ class VictimConfig(Section):
     train: TrainParams | None = None
     #: the victim's training seed (``None``: each run seed trains its own victim)
     seed: int | None = None
+    #: ``[victim.finetune]``: retrain the cloud part on the defended IRs of the training set
+    #: (edge frozen) before the deployed accuracy is measured, as a deployment would
+    #: (``None``: the cloud part as trained)
+    finetune: TrainParams | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -170,16 +176,28 @@ class ExperimentResult:
 
 
 def _defended_accuracy(
-    victim: Any, split: str, defences: Sequence[Any], data: Any, gen: Any
+    victim: Any,
+    split: str,
+    defences: Sequence[Any],
+    data: Any,
+    gen: Any,
+    finetune: TrainParams | None = None,
 ) -> float:
-    """Test accuracy of the deployed model: the cloud part on the defended IRs."""
+    """Test accuracy of the deployed model: the cloud part (a retrained copy, when
+    ``finetune`` is given) on the defended IRs."""
+    import copy
+
     from torch import nn
 
     from phloem.attacks.defences.base import DefendedEdge
-    from phloem.attacks.training import evaluate
+    from phloem.attacks.training import evaluate, finetune_cloud
 
-    deployed = nn.Sequential(DefendedEdge(victim.edge(split), defences, gen), victim.cloud(split))
-    return evaluate(deployed, data.x_test, data.y_test)
+    edge = DefendedEdge(victim.edge(split), defences, gen)
+    cloud = victim.cloud(split)
+    if finetune is not None:
+        cloud = copy.deepcopy(cloud)
+        finetune_cloud(edge, cloud, data.x_train, data.y_train, finetune, gen)
+    return evaluate(nn.Sequential(edge, cloud), data.x_test, data.y_test)
 
 
 def _fits_in_memory(cfg: ExperimentConfig, shape: tuple[int, int, int]) -> None:
@@ -271,10 +289,14 @@ def _seed_row(
         aux_labels=aux_labels,
     )
     accuracy_gen = torch.Generator().manual_seed(int(attack_rng.integers(2**62)))
+    if v.finetune is not None:
+        say(f"seed {seed}: retraining the cloud part on defended IRs ({v.finetune.epochs} epochs)")
     row = {
         "seed": float(seed),
         "victim_accuracy": tv.accuracy,
-        "defended_accuracy": _defended_accuracy(victim, v.split, defences, data, accuracy_gen),
+        "defended_accuracy": _defended_accuracy(
+            victim, v.split, defences, data, accuracy_gen, v.finetune
+        ),
     }
     row.update(res.summary())
     if grid_to is not None:

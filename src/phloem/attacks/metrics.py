@@ -110,6 +110,7 @@ def ssim(
     size: int = 11,
     sigma: float = 1.5,
     data_range: float = 1.0,
+    dtype: torch.dtype = torch.float64,
 ) -> torch.Tensor:
     """Structural similarity of each pair of images, ``(N,)``.
 
@@ -140,11 +141,14 @@ def ssim(
         Standard deviation of the Gaussian window in pixels (ignored for ``"uniform"``).
     data_range
         ``L``: the span of possible values (1 for images in ``[0, 1]``).
+    dtype
+        The arithmetic's precision: float64 for reported numbers; a training loss passes
+        float32 (differentiable either way).
 
     Returns
     -------
     torch.Tensor
-        float64 ``(N,)``, in ``[-1, 1]``; 1 for identical images.
+        ``(N,)`` in ``dtype``, in ``[-1, 1]``; 1 for identical images.
     """
     _check_pair(x, y)
     if size < 1 or size % 2 != 1:
@@ -154,11 +158,11 @@ def ssim(
         raise ValueError(f"images of {h}x{w} are smaller than the {size}x{size} window")
     if not data_range > 0:
         raise ValueError(f"data_range must be > 0, got {data_range}")
-    k = _window_1d(window, size, sigma).to(x.device)
+    k = _window_1d(window, size, sigma).to(device=x.device, dtype=dtype)
     cov_norm = size * size / (size * size - 1) if window == "uniform" and size > 1 else 1.0
 
-    a = x.to(torch.float64).reshape(n * c, 1, h, w)
-    b = y.to(torch.float64).reshape(n * c, 1, h, w)
+    a = x.to(dtype).reshape(n * c, 1, h, w)
+    b = y.to(dtype).reshape(n * c, 1, h, w)
     # five filtered maps at once: means, second moments, cross moment; separable, 'valid'
     stack = torch.cat([a, b, a * a, b * b, a * b], dim=0)
     f = F.conv2d(stack, k.view(1, 1, size, 1))

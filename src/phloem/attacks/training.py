@@ -52,6 +52,7 @@ __all__ = [
     "TrainParams",
     "TrainedVictim",
     "evaluate",
+    "finetune_cloud",
     "init_weights",
     "load_images",
     "train",
@@ -315,7 +316,7 @@ def _optimizer(model: torch.nn.Module, p: TrainParams) -> torch.optim.Optimizer:
 
 
 def train(
-    model: SplitModel,
+    model: torch.nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
     params: TrainParams,
@@ -330,7 +331,8 @@ def train(
     Parameters
     ----------
     model
-        The victim; its current weights are the starting point (see :func:`init_weights`).
+        The victim (a :class:`~phloem.attacks.victims.base.SplitModel` when ``defence`` is
+        given); its current weights are the starting point (see :func:`init_weights`).
     x, y
         Training images ``(N, C, H, W)`` in [0, 1] and labels.
     params
@@ -356,11 +358,17 @@ def train(
     import torch
     import torch.nn.functional as F
 
-    if defence is not None and split is None:
-        raise ConfigError(
-            "victim.split", "a training-time defence needs the split point", model.splits
-        )
-    parts = (model.edge(split), model.cloud(split)) if defence is not None and split else None
+    parts = None
+    if defence is not None:
+        from phloem.attacks.victims.base import SplitModel
+
+        if not isinstance(model, SplitModel):
+            raise TypeError(f"a training-time defence needs a SplitModel, got {type(model)}")
+        if split is None:
+            raise ConfigError(
+                "victim.split", "a training-time defence needs the split point", model.splits
+            )
+        parts = (model.edge(split), model.cloud(split))
     opt = _optimizer(model, params)
     n = len(y)
     steps_per_epoch = math.ceil(n / params.batch_size)
@@ -396,6 +404,48 @@ def train(
             on_epoch(epoch, losses[-1])
     model.eval()
     return losses
+
+
+def finetune_cloud(
+    edge: torch.nn.Module,
+    cloud: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    params: TrainParams,
+    gen: torch.Generator,
+) -> list[float]:
+    """Retrain ``cloud`` in place on what ``edge`` sends, the edge frozen.
+
+    What a deployment does after putting a defence on the IR (He, Zhang & Lee retrain the
+    cloud part for the same reason): the edge (with its defences) stays in eval mode and
+    outside autograd, so its batch-norm statistics and weights do not move, and each step's
+    defence noise is fresh; the cloud part is trained with :func:`train`'s recipe
+    (augmentation applies to the images before the edge).
+
+    Returns
+    -------
+    list of float
+        The mean training loss of each epoch.
+    """
+    import torch
+    from torch import nn
+
+    class FrozenEdge(nn.Module):
+        """``cloud(edge(x))``: only ``cloud`` is a submodule (only its parameters train);
+        ``edge`` always runs in eval mode, without gradients."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.cloud = cloud
+
+        def forward(self, xb: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                ir = edge(xb)
+            out: torch.Tensor = self.cloud(ir)
+            return out
+
+    edge.eval()
+    return train(FrozenEdge(), x, y, params, gen)
 
 
 def evaluate(
