@@ -269,3 +269,24 @@ def test_finetuning_the_cloud_part_changes_the_deployed_accuracy_not_the_leakage
     assert all(t[m] == p[m] for m in ("ssim", "psnr", "identification"))
     with pytest.raises(ConfigError, match="train.epochs"):
         _config(tmp_path, heavy, "victim.finetune.epochs=0")
+
+
+def test_progress_reports_the_victims_and_the_inverters_epochs(tmp_path: Path) -> None:
+    """A long seed is not silent: ``on_progress`` hears each victim epoch (when it trains)
+    and each epoch of a learned inverter, with its loss."""
+    heard: list[str] = []
+    cfg = _config(
+        tmp_path,
+        SMALL,
+        "run.seeds=[0]",
+        "victim.train.epochs=2",
+        "attack.name=inverse-net",
+        "attack.epochs=2",
+        "attack.width=8",
+    )
+    run_experiment(cfg, on_progress=heard.append)
+    assert sum("lenet epoch" in line for line in heard) == 2, heard
+    assert [line.split("inverse-net ")[1][:9] for line in heard if "mse loss" in line] == [
+        "epoch 1/2",
+        "epoch 2/2",
+    ], heard

@@ -254,6 +254,7 @@ def _seed_row(
         seed=seed if v.seed is None else v.seed,
         defence=shaping[0] if shaping else None,
         split=v.split if shaping else None,
+        on_epoch=lambda e, loss: say(f"seed {seed}: {v.name} epoch {e + 1}, loss {loss:.4f}"),
     )
     victim = tv.model
     if v.split not in victim.splits:
@@ -272,6 +273,7 @@ def _seed_row(
         shape, cfg.aux.count, aux_rng
     )
     attack = ATTACKS.get(cfg.attack.name)(cfg.attack.params)
+    attack.on_progress = lambda line: say(f"seed {seed}: {cfg.attack.name} {line}")
     gen = torch.Generator().manual_seed(int(attack_rng.integers(2**62)))
     say(
         f"seed {seed}: {cfg.attack.name} fits on {cfg.aux.count} {cfg.aux.name} images, then "

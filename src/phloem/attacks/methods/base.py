@@ -11,6 +11,7 @@ caller, so that comparisons are about the attack and not the recipe.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
@@ -31,6 +32,8 @@ class Attack(Configured, ABC):
     kind: ClassVar[str] = "attack"
     #: the threat models it works under
     access: ClassVar[frozenset[Access]] = frozenset(Access)
+    #: hears a line per finished stage of a long fit (an epoch), when a caller sets it
+    on_progress: Callable[[str], None] | None = None
 
     @abstractmethod
     def fit(

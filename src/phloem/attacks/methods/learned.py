@@ -164,16 +164,22 @@ class LearnedInversion(Attack):
             else None
         )
         self._net.train()
-        for _ in range(p.epochs):
+        for epoch in range(p.epochs):
             order = torch.randperm(images.shape[0], generator=gen)
+            total = 0.0
             for i in range(0, images.shape[0], p.batch_size):
                 idx = order[i : i + p.batch_size]
                 opt.zero_grad()
                 recon = torch.sigmoid(self._net(irs[idx]))
-                reconstruction_loss(p.loss, recon, images[idx]).backward()  # type: ignore[no-untyped-call]
+                loss = reconstruction_loss(p.loss, recon, images[idx])
+                loss.backward()  # type: ignore[no-untyped-call]
                 opt.step()
                 if sched is not None:
                     sched.step()
+                total += float(loss.detach()) * len(idx)
+            if self.on_progress is not None:
+                mean = total / images.shape[0]
+                self.on_progress(f"epoch {epoch + 1}/{p.epochs}: {p.loss.value} loss {mean:.4f}")
         self._net.eval()
 
     def reconstruct(self, irs: torch.Tensor) -> torch.Tensor:
