@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from phloem.attacks.defences.base import Defence, DefendedEdge
+from phloem.attacks.lpips import LPIPS
 from phloem.attacks.methods.base import Attack
 from phloem.attacks.threat import EdgeOracle, ThreatModel
 from phloem.attacks.victims.base import SplitModel
@@ -104,6 +105,7 @@ def run_attack(
     defences: Sequence[Defence] = (),
     gen: torch.Generator,
     aux_labels: torch.Tensor | None = None,
+    lpips: LPIPS | None = None,
 ) -> AttackResult:
     """Attack ``victim`` split at ``split`` (with ``defences``) and measure the result.
 
@@ -119,6 +121,8 @@ def run_attack(
         The attacker's images, and the private images it never sees (only their IRs).
     aux_labels
         The class labels of ``aux``, where the attacker's set has them.
+    lpips
+        When given (built from the user's weights), an ``lpips`` per-image metric too.
     gen
         All randomness of the defences and the attack.
 
@@ -163,6 +167,8 @@ def run_attack(
         "psnr": metrics.psnr(recon, private),
         "mse": metrics.mse(recon, private),
     }
+    if lpips is not None:
+        per_image["lpips"] = lpips.distances(recon, private)
     return AttackResult(
         attack=attack.name,
         split=split,

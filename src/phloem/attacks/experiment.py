@@ -6,7 +6,7 @@ by ``name`` and carry that part's own keys beside it (``phloem attack list`` sho
 ``[victim.train]`` is the victim's training recipe (default: the victim's own),
 ``[victim.finetune]`` an optional recipe to retrain the cloud part on defended IRs before the
 deployed accuracy is measured (the attack is unchanged: the edge is), ``[threat]`` the
-attacker's knowledge. For every seed in ``[run] seeds`` the victim is trained (or loaded
+attacker's knowledge, ``[metrics]`` optional metrics (LPIPS from the user's weight files). For every seed in ``[run] seeds`` the victim is trained (or loaded
 from the cache), the images are drawn, the attack is fitted and measured
 (:func:`phloem.attacks.evaluate.run_attack`), so the summary's confidence intervals are over
 seeds (victim, attacker and data drawn anew for each; ``[victim] seed`` pins the victim, so
@@ -45,6 +45,7 @@ __all__ = [
     "ExperimentConfig",
     "ExperimentResult",
     "ImagesConfig",
+    "MetricsConfig",
     "RunConfig",
     "VictimConfig",
     "load_config",
@@ -126,6 +127,41 @@ class RunConfig:
             raise ConfigError("run.seeds", f"{list(self.seeds)}", ["a non-empty list of ints >= 0"])
 
 
+#: the backbones ``[metrics] lpips_net`` takes (``phloem.attacks.lpips.LPIPS_NETS``; kept here
+#: so that reading a config imports no torch, and a test pins the two equal)
+LPIPS_NETS = ("alex", "vgg")
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """``[metrics]``: optional metrics beyond SSIM / PSNR / MSE / identification.
+
+    LPIPS (``phloem.attacks.lpips``) runs only from weights the user supplies:
+    ``lpips_backbone`` (torchvision-layout ``state_dict`` of ``lpips_net``) and
+    ``lpips_linear`` (the lpips package's linear layers); both or neither.
+    """
+
+    lpips_net: str = "alex"
+    lpips_backbone: str | None = None
+    lpips_linear: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.lpips_net not in LPIPS_NETS:
+            raise ConfigError("metrics.lpips_net", f"unknown {self.lpips_net!r}", LPIPS_NETS)
+        if (self.lpips_backbone is None) != (self.lpips_linear is None):
+            missing = "lpips_linear" if self.lpips_linear is None else "lpips_backbone"
+            raise ConfigError(
+                f"metrics.{missing}",
+                "LPIPS needs both weight files (the backbone and the linear layers); never "
+                "random weights",
+            )
+
+    @property
+    def lpips(self) -> bool:
+        """Whether LPIPS is configured."""
+        return self.lpips_backbone is not None
+
+
 @dataclass(frozen=True)
 class ExperimentConfig:
     """A whole ``phloem attack run`` configuration (see the module docstring)."""
@@ -136,6 +172,7 @@ class ExperimentConfig:
     private: ImagesConfig = field(default_factory=ImagesConfig)
     aux: ImagesConfig = field(default_factory=_aux_default)
     defences: tuple[DefenceConfig, ...] = ()
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
 
@@ -158,6 +195,8 @@ SAMPLES = "samples.npz"
 
 #: the per-image metrics of a result, in report order
 METRICS = ("ssim", "ssim_he", "psnr", "mse", "identification")
+#: metrics a row has only when configured (``[metrics]``)
+OPTIONAL_METRICS = ("lpips",)
 
 
 @dataclass
@@ -227,6 +266,7 @@ def _seed_row(
     data: Any,
     grid_to: Path | None,
     say: Callable[[str], None] = lambda _: None,
+    lpips: Any = None,
 ) -> dict[str, float]:
     """Train (or load) the victim, draw the images, attack, measure: one seed (``say`` hears
     what it is doing)."""
@@ -289,6 +329,7 @@ def _seed_row(
         defences=defences,
         gen=gen,
         aux_labels=aux_labels,
+        lpips=lpips,
     )
     accuracy_gen = torch.Generator().manual_seed(int(attack_rng.integers(2**62)))
     if v.finetune is not None:
@@ -357,10 +398,31 @@ def _read_results(run: Path) -> dict[str, Any]:
     return dict(record)
 
 
+def _lpips(cfg: ExperimentConfig) -> Any:
+    """The configured LPIPS metric, loaded (and checked against the victim's input size)
+    before any seed runs, or ``None``."""
+    m = cfg.metrics
+    if not m.lpips or m.lpips_backbone is None or m.lpips_linear is None:
+        return None
+    from phloem.attacks.lpips import LPIPS, MIN_SIDE
+
+    side = min(VICTIMS.get(cfg.victim.name).input_shape[1:])
+    if side < MIN_SIDE[m.lpips_net]:
+        allowed = [n for n, s in MIN_SIDE.items() if s <= side]
+        raise ConfigError(
+            "metrics.lpips_net",
+            f"{m.lpips_net} needs images of at least {MIN_SIDE[m.lpips_net]} pixels a side; "
+            f"{cfg.victim.name} takes {side}",
+            allowed,
+        )
+    return LPIPS.from_files(m.lpips_net, m.lpips_backbone, m.lpips_linear)
+
+
 def _summary(rows: Sequence[dict[str, float]]) -> dict[str, tuple[float, float]]:
     from phloem.attacks.evaluate import mean_ci
 
-    keys = ("victim_accuracy", "defended_accuracy", *METRICS)
+    keys = ["victim_accuracy", "defended_accuracy", *METRICS]
+    keys += [k for k in OPTIONAL_METRICS if rows and all(k in r for r in rows)]
     return {k: mean_ci([r[k] for r in rows]) for k in keys} if rows else {}
 
 
@@ -392,6 +454,7 @@ def run_experiment(
     (path / RunDir.CONFIG).write_text(to_toml(to_dict(cfg)), encoding="utf-8")
     say = on_progress or (lambda _: None)
     data = load_images(cfg.victim.data)
+    lpips = _lpips(cfg)
     grid = path / "plots" / "grid.png"
     rows: list[dict[str, float]] = [done[s] for s in cfg.run.seeds if s in done]
     t0 = time.perf_counter()
@@ -414,7 +477,7 @@ def run_experiment(
             continue
         started = time.perf_counter()
         try:
-            row = _seed_row(cfg, seed, data, None if grid.is_file() else grid, say)
+            row = _seed_row(cfg, seed, data, None if grid.is_file() else grid, say, lpips)
         except BaseException:  # Ctrl-C, a bad value found late: keep the finished seeds
             save("interrupted")
             raise

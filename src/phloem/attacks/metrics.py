@@ -52,6 +52,7 @@ class Metric(StrEnum):
     PSNR = "psnr"
     MSE = "mse"
     IDENTIFICATION = "identification-rate"
+    LPIPS = "lpips"
 
     @property
     def definition(self) -> str:
@@ -61,7 +62,7 @@ class Metric(StrEnum):
     @property
     def higher_is_better(self) -> bool:
         """Whether a larger value means a better reconstruction (a worse defence)."""
-        return self is not Metric.MSE
+        return self not in (Metric.MSE, Metric.LPIPS)
 
 
 _DEFINITIONS: dict[Metric, str] = {
@@ -78,6 +79,11 @@ _DEFINITIONS: dict[Metric, str] = {
     Metric.IDENTIFICATION: (
         "identification rate: fraction of reconstructions whose nearest private image "
         "(pixel L2; a tie counts as a miss) is their own original"
+    ),
+    Metric.LPIPS: (
+        "LPIPS (Zhang et al. 2018) from the user's backbone and linear-layer weights: "
+        "sum over five layers of the spatial mean of the weighted squared difference of "
+        "channel-normalised activations; 0 for identical images, lower is closer"
     ),
 }
 

@@ -31,6 +31,7 @@ def _definitions() -> dict[str, str]:
         "psnr": Metric.PSNR.definition,
         "mse": Metric.MSE.definition,
         "identification": Metric.IDENTIFICATION.definition,
+        "lpips": Metric.LPIPS.definition,
     }
 
 

@@ -20,7 +20,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from phloem.attacks.experiment import ExperimentConfig, ExperimentResult, load_config
+from phloem.attacks.experiment import (
+    OPTIONAL_METRICS,
+    ExperimentConfig,
+    ExperimentResult,
+    load_config,
+)
 from phloem.core.config import expand_grid, to_dict
 
 __all__ = ["AttackSweep", "SweepRow", "plan_sweep", "run_sweep"]
@@ -222,10 +227,11 @@ def run_sweep(
         rows.append(row)
         if on_run is not None:
             on_run(row)
-    head = [*axes, *COLUMNS]
+    columns = [*COLUMNS, *(k for k in OPTIONAL_METRICS if all(k in r.result.summary for r in rows))]
+    head = [*axes, *columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += [
-        "| " + " | ".join([*r.values, *(_cell(r.result, k) for k in COLUMNS)]) + " |" for r in rows
+        "| " + " | ".join([*r.values, *(_cell(r.result, k) for k in columns)]) + " |" for r in rows
     ]
     table = folder / "sweep.md"
     table.write_text("\n".join(lines) + "\n")
