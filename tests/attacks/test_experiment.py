@@ -7,34 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+from attack_configs import SMALL
 
 from phloem.attacks.experiment import ExperimentConfig, load_config, run_experiment
 from phloem.core.errors import ConfigError
-
-SMALL = """
-[victim]
-name = "lenet"
-split = "pool1"
-data = "digits"
-[victim.train]
-epochs = 1
-optimizer = "adam"
-lr = 0.001
-[attack]
-name = "nearest-neighbour"
-[private]
-name = "lfw-faces"
-count = 20
-[aux]
-name = "sample-patches"
-count = 100
-[[defences]]
-name = "gaussian_noise"
-sigma = 0.1
-[run]
-seeds = [0, 1]
-name = "small"
-"""
 
 
 @pytest.fixture(autouse=True)
@@ -267,7 +243,7 @@ def test_finetuning_the_cloud_part_changes_the_deployed_accuracy_not_the_leakage
     assert t["defended_accuracy"] > p["defended_accuracy"] + 0.05, (p, t)
     assert t["victim_accuracy"] == p["victim_accuracy"]
     assert all(t[m] == p[m] for m in ("ssim", "psnr", "identification"))
-    with pytest.raises(ConfigError, match="train.epochs"):
+    with pytest.raises(ConfigError, match=r"train\.epochs"):
         _config(tmp_path, heavy, "victim.finetune.epochs=0")
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from attack_configs import SMALL
 
 from phloem.attacks import experiment
 from phloem.attacks.experiment import MetricsConfig, load_config, run_experiment
@@ -198,29 +199,6 @@ def test_metrics_config_needs_both_files_and_a_known_net() -> None:
         MetricsConfig(lpips_net="squeeze")
     assert err.value.field == "metrics.lpips_net"
     assert not MetricsConfig().lpips
-
-
-SMALL = """
-[victim]
-name = "lenet"
-split = "pool1"
-data = "digits"
-[victim.train]
-epochs = 1
-optimizer = "adam"
-lr = 0.001
-[attack]
-name = "nearest-neighbour"
-[private]
-name = "lfw-faces"
-count = 10
-[aux]
-name = "sample-patches"
-count = 50
-[run]
-seeds = [0, 1]
-name = "lpips"
-"""
 
 
 def test_an_experiment_reports_lpips_only_when_given_weights(
