@@ -8,6 +8,8 @@ image that the attacker queried.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -357,3 +359,96 @@ def test_shadow_params_name_the_bad_field(field: str, value: object) -> None:
 
     with pytest.raises(ConfigError, match=field):
         ShadowParams(**{field: value})  # type: ignore[arg-type]
+
+
+def test_mmd_against_a_pairwise_reference() -> None:
+    """The multi-kernel MMD^2 equals its double-sum definition, is 0 for one sample against
+    itself and grows with a shift."""
+    from phloem.attacks.methods.fora import mmd2
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(7, 3, generator=g), torch.randn(5, 3, generator=g) + 0.5
+    pooled = torch.cat([a, b])
+    d2 = [[float(((u - v) ** 2).sum()) for v in pooled] for u in pooled]
+    m = float(torch.tensor([x for row in d2 for x in row if x > 0]).median())
+
+    def k(i: int, j: int) -> float:
+        return sum(math.exp(-d2[i][j] / (s * m)) for s in (0.25, 0.5, 1, 2, 4)) / 5
+
+    n = len(a)
+    aa = sum(k(i, j) for i in range(n) for j in range(n)) / n**2
+    bb = sum(k(i, j) for i in range(n, 12) for j in range(n, 12)) / 25
+    ab = sum(k(i, j) for i in range(n) for j in range(n, 12)) / (n * 5)
+    assert float(mmd2(a, b)) == pytest.approx(aa + bb - 2 * ab, rel=1e-5)
+    assert float(mmd2(a, a)) == pytest.approx(0.0, abs=1e-6)
+    assert float(mmd2(a, a + 3.0)) > float(mmd2(a, a + 0.3)) > 0
+
+
+def test_fora_is_query_free_needs_the_architecture_and_inverts_a_parameter_free_split() -> None:
+    """FORA never queries the edge part; with a parameter-free edge (nothing to learn) its
+    substitute is exact and the inverse network trained on public images beats the mean."""
+    from phloem.attacks.methods.fora import Fora, ForaParams
+
+    edge = nn.AvgPool2d(2)
+    public = smooth_images(256, 1, 16, seed=5)
+    private = smooth_images(64, 1, 16, seed=6)
+    o = EdgeOracle(
+        edge,
+        ThreatModel(access=Access.QUERY_FREE),
+        (1, 16, 16),
+        architecture=lambda gen: nn.AvgPool2d(2),
+    )
+    params = ForaParams(epochs=30, batch_size=32, lr=3e-3, width=16, substitute_steps=2)
+    attack = Fora(params)
+    attack.fit(o, public, torch.Generator().manual_seed(7))
+    recon = attack.reconstruct(edge(private))
+    base = mse(public.mean(dim=0, keepdim=True).expand_as(private), private)
+    assert o.queries == 0 and mse(recon, private) < 0.5 * base
+    blind = EdgeOracle(edge, ThreatModel(access=Access.QUERY_FREE), (1, 16, 16))
+    with pytest.raises(PhloemError, match="architecture"):
+        Fora(params).fit(blind, public, torch.Generator())
+
+
+def test_fora_substitute_moves_towards_the_observed_irs() -> None:
+    """A conv + ReLU edge part with weights the attacker does not have: training the
+    substitute on public images lowers its MMD to the observed IRs several-fold, and the
+    victim's edge part is left untouched."""
+    from phloem.attacks.methods.fora import Fora, ForaParams, mmd2
+
+    def arch(gen: torch.Generator) -> nn.Module:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=gen)))
+            return nn.Sequential(nn.Conv2d(1, 4, 3, stride=2), nn.ReLU())
+
+    torch.manual_seed(3)
+    edge = arch(torch.Generator().manual_seed(99)).eval()
+    with torch.no_grad():
+        edge[0].weight.mul_(3.0)
+        edge[0].bias.fill_(0.2)
+    before = {k: v.clone() for k, v in edge.state_dict().items()}
+    public = smooth_images(256, 1, 16, seed=8)
+    private = smooth_images(128, 1, 16, seed=9)
+    o = EdgeOracle(edge, ThreatModel(access=Access.QUERY_FREE), (1, 16, 16), architecture=arch)
+    attack = Fora(ForaParams(substitute_steps=300, substitute_lr=1e-2, mmd_batch=64))
+    attack.fit(o, public, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        observed = edge(private)
+    sub = attack.substitute(observed)
+    assert attack.mmd_after < 0.3 * attack.mmd_before, (attack.mmd_before, attack.mmd_after)
+    with torch.no_grad():
+        assert float(mmd2(sub(public[:64]).flatten(1), observed[:64].flatten(1))) < 0.3 * (
+            attack.mmd_before
+        )
+    assert all(torch.equal(before[k], edge.state_dict()[k]) for k in before) and o.queries == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("substitute_steps", 0), ("substitute_lr", float("nan")), ("mmd_batch", 1), ("epochs", -1)],
+)
+def test_fora_params_name_the_bad_field(field: str, value: object) -> None:
+    from phloem.attacks.methods.fora import ForaParams
+
+    with pytest.raises(ConfigError) as err:
+        ForaParams(**{field: value})  # type: ignore[arg-type]
+    assert err.value.field == field

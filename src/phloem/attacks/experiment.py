@@ -6,7 +6,8 @@ by ``name`` and carry that part's own keys beside it (``phloem attack list`` sho
 ``[victim.train]`` is the victim's training recipe (default: the victim's own),
 ``[victim.finetune]`` an optional recipe to retrain the cloud part on defended IRs before the
 deployed accuracy is measured (the attack is unchanged: the edge is), ``[threat]`` the
-attacker's knowledge, ``[metrics]`` optional metrics (LPIPS from the user's weight files). For every seed in ``[run] seeds`` the victim is trained (or loaded
+attacker's knowledge, ``[metrics]`` optional metrics (LPIPS from the user's weight files).
+For every seed in ``[run] seeds`` the victim is trained (or loaded
 from the cache), the images are drawn, the attack is fitted and measured
 (:func:`phloem.attacks.evaluate.run_attack`), so the summary's confidence intervals are over
 seeds (victim, attacker and data drawn anew for each; ``[victim] seed`` pins the victim, so
