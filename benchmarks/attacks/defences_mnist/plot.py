@@ -79,11 +79,13 @@ def main(out: Path, sweeps: list[Path]) -> None:
 
 
 def _defence(run: Path) -> str:
-    """The defence's name, from the run's saved config."""
+    """The defence's name, from the run's saved config (marked when the cloud part was
+    fine-tuned behind it, ``[victim.finetune]``)."""
     import tomllib
 
     cfg = tomllib.loads((run / "config.toml").read_text())
-    return str(cfg["defences"][0]["name"])
+    name = str(cfg["defences"][0]["name"])
+    return name + " (cloud fine-tuned)" if cfg["victim"].get("finetune") else name
 
 
 if __name__ == "__main__":
