@@ -36,7 +36,10 @@ def main(out: Path, sweeps: list[Path]) -> None:
         xs, ys, xe, ye = [], [], [], []
         for r in rows:
             s, a = r["summary"]["ssim"], r["summary"]["defended_accuracy"]
-            undefended = r["summary"]["victim_accuracy"]["mean"]
+            if undefended is None and not defence.startswith("nopeek"):
+                # the undefended victim's accuracy (a NoPeek victim is trained with the
+                # defence, so its victim_accuracy is already a defended one)
+                undefended = r["summary"]["victim_accuracy"]["mean"]
             xs.append(s["mean"])
             ys.append(a["mean"])
             xe.append(s["ci95"])
