@@ -31,8 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from phloem.attacks import _checks
 from phloem.attacks.registries import IMAGE_SETS
+from phloem.core import checks as _checks
 from phloem.core.errors import ConfigError, DataNotFoundError
 from phloem.core.registry import Configured, NoParams
 

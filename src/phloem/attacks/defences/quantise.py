@@ -15,9 +15,9 @@ from typing import ClassVar
 
 import torch
 
-from phloem.attacks import _checks
 from phloem.attacks.defences.base import Defence
 from phloem.attacks.registries import DEFENCES
+from phloem.core import checks as _checks
 
 __all__ = ["Quantise", "QuantiseParams"]
 

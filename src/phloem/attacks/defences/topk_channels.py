@@ -16,9 +16,9 @@ from typing import ClassVar
 
 import torch
 
-from phloem.attacks import _checks
 from phloem.attacks.defences.base import Defence
 from phloem.attacks.registries import DEFENCES
+from phloem.core import checks as _checks
 from phloem.core.errors import ConfigError
 
 __all__ = ["TopKChannels", "TopKChannelsParams"]

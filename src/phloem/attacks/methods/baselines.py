@@ -14,10 +14,10 @@ from typing import ClassVar
 
 import torch
 
-from phloem.attacks import _checks
 from phloem.attacks.methods.base import Attack, fit_queries
 from phloem.attacks.registries import ATTACKS
 from phloem.attacks.threat import Access, EdgeOracle
+from phloem.core import checks as _checks
 from phloem.core.registry import NoParams
 
 __all__ = ["MeanImage", "NearestNeighbour", "NearestNeighbourParams"]

@@ -16,9 +16,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from phloem.attacks import _checks
 from phloem.attacks.methods.learned import LearnedInversion, LearnedParams, spatial, upsample_stages
 from phloem.attacks.registries import ATTACKS
+from phloem.core import checks as _checks
 
 __all__ = ["EncoderDecoder", "EncoderDecoderParams"]
 

@@ -25,9 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from phloem.attacks import _checks, metrics
+from phloem.attacks import metrics
 from phloem.attacks.methods.base import Attack, fit_queries
 from phloem.attacks.threat import Access, EdgeOracle
+from phloem.core import checks as _checks
 from phloem.core.errors import ConfigError
 
 __all__ = [

@@ -17,11 +17,11 @@ from typing import ClassVar
 
 import torch
 
-from phloem.attacks import _checks
 from phloem.attacks.methods.base import Attack
 from phloem.attacks.methods.optimise import invert
 from phloem.attacks.registries import ATTACKS
 from phloem.attacks.threat import Access, EdgeOracle
+from phloem.core import checks as _checks
 
 __all__ = ["RMLE", "RMLEParams"]
 

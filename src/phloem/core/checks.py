@@ -1,4 +1,4 @@
-"""Validation shared by the attacks area's ``Params`` (each error names the field)."""
+"""Validation of a part's ``Params`` values, shared by the areas (each error names the field)."""
 
 from __future__ import annotations
 

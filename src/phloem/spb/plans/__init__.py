@@ -1,0 +1,13 @@
+"""Depth plans: one module each, registered in :data:`~phloem.spb.registries.DEPTH_PLANS`.
+
+- ``static``: a fixed share of the workers runs a fixed fraction of the blocks;
+- ``staircase``: depths fall evenly from the full model on rank 0 to a minimum on the last;
+- ``rotating``: the static pattern shifted by one rank every ``period`` steps, so that every
+  worker's shard reaches the early blocks over time;
+- ``time-varying``: deep early, shallow late (the shallow workers' depth shrinks linearly).
+"""
+
+from phloem.spb.plans import rotating, staircase, static, time_varying
+from phloem.spb.plans.base import DepthPlan, members
+
+__all__ = ["DepthPlan", "members", "rotating", "staircase", "static", "time_varying"]

@@ -1,0 +1,21 @@
+"""The registries of the SPB area (cheap to import).
+
+A part registers itself in its module; the modules named in ``populate`` are imported on the
+first lookup, so adding a part is one new module plus one line here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from phloem.core.registry import Registry
+
+if TYPE_CHECKING:
+    from phloem.spb.plans.base import DepthPlan
+
+__all__ = ["DEPTH_PLANS"]
+
+#: ``[spb] plan``: how deep each worker backpropagates (:class:`~.plans.base.DepthPlan`)
+DEPTH_PLANS: Registry[type[DepthPlan]] = Registry(
+    "depth plan", "spb.plan", populate=["phloem.spb.plans"]
+)

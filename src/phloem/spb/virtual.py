@@ -1,0 +1,98 @@
+"""SPB's arithmetic for ``W`` data-parallel workers in one process ("virtual workers").
+
+:func:`spb_gradients` does what ``W`` real workers and their synchronisation do together:
+worker ``r`` takes its shard, runs the first ``L - d_r`` blocks without autograd (nothing is
+saved for backward there), the last ``d_r`` with it, and backpropagates its shard's loss
+through those blocks only; then block ``l``'s gradient is the mean over the workers that
+computed it (:func:`~phloem.spb.plans.base.members`), and every parameter's ``.grad`` is set to
+that mean, as on every real worker after synchronisation. A block no worker reached gets no
+gradient (``None``: the optimiser leaves it alone).
+
+With every depth equal to ``L`` and equal shards this is plain data-parallel SGD: the mean of
+the shards' mean losses' gradients is the full batch's gradient (a test checks it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from phloem.core.errors import ConfigError
+from phloem.spb.plans.base import members
+
+__all__ = ["StepReport", "spb_gradients"]
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """What one virtual step did: each rank's depth and loss, and each block's members."""
+
+    depths: tuple[int, ...]
+    losses: tuple[float, ...]
+    members: tuple[tuple[int, ...], ...]
+
+
+def spb_gradients(
+    blocks: Sequence[nn.Module],
+    shards: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    depths: Sequence[int],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> StepReport:
+    """Set every block parameter's ``.grad`` to SPB's synchronised gradient for one step.
+
+    Parameters
+    ----------
+    blocks
+        The model as an ordered list of blocks (input side first).
+    shards
+        One ``(inputs, targets)`` per worker.
+    depths
+        One depth per worker, ``1 <= d_r <= len(blocks)``: it backpropagates through the last
+        ``d_r`` blocks.
+    loss_fn
+        ``loss_fn(output, targets)``, a scalar mean over the shard.
+
+    Raises
+    ------
+    ConfigError
+        When the depths do not match the shards or lie outside ``[1, len(blocks)]``.
+    """
+    n_blocks = len(blocks)
+    if len(depths) != len(shards):
+        raise ConfigError("depths", f"{len(depths)} depths for {len(shards)} workers")
+    if not all(1 <= d <= n_blocks for d in depths):
+        raise ConfigError("depths", f"{list(depths)}", [f"ints in [1, {n_blocks}]"])
+    params = [[p for p in b.parameters() if p.requires_grad] for b in blocks]
+    sums: list[list[torch.Tensor | None]] = [[None] * len(ps) for ps in params]
+    losses = []
+    for (x, y), depth in zip(shards, depths, strict=True):
+        cut = n_blocks - depth
+        h = x
+        with torch.no_grad():
+            for block in blocks[:cut]:
+                h = block(h)
+        for block in blocks[cut:]:
+            h = block(h)
+        loss = loss_fn(h, y)
+        losses.append(float(loss.detach()))
+        flat = [p for ps in params[cut:] for p in ps]
+        grads = torch.autograd.grad(loss, flat, allow_unused=True) if flat else ()
+        k = 0
+        for b in range(cut, n_blocks):
+            for i in range(len(params[b])):
+                g = grads[k]
+                k += 1
+                if g is None:
+                    g = torch.zeros_like(params[b][i])
+                s = sums[b][i]
+                sums[b][i] = g.detach().clone() if s is None else s + g
+    groups = members(tuple(depths), n_blocks)
+    for b, ps in enumerate(params):
+        count = len(groups[b])
+        for i, p in enumerate(ps):
+            s = sums[b][i]
+            p.grad = None if s is None or count == 0 else s / count
+    return StepReport(tuple(depths), tuple(losses), tuple(groups))
