@@ -12,10 +12,16 @@ from phloem.core.registry import Registry
 
 if TYPE_CHECKING:
     from phloem.spb.plans.base import DepthPlan
+    from phloem.spb.sync import SyncMethod
 
-__all__ = ["DEPTH_PLANS"]
+__all__ = ["DEPTH_PLANS", "SYNC_METHODS"]
 
 #: ``[spb] plan``: how deep each worker backpropagates (:class:`~.plans.base.DepthPlan`)
 DEPTH_PLANS: Registry[type[DepthPlan]] = Registry(
     "depth plan", "spb.plan", populate=["phloem.spb.plans"]
+)
+#: ``[spb] sync``: how ranks outside a block's member set receive its update
+#: (:class:`~.sync.SyncMethod`)
+SYNC_METHODS: Registry[type[SyncMethod]] = Registry(
+    "sync method", "spb.sync", populate=["phloem.spb.sync"]
 )

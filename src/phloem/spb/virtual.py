@@ -23,7 +23,46 @@ from torch import nn
 from phloem.core.errors import ConfigError
 from phloem.spb.plans.base import members
 
-__all__ = ["StepReport", "spb_gradients"]
+__all__ = ["StepReport", "block_params", "local_gradients", "spb_gradients"]
+
+
+def block_params(blocks: Sequence[nn.Module]) -> list[list[nn.Parameter]]:
+    """Each block's trainable parameters, in order."""
+    return [[p for p in b.parameters() if p.requires_grad] for b in blocks]
+
+
+def local_gradients(
+    blocks: Sequence[nn.Module],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    depth: int,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> tuple[float, list[list[torch.Tensor] | None]]:
+    """One worker's part of a step: the first ``L - depth`` blocks without autograd, the rest
+    with it, and the gradients of the last ``depth`` blocks' parameters (``None`` for the
+    blocks it skipped). Returns the shard's loss and the per-block gradients."""
+    n_blocks = len(blocks)
+    cut = n_blocks - depth
+    h = x
+    with torch.no_grad():
+        for block in blocks[:cut]:
+            h = block(h)
+    for block in blocks[cut:]:
+        h = block(h)
+    loss = loss_fn(h, y)
+    params = block_params(blocks)
+    flat = [p for ps in params[cut:] for p in ps]
+    grads = torch.autograd.grad(loss, flat, allow_unused=True) if flat else ()
+    out: list[list[torch.Tensor] | None] = [None] * cut
+    k = 0
+    for b in range(cut, n_blocks):
+        gs = []
+        for p in params[b]:
+            g = grads[k]
+            k += 1
+            gs.append(torch.zeros_like(p) if g is None else g.detach())
+        out.append(gs)
+    return float(loss.detach()), out
 
 
 @dataclass(frozen=True)
@@ -65,30 +104,16 @@ def spb_gradients(
         raise ConfigError("depths", f"{len(depths)} depths for {len(shards)} workers")
     if not all(1 <= d <= n_blocks for d in depths):
         raise ConfigError("depths", f"{list(depths)}", [f"ints in [1, {n_blocks}]"])
-    params = [[p for p in b.parameters() if p.requires_grad] for b in blocks]
+    params = block_params(blocks)
     sums: list[list[torch.Tensor | None]] = [[None] * len(ps) for ps in params]
     losses = []
     for (x, y), depth in zip(shards, depths, strict=True):
-        cut = n_blocks - depth
-        h = x
-        with torch.no_grad():
-            for block in blocks[:cut]:
-                h = block(h)
-        for block in blocks[cut:]:
-            h = block(h)
-        loss = loss_fn(h, y)
-        losses.append(float(loss.detach()))
-        flat = [p for ps in params[cut:] for p in ps]
-        grads = torch.autograd.grad(loss, flat, allow_unused=True) if flat else ()
-        k = 0
-        for b in range(cut, n_blocks):
-            for i in range(len(params[b])):
-                g = grads[k]
-                k += 1
-                if g is None:
-                    g = torch.zeros_like(params[b][i])
+        loss, grads = local_gradients(blocks, x, y, depth, loss_fn)
+        losses.append(loss)
+        for b, gs in enumerate(grads):
+            for i, g in enumerate(gs or ()):
                 s = sums[b][i]
-                sums[b][i] = g.detach().clone() if s is None else s + g
+                sums[b][i] = g.clone() if s is None else s + g
     groups = members(tuple(depths), n_blocks)
     for b, ps in enumerate(params):
         count = len(groups[b])

@@ -1,0 +1,172 @@
+"""SPB's synchronisation over ``torch.distributed``: each block's gradient averaged over the
+ranks that computed it, every rank receiving the result.
+
+Blocks with the same member set (:func:`~phloem.spb.plans.base.members`) travel together in one
+flat bucket. Two ways for the ranks outside a bucket's member set to receive its update, each a
+registered :class:`SyncMethod`:
+
+- ``zeros``: every rank all-reduces the bucket, non-members contributing zeros; divide by the
+  member count. Simple, one collective, but non-members send as much as members.
+- ``subgroup``: the members all-reduce within their own process group (a lone member skips
+  it), then the lowest member broadcasts the mean to everyone. Non-members only receive.
+
+Process groups are built once, in the same order on every rank (:class:`Groups`), for every
+member set a depth plan can produce, as ``torch.distributed.new_group`` requires. Every
+collective's payload is counted per rank (:class:`Traffic`), so the bytes a plan saves can be
+checked against the bucket sizes.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+import torch.distributed as dist
+
+from phloem.core.registry import Configured
+from phloem.spb.plans.base import members
+from phloem.spb.registries import SYNC_METHODS
+
+__all__ = ["Groups", "SubgroupBroadcast", "SyncMethod", "Traffic", "ZerosAllReduce", "buckets"]
+
+
+@dataclass
+class Traffic:
+    """Bytes this rank handed to collectives: ``sent`` (all-reduce inputs and broadcasts it
+    sourced) and ``received`` (broadcasts it received), by collective kind."""
+
+    sent: dict[str, int] = field(default_factory=dict)
+    received: dict[str, int] = field(default_factory=dict)
+
+    def add(self, book: dict[str, int], kind: str, nbytes: int) -> None:
+        book[kind] = book.get(kind, 0) + nbytes
+
+    @property
+    def total_sent(self) -> int:
+        """Bytes sent, all kinds together."""
+        return sum(self.sent.values())
+
+
+class Groups:
+    """Process groups for member sets, each built once, in the same order on every rank.
+
+    A member set is "the ranks whose depth is at least d"; with a rotating plan any subset of
+    that form can occur, so :meth:`build` is called by every rank with the same list (the
+    sets of the depths it will use), and only creates the groups it has not built yet.
+    """
+
+    def __init__(self) -> None:
+        self._groups: dict[tuple[int, ...], object] = {}
+
+    def build(self, sets: Sequence[tuple[int, ...]]) -> None:
+        """Create the groups for ``sets`` not built yet (every rank, same order)."""
+        world = dist.get_world_size()
+        for ranks in sets:
+            if ranks and len(ranks) < world and ranks not in self._groups:
+                self._groups[ranks] = dist.new_group(list(ranks))
+
+    def get(self, ranks: tuple[int, ...]) -> object:
+        """The group of ``ranks`` (the default group when it is every rank)."""
+        if len(ranks) == dist.get_world_size():
+            return dist.group.WORLD
+        return self._groups[ranks]
+
+
+def buckets(depths: tuple[int, ...], num_blocks: int) -> list[tuple[tuple[int, ...], list[int]]]:
+    """Consecutive blocks with the same member set, as ``(members, block indices)``."""
+    out: list[tuple[tuple[int, ...], list[int]]] = []
+    for b, group in enumerate(members(depths, num_blocks)):
+        if out and out[-1][0] == group:
+            out[-1][1].append(b)
+        else:
+            out.append((group, [b]))
+    return out
+
+
+class SyncMethod(Configured, ABC):
+    """Averages each bucket over its members and gives every rank the result."""
+
+    kind: ClassVar[str] = "sync method"
+
+    @abstractmethod
+    def reduce(
+        self, flat: torch.Tensor, group: tuple[int, ...], groups: Groups, traffic: Traffic
+    ) -> None:
+        """Replace ``flat`` (this rank's bucket: its gradients, or zeros if it is not a
+        member) in place with the members' mean, on every rank."""
+
+    def synchronise(
+        self,
+        params: Sequence[Sequence[torch.nn.Parameter]],
+        grads: Sequence[Sequence[torch.Tensor] | None],
+        depths: tuple[int, ...],
+        groups: Groups,
+        traffic: Traffic,
+    ) -> None:
+        """Set every parameter's ``.grad`` to the SPB mean (``None`` for blocks no rank
+        reached), the same on every rank."""
+        for group, blocks in buckets(depths, len(params)):
+            if not group:
+                for b in blocks:
+                    for p in params[b]:
+                        p.grad = None
+                continue
+            parts = []
+            for b in blocks:
+                gs = grads[b]
+                for i, p in enumerate(params[b]):
+                    parts.append((gs[i] if gs is not None else torch.zeros_like(p)).reshape(-1))
+            if not parts:
+                continue
+            flat = torch.cat(parts)
+            self.reduce(flat, group, groups, traffic)
+            offset = 0
+            for b in blocks:
+                for p in params[b]:
+                    n = p.numel()
+                    p.grad = flat[offset : offset + n].view_as(p).clone()
+                    offset += n
+
+
+@SYNC_METHODS.register
+class ZerosAllReduce(SyncMethod):
+    """All ranks all-reduce each bucket (non-members add zeros), then divide by the members."""
+
+    name: ClassVar[str] = "zeros"
+    description: ClassVar[str] = "all-reduce over every rank, non-members contributing zeros"
+
+    def reduce(
+        self, flat: torch.Tensor, group: tuple[int, ...], groups: Groups, traffic: Traffic
+    ) -> None:
+        traffic.add(traffic.sent, "all_reduce", flat.numel() * flat.element_size())
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        flat /= len(group)
+
+
+@SYNC_METHODS.register
+class SubgroupBroadcast(SyncMethod):
+    """Members all-reduce in their own group; the lowest member broadcasts the mean."""
+
+    name: ClassVar[str] = "subgroup"
+    description: ClassVar[str] = "all-reduce within the members, then a broadcast to the rest"
+
+    def reduce(
+        self, flat: torch.Tensor, group: tuple[int, ...], groups: Groups, traffic: Traffic
+    ) -> None:
+        rank, nbytes = dist.get_rank(), flat.numel() * flat.element_size()
+        if len(group) == dist.get_world_size():
+            traffic.add(traffic.sent, "all_reduce", nbytes)
+            dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+            flat /= len(group)
+            return
+        if rank in group and len(group) > 1:  # a lone member already holds the mean
+            traffic.add(traffic.sent, "all_reduce", nbytes)
+            dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=groups.get(group))
+            flat /= len(group)
+        src = min(group)
+        book = traffic.sent if rank == src else traffic.received
+        traffic.add(book, "broadcast", nbytes)
+        dist.broadcast(flat, src=src)

@@ -1,0 +1,96 @@
+"""Tests for :mod:`phloem.spb.sync` on real ``torch.distributed`` (gloo, 4 processes on this
+machine): every rank ends with the virtual-worker gradients, and each rank's traffic matches
+the bucket sizes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+from torch import nn
+
+from phloem.spb.plans.base import members
+from phloem.spb.registries import SYNC_METHODS
+from phloem.spb.sync import Groups, Traffic, buckets
+from phloem.spb.virtual import block_params, local_gradients, spb_gradients
+
+WORLD = 4
+DEPTHS = (4, 3, 2, 2)
+
+
+def model() -> nn.ModuleList:
+    torch.manual_seed(0)
+    return nn.ModuleList(
+        [
+            nn.Sequential(nn.Linear(6, 8), nn.Tanh()),
+            nn.Sequential(nn.Linear(8, 8), nn.Tanh()),
+            nn.Sequential(nn.Linear(8, 8), nn.Tanh()),
+            nn.Linear(8, 3),
+        ]
+    )
+
+
+def shards() -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(1)
+    out = []
+    for _ in range(WORLD):
+        out.append((torch.randn(5, 6, generator=g), torch.randint(0, 3, (5,), generator=g)))
+    return out
+
+
+def worker(rank: int, method: str, init: str, out: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=WORLD)
+    try:
+        blocks = model()
+        x, y = shards()[rank]
+        _, grads = local_gradients(blocks, x, y, DEPTHS[rank], F.cross_entropy)
+        groups = Groups()
+        groups.build([g for g, _ in buckets(DEPTHS, len(blocks))])
+        traffic = Traffic()
+        sync = SYNC_METHODS.get(method)()
+        sync.synchronise(block_params(blocks), grads, DEPTHS, groups, traffic)
+        torch.save([p.grad for p in blocks.parameters()], f"{out}/grads-{rank}.pt")
+        Path(f"{out}/traffic-{rank}.json").write_text(
+            json.dumps({"sent": traffic.sent, "received": traffic.received})
+        )
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("method", ["zeros", "subgroup"])
+def test_every_rank_gets_the_virtual_workers_gradients(method: str, tmp_path: Path) -> None:
+    init = f"file://{tmp_path / 'rendezvous'}"
+    mp.spawn(worker, args=(method, init, str(tmp_path)), nprocs=WORLD, join=True)
+    blocks = model()
+    spb_gradients(blocks, shards(), DEPTHS, F.cross_entropy)
+    want = [p.grad for p in blocks.parameters()]
+    for rank in range(WORLD):
+        got = torch.load(tmp_path / f"grads-{rank}.pt", weights_only=True)
+        for g, w in zip(got, want, strict=True):
+            torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-7)
+    # traffic against the bucket sizes (float32: 4 bytes per entry)
+    params = block_params(blocks)
+    sizes = [
+        (group, 4 * sum(p.numel() for b in bs for p in params[b]))
+        for group, bs in buckets(DEPTHS, len(blocks))
+    ]
+    assert [g for g, _ in sizes] == [(0,), (0, 1), (0, 1, 2, 3)]
+    for rank in range(WORLD):
+        t = json.loads((tmp_path / f"traffic-{rank}.json").read_text())
+        if method == "zeros":
+            assert t["sent"] == {"all_reduce": sum(n for _, n in sizes)} and not t["received"]
+        else:
+            # members all-reduce, except a lone member; everyone takes part in a full one
+            reduced = sum(n for g, n in sizes if rank in g and len(g) > 1)
+            assert t["sent"].get("all_reduce", 0) == reduced
+            got_bcast = sum(n for g, n in sizes if len(g) < WORLD and rank != min(g))
+            assert t["received"].get("broadcast", 0) == got_bcast
+            sourced = sum(n for g, n in sizes if len(g) < WORLD and rank == min(g))
+            assert t["sent"].get("broadcast", 0) == sourced
+    assert members(DEPTHS, 4)[0] == (0,)
