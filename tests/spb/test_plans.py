@@ -93,3 +93,15 @@ def test_bad_arguments_name_their_field(args: tuple[int, ...], field: str) -> No
     with pytest.raises(ConfigError) as err:
         plan("static").depths(*args)  # type: ignore[attr-defined]
     assert err.value.field == field
+
+
+def test_listing_the_plans_imports_no_torch() -> None:
+    """Help screens and config checks list the plans: that must stay cheap."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from phloem.spb.registries import DEPTH_PLANS; DEPTH_PLANS.names(); "
+        "sys.exit('torch' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
