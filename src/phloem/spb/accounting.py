@@ -23,6 +23,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from phloem.spb.virtual import forward_from_cut
+
 __all__ = ["StepCost", "measure_step"]
 
 
@@ -60,13 +62,7 @@ def measure_step(
 
     forward = FlopCounterMode(display=False)
     with forward, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        h = x
-        with torch.no_grad():
-            for block in blocks[:cut]:
-                h = block(h)
-        for block in blocks[cut:]:
-            h = block(h)
-        loss = loss_fn(h, y)
+        loss = loss_fn(forward_from_cut(blocks, x, depth), y)
     trainable = [p for b in blocks[cut:] for p in b.parameters() if p.requires_grad]
     backward = FlopCounterMode(display=False)
     with backward:

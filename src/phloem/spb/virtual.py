@@ -23,12 +23,25 @@ from torch import nn
 from phloem.core.errors import ConfigError
 from phloem.spb.plans.base import members
 
-__all__ = ["StepReport", "block_params", "local_gradients", "spb_gradients"]
+__all__ = ["StepReport", "block_params", "forward_from_cut", "local_gradients", "spb_gradients"]
 
 
 def block_params(blocks: Sequence[nn.Module]) -> list[list[nn.Parameter]]:
     """Each block's trainable parameters, in order."""
     return [[p for p in b.parameters() if p.requires_grad] for b in blocks]
+
+
+def forward_from_cut(blocks: Sequence[nn.Module], x: torch.Tensor, depth: int) -> torch.Tensor:
+    """The model's output, the first ``len(blocks) - depth`` blocks run without autograd (they
+    save nothing for backward), the last ``depth`` with it."""
+    cut = len(blocks) - depth
+    h = x
+    with torch.no_grad():
+        for block in blocks[:cut]:
+            h = block(h)
+    for block in blocks[cut:]:
+        h = block(h)
+    return h
 
 
 def local_gradients(
@@ -43,13 +56,7 @@ def local_gradients(
     blocks it skipped). Returns the shard's loss and the per-block gradients."""
     n_blocks = len(blocks)
     cut = n_blocks - depth
-    h = x
-    with torch.no_grad():
-        for block in blocks[:cut]:
-            h = block(h)
-    for block in blocks[cut:]:
-        h = block(h)
-    loss = loss_fn(h, y)
+    loss = loss_fn(forward_from_cut(blocks, x, depth), y)
     params = block_params(blocks)
     flat = [p for ps in params[cut:] for p in ps]
     grads = torch.autograd.grad(loss, flat, allow_unused=True) if flat else ()
