@@ -105,3 +105,15 @@ def test_listing_the_plans_imports_no_torch() -> None:
         "sys.exit('torch' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_freezeout_freezes_from_the_input_side_on_every_rank_alike() -> None:
+    """Brock et al.'s linear schedule with t0 = 0.5 and L = 4: block l freezes at
+    0.5 + 0.5 l / 4 of the run (0.5, 0.625, 0.75); the last block never does."""
+    p = plan("freezeout", t0=0.5)
+    at = {s: p.depths(2, 4, s, 8) for s in range(8)}  # type: ignore[attr-defined]
+    assert [at[s][0] for s in range(8)] == [4, 4, 4, 4, 3, 2, 1, 1]
+    assert all(len(set(d)) == 1 for d in at.values())  # the same depth on every rank
+    with pytest.raises(ConfigError) as err:
+        plan("freezeout", t0=1.0)
+    assert err.value.field == "t0"

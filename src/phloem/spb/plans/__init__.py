@@ -4,10 +4,19 @@
 - ``staircase``: depths fall evenly from the full model on rank 0 to a minimum on the last;
 - ``rotating``: the static pattern shifted by one rank every ``period`` steps, so that every
   worker's shard reaches the early blocks over time;
-- ``time-varying``: deep early, shallow late (the shallow workers' depth shrinks linearly).
+- ``time-varying``: deep early, shallow late (the shallow workers' depth shrinks linearly);
+- ``freezeout``: the FreezeOut baseline, every worker freezing blocks from the input side.
 """
 
-from phloem.spb.plans import rotating, staircase, static, time_varying
+from phloem.spb.plans import freezeout, rotating, staircase, static, time_varying
 from phloem.spb.plans.base import DepthPlan, members
 
-__all__ = ["DepthPlan", "members", "rotating", "staircase", "static", "time_varying"]
+__all__ = [
+    "DepthPlan",
+    "freezeout",
+    "members",
+    "rotating",
+    "staircase",
+    "static",
+    "time_varying",
+]
