@@ -191,7 +191,7 @@ def test_learned_training_is_reproducible_from_the_generator() -> None:
         ("lr", float("nan")),
         ("weight_decay", -1.0),
         ("loss", "huber"),
-        ("schedule", "step"),
+        ("schedule", "linear"),
     ],
 )
 def test_learned_params_name_the_bad_field(field: str, value: object) -> None:

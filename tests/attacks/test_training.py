@@ -154,7 +154,7 @@ def test_augment_matches_a_per_image_reference() -> None:
 
 
 def test_lr_schedules() -> None:
-    f = training._lr_factor
+    f = training.lr_factor
     assert f(Schedule.CONSTANT, 50, 100) == 1.0
     assert f(Schedule.COSINE, 0, 100) == 1.0 and f(Schedule.COSINE, 50, 100) == pytest.approx(0.5)
     assert [f(Schedule.STEP, s, 100) for s in (0, 49, 50, 75, 99)] == [1, 1, 0.1, 0.01, 0.01]

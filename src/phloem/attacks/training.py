@@ -55,6 +55,7 @@ __all__ = [
     "finetune_cloud",
     "init_weights",
     "load_images",
+    "lr_factor",
     "train",
     "trained_victim",
     "victim_cache_dir",
@@ -296,7 +297,8 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return padded[idx_n, idx_c, rows[:, None, :, None], cols[:, None, None, :]]
 
 
-def _lr_factor(schedule: Schedule, step: int, total: int) -> float:
+def lr_factor(schedule: Schedule, step: int, total: int) -> float:
+    """The learning rate's multiplier at ``step`` of ``total`` under ``schedule``."""
     t = step / max(total, 1)
     if schedule is Schedule.COSINE:
         return 0.5 * (1.0 + math.cos(math.pi * t))
@@ -384,7 +386,7 @@ def train(
             if params.augment:
                 xb = _augment(xb, gen)
             for group in opt.param_groups:
-                group["lr"] = params.lr * _lr_factor(
+                group["lr"] = params.lr * lr_factor(
                     params.schedule, epoch * steps_per_epoch + k, total
                 )
             if parts is not None and defence is not None:

@@ -28,6 +28,7 @@ from torch import nn
 from phloem.attacks import metrics
 from phloem.attacks.methods.base import Attack, fit_queries
 from phloem.attacks.threat import Access, EdgeOracle
+from phloem.attacks.training import Schedule, lr_factor
 from phloem.core import checks as _checks
 from phloem.core.errors import ConfigError
 
@@ -49,14 +50,6 @@ class Loss(StrEnum):
     L1 = "l1"
     SSIM = "ssim"
     SSIM_L1 = "ssim+l1"
-
-
-class Schedule(StrEnum):
-    """The learning rate over training: ``constant``, or ``cosine`` annealing to 0 per step
-    (Loshchilov & Hutter, SGDR, ICLR 2017, without restarts)."""
-
-    CONSTANT = "constant"
-    COSINE = "cosine"
 
 
 #: Zhao et al.'s weight of the SSIM term in their mixed loss
@@ -158,28 +151,25 @@ class LearnedInversion(Attack):
             torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=gen)))
             self._net = self.decoder(tuple(irs.shape[1:]), oracle.input_shape)
         opt = torch.optim.Adam(self._net.parameters(), lr=p.lr, weight_decay=p.weight_decay)
-        steps = p.epochs * math.ceil(images.shape[0] / p.batch_size)
-        sched = (
-            torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-            if p.schedule is Schedule.COSINE
-            else None
-        )
+        per_epoch = math.ceil(images.shape[0] / p.batch_size)
         self._net.train()
         for epoch in range(p.epochs):
             order = torch.randperm(images.shape[0], generator=gen)
-            total = 0.0
-            for i in range(0, images.shape[0], p.batch_size):
+            total = torch.zeros(())
+            for k, i in enumerate(range(0, images.shape[0], p.batch_size)):
                 idx = order[i : i + p.batch_size]
+                for group in opt.param_groups:  # the victims' schedules, per step
+                    group["lr"] = p.lr * lr_factor(
+                        p.schedule, epoch * per_epoch + k, p.epochs * per_epoch
+                    )
                 opt.zero_grad()
                 recon = torch.sigmoid(self._net(irs[idx]))
                 loss = reconstruction_loss(p.loss, recon, images[idx])
                 loss.backward()  # type: ignore[no-untyped-call]
                 opt.step()
-                if sched is not None:
-                    sched.step()
-                total += float(loss.detach()) * len(idx)
+                total += loss.detach() * len(idx)  # no sync with the hot loop: read per epoch
             if self.on_progress is not None:
-                mean = total / images.shape[0]
+                mean = float(total) / images.shape[0]
                 self.on_progress(f"epoch {epoch + 1}/{p.epochs}: {p.loss.value} loss {mean:.4f}")
         self._net.eval()
 
