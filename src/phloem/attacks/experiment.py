@@ -403,7 +403,7 @@ def _lpips(cfg: ExperimentConfig) -> Any:
     """The configured LPIPS metric, loaded (and checked against the victim's input size)
     before any seed runs, or ``None``."""
     m = cfg.metrics
-    if not m.lpips or m.lpips_backbone is None or m.lpips_linear is None:
+    if m.lpips_backbone is None or m.lpips_linear is None:  # both or neither (MetricsConfig)
         return None
     from phloem.attacks.lpips import LPIPS, MIN_SIDE
 

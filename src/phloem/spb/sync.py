@@ -127,7 +127,7 @@ class SyncMethod(Configured, ABC):
             for b in blocks:
                 for p in params[b]:
                     n = p.numel()
-                    p.grad = flat[offset : offset + n].view_as(p).clone()
+                    p.grad = flat[offset : offset + n].view_as(p)  # a view of the bucket
                     offset += n
 
 
@@ -157,15 +157,12 @@ class SubgroupBroadcast(SyncMethod):
         self, flat: torch.Tensor, group: tuple[int, ...], groups: Groups, traffic: Traffic
     ) -> None:
         rank, nbytes = dist.get_rank(), flat.numel() * flat.element_size()
-        if len(group) == dist.get_world_size():
-            traffic.add(traffic.sent, "all_reduce", nbytes)
-            dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-            flat /= len(group)
-            return
         if rank in group and len(group) > 1:  # a lone member already holds the mean
             traffic.add(traffic.sent, "all_reduce", nbytes)
             dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=groups.get(group))
             flat /= len(group)
+        if len(group) == dist.get_world_size():  # everyone is a member: nobody to tell
+            return
         src = min(group)
         book = traffic.sent if rank == src else traffic.received
         traffic.add(book, "broadcast", nbytes)

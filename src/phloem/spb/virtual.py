@@ -120,7 +120,7 @@ def spb_gradients(
         for b, gs in enumerate(grads):
             for i, g in enumerate(gs or ()):
                 s = sums[b][i]
-                sums[b][i] = g.clone() if s is None else s + g
+                sums[b][i] = g if s is None else s + g  # g is this rank's own tensor
     groups = members(tuple(depths), n_blocks)
     for b, ps in enumerate(params):
         count = len(groups[b])
