@@ -161,6 +161,9 @@ def test_a_missing_file_says_where_it_looked_and_what_to_set(tmp_path: Path) -> 
         ("linear-shape", "metrics.lpips_linear"),
         ("not-a-dict", "metrics.lpips_backbone"),
         ("garbage", "metrics.lpips_backbone"),
+        ("nan-backbone", "metrics.lpips_backbone"),
+        ("negative-linear", "metrics.lpips_linear"),
+        ("inf-linear", "metrics.lpips_linear"),
     ],
 )
 def test_wrong_weight_files_name_the_field(tmp_path: Path, damage: str, field: str) -> None:
@@ -174,6 +177,12 @@ def test_wrong_weight_files_name_the_field(tmp_path: Path, damage: str, field: s
         del linear["lin4.model.1.weight"]
     elif damage == "linear-shape":
         linear["lin0.model.1.weight"] = torch.zeros(1, 32, 1, 1)
+    elif damage == "nan-backbone":  # a forged file: every distance would be NaN
+        backbone["features.3.weight"][0, 0, 0, 0] = float("nan")
+    elif damage == "negative-linear":  # a forged file: distances could go negative
+        linear["lin2.model.1.weight"][0, 5] = -1.0
+    elif damage == "inf-linear":
+        linear["lin1.model.1.weight"][0, 0] = float("inf")
     elif damage == "not-a-dict":
         backbone = [torch.zeros(1)]
     b, lin = save(tmp_path, backbone, linear)

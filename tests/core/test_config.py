@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,33 @@ def test_bad_toml_names_the_file(tmp_path: Path) -> None:
         load_toml(p)
     with pytest.raises(ConfigError, match="no config file"):
         load_toml(tmp_path / "absent.toml")
+
+
+@dataclass(frozen=True)
+class _Recipe:
+    lr: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ConfigError("train.lr", f"{self.lr}; needs a number > 0")
+
+
+@dataclass(frozen=True)
+class _Part:
+    train: _Recipe = field(default_factory=_Recipe)
+    finetune: _Recipe | None = None
+
+
+@dataclass(frozen=True)
+class _Whole:
+    victim: _Part = field(default_factory=_Part)
+
+
+def test_a_nested_dataclass_error_names_the_key_where_the_user_wrote_it() -> None:
+    """A section's own check names its bare field ("lr", or "train.lr" as a library error);
+    from_dict reports it at its place in the config, however deep."""
+    for key in ("train", "finetune"):
+        with pytest.raises(ConfigError) as err:
+            from_dict(_Whole, {"victim": {key: {"lr": -1.0}}})
+        assert err.value.field == f"victim.{key}.lr"
+    assert from_dict(_Whole, {"victim": {"finetune": {"lr": 0.5}}}).victim.finetune == _Recipe(0.5)

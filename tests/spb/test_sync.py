@@ -50,6 +50,11 @@ def worker(rank: int, method: str, init: str, out: str) -> None:
         blocks = model()
         x, y = shards()[rank]
         _, grads = local_gradients(blocks, x, y, DEPTHS[rank], F.cross_entropy)
+        try:  # a group asked for before it was built: a clear error, not a hang
+            Groups().get((0, 1))
+            unbuilt = "no error"
+        except KeyError as e:
+            unbuilt = str(e)
         groups = Groups()
         groups.build([g for g, _ in buckets(DEPTHS, len(blocks))])
         traffic = Traffic()
@@ -57,7 +62,7 @@ def worker(rank: int, method: str, init: str, out: str) -> None:
         sync.synchronise(block_params(blocks), grads, DEPTHS, groups, traffic)
         torch.save([p.grad for p in blocks.parameters()], f"{out}/grads-{rank}.pt")
         Path(f"{out}/traffic-{rank}.json").write_text(
-            json.dumps({"sent": traffic.sent, "received": traffic.received})
+            json.dumps({"sent": traffic.sent, "received": traffic.received, "unbuilt": unbuilt})
         )
     finally:
         dist.destroy_process_group()
@@ -83,6 +88,7 @@ def test_every_rank_gets_the_virtual_workers_gradients(method: str, tmp_path: Pa
     assert [g for g, _ in sizes] == [(0,), (0, 1), (0, 1, 2, 3)]
     for rank in range(WORLD):
         t = json.loads((tmp_path / f"traffic-{rank}.json").read_text())
+        assert "Groups.build" in t["unbuilt"]
         if method == "zeros":
             assert t["sent"] == {"all_reduce": sum(n for _, n in sizes)} and not t["received"]
         else:

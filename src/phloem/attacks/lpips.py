@@ -136,7 +136,14 @@ class LPIPS(nn.Module):
                     f"{key} is {got}; the {net} LPIPS needs shape (1, {c}, 1, 1) (the lpips "
                     "package's weights/v0.1 layout)",
                 )
-            weights.append(w.detach().float().reshape(c))
+            w = w.detach().float().reshape(c)
+            if not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
+                raise ConfigError(
+                    "metrics.lpips_linear",
+                    f"{key} has negative or non-finite weights; LPIPS's are non-negative "
+                    "(a forged or damaged file?)",
+                )
+            weights.append(w)
         self.lin = nn.ParameterList([nn.Parameter(w, requires_grad=False) for w in weights])
         self.register_buffer("shift", torch.tensor(self.SHIFT).view(1, 3, 1, 1))
         self.register_buffer("scale", torch.tensor(self.SCALE).view(1, 3, 1, 1))
@@ -158,6 +165,8 @@ class LPIPS(nn.Module):
             shape = tuple(ref[key.removeprefix("features.")].shape)
             if tuple(value.shape) != shape:
                 raise ConfigError(field, f"{key} has shape {tuple(value.shape)}, needs {shape}")
+            if not bool(torch.isfinite(value).all()):
+                raise ConfigError(field, f"{key} holds NaN or infinite weights")
 
     def _channels(self, tap: int) -> int:
         convs = [m for m in list(self.features)[: tap + 1] if isinstance(m, nn.Conv2d)]

@@ -226,7 +226,12 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, prefix: str = "", strict
         kwargs[pick.params] = from_dict(component.Params, sub, prefix=prefix)
     try:
         return cls(**kwargs)
-    except ConfigError:
+    except ConfigError as e:
+        # a dataclass names its own field ("lr", "train.lr"); say where it sits in this
+        # config ("victim.finetune.lr"), so the user finds the key they wrote
+        last = e.field.rsplit(".", 1)[-1]
+        if prefix and last in fields and e.field != _dot(prefix, last):
+            raise e.with_field(_dot(prefix, last)) from None
         raise
     except (ValueError, TypeError) as e:
         raise ConfigError(prefix or cls.__name__, str(e)) from None

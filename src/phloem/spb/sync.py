@@ -72,6 +72,11 @@ class Groups:
         """The group of ``ranks`` (the default group when it is every rank)."""
         if len(ranks) == dist.get_world_size():
             return dist.group.WORLD
+        if ranks not in self._groups:
+            raise KeyError(
+                f"no process group for ranks {ranks}: every rank must call Groups.build with "
+                "the member sets of the depths it will use, in the same order, first"
+            )
         return self._groups[ranks]
 
 
