@@ -138,7 +138,7 @@ def test_cifar10_tensors(data_file: Callable[[str], Path]) -> None:
 
 def test_augment_matches_a_per_image_reference() -> None:
     x = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(0))
-    out = training._augment(x, torch.Generator().manual_seed(5))
+    out = training.augment(x, torch.Generator().manual_seed(5))
     g = torch.Generator().manual_seed(5)
     dy = torch.randint(0, 9, (6,), generator=g)
     dx = torch.randint(0, 9, (6,), generator=g)

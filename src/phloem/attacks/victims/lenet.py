@@ -17,9 +17,10 @@ from torch import nn
 
 from phloem.attacks.registries import VICTIMS
 from phloem.attacks.training import Optimizer, Schedule, TrainParams
-from phloem.attacks.victims._common import MNIST_MEAN, MNIST_STD, Normalize, check_bool, check_int
+from phloem.attacks.victims._common import check_bool, check_int
 from phloem.attacks.victims.base import SplitModel
 from phloem.core.errors import ConfigError
+from phloem.nets.architectures import lenet_layers
 
 __all__ = ["LeNet", "LeNetParams"]
 
@@ -69,20 +70,9 @@ class LeNet(SplitModel):
 
     def layers(self) -> list[tuple[str, nn.Module]]:
         p: LeNetParams = self.params
-        c1, c2 = p.channels
-        conv1: nn.Module = nn.Conv2d(self.input_shape[0], c1, kernel_size=5, padding=2)
-        if p.normalize:
-            conv1 = nn.Sequential(Normalize(MNIST_MEAN, MNIST_STD), conv1)
-        return [
-            ("conv1", conv1),
-            ("relu1", nn.ReLU()),
-            ("pool1", nn.MaxPool2d(2, 2)),
-            ("conv2", nn.Conv2d(c1, c2, kernel_size=5)),
-            ("relu2", nn.ReLU()),
-            ("pool2", nn.MaxPool2d(2, 2)),
-            ("fc1", nn.Sequential(nn.Flatten(), nn.Linear(c2 * 5 * 5, 120))),
-            ("relu3", nn.ReLU()),
-            ("fc2", nn.Linear(120, 84)),
-            ("relu4", nn.ReLU()),
-            ("fc3", nn.Linear(84, self.num_classes)),
-        ]
+        return lenet_layers(
+            p.channels,
+            normalize=p.normalize,
+            in_channels=self.input_shape[0],
+            num_classes=self.num_classes,
+        )

@@ -14,20 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
-import torch.nn.functional as F
 from torch import nn
 
 from phloem.attacks.registries import VICTIMS
 from phloem.attacks.training import TrainParams
-from phloem.attacks.victims._common import (
-    CIFAR10_MEAN,
-    CIFAR10_STD,
-    Normalize,
-    check_bool,
-    check_int,
-)
+from phloem.attacks.victims._common import check_bool, check_int
 from phloem.attacks.victims.base import SplitModel
+from phloem.nets.architectures import resnet20_layers
+from phloem.nets.layers import BasicBlock
 
 __all__ = ["BasicBlock", "ResNet20", "ResNet20Params"]
 
@@ -52,30 +46,6 @@ class ResNet20Params:
         check_bool("resnet20", "normalize", self.normalize)
 
 
-class BasicBlock(nn.Module):
-    """Two 3x3 conv-BN layers with an identity shortcut (option A), then ReLU."""
-
-    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c_out)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c_out)
-        self.stride = stride
-        self.pad = c_out - c_in
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        short = x
-        if self.stride != 1:
-            short = short[:, :, :: self.stride, :: self.stride]
-        if self.pad:
-            half = self.pad // 2
-            short = F.pad(short, (0, 0, 0, 0, half, self.pad - half))
-        return F.relu(out + short)
-
-
 @VICTIMS.register
 class ResNet20(SplitModel):
     """He et al. (2016) CIFAR ResNet-20, split points at block outputs."""
@@ -92,20 +62,4 @@ class ResNet20(SplitModel):
 
     def layers(self) -> list[tuple[str, nn.Module]]:
         p: ResNet20Params = self.params
-        w = p.width
-        stem: nn.Module = nn.Sequential(
-            nn.Conv2d(3, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU()
-        )
-        if p.normalize:
-            stem = nn.Sequential(Normalize(CIFAR10_MEAN, CIFAR10_STD), stem)
-        out: list[tuple[str, nn.Module]] = [("stem", stem)]
-        c_in = w
-        for s in range(1, 4):
-            c_out = w * 2 ** (s - 1)
-            for b in range(1, 4):
-                stride = 2 if s > 1 and b == 1 else 1
-                out.append((f"block{s}_{b}", BasicBlock(c_in, c_out, stride)))
-                c_in = c_out
-        out.append(("pool", nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())))
-        out.append(("fc", nn.Linear(c_in, self.num_classes)))
-        return out
+        return resnet20_layers(p.width, normalize=p.normalize, num_classes=self.num_classes)

@@ -20,19 +20,11 @@ from torch import nn
 
 from phloem.attacks.registries import VICTIMS
 from phloem.attacks.training import TrainParams
-from phloem.attacks.victims._common import (
-    CIFAR10_MEAN,
-    CIFAR10_STD,
-    Normalize,
-    check_bool,
-    check_int,
-)
+from phloem.attacks.victims._common import check_bool, check_int
 from phloem.attacks.victims.base import SplitModel
+from phloem.nets.architectures import vgg16_layers
 
 __all__ = ["VggSmall", "VggSmallParams"]
-
-#: convolutions per block in VGG-16 and each block's width as a multiple of ``width``
-_BLOCKS = ((2, 1), (2, 2), (3, 4), (3, 8), (3, 8))
 
 
 @dataclass(frozen=True)
@@ -55,14 +47,6 @@ class VggSmallParams:
         check_bool("vgg_small", "normalize", self.normalize)
 
 
-def _conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False),
-        nn.BatchNorm2d(c_out),
-        nn.ReLU(),
-    )
-
-
 @VICTIMS.register
 class VggSmall(SplitModel):
     """VGG-16 (2-2-3-3-3 convs, batch norm) at reduced width, Keras split-point names."""
@@ -80,18 +64,4 @@ class VggSmall(SplitModel):
 
     def layers(self) -> list[tuple[str, nn.Module]]:
         p: VggSmallParams = self.params
-        out: list[tuple[str, nn.Module]] = []
-        c_in = self.input_shape[0]
-        for b, (convs, mult) in enumerate(_BLOCKS, start=1):
-            c_out = p.width * mult
-            for k in range(1, convs + 1):
-                layer: nn.Module = _conv_bn_relu(c_in, c_out)
-                if b == 1 and k == 1 and p.normalize:
-                    layer = nn.Sequential(Normalize(CIFAR10_MEAN, CIFAR10_STD), layer)
-                out.append((f"block{b}_conv{k}", layer))
-                c_in = c_out
-            out.append((f"block{b}_pool", nn.MaxPool2d(2, 2)))
-        c = 8 * p.width
-        out.append(("fc1", nn.Sequential(nn.Flatten(), nn.Linear(c, c), nn.ReLU())))
-        out.append(("predictions", nn.Linear(c, self.num_classes)))
-        return out
+        return vgg16_layers(p.width, normalize=p.normalize, num_classes=self.num_classes)
