@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING
 from phloem.core.registry import Registry
 
 if TYPE_CHECKING:
+    from phloem.spb.models import BlockModel
     from phloem.spb.plans.base import DepthPlan
     from phloem.spb.sync import SyncMethod
 
-__all__ = ["DEPTH_PLANS", "SYNC_METHODS"]
+__all__ = ["DEPTH_PLANS", "MODELS", "SYNC_METHODS"]
 
 #: ``[spb] plan``: how deep each worker backpropagates (:class:`~.plans.base.DepthPlan`)
 DEPTH_PLANS: Registry[type[DepthPlan]] = Registry(
@@ -25,3 +26,5 @@ DEPTH_PLANS: Registry[type[DepthPlan]] = Registry(
 SYNC_METHODS: Registry[type[SyncMethod]] = Registry(
     "sync method", "spb.sync", populate=["phloem.spb.sync"]
 )
+#: ``[model] name``: a network as an ordered list of blocks (:class:`~.models.BlockModel`)
+MODELS: Registry[type[BlockModel]] = Registry("model", "model.name", populate=["phloem.spb.models"])

@@ -9,6 +9,7 @@ registered :class:`SyncMethod`:
   member count. Simple, one collective, but non-members send as much as members.
 - ``subgroup``: the members all-reduce within their own process group (a lone member skips
   it), then the lowest member broadcasts the mean to everyone. Non-members only receive.
+- ``ddp``: torch's ``DistributedDataParallel`` for the full-backprop baseline.
 
 Process groups are built once, in the same order on every rank (:class:`Groups`), for every
 member set a depth plan can produce, as ``torch.distributed.new_group`` requires. Every
@@ -30,7 +31,16 @@ from phloem.core.registry import Configured
 from phloem.spb.plans.base import members
 from phloem.spb.registries import SYNC_METHODS
 
-__all__ = ["Groups", "SubgroupBroadcast", "SyncMethod", "Traffic", "ZerosAllReduce", "buckets"]
+__all__ = [
+    "Ddp",
+    "Groups",
+    "SubgroupBroadcast",
+    "SyncMethod",
+    "Traffic",
+    "ZerosAllReduce",
+    "bucket_runs",
+    "buckets",
+]
 
 
 @dataclass
@@ -80,10 +90,17 @@ class Groups:
         return self._groups[ranks]
 
 
-def buckets(depths: tuple[int, ...], num_blocks: int) -> list[tuple[tuple[int, ...], list[int]]]:
+def buckets(
+    depths: tuple[int, ...], num_blocks: int, dropped: frozenset[int] = frozenset()
+) -> list[tuple[tuple[int, ...], list[int]]]:
     """Consecutive blocks with the same member set, as ``(members, block indices)``."""
+    return bucket_runs(members(depths, num_blocks, dropped))
+
+
+def bucket_runs(groups: Sequence[tuple[int, ...]]) -> list[tuple[tuple[int, ...], list[int]]]:
+    """Runs of consecutive blocks with the same member set in ``groups`` (one per block)."""
     out: list[tuple[tuple[int, ...], list[int]]] = []
-    for b, group in enumerate(members(depths, num_blocks)):
+    for b, group in enumerate(groups):
         if out and out[-1][0] == group:
             out[-1][1].append(b)
         else:
@@ -95,6 +112,8 @@ class SyncMethod(Configured, ABC):
     """Averages each bucket over its members and gives every rank the result."""
 
     kind: ClassVar[str] = "sync method"
+    #: whether the trainer hands the model to torch's ``DistributedDataParallel`` instead
+    native_ddp: ClassVar[bool] = False
 
     @abstractmethod
     def reduce(
@@ -110,10 +129,11 @@ class SyncMethod(Configured, ABC):
         depths: tuple[int, ...],
         groups: Groups,
         traffic: Traffic,
+        dropped: frozenset[int] = frozenset(),
     ) -> None:
         """Set every parameter's ``.grad`` to the SPB mean (``None`` for blocks no rank
-        reached), the same on every rank."""
-        for group, blocks in buckets(depths, len(params)):
+        reached, or every rank ``dropped``), the same on every rank."""
+        for group, blocks in buckets(depths, len(params), dropped):
             if not group:
                 for b in blocks:
                     for p in params[b]:
@@ -172,3 +192,15 @@ class SubgroupBroadcast(SyncMethod):
         book = traffic.sent if rank == src else traffic.received
         traffic.add(book, "broadcast", nbytes)
         dist.broadcast(flat, src=src)
+
+
+@SYNC_METHODS.register
+class Ddp(ZerosAllReduce):
+    """Torch's ``DistributedDataParallel`` (full backprop only): the baseline a user would
+    pick. The trainer wraps the model and lets DDP all-reduce its own buckets, overlapped with
+    the backward pass; the same arithmetic as ``zeros`` at full depth, which is what
+    :meth:`reduce` does where no DDP runs (virtual workers)."""
+
+    name: ClassVar[str] = "ddp"
+    description: ClassVar[str] = "baseline: torch DistributedDataParallel (plan 'full' only)"
+    native_ddp: ClassVar[bool] = True

@@ -15,7 +15,9 @@ the shards' mean losses' gradients is the full batch's gradient (a test checks i
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, cast
 
 import torch
 from torch import nn
@@ -23,7 +25,18 @@ from torch import nn
 from phloem.core.errors import ConfigError
 from phloem.spb.plans.base import members
 
-__all__ = ["StepReport", "block_params", "forward_from_cut", "local_gradients", "spb_gradients"]
+if TYPE_CHECKING:
+    from phloem.spb.accounting import StepMeter
+
+__all__ = [
+    "Residual",
+    "StepReport",
+    "average_into",
+    "block_params",
+    "forward_from_cut",
+    "local_gradients",
+    "spb_gradients",
+]
 
 
 def block_params(blocks: Sequence[nn.Module]) -> list[list[nn.Parameter]]:
@@ -31,16 +44,36 @@ def block_params(blocks: Sequence[nn.Module]) -> list[list[nn.Parameter]]:
     return [[p for p in b.parameters() if p.requires_grad] for b in blocks]
 
 
-def forward_from_cut(blocks: Sequence[nn.Module], x: torch.Tensor, depth: int) -> torch.Tensor:
+class Residual(Protocol):
+    """A block with an identity path (:class:`phloem.nets.layers.BasicBlock`)."""
+
+    def branch(self, x: torch.Tensor) -> torch.Tensor: ...
+    def shortcut(self, x: torch.Tensor) -> torch.Tensor: ...
+    def combine(self, branch: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor: ...
+
+
+def forward_from_cut(
+    blocks: Sequence[nn.Module],
+    x: torch.Tensor,
+    depth: int,
+    dropped: frozenset[int] = frozenset(),
+) -> torch.Tensor:
     """The model's output, the first ``len(blocks) - depth`` blocks run without autograd (they
-    save nothing for backward), the last ``depth`` with it."""
+    save nothing for backward), the last ``depth`` with it; a block in ``dropped`` (residual)
+    runs its branch without autograd, so the gradient passes through its identity path only."""
     cut = len(blocks) - depth
     h = x
     with torch.no_grad():
         for block in blocks[:cut]:
             h = block(h)
-    for block in blocks[cut:]:
-        h = block(h)
+    for i, block in enumerate(blocks[cut:], start=cut):
+        if i in dropped:
+            res = cast(Residual, block)
+            with torch.no_grad():
+                branch = res.branch(h)
+            h = res.combine(branch, res.shortcut(h))
+        else:
+            h = block(h)
     return h
 
 
@@ -50,26 +83,53 @@ def local_gradients(
     y: torch.Tensor,
     depth: int,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    dropped: frozenset[int] = frozenset(),
+    *,
+    meter: StepMeter | None = None,
 ) -> tuple[float, list[list[torch.Tensor] | None]]:
     """One worker's part of a step: the first ``L - depth`` blocks without autograd, the rest
-    with it, and the gradients of the last ``depth`` blocks' parameters (``None`` for the
-    blocks it skipped). Returns the shard's loss and the per-block gradients."""
+    with it (a ``dropped`` block's branch without), and the gradients of the blocks it
+    backpropagated through (``None`` for the others). Returns the shard's loss and the
+    per-block gradients. A ``meter`` (:class:`~phloem.spb.accounting.StepMeter`) counts the
+    forward and backward passes."""
     n_blocks = len(blocks)
     cut = n_blocks - depth
-    loss = loss_fn(forward_from_cut(blocks, x, depth), y)
+    with meter.forward() if meter is not None else nullcontext():
+        loss = loss_fn(forward_from_cut(blocks, x, depth, dropped), y)
     params = block_params(blocks)
-    flat = [p for ps in params[cut:] for p in ps]
-    grads = torch.autograd.grad(loss, flat, allow_unused=True) if flat else ()
-    out: list[list[torch.Tensor] | None] = [None] * cut
+    trained = [b for b in range(cut, n_blocks) if b not in dropped]
+    flat = [p for b in trained for p in params[b]]
+    with meter.backward() if meter is not None else nullcontext():
+        grads = torch.autograd.grad(loss, flat, allow_unused=True) if flat else ()
+    out: list[list[torch.Tensor] | None] = [None] * n_blocks
     k = 0
-    for b in range(cut, n_blocks):
+    for b in trained:
         gs = []
         for p in params[b]:
             g = grads[k]
             k += 1
             gs.append(torch.zeros_like(p) if g is None else g.detach())
-        out.append(gs)
+        out[b] = gs
     return float(loss.detach()), out
+
+
+def average_into(
+    params: Sequence[Sequence[nn.Parameter]],
+    per_rank: Sequence[Sequence[Sequence[torch.Tensor] | None]],
+    groups: Sequence[tuple[int, ...]],
+) -> None:
+    """Set each block's parameters' ``.grad`` to the mean of its members' gradients
+    (``per_rank[r][b]``, ``None`` where rank ``r`` skipped block ``b``); ``None`` for a block
+    with no members."""
+    for b, ps in enumerate(params):
+        count = len(groups[b])
+        for i, p in enumerate(ps):
+            s: torch.Tensor | None = None
+            for grads in per_rank:
+                gs = grads[b]
+                if gs is not None:
+                    s = gs[i] if s is None else s + gs[i]  # gs[i] is this rank's own tensor
+            p.grad = None if s is None or count == 0 else s / count
 
 
 @dataclass(frozen=True)
@@ -86,6 +146,7 @@ def spb_gradients(
     shards: Sequence[tuple[torch.Tensor, torch.Tensor]],
     depths: Sequence[int],
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    dropped: frozenset[int] = frozenset(),
 ) -> StepReport:
     """Set every block parameter's ``.grad`` to SPB's synchronised gradient for one step.
 
@@ -100,6 +161,8 @@ def spb_gradients(
         ``d_r`` blocks.
     loss_fn
         ``loss_fn(output, targets)``, a scalar mean over the shard.
+    dropped
+        Residual blocks whose backward pass every worker skips (DropBP); they get no gradient.
 
     Raises
     ------
@@ -111,20 +174,11 @@ def spb_gradients(
         raise ConfigError("depths", f"{len(depths)} depths for {len(shards)} workers")
     if not all(1 <= d <= n_blocks for d in depths):
         raise ConfigError("depths", f"{list(depths)}", [f"ints in [1, {n_blocks}]"])
-    params = block_params(blocks)
-    sums: list[list[torch.Tensor | None]] = [[None] * len(ps) for ps in params]
-    losses = []
+    losses, per_rank = [], []
     for (x, y), depth in zip(shards, depths, strict=True):
-        loss, grads = local_gradients(blocks, x, y, depth, loss_fn)
+        loss, grads = local_gradients(blocks, x, y, depth, loss_fn, dropped)
         losses.append(loss)
-        for b, gs in enumerate(grads):
-            for i, g in enumerate(gs or ()):
-                s = sums[b][i]
-                sums[b][i] = g if s is None else s + g  # g is this rank's own tensor
-    groups = members(tuple(depths), n_blocks)
-    for b, ps in enumerate(params):
-        count = len(groups[b])
-        for i, p in enumerate(ps):
-            s = sums[b][i]
-            p.grad = None if s is None or count == 0 else s / count
+        per_rank.append(grads)
+    groups = members(tuple(depths), n_blocks, dropped)
+    average_into(block_params(blocks), per_rank, groups)
     return StepReport(tuple(depths), tuple(losses), tuple(groups))

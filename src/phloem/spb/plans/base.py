@@ -1,7 +1,10 @@
 """The depth-plan contract, and which workers compute each block.
 
 A plan maps ``(world_size, num_blocks, step, total_steps)`` to one depth per rank,
-``1 <= d_r <= num_blocks``: rank ``r`` backpropagates through the last ``d_r`` blocks.
+``1 <= d_r <= num_blocks``: rank ``r`` backpropagates through the last ``d_r`` blocks. Two
+optional hooks: :meth:`DepthPlan.fit` sees the model's measured per-block costs before the
+run (the ``profile`` plan chooses its depths from them), :meth:`DepthPlan.dropped` names
+residual blocks whose backward pass every rank skips at a step (the DropBP baseline).
 Block ``l`` (0 is the input side) is computed by the ranks with ``d_r >= num_blocks - l``
 (:func:`members`): the sets are nested and grow toward the output.
 """
@@ -10,10 +13,13 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from phloem.core import checks
 from phloem.core.registry import Configured
+
+if TYPE_CHECKING:
+    from phloem.spb.accounting import Profile
 
 __all__ = ["DepthPlan", "fraction_depth", "members"]
 
@@ -23,10 +29,15 @@ def fraction_depth(fraction: float, num_blocks: int) -> int:
     return max(1, min(num_blocks, math.ceil(fraction * num_blocks - 1e-9)))
 
 
-def members(depths: tuple[int, ...], num_blocks: int) -> list[tuple[int, ...]]:
-    """For each block ``l`` (0 = input side), the ranks that backpropagate through it."""
+def members(
+    depths: tuple[int, ...], num_blocks: int, dropped: frozenset[int] = frozenset()
+) -> list[tuple[int, ...]]:
+    """For each block ``l`` (0 = input side), the ranks that backpropagate through it (none
+    for a block in ``dropped``, whose backward pass every rank skips this step)."""
     return [
-        tuple(r for r, d in enumerate(depths) if d >= num_blocks - block)
+        ()
+        if block in dropped
+        else tuple(r for r, d in enumerate(depths) if d >= num_blocks - block)
         for block in range(num_blocks)
     ]
 
@@ -35,12 +46,25 @@ class DepthPlan(Configured, ABC):
     """How deep each worker backpropagates at each step (built from its own ``Params``)."""
 
     kind: ClassVar[str] = "depth plan"
+    #: whether the plan needs residual blocks (:meth:`dropped` picks among them)
+    needs_residual: ClassVar[bool] = False
 
     @abstractmethod
     def plan(
         self, world_size: int, num_blocks: int, step: int, total_steps: int
     ) -> tuple[int, ...]:
         """The plan's depths (see :meth:`depths`, which checks the arguments and the result)."""
+
+    def fit(self, profile: Profile) -> None:
+        """See the model's per-block costs before the run (no-op by default)."""
+
+    def dropped(
+        self, num_blocks: int, residual: frozenset[int], step: int, seed: int
+    ) -> frozenset[int]:
+        """Blocks among ``residual`` whose backward pass every rank skips at ``step`` (the
+        gradient flows through their identity path only); a function of ``(seed, step)``, so
+        every rank agrees without talking. None by default."""
+        return frozenset()
 
     def depths(
         self, world_size: int, num_blocks: int, step: int = 0, total_steps: int = 1

@@ -1,0 +1,747 @@
+"""``phloem spb train``: data-parallel training with structured partial backpropagation.
+
+One loop serves two engines with the same arithmetic:
+
+- **virtual workers** (no process group): ``W`` workers take turns in one process, each on its
+  shard, and their gradients are averaged over each block's members
+  (:func:`~phloem.spb.virtual.average_into`); fast accuracy sweeps;
+- **torch.distributed** (launched by ``torchrun``, ``phloem spb train --nproc W``): one
+  process per worker, gloo on CPU or NCCL on a GPU; gradients are synchronised with the
+  configured :class:`~phloem.spb.sync.SyncMethod` (or torch's ``DistributedDataParallel``).
+
+Every step: the global batch (the epoch's permutation, from the seed, the same on every rank)
+is cut into ``W`` equal shards; the plan gives each rank its depth (and, for DropBP, the
+dropped residual blocks); each rank runs its step; batch-norm buffers follow rank 0's (as
+DDP's ``broadcast_buffers`` does); every rank applies the same update. After every epoch,
+rank 0 evaluates, appends a history row and writes ``checkpoint.pt``; ``--resume`` continues
+from it. A NaN loss stops the run with the last good checkpoint kept (status ``diverged``);
+Ctrl-C keeps the finished epochs (status ``interrupted``).
+
+Accounting per rank, in every history row: backward FLOPs and activation bytes saved (measured
+with :class:`~phloem.spb.accounting.StepMeter` the first time a step shape occurs, then reused:
+the counts depend only on the shape), bytes handed to collectives, CPU time of the rank's own
+compute, and wall time (meaningful per rank only with one process per core).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from phloem.core.config import to_dict, to_toml
+from phloem.core.errors import ConfigError, DivergenceError, RunNotFoundError
+from phloem.core.history import History, Row
+from phloem.core.progress import progress_bar
+from phloem.core.rundir import RunDir
+from phloem.nets.training import ImageData, augment, init_weights, load_images, lr_factor
+from phloem.nets.training import evaluate as accuracy
+from phloem.spb.accounting import Profile, StepCost, StepMeter, profile_model
+from phloem.spb.config import TrainConfig, load_config
+from phloem.spb.models import Blocks
+from phloem.spb.plans.base import DepthPlan, members
+from phloem.spb.registries import DEPTH_PLANS, MODELS, SYNC_METHODS
+from phloem.spb.sync import Groups, SyncMethod, Traffic, bucket_runs
+from phloem.spb.virtual import average_into, block_params, local_gradients
+
+__all__ = ["RankMeters", "TrainResult", "launch", "resume_training", "train"]
+
+T = TypeVar("T")
+
+
+
+@dataclass
+class RankMeters:
+    """One rank's running totals."""
+
+    backward_flops: int = 0
+    peak_saved_bytes: int = 0
+    cpu_s: float = 0.0
+    traffic: Traffic = field(default_factory=Traffic)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "backward_flops": self.backward_flops,
+            "peak_saved_bytes": self.peak_saved_bytes,
+            "cpu_s": self.cpu_s,
+            "sent": dict(self.traffic.sent),
+            "received": dict(self.traffic.received),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> RankMeters:
+        return cls(
+            int(d["backward_flops"]),
+            int(d["peak_saved_bytes"]),
+            float(d["cpu_s"]),
+            Traffic(dict(d["sent"]), dict(d["received"])),
+        )
+
+
+@dataclass
+class TrainResult:
+    """What a run did: its folder, history and summary (``status``, ``final`` row,
+    ``time_to_target``, per-rank totals)."""
+
+    run_dir: Path
+    history: History
+    summary: dict[str, Any]
+
+
+# --------------------------------------------------------------------------------------------
+# set-up
+
+
+def _seed_for(seed: int, *parts: int) -> int:
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, *parts]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def build_blocks(cfg: TrainConfig) -> Blocks:
+    """The configured model, its weights drawn from the run seed."""
+    part = MODELS.get(cfg.model.name)(cfg.model.params)
+    blocks = part.blocks()
+    init_weights(nn.ModuleList(blocks.modules), torch.Generator().manual_seed(cfg.run.seed))
+    return blocks
+
+
+def load_data(cfg: TrainConfig) -> ImageData:
+    """The configured data set, checked against the model's input shape."""
+    name = cfg.data_name
+    data = load_images(
+        name,
+        path=cfg.data.path,
+        limit_train=cfg.data.limit_train,
+        limit_test=cfg.data.limit_test,
+        seed=cfg.run.seed,
+    )
+    shape = tuple(data.x_train.shape[1:])
+    want = MODELS.get(cfg.model.name).input_shape
+    if shape != want:
+        raise ConfigError(
+            "data.name", f"{name!r} images are {shape}; {cfg.model.name!r} takes {want}"
+        )
+    if len(data.y_train) < cfg.recipe.batch_size:
+        raise ConfigError(
+            "train.batch_size",
+            f"{cfg.recipe.batch_size} is more than the {len(data.y_train)} training images",
+            [f"<= {len(data.y_train)}"],
+        )
+    return data
+
+
+def profile_for(cfg: TrainConfig, blocks: Blocks, data: ImageData) -> Profile:
+    """One worker's costs at every depth, on a copy of the model and one shard."""
+    shard = cfg.recipe.batch_size // cfg.spb.workers
+    copies = copy.deepcopy(list(blocks.modules))
+    x, y = data.x_train[:shard], data.y_train[:shard]
+    return profile_model(cfg.model.name, blocks.names, copies, x, y, F.cross_entropy, repeats=1)
+
+
+# --------------------------------------------------------------------------------------------
+# the engines
+
+
+class _Engine:
+    """How the ``W`` workers' step is carried out; rank 0 of a process group or the one
+    process of the virtual workers owns the run folder."""
+
+    def __init__(self, cfg: TrainConfig, blocks: Blocks) -> None:
+        self.cfg, self.blocks = cfg, blocks
+        self.modules = list(blocks.modules)
+        self.model = nn.Sequential(*self.modules)
+        self.params = block_params(self.modules)
+        self.world = cfg.spb.workers
+        self.costs: dict[tuple[int, frozenset[int], int], StepCost] = {}
+
+    @property
+    def ranks(self) -> Sequence[int]:
+        """The ranks this process runs."""
+        raise NotImplementedError
+
+    @property
+    def is_main(self) -> bool:
+        return 0 in self.ranks
+
+    def rank_step(
+        self, rank: int, x: torch.Tensor, y: torch.Tensor, depth: int, dropped: frozenset[int]
+    ) -> tuple[float, list[list[torch.Tensor] | None], StepCost]:
+        """One rank's forward and backward, its cost measured the first time its shape runs."""
+        key = (depth, dropped, len(y))
+        meter = StepMeter(self.modules) if key not in self.costs else None
+        loss, grads = local_gradients(
+            self.modules, x, y, depth, F.cross_entropy, dropped, meter=meter
+        )
+        if meter is not None:
+            self.costs[key] = meter.cost(depth)
+        return loss, grads, self.costs[key]
+
+    def step(
+        self,
+        shards: dict[int, tuple[torch.Tensor, torch.Tensor]],
+        depths: tuple[int, ...],
+        dropped: frozenset[int],
+        meters: list[RankMeters],
+    ) -> float:
+        """Set every parameter's ``.grad`` to the step's synchronised gradient; the sum of
+        this process's ranks' losses."""
+        raise NotImplementedError
+
+    def gather(self, meters: list[RankMeters], loss: float) -> tuple[list[RankMeters], float]:
+        """Every rank's meters and the sum of all ranks' losses, on the main process."""
+        return meters, loss
+
+    def broadcast_buffers(self) -> None:
+        """Make every rank's batch-norm buffers rank 0's."""
+
+
+def _time_cpu(fn: Callable[[], T]) -> tuple[T, float]:
+    t0 = time.process_time()  # the process's CPU time: torch's intra-op threads included
+    out = fn()
+    return out, time.process_time() - t0
+
+
+class _Virtual(_Engine):
+    """All ``W`` workers in this process, one after another."""
+
+    @property
+    def ranks(self) -> Sequence[int]:
+        return range(self.world)
+
+    def __init__(self, cfg: TrainConfig, blocks: Blocks, sync: SyncMethod) -> None:
+        super().__init__(cfg, blocks)
+        self.param_bytes = [sum(p.numel() * p.element_size() for p in ps) for ps in self.params]
+
+    def step(
+        self,
+        shards: dict[int, tuple[torch.Tensor, torch.Tensor]],
+        depths: tuple[int, ...],
+        dropped: frozenset[int],
+        meters: list[RankMeters],
+    ) -> float:
+        per_rank, total, buffers = [], 0.0, None
+        for r in self.ranks:
+            (loss, grads, cost), cpu = _time_cpu(
+                functools.partial(self.rank_step, r, *shards[r], depths[r], dropped)
+            )
+            if r == 0:  # batch-norm statistics follow rank 0, as on the real workers
+                buffers = [b.detach().clone() for b in self.model.buffers()]
+            per_rank.append(grads)
+            total += loss
+            _book(meters[r], cost, cpu)
+        if buffers is not None:
+            with torch.no_grad():
+                for b, saved in zip(self.model.buffers(), buffers, strict=True):
+                    b.copy_(saved)
+        groups = members(depths, len(self.modules), dropped)
+        average_into(self.params, per_rank, groups)
+        self._book_traffic(groups, meters)
+        return total
+
+    def _book_traffic(self, groups: list[tuple[int, ...]], meters: list[RankMeters]) -> None:
+        """What the configured sync would hand to collectives (the multi-process test checks
+        these equal the real counts)."""
+        sync = self.cfg.spb.sync
+        for group, bs in bucket_runs(groups):
+            nbytes = sum(self.param_bytes[b] for b in bs)
+            for r, m in enumerate(meters):
+                _book_bucket(sync, m.traffic, r, group, nbytes, self.world)
+
+
+def _book(m: RankMeters, cost: StepCost, cpu: float) -> None:
+    m.backward_flops += cost.backward_flops
+    m.peak_saved_bytes = max(m.peak_saved_bytes, cost.saved_bytes)
+    m.cpu_s += cpu
+
+
+def _book_bucket(
+    sync: str, t: Traffic, rank: int, group: tuple[int, ...], nbytes: int, world: int
+) -> None:
+    if not group or not nbytes:
+        return
+    if sync in ("zeros", "ddp"):
+        t.add(t.sent, "all_reduce", nbytes)
+        return
+    if rank in group and len(group) > 1:
+        t.add(t.sent, "all_reduce", nbytes)
+    if len(group) < world:
+        t.add(t.sent if rank == min(group) else t.received, "broadcast", nbytes)
+
+
+class _Distributed(_Engine):
+    """This process is one rank of the default process group."""
+
+    def __init__(self, cfg: TrainConfig, blocks: Blocks, sync: SyncMethod) -> None:
+        super().__init__(cfg, blocks)
+        self.rank = dist.get_rank()
+        if dist.get_world_size() != self.world:
+            raise ConfigError(
+                "spb.workers",
+                f"{self.world} workers, but torchrun started {dist.get_world_size()} processes",
+                [f"--nproc {self.world}"],
+            )
+        self.sync, self.groups = sync, Groups()
+        self.ddp: nn.Module | None = None
+        if sync.native_ddp:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.ddp = DistributedDataParallel(self.model)
+        else:
+            # every member set a plan can produce: the ranks at depth >= d for some pattern;
+            # built once, in the same order everywhere (rotating plans reach any suffix set)
+            sets = sorted(
+                {tuple(sorted(s)) for s in _all_member_sets(self.world)}, key=lambda s: (len(s), s)
+            )
+            self.groups.build(sets)
+            self._broadcast_params()
+
+    @property
+    def ranks(self) -> Sequence[int]:
+        return (self.rank,)
+
+    def _broadcast_params(self) -> None:
+        for t in self.model.state_dict().values():
+            dist.broadcast(t, src=0)
+
+    def broadcast_buffers(self) -> None:
+        if self.ddp is None:
+            for b in self.model.buffers():
+                dist.broadcast(b, src=0)
+
+    def step(
+        self,
+        shards: dict[int, tuple[torch.Tensor, torch.Tensor]],
+        depths: tuple[int, ...],
+        dropped: frozenset[int],
+        meters: list[RankMeters],
+    ) -> float:
+        x, y = shards[self.rank]
+        m = meters[self.rank]
+        if self.ddp is not None:
+            ddp = self.ddp
+
+            def run() -> tuple[float, StepCost]:
+                key = (depths[self.rank], dropped, len(y))
+                meter = StepMeter(self.modules) if key not in self.costs else None
+                with meter.forward() if meter is not None else _null():
+                    loss = F.cross_entropy(ddp(x), y)
+                for p in self.model.parameters():
+                    p.grad = None
+                with meter.backward() if meter is not None else _null():
+                    loss.backward()  # type: ignore[no-untyped-call]
+                if meter is not None:
+                    self.costs[key] = meter.cost(depths[self.rank])
+                return float(loss.detach()), self.costs[key]
+
+            (loss, cost), cpu = _time_cpu(run)
+            _book(m, cost, cpu)
+            nbytes = sum(p.numel() * p.element_size() for p in self.model.parameters())
+            m.traffic.add(m.traffic.sent, "all_reduce", nbytes)  # DDP's buckets: every grad
+            return loss
+        (loss, grads, cost), cpu = _time_cpu(
+            lambda: self.rank_step(self.rank, x, y, depths[self.rank], dropped)
+        )
+        _book(m, cost, cpu)
+        self.sync.synchronise(self.params, grads, depths, self.groups, m.traffic, dropped)
+        return float(loss)
+
+    def gather(self, meters: list[RankMeters], loss: float) -> tuple[list[RankMeters], float]:
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, (meters[self.rank].to_json(), loss))
+        return [RankMeters.from_json(o[0]) for o in out], sum(float(o[1]) for o in out)
+
+
+def _null() -> Any:
+    from contextlib import nullcontext
+
+    return nullcontext()
+
+
+def _all_member_sets(world: int) -> list[tuple[int, ...]]:
+    """Every non-empty proper subset of the ranks (a rotating or time-varying plan can make
+    any of them a member set); for large worlds only the suffix sets of static patterns."""
+    import itertools
+
+    if world > 8:
+        return [tuple(range(k)) for k in range(1, world)]
+    return [s for k in range(1, world) for s in itertools.combinations(range(world), k)]
+
+
+# --------------------------------------------------------------------------------------------
+# the loop
+
+
+def _shards(
+    cfg: TrainConfig,
+    data: ImageData,
+    idx: torch.Tensor,
+    ranks: Sequence[int],
+    gens: dict[int, torch.Generator],
+) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    per = len(idx) // cfg.spb.workers
+    out = {}
+    for r in ranks:
+        part = idx[r * per : (r + 1) * per]
+        x = data.x_train[part]
+        if cfg.recipe.augment:
+            x = augment(x, gens[r])
+        out[r] = (x, data.y_train[part])
+    return out
+
+
+def _test_loss_acc(model: nn.Module, data: ImageData, batch: int) -> tuple[float, float]:
+    model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for i in range(0, len(data.y_test), batch):
+            out = model(data.x_test[i : i + batch])
+            total += float(F.cross_entropy(out, data.y_test[i : i + batch], reduction="sum"))
+    acc = accuracy(model, data.x_test, data.y_test, batch)
+    model.train()
+    return total / max(len(data.y_test), 1), acc
+
+
+def _row(
+    epoch: int,
+    step: int,
+    loss: float,
+    test: tuple[float, float],
+    meters: list[RankMeters],
+    wall: float,
+) -> Row:
+    sent = [m.traffic.total_sent for m in meters]
+    flops = [m.backward_flops for m in meters]
+    return {
+        "epoch": epoch,
+        "step": step,
+        "train_loss": loss,
+        "test_loss": test[0],
+        "test_acc": test[1],
+        "backward_flops": sum(flops),
+        "backward_flops_max_rank": max(flops),
+        "saved_bytes_max_rank": max(m.peak_saved_bytes for m in meters),
+        "bytes_sent_max_rank": max(sent),
+        "bytes_sent_mean_rank": sum(sent) / len(sent),
+        "cpu_s": sum(m.cpu_s for m in meters),
+        "wall_s": wall,
+    }
+
+
+def _save_checkpoint(
+    rd: RunDir, model: nn.Module, opt: torch.optim.Optimizer, state: dict[str, Any]
+) -> None:
+    tmp = rd.checkpoint_path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), **state}, tmp)
+    tmp.replace(rd.checkpoint_path)
+
+
+def _load_checkpoint(rd: RunDir) -> dict[str, Any]:
+    if not rd.checkpoint_path.is_file():
+        raise RunNotFoundError(
+            f"{rd.path} has no {RunDir.CHECKPOINT}: the run stopped before its first epoch "
+            "ended; start it again"
+        )
+    try:
+        ck: dict[str, Any] = torch.load(rd.checkpoint_path, weights_only=True)
+    except Exception as e:  # a damaged or foreign file: say so, never run its code
+        raise RunNotFoundError(
+            f"{rd.checkpoint_path} cannot be read as a checkpoint: {e}"
+        ) from None
+    return ck
+
+
+def _time_to_target(rows: Sequence[Row], target: float | None) -> dict[str, Any] | None:
+    if target is None:
+        return None
+    for r in rows:
+        acc = r.get("test_acc")
+        if isinstance(acc, int | float) and acc >= target:
+            return {k: r[k] for k in ("epoch", "step", "wall_s", "backward_flops", "cpu_s")}
+    return {"reached": False}
+
+
+def train(
+    cfg: TrainConfig,
+    run_dir: Path | None = None,
+    *,
+    resume: bool = False,
+    on_epoch: Callable[[Row], None] | None = None,
+) -> TrainResult:
+    """Train ``cfg``'s model with its depth plan; one run folder (rank 0 writes it).
+
+    In a process group (``torchrun``), every rank calls this with the same ``run_dir``;
+    otherwise the ``spb.workers`` workers are virtual.
+
+    Parameters
+    ----------
+    cfg
+        The configuration.
+    run_dir
+        The run folder (created under ``run.out_dir`` when ``None``).
+    resume
+        Continue from ``run_dir``'s checkpoint: the epochs after it are run.
+    on_epoch
+        Called on rank 0 with each epoch's history row.
+
+    Raises
+    ------
+    ConfigError, DataNotFoundError
+        Before any training, for a bad config or missing data.
+    DivergenceError
+        When the training loss becomes NaN or infinite (history, summary and the last good
+        checkpoint are kept).
+    """
+    distributed = dist.is_available() and dist.is_initialized()
+    data = load_data(cfg)
+    blocks = build_blocks(cfg)
+    plan: DepthPlan = DEPTH_PLANS.get(cfg.plan.name)(cfg.plan.params)
+    sync: SyncMethod = SYNC_METHODS.get(cfg.spb.sync)()
+    engine: _Engine = (_Distributed if distributed else _Virtual)(cfg, blocks, sync)
+    profile = profile_for(cfg, blocks, data)
+    plan.fit(profile)
+    recipe = cfg.recipe
+    opt = _optimizer(engine.model, cfg)
+    n, big = len(data.y_train), recipe.batch_size
+    steps_per_epoch = n // big
+    total = recipe.epochs * steps_per_epoch
+    meters = [RankMeters() for _ in range(cfg.spb.workers)]
+    rd: RunDir | None = None
+    rows: list[Row] = []
+    start_epoch, wall0 = 0, 0.0
+    if run_dir is None and not resume:
+        if distributed:
+            raise ValueError("every rank needs the same run_dir")
+        rd = RunDir.create(Path(cfg.run.out_dir), cfg.run.name)
+    else:
+        assert run_dir is not None
+        rd = RunDir(run_dir)
+    if resume:
+        ck = _load_checkpoint(rd)
+        engine.model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        start_epoch, wall0 = int(ck["epoch"]) + 1, float(ck["wall_s"])
+        meters = [RankMeters.from_json(m) for m in ck["meters"]]
+        rows = rd.history().rows[:start_epoch]
+    history: History | None = None
+    if engine.is_main:
+        rd.write_config(to_toml(to_dict(cfg)))
+        profile.write(rd.path / "profile.json")
+        history = History(rd.history_path, rows)
+    status, t_start = "finished", time.perf_counter()
+    try:
+        with progress_bar(
+            max(total - start_epoch * steps_per_epoch, 0),
+            f"{plan.name} x{cfg.spb.workers}",
+            enabled=cfg.run.progress and engine.is_main,
+        ) as bar:
+            for epoch in range(start_epoch, recipe.epochs):
+                row = _epoch(
+                    cfg, engine, plan, opt, data, epoch, steps_per_epoch, total, meters, bar
+                )
+                all_meters, loss_sum = row
+                meters = all_meters
+                wall = wall0 + time.perf_counter() - t_start
+                train_loss = loss_sum / (steps_per_epoch * cfg.spb.workers)
+                if not math.isfinite(train_loss):
+                    status = "diverged"
+                    raise DivergenceError(
+                        f"the training loss became {train_loss} in epoch {epoch}; the last good "
+                        f"checkpoint (epoch {epoch - 1}) and the history are in {rd.path}; "
+                        "lower train.lr"
+                    )
+                if engine.is_main:
+                    test = _test_loss_acc(engine.model, data, cfg.run.eval_batch_size)
+                    r = _row(
+                        epoch, (epoch + 1) * steps_per_epoch, train_loss, test, all_meters, wall
+                    )
+                    assert history is not None
+                    history.append(r)
+                    _save_checkpoint(
+                        rd,
+                        engine.model,
+                        opt,
+                        {
+                            "epoch": epoch,
+                            "wall_s": wall,
+                            "meters": [m.to_json() for m in all_meters],
+                        },
+                    )
+                    if on_epoch is not None:
+                        on_epoch(r)
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    except DivergenceError:
+        raise
+    except BaseException:
+        status = "failed"
+        raise
+    finally:
+        summary: dict[str, Any] = {}
+        if engine.is_main and history is not None:
+            summary = _summary(cfg, status, history, profile, plan, meters)
+            rd.write_summary(summary)
+            history.close()
+    return TrainResult(rd.path, history or History(), summary)
+
+
+def _epoch(
+    cfg: TrainConfig,
+    engine: _Engine,
+    plan: DepthPlan,
+    opt: torch.optim.Optimizer,
+    data: ImageData,
+    epoch: int,
+    steps_per_epoch: int,
+    total: int,
+    meters: list[RankMeters],
+    bar: Any,
+) -> tuple[list[RankMeters], float]:
+    recipe, seed, world = cfg.recipe, cfg.run.seed, cfg.spb.workers
+    order = torch.randperm(
+        len(data.y_train), generator=torch.Generator().manual_seed(_seed_for(seed, 1, epoch))
+    )
+    gens = {r: torch.Generator().manual_seed(_seed_for(seed, 2, epoch, r)) for r in engine.ranks}
+    residual = engine.blocks.residual
+    n_blocks = len(engine.modules)
+    loss_sum = 0.0
+    engine.model.train()
+    for k in range(steps_per_epoch):
+        step = epoch * steps_per_epoch + k
+        idx = order[k * recipe.batch_size : (k + 1) * recipe.batch_size]
+        shards = _shards(cfg, data, idx, engine.ranks, gens)
+        depths = plan.depths(world, n_blocks, step, total)
+        dropped = plan.dropped(n_blocks, residual, step, seed)
+        for g in opt.param_groups:
+            g["lr"] = recipe.lr * lr_factor(recipe.schedule, step, total)
+        engine.broadcast_buffers()
+        loss_sum += engine.step(shards, depths, dropped, meters)
+        opt.step()
+        bar.advance(
+            1, info=f"epoch {epoch + 1} loss {loss_sum / ((k + 1) * len(engine.ranks)):.3f}"
+        )
+    return engine.gather(meters, loss_sum)
+
+
+def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    from phloem.nets.training import make_optimizer
+
+    return make_optimizer(model, cfg.recipe)
+
+
+def _summary(
+    cfg: TrainConfig,
+    status: str,
+    history: History,
+    profile: Profile,
+    plan: DepthPlan,
+    meters: list[RankMeters],
+) -> dict[str, Any]:
+    n_blocks = len(profile.blocks)
+    return {
+        "status": status,
+        "mode": "torch.distributed" if dist.is_initialized() else "virtual workers",
+        "workers": cfg.spb.workers,
+        "plan": cfg.plan.name,
+        "sync": cfg.spb.sync,
+        "depths_at_step0": list(plan.depths(cfg.spb.workers, n_blocks, 0, 1)),
+        "final": history.last(),
+        "time_to_target": _time_to_target(history.rows, cfg.run.target_accuracy),
+        "ranks": [m.to_json() for m in meters],
+    }
+
+
+def resume_training(run: Path, overrides: Sequence[str] = ()) -> TrainResult:
+    """Continue the run in folder ``run`` from its checkpoint (``train.epochs`` may be raised
+    with an override)."""
+    rd = RunDir.open(run)
+    cfg = load_config(rd.path / RunDir.CONFIG, overrides)
+    return train(cfg, rd.path, resume=True)
+
+
+def worker_main(run: Path, resume: bool) -> None:  # pragma: no cover - runs under torchrun
+    """The body of each ``torchrun`` process (:mod:`phloem.spb.worker`)."""
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend)
+    try:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.get_world_size()))
+        cfg = load_config(run / RunDir.CONFIG)
+        train(cfg, run, resume=resume)
+    finally:
+        dist.destroy_process_group()
+
+
+def launch(
+    cfg: TrainConfig,
+    nproc: int,
+    *,
+    resume: Path | None = None,
+    timeout_s: float | None = None,
+) -> TrainResult:
+    """Train with ``nproc`` processes under ``torchrun`` (``phloem spb train --nproc``).
+
+    The run folder and its ``config.toml`` are written first (or ``resume``'s are used), the
+    config and data are checked here, so that a mistake is one message and not one per rank;
+    then ``python -m torch.distributed.run --standalone`` starts the workers
+    (:mod:`phloem.spb.worker`) and this waits for them.
+
+    Raises
+    ------
+    ConfigError
+        When ``nproc`` is not ``spb.workers``, or for the config's own errors.
+    PhloemError
+        When a worker fails (its last lines of standard error are quoted).
+    """
+    import subprocess
+    import sys
+
+    from phloem.core.errors import PhloemError
+
+    if nproc != cfg.spb.workers:
+        raise ConfigError(
+            "--nproc", f"{nproc} processes for spb.workers = {cfg.spb.workers}", [cfg.spb.workers]
+        )
+    load_data(cfg)  # missing files, wrong shapes: one message here
+    if resume is not None:
+        rd = RunDir.open(resume)
+        _load_checkpoint(rd)
+    else:
+        rd = RunDir.create(Path(cfg.run.out_dir), cfg.run.name)
+        rd.write_config(to_toml(to_dict(cfg)))
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "phloem.spb.worker",
+        str(rd.path),
+    ] + (["--resume"] if resume is not None else [])
+    proc = subprocess.run(cmd, env=env, stderr=subprocess.PIPE, text=True, timeout=timeout_s)
+    if proc.returncode:
+        lines = [
+            ln
+            for ln in proc.stderr.splitlines()
+            if ln.startswith(("error:", "diverged:")) or "Error" in ln
+        ]
+        if any(ln.startswith("diverged:") for ln in lines):
+            raise DivergenceError(lines[-1].removeprefix("diverged: "))
+        tail = "; ".join(dict.fromkeys(lines[-3:])) or proc.stderr.strip()[-500:]
+        raise PhloemError(f"the workers failed (exit {proc.returncode}): {tail}")
+    rd = RunDir.open(rd.path)
+    return TrainResult(rd.path, rd.history(), rd.summary())
