@@ -213,3 +213,23 @@ def profile_model(
         )
         h = out
     return Profile(model, len(y), torch.get_num_threads(), tuple(rows), depths, step_ms)
+
+
+def write_profile(profile: Profile, folder: Path) -> tuple[Path, Path]:
+    """``profile.json`` (what the ``profile`` plan and the Jigsaw simulator read) and
+    ``profile.csv`` (one row per block, then one per depth) in ``folder``."""
+    import csv
+
+    folder.mkdir(parents=True, exist_ok=True)
+    js, cs = folder / "profile.json", folder / "profile.csv"
+    profile.write(js)
+    with cs.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        keys = list(BlockCost.__dataclass_fields__)
+        w.writerow(["kind", *keys])
+        for b in profile.blocks:
+            w.writerow(["block", *(getattr(b, k) for k in keys)])
+        w.writerow(["kind", "depth", "forward_flops", "backward_flops", "saved_bytes", "step_ms"])
+        for c, ms in zip(profile.depths, profile.step_ms, strict=True):
+            w.writerow(["depth", c.depth, c.forward_flops, c.backward_flops, c.saved_bytes, ms])
+    return js, cs

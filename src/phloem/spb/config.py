@@ -37,6 +37,7 @@ from phloem.spb.registries import DEPTH_PLANS, MODELS, SYNC_METHODS
 __all__ = [
     "DataConfig",
     "ModelConfig",
+    "ModelOnly",
     "PlanConfig",
     "RunOptions",
     "SpbOptions",
@@ -160,6 +161,13 @@ class TrainConfig:
     def data_name(self) -> str:
         """``[data] name``, or the model's own data set."""
         return self.data.name or MODELS.get(self.model.name).data
+
+
+@dataclass(frozen=True)
+class ModelOnly:
+    """Just a ``[model]`` section (``phloem spb profile MODEL --set model.width=8``)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
 
 
 def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:

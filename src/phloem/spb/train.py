@@ -60,7 +60,6 @@ __all__ = ["RankMeters", "TrainResult", "launch", "resume_training", "train"]
 T = TypeVar("T")
 
 
-
 @dataclass
 class RankMeters:
     """One rank's running totals."""
