@@ -53,3 +53,19 @@ def test_a_half_depth_worker_saves_backward_work_and_memory() -> None:
     assert full.forward_flops == half.forward_flops
     assert half.backward_flops < 0.5 * full.backward_flops
     assert half.saved_bytes < full.saved_bytes  # exact counts: the test above
+
+
+def test_a_profile_adds_up_and_matches_measure_step() -> None:
+    from phloem.spb.accounting import Profile, profile_model
+
+    blocks = mlp()
+    x, y = torch.randn(B, SIZES[0]), torch.randn(B, SIZES[-1])
+    p = profile_model("mlp", ["a", "b", "c"], list(blocks), x, y, mse, repeats=1)
+    assert [c.depth for c in p.depths] == [1, 2, 3]
+    for c in p.depths:
+        assert c == measure_step(blocks, x, y, c.depth, mse)
+    assert sum(b.backward_flops for b in p.blocks) == p.depths[-1].backward_flops
+    assert sum(b.saved_bytes for b in p.blocks) == p.depths[-1].saved_bytes
+    pairs = itertools.pairwise(SIZES)
+    assert [b.param_bytes for b in p.blocks] == [4 * (a * b + b) for a, b in pairs]
+    assert Profile.from_json(p.to_json()) == p

@@ -555,10 +555,14 @@ def train(
                 train_loss = loss_sum / (steps_per_epoch * cfg.spb.workers)
                 if not math.isfinite(train_loss):
                     status = "diverged"
+                    kept = (
+                        f"the last good checkpoint (epoch {epoch - 1}) and the history are"
+                        if epoch > start_epoch or resume
+                        else "no checkpoint (it diverged in the first epoch); the summary is"
+                    )
                     raise DivergenceError(
-                        f"the training loss became {train_loss} in epoch {epoch}; the last good "
-                        f"checkpoint (epoch {epoch - 1}) and the history are in {rd.path}; "
-                        "lower train.lr"
+                        f"the training loss became {train_loss} in epoch {epoch}; {kept} in "
+                        f"{rd.path}; lower train.lr"
                     )
                 if engine.is_main:
                     test = _test_loss_acc(engine.model, data, cfg.run.eval_batch_size)
