@@ -68,7 +68,7 @@ def worker(rank: int, method: str, init: str, out: str) -> None:
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("method", ["zeros", "subgroup"])
+@pytest.mark.parametrize("method", ["zeros", "subgroup", "reduce-scatter"])
 def test_every_rank_gets_the_virtual_workers_gradients(method: str, tmp_path: Path) -> None:
     init = f"file://{tmp_path / 'rendezvous'}"
     mp.spawn(worker, args=(method, init, str(tmp_path)), nprocs=WORLD, join=True)
@@ -91,6 +91,20 @@ def test_every_rank_gets_the_virtual_workers_gradients(method: str, tmp_path: Pa
         assert "Groups.build" in t["unbuilt"]
         if method == "zeros":
             assert t["sent"] == {"all_reduce": sum(n for _, n in sizes)} and not t["received"]
+        elif method == "reduce-scatter":
+            # members hand the zero-padded bucket to the reduce-scatter; each member then
+            # sources one chunk (an all-gather when everyone is a member), the rest receive
+            def chunk(g: tuple[int, ...], n: int) -> int:
+                return -(-(n // 4) // len(g)) * 4
+
+            scattered = sum(chunk(g, n) * len(g) for g, n in sizes if rank in g and len(g) > 1)
+            assert t["sent"].get("reduce_scatter", 0) == scattered
+            gathered = sum(chunk(g, n) for g, n in sizes if len(g) == WORLD)
+            assert t["sent"].get("all_gather", 0) == gathered
+            sourced = sum(chunk(g, n) for g, n in sizes if len(g) < WORLD and rank in g)
+            assert t["sent"].get("broadcast", 0) == sourced
+            received = sum(chunk(g, n) * (len(g) - (rank in g)) for g, n in sizes if len(g) < WORLD)
+            assert t["received"].get("broadcast", 0) == received
         else:
             # members all-reduce, except a lone member; everyone takes part in a full one
             reduced = sum(n for g, n in sizes if rank in g and len(g) > 1)

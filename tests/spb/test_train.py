@@ -122,7 +122,7 @@ def test_the_profile_plan_picks_its_depth_from_the_measured_costs(tmp_path: Path
     assert shallow == max(within)
 
 
-@pytest.mark.parametrize("sync", ["subgroup", "zeros"])
+@pytest.mark.parametrize("sync", ["subgroup", "zeros", "reduce-scatter"])
 def test_virtual_workers_equal_torchrun_processes(tmp_path: Path, sync: str) -> None:
     """The same config, run by virtual workers and by 4 gloo processes under torchrun: the
     same test accuracy, losses and weights up to summation order, and the same bytes per

@@ -49,23 +49,37 @@ def main() -> None:
         for seed in [int(s) for s in a.seeds.split(",")]:
             if (plan, seed) in done:
                 continue
-            sets = [*a.set, *PLANS[plan], f"run.seed={seed}", f"run.out_dir={a.out}",
-                    f"run.name={a.name}-{plan}-s{seed}", "run.progress=false"]
+            sets = [
+                *a.set,
+                *PLANS[plan],
+                f"run.seed={seed}",
+                f"run.out_dir={a.out}",
+                f"run.name={a.name}-{plan}-s{seed}",
+                "run.progress=false",
+            ]
             cfg = load_config(a.config, sets)
             t0 = time.perf_counter()
             r = train(cfg)
             row = {
-                "plan": plan, "seed": seed, "final": r.summary["final"],
+                "plan": plan,
+                "seed": seed,
+                "final": r.summary["final"],
                 "time_to_target": r.summary["time_to_target"],
                 "depths_at_step0": r.summary["depths_at_step0"],
-                "history": r.history.rows, "seconds": time.perf_counter() - t0,
+                "history": r.history.rows,
+                "seconds": time.perf_counter() - t0,
                 "run_dir": str(r.run_dir),
             }
             results["runs"].append(row)
             results["config"] = {"overrides": a.set, "config": a.config}
             results_file.write_text(json.dumps(results, indent=1) + "\n")
-            print(plan, seed, f"acc {r.summary['final']['test_acc']:.4f}",
-                  f"{row['seconds']:.0f}s", flush=True)
+            print(
+                plan,
+                seed,
+                f"acc {r.summary['final']['test_acc']:.4f}",
+                f"{row['seconds']:.0f}s",
+                flush=True,
+            )
     by_plan: dict[str, list[float]] = {}
     for r in results["runs"]:
         by_plan.setdefault(r["plan"], []).append(r["final"]["test_acc"])

@@ -9,6 +9,10 @@ registered :class:`SyncMethod`:
   member count. Simple, one collective, but non-members send as much as members.
 - ``subgroup``: the members all-reduce within their own process group (a lone member skips
   it), then the lowest member broadcasts the mean to everyone. Non-members only receive.
+- ``reduce-scatter``: the members reduce-scatter the bucket within their group (member ``i``
+  ends with the mean of the ``i``-th of ``m`` equal chunks), then every member broadcasts its
+  chunk to the others (an all-gather when everyone is a member). The broadcast load is spread
+  over the members instead of resting on the lowest one.
 - ``ddp``: torch's ``DistributedDataParallel`` for the full-backprop baseline.
 
 Process groups are built once, in the same order on every rank (:class:`Groups`), for every
@@ -34,6 +38,7 @@ from phloem.spb.registries import SYNC_METHODS
 __all__ = [
     "Ddp",
     "Groups",
+    "ReduceScatter",
     "SubgroupBroadcast",
     "SyncMethod",
     "Traffic",
@@ -192,6 +197,44 @@ class SubgroupBroadcast(SyncMethod):
         book = traffic.sent if rank == src else traffic.received
         traffic.add(book, "broadcast", nbytes)
         dist.broadcast(flat, src=src)
+
+
+@SYNC_METHODS.register
+class ReduceScatter(SyncMethod):
+    """Members reduce-scatter in their own group; each member broadcasts its chunk of the
+    mean (an all-gather when every rank is a member)."""
+
+    name: ClassVar[str] = "reduce-scatter"
+    description: ClassVar[str] = "reduce-scatter within the members, each broadcasts its chunk"
+
+    def reduce(
+        self, flat: torch.Tensor, group: tuple[int, ...], groups: Groups, traffic: Traffic
+    ) -> None:
+        rank, world, m = dist.get_rank(), dist.get_world_size(), len(group)
+        size = -(-flat.numel() // m)  # chunk length, the bucket zero-padded to m chunks
+        padded = torch.zeros(size * m, dtype=flat.dtype)
+        padded[: flat.numel()] = flat
+        esize = flat.element_size()
+        if rank in group and m > 1:
+            mine = torch.empty(size, dtype=flat.dtype)
+            traffic.add(traffic.sent, "reduce_scatter", padded.numel() * esize)
+            dist.reduce_scatter_single(mine, padded, group=groups.get(group))
+            padded[group.index(rank) * size : (group.index(rank) + 1) * size] = mine / m
+        if m == world:  # everyone is a member: an all-gather of the chunks
+            if m > 1:
+                i = group.index(rank)
+                out = torch.empty_like(padded)
+                traffic.add(traffic.sent, "all_gather", size * esize)
+                dist.all_gather_single(out, padded[i * size : (i + 1) * size].clone())
+                padded = out
+        else:
+            for i, src in enumerate(group):
+                chunk = padded[i * size : (i + 1) * size].clone()
+                book = traffic.sent if rank == src else traffic.received
+                traffic.add(book, "broadcast", size * esize)
+                dist.broadcast(chunk, src=src)
+                padded[i * size : (i + 1) * size] = chunk
+        flat.copy_(padded[: flat.numel()])
 
 
 @SYNC_METHODS.register

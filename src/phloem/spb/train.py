@@ -273,10 +273,28 @@ def _book_bucket(
     if sync in ("zeros", "ddp"):
         t.add(t.sent, "all_reduce", nbytes)
         return
+    if sync == "reduce-scatter":
+        _book_reduce_scatter(t, rank, group, nbytes, world)
+        return
     if rank in group and len(group) > 1:
         t.add(t.sent, "all_reduce", nbytes)
     if len(group) < world:
         t.add(t.sent if rank == min(group) else t.received, "broadcast", nbytes)
+
+
+def _book_reduce_scatter(
+    t: Traffic, rank: int, group: tuple[int, ...], nbytes: int, world: int
+) -> None:
+    m, esize = len(group), 4  # float32 gradients
+    size = -(-(nbytes // esize) // m) * esize  # one chunk, the bucket zero-padded to m chunks
+    if rank in group and m > 1:
+        t.add(t.sent, "reduce_scatter", size * m)
+    if m == world:
+        if m > 1:
+            t.add(t.sent, "all_gather", size)
+        return
+    for src in group:
+        t.add(t.sent if rank == src else t.received, "broadcast", size)
 
 
 class _Distributed(_Engine):
