@@ -45,7 +45,14 @@ from phloem.core.errors import ConfigError, DivergenceError, RunNotFoundError
 from phloem.core.history import History, Row
 from phloem.core.progress import progress_bar
 from phloem.core.rundir import RunDir
-from phloem.nets.training import ImageData, augment, init_weights, load_images, lr_factor
+from phloem.nets.training import (
+    ImageData,
+    augment,
+    init_weights,
+    load_images,
+    lr_factor,
+    make_optimizer,
+)
 from phloem.nets.training import evaluate as accuracy
 from phloem.spb.accounting import Profile, StepCost, StepMeter, profile_model
 from phloem.spb.config import TrainConfig, load_config
@@ -67,6 +74,10 @@ class RankMeters:
     backward_flops: int = 0
     peak_saved_bytes: int = 0
     cpu_s: float = 0.0
+    #: wall seconds of its forward and backward passes (DDP: synchronisation overlapped)
+    compute_s: float = 0.0
+    #: wall seconds of its synchronisation (DDP: inside ``compute_s``)
+    sync_s: float = 0.0
     traffic: Traffic = field(default_factory=Traffic)
 
     def to_json(self) -> dict[str, Any]:
@@ -74,6 +85,8 @@ class RankMeters:
             "backward_flops": self.backward_flops,
             "peak_saved_bytes": self.peak_saved_bytes,
             "cpu_s": self.cpu_s,
+            "compute_s": self.compute_s,
+            "sync_s": self.sync_s,
             "sent": dict(self.traffic.sent),
             "received": dict(self.traffic.received),
         }
@@ -84,6 +97,8 @@ class RankMeters:
             int(d["backward_flops"]),
             int(d["peak_saved_bytes"]),
             float(d["cpu_s"]),
+            float(d["compute_s"]),
+            float(d["sync_s"]),
             Traffic(dict(d["sent"]), dict(d["received"])),
         )
 
@@ -206,10 +221,12 @@ class _Engine:
         """Make every rank's batch-norm buffers rank 0's."""
 
 
-def _time_cpu(fn: Callable[[], T]) -> tuple[T, float]:
-    t0 = time.process_time()  # the process's CPU time: torch's intra-op threads included
+def _timed(fn: Callable[[], T]) -> tuple[T, tuple[float, float]]:
+    """``fn()``, and the process's CPU seconds (torch's intra-op threads included) and wall
+    seconds it took."""
+    c0, w0 = time.process_time(), time.perf_counter()
     out = fn()
-    return out, time.process_time() - t0
+    return out, (time.process_time() - c0, time.perf_counter() - w0)
 
 
 class _Virtual(_Engine):
@@ -232,14 +249,14 @@ class _Virtual(_Engine):
     ) -> float:
         per_rank, total, buffers = [], 0.0, None
         for r in self.ranks:
-            (loss, grads, cost), cpu = _time_cpu(
+            (loss, grads, cost), times = _timed(
                 functools.partial(self.rank_step, r, *shards[r], depths[r], dropped)
             )
             if r == 0:  # batch-norm statistics follow rank 0, as on the real workers
                 buffers = [b.detach().clone() for b in self.model.buffers()]
             per_rank.append(grads)
             total += loss
-            _book(meters[r], cost, cpu)
+            _book(meters[r], cost, times)
         if buffers is not None:
             with torch.no_grad():
                 for b, saved in zip(self.model.buffers(), buffers, strict=True):
@@ -259,10 +276,11 @@ class _Virtual(_Engine):
                 _book_bucket(sync, m.traffic, r, group, nbytes, self.world)
 
 
-def _book(m: RankMeters, cost: StepCost, cpu: float) -> None:
+def _book(m: RankMeters, cost: StepCost, times: tuple[float, float]) -> None:
     m.backward_flops += cost.backward_flops
     m.peak_saved_bytes = max(m.peak_saved_bytes, cost.saved_bytes)
-    m.cpu_s += cpu
+    m.cpu_s += times[0]
+    m.compute_s += times[1]
 
 
 def _book_bucket(
@@ -362,16 +380,18 @@ class _Distributed(_Engine):
                     self.costs[key] = meter.cost(depths[self.rank])
                 return float(loss.detach()), self.costs[key]
 
-            (loss, cost), cpu = _time_cpu(run)
-            _book(m, cost, cpu)
+            (loss, cost), times = _timed(run)
+            _book(m, cost, times)
             nbytes = sum(p.numel() * p.element_size() for p in self.model.parameters())
             m.traffic.add(m.traffic.sent, "all_reduce", nbytes)  # DDP's buckets: every grad
             return loss
-        (loss, grads, cost), cpu = _time_cpu(
+        (loss, grads, cost), times = _timed(
             lambda: self.rank_step(self.rank, x, y, depths[self.rank], dropped)
         )
-        _book(m, cost, cpu)
+        _book(m, cost, times)
+        t0 = time.perf_counter()
         self.sync.synchronise(self.params, grads, depths, self.groups, m.traffic, dropped)
+        m.sync_s += time.perf_counter() - t0
         return float(loss)
 
     def gather(self, meters: list[RankMeters], loss: float) -> tuple[list[RankMeters], float]:
@@ -452,6 +472,8 @@ def _row(
         "bytes_sent_max_rank": max(sent),
         "bytes_sent_mean_rank": sum(sent) / len(sent),
         "cpu_s": sum(m.cpu_s for m in meters),
+        "compute_s_max_rank": max(m.compute_s for m in meters),
+        "sync_s_max_rank": max(m.sync_s for m in meters),
         "wall_s": wall,
     }
 
@@ -520,87 +542,25 @@ def train(
         When the training loss becomes NaN or infinite (history, summary and the last good
         checkpoint are kept).
     """
-    distributed = dist.is_available() and dist.is_initialized()
-    data = load_data(cfg)
-    blocks = build_blocks(cfg)
-    plan: DepthPlan = DEPTH_PLANS.get(cfg.plan.name)(cfg.plan.params)
-    sync: SyncMethod = SYNC_METHODS.get(cfg.spb.sync)()
-    engine: _Engine = (_Distributed if distributed else _Virtual)(cfg, blocks, sync)
-    profile = profile_for(cfg, blocks, data)
-    plan.fit(profile)
-    recipe = cfg.recipe
-    opt = _optimizer(engine.model, cfg)
-    n, big = len(data.y_train), recipe.batch_size
-    steps_per_epoch = n // big
-    total = recipe.epochs * steps_per_epoch
-    meters = [RankMeters() for _ in range(cfg.spb.workers)]
-    rd: RunDir | None = None
-    rows: list[Row] = []
-    start_epoch, wall0 = 0, 0.0
-    if run_dir is None and not resume:
-        if distributed:
-            raise ValueError("every rank needs the same run_dir")
-        rd = RunDir.create(Path(cfg.run.out_dir), cfg.run.name)
-    else:
-        assert run_dir is not None
-        rd = RunDir(run_dir)
-    if resume:
-        ck = _load_checkpoint(rd)
-        engine.model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        start_epoch, wall0 = int(ck["epoch"]) + 1, float(ck["wall_s"])
-        meters = [RankMeters.from_json(m) for m in ck["meters"]]
-        rows = rd.history().rows[:start_epoch]
-    history: History | None = None
-    if engine.is_main:
-        rd.write_config(to_toml(to_dict(cfg)))
-        profile.write(rd.path / "profile.json")
-        history = History(rd.history_path, rows)
+    s = _open(cfg, run_dir, resume)
     status, t_start = "finished", time.perf_counter()
     try:
         with progress_bar(
-            max(total - start_epoch * steps_per_epoch, 0),
-            f"{plan.name} x{cfg.spb.workers}",
-            enabled=cfg.run.progress and engine.is_main,
+            s.total - s.start_epoch * s.steps_per_epoch,
+            f"{s.plan.name} x{cfg.spb.workers}",
+            enabled=cfg.run.progress and s.engine.is_main,
         ) as bar:
-            for epoch in range(start_epoch, recipe.epochs):
-                row = _epoch(
-                    cfg, engine, plan, opt, data, epoch, steps_per_epoch, total, meters, bar
-                )
-                all_meters, loss_sum = row
-                meters = all_meters
-                wall = wall0 + time.perf_counter() - t_start
-                train_loss = loss_sum / (steps_per_epoch * cfg.spb.workers)
+            for epoch in range(s.start_epoch, cfg.recipe.epochs):
+                s.meters, loss_sum = _epoch(s, epoch, bar)
+                wall = s.wall0 + time.perf_counter() - t_start
+                train_loss = loss_sum / (s.steps_per_epoch * cfg.spb.workers)
                 if not math.isfinite(train_loss):
                     status = "diverged"
-                    kept = (
-                        f"the last good checkpoint (epoch {epoch - 1}) and the history are"
-                        if epoch > start_epoch or resume
-                        else "no checkpoint (it diverged in the first epoch); the summary is"
-                    )
-                    raise DivergenceError(
-                        f"the training loss became {train_loss} in epoch {epoch}; {kept} in "
-                        f"{rd.path}; lower train.lr"
-                    )
-                if engine.is_main:
-                    test = _test_loss_acc(engine.model, data, cfg.run.eval_batch_size)
-                    r = _row(
-                        epoch, (epoch + 1) * steps_per_epoch, train_loss, test, all_meters, wall
-                    )
-                    assert history is not None
-                    history.append(r)
-                    _save_checkpoint(
-                        rd,
-                        engine.model,
-                        opt,
-                        {
-                            "epoch": epoch,
-                            "wall_s": wall,
-                            "meters": [m.to_json() for m in all_meters],
-                        },
-                    )
+                    raise DivergenceError(_diverged(s, epoch, train_loss, resume))
+                if s.engine.is_main:
+                    row = _end_epoch(s, epoch, train_loss, wall)
                     if on_epoch is not None:
-                        on_epoch(r)
+                        on_epoch(row)
     except KeyboardInterrupt:
         status = "interrupted"
         raise
@@ -611,25 +571,99 @@ def train(
         raise
     finally:
         summary: dict[str, Any] = {}
-        if engine.is_main and history is not None:
-            summary = _summary(cfg, status, history, profile, plan, meters)
-            rd.write_summary(summary)
-            history.close()
-    return TrainResult(rd.path, history or History(), summary)
+        if s.history is not None:
+            summary = _summary(cfg, status, s.history, s.profile, s.plan, s.meters)
+            s.rd.write_summary(summary)
+            s.history.close()
+    return TrainResult(s.rd.path, s.history or History(), summary)
 
 
-def _epoch(
-    cfg: TrainConfig,
-    engine: _Engine,
-    plan: DepthPlan,
-    opt: torch.optim.Optimizer,
-    data: ImageData,
-    epoch: int,
-    steps_per_epoch: int,
-    total: int,
-    meters: list[RankMeters],
-    bar: Any,
-) -> tuple[list[RankMeters], float]:
+@dataclass
+class _Session:
+    """Everything one process of a run holds."""
+
+    cfg: TrainConfig
+    data: ImageData
+    engine: _Engine
+    plan: DepthPlan
+    opt: torch.optim.Optimizer
+    profile: Profile
+    rd: RunDir
+    history: History | None  # rank 0 only
+    meters: list[RankMeters]
+    start_epoch: int
+    wall0: float
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.data.y_train) // self.cfg.recipe.batch_size
+
+    @property
+    def total(self) -> int:
+        return self.cfg.recipe.epochs * self.steps_per_epoch
+
+
+def _open(cfg: TrainConfig, run_dir: Path | None, resume: bool) -> _Session:
+    """Data, model, plan and engine; the run folder, and the checkpoint when resuming."""
+    distributed = dist.is_available() and dist.is_initialized()
+    data = load_data(cfg)
+    blocks = build_blocks(cfg)
+    plan: DepthPlan = DEPTH_PLANS.get(cfg.plan.name)(cfg.plan.params)
+    sync: SyncMethod = SYNC_METHODS.get(cfg.spb.sync)()
+    engine: _Engine = (_Distributed if distributed else _Virtual)(cfg, blocks, sync)
+    profile = profile_for(cfg, blocks, data)
+    plan.fit(profile)
+    opt = make_optimizer(engine.model, cfg.recipe)
+    if run_dir is None:
+        if distributed or resume:
+            raise ValueError("every rank needs the same run_dir, and resuming needs one")
+        rd = RunDir.create(Path(cfg.run.out_dir), cfg.run.name)
+    else:
+        rd = RunDir(run_dir)
+    meters = [RankMeters() for _ in range(cfg.spb.workers)]
+    rows: list[Row] = []
+    start_epoch, wall0 = 0, 0.0
+    if resume:
+        ck = _load_checkpoint(rd)
+        engine.model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        start_epoch, wall0 = int(ck["epoch"]) + 1, float(ck["wall_s"])
+        meters = [RankMeters.from_json(m) for m in ck["meters"]]
+        rows = rd.history().rows[:start_epoch]
+    history = None
+    if engine.is_main:
+        rd.write_config(to_toml(to_dict(cfg)))
+        profile.write(rd.path / "profile.json")
+        history = History(rd.history_path, rows)
+    return _Session(cfg, data, engine, plan, opt, profile, rd, history, meters, start_epoch, wall0)
+
+
+def _diverged(s: _Session, epoch: int, loss: float, resume: bool) -> str:
+    kept = (
+        f"the last good checkpoint (epoch {epoch - 1}) and the history are"
+        if epoch > s.start_epoch or resume
+        else "no checkpoint (it diverged in the first epoch); the summary is"
+    )
+    return (
+        f"the training loss became {loss} in epoch {epoch}; {kept} in {s.rd.path}; lower train.lr"
+    )
+
+
+def _end_epoch(s: _Session, epoch: int, train_loss: float, wall: float) -> Row:
+    """Rank 0: evaluate, append the history row, write the checkpoint."""
+    test = _test_loss_acc(s.engine.model, s.data, s.cfg.run.eval_batch_size)
+    row = _row(epoch, (epoch + 1) * s.steps_per_epoch, train_loss, test, s.meters, wall)
+    assert s.history is not None
+    s.history.append(row)
+    state = {"epoch": epoch, "wall_s": wall, "meters": [m.to_json() for m in s.meters]}
+    _save_checkpoint(s.rd, s.engine.model, s.opt, state)
+    return row
+
+
+def _epoch(s: _Session, epoch: int, bar: Any) -> tuple[list[RankMeters], float]:
+    """One epoch's steps; every rank's meters and the sum of all ranks' losses."""
+    cfg, engine, plan, opt, data = s.cfg, s.engine, s.plan, s.opt, s.data
+    steps_per_epoch, total, meters = s.steps_per_epoch, s.total, s.meters
     recipe, seed, world = cfg.recipe, cfg.run.seed, cfg.spb.workers
     order = torch.randperm(
         len(data.y_train), generator=torch.Generator().manual_seed(_seed_for(seed, 1, epoch))
@@ -654,12 +688,6 @@ def _epoch(
             1, info=f"epoch {epoch + 1} loss {loss_sum / ((k + 1) * len(engine.ranks)):.3f}"
         )
     return engine.gather(meters, loss_sum)
-
-
-def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    from phloem.nets.training import make_optimizer
-
-    return make_optimizer(model, cfg.recipe)
 
 
 def _summary(
