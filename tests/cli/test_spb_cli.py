@@ -67,7 +67,7 @@ def test_user_mistakes_are_one_line_and_exit_2(tmp_path: Path) -> None:
     cfg.write_text(TINY.replace("workers = 2", "workers = 3"))
     for args, word in (
         (["spb", "train", str(cfg)], "train.batch_size"),
-        (["spb", "train", str(tmp_path / "missing.toml")], "missing.toml"),
+        (["spb", "train", str(tmp_path / "missing.toml")], "no config file"),
         (["spb", "train"], "CONFIG"),
         (["spb", "profile", "alexnet"], "allowed"),
         (["spb", "profile", "lenet", "--batch-size", "0"], "--batch-size"),

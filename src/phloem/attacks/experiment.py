@@ -32,9 +32,7 @@ from phloem.attacks.training import TrainParams
 from phloem.core.config import (
     Picks,
     Section,
-    apply_overrides,
-    from_dict,
-    load_toml,
+    read_config,
     to_dict,
     to_toml,
 )
@@ -185,9 +183,7 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Exper
     ConfigError
         Naming the field, for an unknown key, a bad value or an unreadable file.
     """
-    data: dict[str, Any] = load_toml(Path(path)) if path is not None else {}
-    data = apply_overrides(data, list(overrides), ExperimentConfig)
-    return from_dict(ExperimentConfig, data)
+    return read_config(ExperimentConfig, path, overrides)
 
 
 #: eight of the first seed's private images and their reconstructions, beside the grid

@@ -39,6 +39,7 @@ __all__ = [
     "load_toml",
     "params_for",
     "parse_override",
+    "read_config",
     "to_dict",
     "to_toml",
 ]
@@ -369,6 +370,19 @@ def load_toml(path: Path) -> dict[str, Any]:
         ) from None
     except OSError as e:  # a folder, no permission
         raise ConfigError("config", f"cannot read {path}: {e.strerror or e}") from None
+
+
+def read_config(cls: type[T], path: str | Path | None, overrides: Sequence[str] = ()) -> T:
+    """The ``cls`` config of TOML file ``path`` (``None``: the defaults) with ``--set``
+    ``overrides`` applied, validated.
+
+    Raises
+    ------
+    ConfigError
+        Naming the field, for an unknown key, a bad value or an unreadable file.
+    """
+    data: dict[str, Any] = load_toml(Path(path)) if path is not None else {}
+    return from_dict(cls, apply_overrides(data, list(overrides), cls))
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from phloem.core import checks
-from phloem.core.config import Picks, Section, apply_overrides, from_dict, load_toml
+from phloem.core.config import Picks, Section, read_config
 from phloem.core.errors import ConfigError
 from phloem.nets.training import TRAINING_SETS, TrainParams
 from phloem.spb.registries import DEPTH_PLANS, MODELS, SYNC_METHODS
@@ -178,6 +178,4 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Train
     ConfigError
         Naming the field, for an unknown key, a bad value or an unreadable file.
     """
-    data: dict[str, Any] = load_toml(Path(path)) if path is not None else {}
-    data = apply_overrides(data, list(overrides), TrainConfig)
-    return from_dict(TrainConfig, data)
+    return read_config(TrainConfig, path, overrides)

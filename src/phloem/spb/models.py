@@ -184,13 +184,10 @@ class ResNet20(BlockModel):
 
 
 @dataclass(frozen=True)
-class VggParams:
+class VggParams(WidthParams):
     """``width``: channels of VGG-16's first block (the paper: 64)."""
 
     width: int = 32
-
-    def __post_init__(self) -> None:
-        checks.integer("width", self.width, low=1)
 
 
 @MODELS.register

@@ -6,10 +6,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from phloem.core.errors import RunNotFoundError
 from phloem.core.rundir import RunDir
+
+if TYPE_CHECKING:
+    from phloem.spb.accounting import Profile
 
 __all__ = ["RunRow", "compare", "profile_named"]
 
@@ -88,7 +91,7 @@ def profile_named(
     batch_size: int = 32,
     repeats: int = 5,
     seed: int = 0,
-) -> Any:
+) -> Profile:
     """The :class:`~phloem.spb.accounting.Profile` of registered ``model`` (``overrides``:
     ``model.<key>=value``) on a random batch of ``batch_size`` inputs of its shape.
 

@@ -30,6 +30,7 @@ import functools
 import math
 import os
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,7 +169,7 @@ def profile_for(cfg: TrainConfig, blocks: Blocks, data: ImageData) -> Profile:
 # the engines
 
 
-class _Engine:
+class _Engine(ABC):
     """How the ``W`` workers' step is carried out; rank 0 of a process group or the one
     process of the virtual workers owns the run folder."""
 
@@ -181,9 +182,9 @@ class _Engine:
         self.costs: dict[tuple[int, frozenset[int], int], StepCost] = {}
 
     @property
+    @abstractmethod
     def ranks(self) -> Sequence[int]:
         """The ranks this process runs."""
-        raise NotImplementedError
 
     @property
     def is_main(self) -> bool:
@@ -202,6 +203,7 @@ class _Engine:
             self.costs[key] = meter.cost(depth)
         return loss, grads, self.costs[key]
 
+    @abstractmethod
     def step(
         self,
         shards: dict[int, tuple[torch.Tensor, torch.Tensor]],
@@ -211,13 +213,12 @@ class _Engine:
     ) -> float:
         """Set every parameter's ``.grad`` to the step's synchronised gradient; the sum of
         this process's ranks' losses."""
-        raise NotImplementedError
 
     def gather(self, meters: list[RankMeters], loss: float) -> tuple[list[RankMeters], float]:
         """Every rank's meters and the sum of all ranks' losses, on the main process."""
         return meters, loss
 
-    def broadcast_buffers(self) -> None:
+    def broadcast_buffers(self) -> None:  # noqa: B027 - a hook: one process has nothing to do
         """Make every rank's batch-norm buffers rank 0's."""
 
 
