@@ -16,11 +16,13 @@ from torch import nn
 
 from phloem.spb.plans.base import members
 from phloem.spb.registries import SYNC_METHODS
-from phloem.spb.sync import Groups, Traffic, buckets
+from phloem.spb.sync import Groups, Traffic, buckets, member_sets
 from phloem.spb.virtual import block_params, local_gradients, spb_gradients
 
 WORLD = 4
 DEPTHS = (4, 3, 2, 2)
+#: the depth patterns of DEPTHS rotated one rank a step, as a rotating plan makes them
+ROTATING = [tuple(DEPTHS[(r + s) % WORLD] for r in range(WORLD)) for s in range(8)]
 
 
 def model() -> nn.ModuleList:
@@ -56,13 +58,21 @@ def worker(rank: int, method: str, init: str, out: str) -> None:
         except KeyError as e:
             unbuilt = str(e)
         groups = Groups()
-        groups.build([g for g, _ in buckets(DEPTHS, len(blocks))])
+        groups.build(member_sets(ROTATING, len(blocks)))  # what the trainer builds
+        groups.build([g for g, _ in buckets(DEPTHS, len(blocks))])  # nothing new
         traffic = Traffic()
         sync = SYNC_METHODS.get(method)()
         sync.synchronise(block_params(blocks), grads, DEPTHS, groups, traffic)
         torch.save([p.grad for p in blocks.parameters()], f"{out}/grads-{rank}.pt")
         Path(f"{out}/traffic-{rank}.json").write_text(
-            json.dumps({"sent": traffic.sent, "received": traffic.received, "unbuilt": unbuilt})
+            json.dumps(
+                {
+                    "sent": traffic.sent,
+                    "received": traffic.received,
+                    "unbuilt": unbuilt,
+                    "sets": groups.sets,
+                }
+            )
         )
     finally:
         dist.destroy_process_group()
@@ -114,3 +124,10 @@ def test_every_rank_gets_the_virtual_workers_gradients(method: str, tmp_path: Pa
             sourced = sum(n for g, n in sizes if len(g) < WORLD and rank == min(g))
             assert t["sent"].get("broadcast", 0) == sourced
     assert members(DEPTHS, 4)[0] == (0,)
+    # the nested groups: the same sets in the same order on every rank, each built once
+    sets = [json.loads((tmp_path / f"traffic-{r}.json").read_text())["sets"] for r in range(WORLD)]
+    assert all(s == sets[0] for s in sets)
+    assert [tuple(s) for s in sets[0]] == member_sets(ROTATING, 4)
+    # exactly the (cyclic) member sets the rotated patterns produce, nothing more
+    want = {g for d in ROTATING for g in members(d, 4) if 0 < len(g) < WORLD}
+    assert {tuple(s) for s in sets[0]} == want

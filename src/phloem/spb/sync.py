@@ -24,7 +24,7 @@ checked against the bucket sizes.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -45,6 +45,7 @@ __all__ = [
     "ZerosAllReduce",
     "bucket_runs",
     "buckets",
+    "member_sets",
 ]
 
 
@@ -83,6 +84,11 @@ class Groups:
             if ranks and len(ranks) < world and ranks not in self._groups:
                 self._groups[ranks] = dist.new_group(list(ranks))
 
+    @property
+    def sets(self) -> list[tuple[int, ...]]:
+        """The member sets with a group of their own, in the order they were built."""
+        return list(self._groups)
+
     def get(self, ranks: tuple[int, ...]) -> object:
         """The group of ``ranks`` (the default group when it is every rank)."""
         if len(ranks) == dist.get_world_size():
@@ -93,6 +99,19 @@ class Groups:
                 "the member sets of the depths it will use, in the same order, first"
             )
         return self._groups[ranks]
+
+
+def member_sets(patterns: Iterable[tuple[int, ...]], num_blocks: int) -> list[tuple[int, ...]]:
+    """The member sets that the depth ``patterns`` produce (one per step of a run), without
+    the empty and the full one, in one fixed order (smallest first): what every rank passes
+    to :meth:`Groups.build`. Enumerating the run's patterns builds exactly the groups it will
+    use (a static plan needs one, a rotating plan ``W``), not all ``2^W`` subsets."""
+    world = 0
+    out: set[tuple[int, ...]] = set()
+    for depths in set(patterns):
+        world = len(depths)
+        out.update(members(depths, num_blocks))
+    return sorted((g for g in out if g and len(g) < world), key=lambda g: (len(g), g))
 
 
 def buckets(

@@ -60,7 +60,7 @@ from phloem.spb.config import TrainConfig, load_config
 from phloem.spb.models import Blocks
 from phloem.spb.plans.base import DepthPlan, members
 from phloem.spb.registries import DEPTH_PLANS, MODELS, SYNC_METHODS
-from phloem.spb.sync import Groups, SyncMethod, Traffic, bucket_runs
+from phloem.spb.sync import Groups, SyncMethod, Traffic, bucket_runs, member_sets
 from phloem.spb.virtual import average_into, block_params, local_gradients
 
 __all__ = ["RankMeters", "TrainResult", "launch", "resume_training", "train"]
@@ -221,6 +221,9 @@ class _Engine(ABC):
     def broadcast_buffers(self) -> None:  # noqa: B027 - a hook: one process has nothing to do
         """Make every rank's batch-norm buffers rank 0's."""
 
+    def build_groups(self, plan: DepthPlan, total: int) -> None:  # noqa: B027 - as above
+        """Create the process groups the plan's member sets need."""
+
 
 def _timed(fn: Callable[[], T]) -> tuple[T, tuple[float, float]]:
     """``fn()``, and the process's CPU seconds (torch's intra-op threads included) and wall
@@ -335,13 +338,15 @@ class _Distributed(_Engine):
 
             self.ddp = DistributedDataParallel(self.model)
         else:
-            # every member set a plan can produce: the ranks at depth >= d for some pattern;
-            # built once, in the same order everywhere (rotating plans reach any suffix set)
-            sets = sorted(
-                {tuple(sorted(s)) for s in _all_member_sets(self.world)}, key=lambda s: (len(s), s)
-            )
-            self.groups.build(sets)
             self._broadcast_params()
+
+    def build_groups(self, plan: DepthPlan, total: int) -> None:
+        """The process groups of every member set the plan produces over the run's steps,
+        built once, in the same order on every rank."""
+        if self.ddp is None:
+            n_blocks = len(self.modules)
+            patterns = (plan.depths(self.world, n_blocks, s, total) for s in range(total))
+            self.groups.build(member_sets(patterns, n_blocks))
 
     @property
     def ranks(self) -> Sequence[int]:
@@ -405,16 +410,6 @@ def _null() -> Any:
     from contextlib import nullcontext
 
     return nullcontext()
-
-
-def _all_member_sets(world: int) -> list[tuple[int, ...]]:
-    """Every non-empty proper subset of the ranks (a rotating or time-varying plan can make
-    any of them a member set); for large worlds only the suffix sets of static patterns."""
-    import itertools
-
-    if world > 8:
-        return [tuple(range(k)) for k in range(1, world)]
-    return [s for k in range(1, world) for s in itertools.combinations(range(world), k)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -614,6 +609,7 @@ def _open(cfg: TrainConfig, run_dir: Path | None, resume: bool) -> _Session:
     engine: _Engine = (_Distributed if distributed else _Virtual)(cfg, blocks, sync)
     profile = profile_for(cfg, blocks, data)
     plan.fit(profile)
+    engine.build_groups(plan, cfg.recipe.epochs * (len(data.y_train) // cfg.recipe.batch_size))
     opt = make_optimizer(engine.model, cfg.recipe)
     if run_dir is None:
         if distributed or resume:
