@@ -568,7 +568,7 @@ def train(
     finally:
         summary: dict[str, Any] = {}
         if s.history is not None:
-            summary = _summary(cfg, status, s.history, s.profile, s.plan, s.meters)
+            summary = _summary(s, status)
             s.rd.write_summary(summary)
             s.history.close()
     return TrainResult(s.rd.path, s.history or History(), summary)
@@ -687,25 +687,20 @@ def _epoch(s: _Session, epoch: int, bar: Any) -> tuple[list[RankMeters], float]:
     return engine.gather(meters, loss_sum)
 
 
-def _summary(
-    cfg: TrainConfig,
-    status: str,
-    history: History,
-    profile: Profile,
-    plan: DepthPlan,
-    meters: list[RankMeters],
-) -> dict[str, Any]:
-    n_blocks = len(profile.blocks)
+def _summary(s: _Session, status: str) -> dict[str, Any]:
+    cfg, n_blocks, total = s.cfg, len(s.profile.blocks), max(s.total, 1)
+    assert s.history is not None
     return {
         "status": status,
         "mode": "torch.distributed" if dist.is_initialized() else "virtual workers",
         "workers": cfg.spb.workers,
         "plan": cfg.plan.name,
         "sync": cfg.spb.sync,
-        "depths_at_step0": list(plan.depths(cfg.spb.workers, n_blocks, 0, 1)),
-        "final": history.last(),
-        "time_to_target": _time_to_target(history.rows, cfg.run.target_accuracy),
-        "ranks": [m.to_json() for m in meters],
+        "depths_at_step0": list(s.plan.depths(cfg.spb.workers, n_blocks, 0, total)),
+        "depths_at_last_step": list(s.plan.depths(cfg.spb.workers, n_blocks, total - 1, total)),
+        "final": s.history.last(),
+        "time_to_target": _time_to_target(s.history.rows, cfg.run.target_accuracy),
+        "ranks": [m.to_json() for m in s.meters],
     }
 
 
