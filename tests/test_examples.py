@@ -36,8 +36,9 @@ def test_digits_process_example() -> None:
 
 
 FL_CONFIGS = sorted(
-    p for p in (ROOT / "configs").glob("*.toml") if not p.name.startswith("attack_")
+    p for p in (ROOT / "configs").glob("*.toml") if not p.name.startswith(("attack_", "spb_"))
 )
+SPB_CONFIGS = sorted((ROOT / "configs").glob("spb_*.toml"))
 ATTACK_CONFIGS = sorted((ROOT / "configs").glob("attack_*.toml"))
 
 
@@ -69,3 +70,37 @@ def test_shipped_configs_validate(path: Path, data_file: Callable[[str], Path]) 
         short, root=Path(pytest.importorskip("tempfile").mkdtemp()), progress=False
     )
     assert res.status == "finished"
+
+
+@pytest.mark.parametrize("path", SPB_CONFIGS, ids=lambda p: p.name)
+def test_shipped_spb_configs_run(
+    path: Path, tmp_path: Path, data_file: Callable[[str], Path]
+) -> None:
+    """``spb_*.toml`` are ``phloem spb train`` configs: one epoch on a slice of their data."""
+    from phloem.spb.config import load_config
+    from phloem.spb.train import train
+
+    cfg = load_config(path)
+    data_file(
+        {
+            "mnist": "mnist/train-images-idx3-ubyte.gz",
+            "cifar10": "cifar10_jpeg/cifar10_jpeg.npz",
+        }[cfg.data_name]
+    )
+    short = load_config(
+        path,
+        [
+            "train.epochs=1",
+            "data.limit_train=512",
+            "data.limit_test=200",
+            f"run.out_dir={tmp_path}",
+            "run.progress=false",
+        ],
+    )
+    assert train(short).summary["status"] == "finished"
+
+
+def test_spb_example() -> None:
+    out = load("spb_partial_backprop").main()
+    assert out["half-depth backward FLOPs share"] < 0.5
+    assert out["max gradient difference at full depth"] < 1e-6
