@@ -117,3 +117,36 @@ def test_freezeout_freezes_from_the_input_side_on_every_rank_alike() -> None:
     with pytest.raises(ConfigError) as err:
         plan("freezeout", t0=1.0)
     assert err.value.field == "t0"
+
+
+def test_full_is_every_rank_at_every_block() -> None:
+    assert plan("full").depths(3, 6, 5, 10) == (6, 6, 6)  # type: ignore[attr-defined]
+    assert DEPTH_PLANS.get("full").Params  # no keys
+
+
+def _profile(backward: list[int], saved: list[int]) -> object:
+    from phloem.spb.accounting import BlockCost, Profile, StepCost
+
+    depths = tuple(
+        StepCost(d + 1, 0, b, s) for d, (b, s) in enumerate(zip(backward, saved, strict=True))
+    )
+    blocks = tuple(BlockCost(f"b{i}", 0, 0, 0, 0, 0, 0.0, 0.0) for i in range(len(depths)))
+    return Profile("m", 8, 1, blocks, depths, (0.0,) * len(depths))
+
+
+def test_the_profile_plan_takes_the_deepest_depth_within_its_budgets() -> None:
+    """Backward FLOPs at depths 1..5 are 5, 20, 45, 80, 100 (a CNN whose early blocks cost
+    most); half of a full worker's (50) allows depth 3, not the block count's half."""
+    from phloem.spb.plans.profiled import depth_within
+
+    prof = _profile([5, 20, 45, 80, 100], [1, 2, 3, 9, 10])
+    assert depth_within(prof, 0.5, 1.0) == 3  # type: ignore[arg-type]
+    assert depth_within(prof, 0.5, 0.2) == 2  # the bytes budget binds  # type: ignore[arg-type]
+    assert depth_within(prof, 0.01, 1.0) == 1  # at least one block  # type: ignore[arg-type]
+    p = plan("profile", shallow_fraction=0.5, backward_budget=0.5)
+    with pytest.raises(RuntimeError, match="fit"):
+        p.depths(4, 5)  # type: ignore[attr-defined]
+    p.fit(prof)  # type: ignore[attr-defined]
+    assert p.depths(4, 5) == (5, 5, 3, 3)  # type: ignore[attr-defined]
+    with pytest.raises(RuntimeError, match="6-block"):  # fitted to a 5-block model
+        p.depths(4, 6)  # type: ignore[attr-defined]
