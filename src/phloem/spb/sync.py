@@ -144,7 +144,38 @@ class SyncMethod(Configured, ABC):
         self, flat: torch.Tensor, group: tuple[int, ...], groups: Groups, traffic: Traffic
     ) -> None:
         """Replace ``flat`` (this rank's bucket: its gradients, or zeros if it is not a
-        member) in place with the members' mean, on every rank."""
+        member) in place with the members' mean, on every rank (booking it with
+        :meth:`book`)."""
+
+    @abstractmethod
+    def book(
+        self,
+        traffic: Traffic,
+        rank: int,
+        world: int,
+        group: tuple[int, ...],
+        numel: int,
+        esize: int,
+    ) -> None:
+        """Add to ``traffic`` what ``rank`` hands to collectives when :meth:`reduce` runs on a
+        bucket of ``numel`` entries of ``esize`` bytes with members ``group`` (the virtual
+        workers book a step without communicating; :meth:`reduce` books through it too)."""
+
+    def book_step(
+        self,
+        traffic: Traffic,
+        rank: int,
+        world: int,
+        groups: Sequence[tuple[int, ...]],
+        numels: Sequence[int],
+        esize: int = 4,
+    ) -> None:
+        """Book a whole step for ``rank``: ``groups`` and ``numels`` give each block's members
+        and parameter count, bucketed as :meth:`synchronise` does."""
+        for group, blocks in bucket_runs(groups):
+            numel = sum(numels[b] for b in blocks)
+            if group and numel:
+                self.book(traffic, rank, world, group, numel, esize)
 
     def synchronise(
         self,
@@ -180,6 +211,19 @@ class SyncMethod(Configured, ABC):
                     offset += n
 
 
+def _book_here(
+    method: SyncMethod, traffic: Traffic, group: tuple[int, ...], flat: torch.Tensor
+) -> None:
+    method.book(
+        traffic,
+        dist.get_rank(),
+        dist.get_world_size(),
+        group,
+        flat.numel(),
+        flat.element_size(),
+    )
+
+
 @SYNC_METHODS.register
 class ZerosAllReduce(SyncMethod):
     """All ranks all-reduce each bucket (non-members add zeros), then divide by the members."""
@@ -187,10 +231,21 @@ class ZerosAllReduce(SyncMethod):
     name: ClassVar[str] = "zeros"
     description: ClassVar[str] = "all-reduce over every rank, non-members contributing zeros"
 
+    def book(
+        self,
+        traffic: Traffic,
+        rank: int,
+        world: int,
+        group: tuple[int, ...],
+        numel: int,
+        esize: int,
+    ) -> None:
+        traffic.add(traffic.sent, "all_reduce", numel * esize)
+
     def reduce(
         self, flat: torch.Tensor, group: tuple[int, ...], groups: Groups, traffic: Traffic
     ) -> None:
-        traffic.add(traffic.sent, "all_reduce", flat.numel() * flat.element_size())
+        _book_here(self, traffic, group, flat)
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
         flat /= len(group)
 
@@ -202,20 +257,30 @@ class SubgroupBroadcast(SyncMethod):
     name: ClassVar[str] = "subgroup"
     description: ClassVar[str] = "all-reduce within the members, then a broadcast to the rest"
 
+    def book(
+        self,
+        traffic: Traffic,
+        rank: int,
+        world: int,
+        group: tuple[int, ...],
+        numel: int,
+        esize: int,
+    ) -> None:
+        if rank in group and len(group) > 1:
+            traffic.add(traffic.sent, "all_reduce", numel * esize)
+        if len(group) < world:
+            book = traffic.sent if rank == min(group) else traffic.received
+            traffic.add(book, "broadcast", numel * esize)
+
     def reduce(
         self, flat: torch.Tensor, group: tuple[int, ...], groups: Groups, traffic: Traffic
     ) -> None:
-        rank, nbytes = dist.get_rank(), flat.numel() * flat.element_size()
-        if rank in group and len(group) > 1:  # a lone member already holds the mean
-            traffic.add(traffic.sent, "all_reduce", nbytes)
+        _book_here(self, traffic, group, flat)
+        if dist.get_rank() in group and len(group) > 1:  # a lone member holds the mean
             dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=groups.get(group))
             flat /= len(group)
-        if len(group) == dist.get_world_size():  # everyone is a member: nobody to tell
-            return
-        src = min(group)
-        book = traffic.sent if rank == src else traffic.received
-        traffic.add(book, "broadcast", nbytes)
-        dist.broadcast(flat, src=src)
+        if len(group) < dist.get_world_size():  # the others receive it from the lowest member
+            dist.broadcast(flat, src=min(group))
 
 
 @SYNC_METHODS.register
@@ -226,31 +291,47 @@ class ReduceScatter(SyncMethod):
     name: ClassVar[str] = "reduce-scatter"
     description: ClassVar[str] = "reduce-scatter within the members, each broadcasts its chunk"
 
+    def book(
+        self,
+        traffic: Traffic,
+        rank: int,
+        world: int,
+        group: tuple[int, ...],
+        numel: int,
+        esize: int,
+    ) -> None:
+        m = len(group)
+        chunk = -(-numel // m) * esize  # the bucket zero-padded to m equal chunks
+        if rank in group and m > 1:
+            traffic.add(traffic.sent, "reduce_scatter", chunk * m)
+        if m == world:
+            if m > 1:
+                traffic.add(traffic.sent, "all_gather", chunk)
+            return
+        for src in group:
+            traffic.add(traffic.sent if rank == src else traffic.received, "broadcast", chunk)
+
     def reduce(
         self, flat: torch.Tensor, group: tuple[int, ...], groups: Groups, traffic: Traffic
     ) -> None:
+        _book_here(self, traffic, group, flat)
         rank, world, m = dist.get_rank(), dist.get_world_size(), len(group)
         size = -(-flat.numel() // m)  # chunk length, the bucket zero-padded to m chunks
         padded = torch.zeros(size * m, dtype=flat.dtype)
         padded[: flat.numel()] = flat
-        esize = flat.element_size()
         if rank in group and m > 1:
             mine = torch.empty(size, dtype=flat.dtype)
-            traffic.add(traffic.sent, "reduce_scatter", padded.numel() * esize)
             dist.reduce_scatter_single(mine, padded, group=groups.get(group))
             padded[group.index(rank) * size : (group.index(rank) + 1) * size] = mine / m
         if m == world:  # everyone is a member: an all-gather of the chunks
             if m > 1:
                 i = group.index(rank)
                 out = torch.empty_like(padded)
-                traffic.add(traffic.sent, "all_gather", size * esize)
                 dist.all_gather_single(out, padded[i * size : (i + 1) * size].clone())
                 padded = out
         else:
             for i, src in enumerate(group):
                 chunk = padded[i * size : (i + 1) * size].clone()
-                book = traffic.sent if rank == src else traffic.received
-                traffic.add(book, "broadcast", size * esize)
                 dist.broadcast(chunk, src=src)
                 padded[i * size : (i + 1) * size] = chunk
         flat.copy_(padded[: flat.numel()])

@@ -60,7 +60,7 @@ from phloem.spb.config import TrainConfig, load_config
 from phloem.spb.models import Blocks
 from phloem.spb.plans.base import DepthPlan, members
 from phloem.spb.registries import DEPTH_PLANS, MODELS, SYNC_METHODS
-from phloem.spb.sync import Groups, SyncMethod, Traffic, bucket_runs, member_sets
+from phloem.spb.sync import Groups, SyncMethod, Traffic, member_sets
 from phloem.spb.virtual import average_into, block_params, local_gradients
 
 __all__ = ["RankMeters", "TrainResult", "launch", "resume_training", "train"]
@@ -242,7 +242,8 @@ class _Virtual(_Engine):
 
     def __init__(self, cfg: TrainConfig, blocks: Blocks, sync: SyncMethod) -> None:
         super().__init__(cfg, blocks)
-        self.param_bytes = [sum(p.numel() * p.element_size() for p in ps) for ps in self.params]
+        self.sync = sync
+        self.numels = [sum(p.numel() for p in ps) for ps in self.params]
 
     def step(
         self,
@@ -271,13 +272,10 @@ class _Virtual(_Engine):
         return total
 
     def _book_traffic(self, groups: list[tuple[int, ...]], meters: list[RankMeters]) -> None:
-        """What the configured sync would hand to collectives (the multi-process test checks
-        these equal the real counts)."""
-        sync = self.cfg.spb.sync
-        for group, bs in bucket_runs(groups):
-            nbytes = sum(self.param_bytes[b] for b in bs)
-            for r, m in enumerate(meters):
-                _book_bucket(sync, m.traffic, r, group, nbytes, self.world)
+        """What the configured sync hands to collectives on each rank (the multi-process
+        tests check that real runs book the same)."""
+        for r, m in enumerate(meters):
+            self.sync.book_step(m.traffic, r, self.world, groups, self.numels)
 
 
 def _book(m: RankMeters, cost: StepCost, times: tuple[float, float]) -> None:
@@ -285,38 +283,6 @@ def _book(m: RankMeters, cost: StepCost, times: tuple[float, float]) -> None:
     m.peak_saved_bytes = max(m.peak_saved_bytes, cost.saved_bytes)
     m.cpu_s += times[0]
     m.compute_s += times[1]
-
-
-def _book_bucket(
-    sync: str, t: Traffic, rank: int, group: tuple[int, ...], nbytes: int, world: int
-) -> None:
-    if not group or not nbytes:
-        return
-    if sync in ("zeros", "ddp"):
-        t.add(t.sent, "all_reduce", nbytes)
-        return
-    if sync == "reduce-scatter":
-        _book_reduce_scatter(t, rank, group, nbytes, world)
-        return
-    if rank in group and len(group) > 1:
-        t.add(t.sent, "all_reduce", nbytes)
-    if len(group) < world:
-        t.add(t.sent if rank == min(group) else t.received, "broadcast", nbytes)
-
-
-def _book_reduce_scatter(
-    t: Traffic, rank: int, group: tuple[int, ...], nbytes: int, world: int
-) -> None:
-    m, esize = len(group), 4  # float32 gradients
-    size = -(-(nbytes // esize) // m) * esize  # one chunk, the bucket zero-padded to m chunks
-    if rank in group and m > 1:
-        t.add(t.sent, "reduce_scatter", size * m)
-    if m == world:
-        if m > 1:
-            t.add(t.sent, "all_gather", size)
-        return
-    for src in group:
-        t.add(t.sent if rank == src else t.received, "broadcast", size)
 
 
 class _Distributed(_Engine):
