@@ -317,10 +317,10 @@ class ReduceScatter(SyncMethod):
         _book_here(self, traffic, group, flat)
         rank, world, m = dist.get_rank(), dist.get_world_size(), len(group)
         size = -(-flat.numel() // m)  # chunk length, the bucket zero-padded to m chunks
-        padded = torch.zeros(size * m, dtype=flat.dtype)
+        padded = torch.zeros(size * m, dtype=flat.dtype, device=flat.device)
         padded[: flat.numel()] = flat
         if rank in group and m > 1:
-            mine = torch.empty(size, dtype=flat.dtype)
+            mine = torch.empty(size, dtype=flat.dtype, device=flat.device)
             dist.reduce_scatter_single(mine, padded, group=groups.get(group))
             padded[group.index(rank) * size : (group.index(rank) + 1) * size] = mine / m
         if m == world:  # everyone is a member: an all-gather of the chunks

@@ -54,7 +54,6 @@ from phloem.nets.training import (
     lr_factor,
     make_optimizer,
 )
-from phloem.nets.training import evaluate as accuracy
 from phloem.spb.accounting import Profile, StepCost, StepMeter, profile_model
 from phloem.spb.config import TrainConfig, load_config
 from phloem.spb.models import Blocks
@@ -161,7 +160,8 @@ def profile_for(cfg: TrainConfig, blocks: Blocks, data: ImageData) -> Profile:
     """One worker's costs at every depth, on a copy of the model and one shard."""
     shard = cfg.recipe.batch_size // cfg.spb.workers
     copies = copy.deepcopy(list(blocks.modules))
-    x, y = data.x_train[:shard], data.y_train[:shard]
+    dev = next(p for b in copies for p in b.parameters()).device
+    x, y = data.x_train[:shard].to(dev), data.y_train[:shard].to(dev)
     return profile_model(cfg.model.name, blocks.names, copies, x, y, F.cross_entropy, repeats=1)
 
 
@@ -175,8 +175,9 @@ class _Engine(ABC):
 
     def __init__(self, cfg: TrainConfig, blocks: Blocks) -> None:
         self.cfg, self.blocks = cfg, blocks
+        self.device = device()
         self.modules = list(blocks.modules)
-        self.model = nn.Sequential(*self.modules)
+        self.model = nn.Sequential(*self.modules).to(self.device)
         self.params = block_params(self.modules)
         self.world = cfg.spb.workers
         self.costs: dict[tuple[int, frozenset[int], int], StepCost] = {}
@@ -302,7 +303,8 @@ class _Distributed(_Engine):
         if sync.native_ddp:
             from torch.nn.parallel import DistributedDataParallel
 
-            self.ddp = DistributedDataParallel(self.model)
+            ids = None if self.device.type == "cpu" else [self.device]
+            self.ddp = DistributedDataParallel(self.model, device_ids=ids)
         else:
             self._broadcast_params()
 
@@ -388,7 +390,10 @@ def _shards(
     idx: torch.Tensor,
     ranks: Sequence[int],
     gens: dict[int, torch.Generator],
+    dev: torch.device,
 ) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """Each rank's shard of the global batch ``idx``, augmented on the CPU from its own
+    generator (the same draws on every device), then moved to ``dev``."""
     per = len(idx) // cfg.spb.workers
     out = {}
     for r in ranks:
@@ -396,20 +401,24 @@ def _shards(
         x = data.x_train[part]
         if cfg.recipe.augment:
             x = augment(x, gens[r])
-        out[r] = (x, data.y_train[part])
+        out[r] = (x.to(dev), data.y_train[part].to(dev))
     return out
 
 
 def _test_loss_acc(model: nn.Module, data: ImageData, batch: int) -> tuple[float, float]:
+    """Mean cross-entropy and top-1 accuracy on the test set (eval mode, no gradients)."""
+    dev = next(model.parameters()).device
     model.eval()
-    total = 0.0
+    total, correct = 0.0, 0
     with torch.no_grad():
         for i in range(0, len(data.y_test), batch):
-            out = model(data.x_test[i : i + batch])
-            total += float(F.cross_entropy(out, data.y_test[i : i + batch], reduction="sum"))
-    acc = accuracy(model, data.x_test, data.y_test, batch)
+            x, y = data.x_test[i : i + batch].to(dev), data.y_test[i : i + batch].to(dev)
+            out = model(x)
+            total += float(F.cross_entropy(out, y, reduction="sum"))
+            correct += int((out.argmax(dim=1) == y).sum())
     model.train()
-    return total / max(len(data.y_test), 1), acc
+    n = max(len(data.y_test), 1)
+    return total / n, correct / n
 
 
 def _row(
@@ -639,7 +648,7 @@ def _epoch(s: _Session, epoch: int, bar: Any) -> tuple[list[RankMeters], float]:
     for k in range(steps_per_epoch):
         step = epoch * steps_per_epoch + k
         idx = order[k * recipe.batch_size : (k + 1) * recipe.batch_size]
-        shards = _shards(cfg, data, idx, engine.ranks, gens)
+        shards = _shards(cfg, data, idx, engine.ranks, gens, engine.device)
         depths = plan.depths(world, n_blocks, step, total)
         dropped = plan.dropped(n_blocks, residual, step, seed)
         for g in opt.param_groups:
@@ -678,9 +687,20 @@ def resume_training(run: Path, overrides: Sequence[str] = ()) -> TrainResult:
     return train(cfg, rd.path, resume=True)
 
 
+def device() -> torch.device:
+    """This process's device: its local rank's GPU under ``torchrun`` where CUDA exists
+    (NCCL), the first GPU for virtual workers, else the CPU (gloo)."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
 def worker_main(run: Path, resume: bool) -> None:  # pragma: no cover - runs under torchrun
     """The body of each ``torchrun`` process (:mod:`phloem.spb.worker`)."""
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    backend = "gloo"
+    if torch.cuda.is_available():
+        torch.cuda.set_device(device())
+        backend = "nccl"
     dist.init_process_group(backend)
     try:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.get_world_size()))
