@@ -154,3 +154,13 @@ def test_full_depth_equals_torch_ddp(tmp_path: Path) -> None:
     assert math.isclose(
         ddp.summary["final"]["train_loss"], ours.summary["final"]["train_loss"], rel_tol=1e-4
     )
+
+
+def test_torchrun_resume_takes_the_overrides(tmp_path: Path) -> None:
+    """``phloem spb train --resume RUN --nproc 2 --set train.epochs=2``: the workers read the
+    run folder's config, so the resumed config must be written there first."""
+    first = launch(cfg(tmp_path, "train.epochs=1", "spb.workers=2"), 2)
+    more = load_config(first.run_dir / "config.toml", ["train.epochs=2"])
+    resumed = launch(more, 2, resume=first.run_dir)
+    assert [row["epoch"] for row in resumed.history.rows] == [0, 1]
+    assert resumed.summary["status"] == "finished"

@@ -746,7 +746,7 @@ def launch(
         _load_checkpoint(rd)
     else:
         rd = RunDir.create(Path(cfg.run.out_dir), cfg.run.name)
-        rd.write_config(to_toml(to_dict(cfg)))
+    rd.write_config(to_toml(to_dict(cfg)))  # what every worker reads (a resume's overrides too)
     env = dict(os.environ)
     env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
     cmd = [
