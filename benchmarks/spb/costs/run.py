@@ -63,6 +63,11 @@ def ring_wire_bytes(depths: tuple[int, ...], param_bytes: list[int], sync: str) 
     return out
 
 
+def _fewer(new: float, old: float) -> str:
+    change = 1 - new / old
+    return f"{change:.1%} fewer" if change >= 0 else f"{-change:.1%} more"
+
+
 def main() -> None:
     torch.manual_seed(0)
     print(
@@ -83,8 +88,8 @@ def main() -> None:
             mark = " (half)" if c.depth == half else ""
             print(
                 f"| {c.depth}{mark} | {c.backward_flops / 1e6:.1f} M "
-                f"({1 - c.backward_flops / full.backward_flops:.0%} fewer) | "
-                f"{c.saved_bytes / 1e6:.3f} MB ({1 - c.saved_bytes / full.saved_bytes:.0%} fewer) "
+                f"({_fewer(c.backward_flops, full.backward_flops)}) | "
+                f"{c.saved_bytes / 1e6:.3f} MB ({_fewer(c.saved_bytes, full.saved_bytes)}) "
                 f"| {ms:.1f} |"
             )
         pb = [b.param_bytes for b in p.blocks]
@@ -108,9 +113,10 @@ def main() -> None:
         for depths, sync in cases:
             s, w = bytes_per_rank(depths, numels, sync), ring_wire_bytes(depths, pb, sync)
             print(
-                f"| {list(depths)} | {sync} | {s} | {1 - sum(s) / sum(base):+.1%} fewer "
-                f"(shallow rank {1 - s[-1] / base[-1]:+.1%}) | "
-                f"{[round(x) for x in w]} | {1 - sum(w) / sum(base_w):+.1%} fewer |"
+                f"| {list(depths)} | {sync} | {s} | {_fewer(sum(s), sum(base))} "
+                f"(shallow rank {_fewer(s[-1], base[-1])}) | "
+                f"{[round(x) for x in w]} | {_fewer(sum(w), sum(base_w))} "
+                f"(shallow rank {_fewer(w[-1], base_w[-1])}) |"
             )
         print()
 
