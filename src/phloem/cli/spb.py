@@ -7,6 +7,7 @@ typed result. Nothing here imports torch until a command runs.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -33,6 +34,8 @@ KEPT = (
     "stopped; the finished epochs' history and checkpoint are in the run folder; continue "
     "with `phloem spb train --resume RUN_DIR`."
 )
+#: the time stamp a run folder's name ends with (``-20261206-170000``, ``-2``)
+_STAMP = re.compile(r"-\d{8}-\d{6}(-\d+)?$")
 SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override, e.g. --set plan.name=rotating (repeatable)."),
@@ -67,12 +70,13 @@ def print_runs(rows: list[RunRow], title: str) -> None:
             f"{tt['epoch'] + 1}, {tt['wall_s']:.1f}, {_num(tt['backward_flops'])}" if tt else "-"
         )
         t.add_row(
-            escape(r.name), r.plan, f"{r.test_acc:.4f}",
+            escape(_STAMP.sub("", r.name)), r.plan, f"{r.test_acc:.4f}",
             _num(r.backward_flops), _num(r.backward_flops_max_rank),
             _num(r.saved_bytes_max_rank), _num(r.bytes_sent_mean_rank),
             f"{r.wall_s:.1f}", target,
         )  # fmt: skip
-    console.print(t)
+    # a pipe or a log gets the whole table on one line per run, not rich's 80 columns
+    (console if console.is_terminal else Console(width=160)).print(t)
 
 
 def _print_result(result: TrainResult) -> None:

@@ -50,6 +50,6 @@ def run_demo(out: Path = Path("runs"), nproc: int = 4) -> DemoResult:
     """Run the demo's five runs into new folders under ``out``."""
     runs = {}
     for plan, sets in DEMO_PLANS.items():
-        runs[plan] = train(demo_config(out, [*sets, f"run.name=spb-demo-{plan}"]))
-    cfg = demo_config(out, [*DEMO_PLANS["static"], "run.name=spb-demo-static-torchrun"])
+        runs[plan] = train(demo_config(out, [*sets, f"run.name=virtual-{plan}"]))
+    cfg = demo_config(out, [*DEMO_PLANS["static"], "run.name=torchrun-static"])
     return DemoResult(runs, launch(cfg, nproc))
