@@ -8,8 +8,15 @@ traceback from every rank.
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
+
+
+def _terminate_as_interrupt(signum: int, frame: object) -> None:
+    # torchrun stops the other workers with SIGTERM when one fails or the user presses
+    # Ctrl-C: raise, so that rank 0 records the run as interrupted and keeps what it has
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     from phloem.core.errors import DivergenceError, PhloemError
     from phloem.spb.train import worker_main
 
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         worker_main(Path(args[0]), "--resume" in args[1:])
     except DivergenceError as e:
