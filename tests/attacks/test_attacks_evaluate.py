@@ -172,7 +172,8 @@ def test_the_shadow_model_attack_beats_the_mean_image_at_a_shallow_split(tmp_pat
     never queries): at LeNet's first convolution its reconstructions beat the mean image, and
     the deployed victim is untouched."""
     from phloem.attacks.methods.shadow import ShadowModel, ShadowParams
-    from phloem.attacks.training import load_images, trained_victim
+    from phloem.attacks.training import trained_victim
+    from phloem.nets.training import load_images
 
     data = load_images("digits")
     victim = trained_victim("lenet", data, seed=0, cache_dir=tmp_path).model
@@ -210,7 +211,8 @@ def test_fora_rebuilds_faces_from_lenet_pool1_with_public_photographs_only(
 
     from phloem.attacks.images import IMAGE_SETS
     from phloem.attacks.methods.fora import Fora, ForaParams
-    from phloem.attacks.training import load_images, trained_victim
+    from phloem.attacks.training import trained_victim
+    from phloem.nets.training import load_images
 
     victim = trained_victim("lenet", load_images("digits"), seed=0, cache_dir=tmp_path).model
     rng = np.random.default_rng(0)

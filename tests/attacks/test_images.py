@@ -83,7 +83,7 @@ def test_cifar10_and_mnist_come_from_the_shared_folder(data_file: Callable[[str]
         (1, 28, 28), 5, np.random.default_rng(0)
     )
     assert torch.equal(x, digits) and y.dtype == torch.int64 and y.shape == (5,)
-    from phloem.attacks.training import load_images
+    from phloem.nets.training import load_images
 
     data = load_images("mnist")
     for img, label in zip(x, y, strict=True):

@@ -232,7 +232,7 @@ def test_an_experiment_on_32px_images_adds_an_lpips_row(
 ) -> None:
     """A victim on 32x32 inputs with the user's AlexNet weights: every seed gets an LPIPS
     value, the summary its interval, and the report its definition."""
-    from phloem.attacks import training
+    from phloem.nets import training
 
     monkeypatch.setenv("PHLOEM_CACHE_DIR", str(tmp_path / "cache"))
     digits = training.load_images("digits")

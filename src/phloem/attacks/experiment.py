@@ -28,7 +28,6 @@ from typing import Annotated, Any
 
 from phloem.attacks.registries import ATTACKS, DEFENCES, IMAGE_SETS, VICTIMS
 from phloem.attacks.threat import ThreatModel
-from phloem.attacks.training import TrainParams
 from phloem.core.config import (
     Picks,
     Section,
@@ -37,6 +36,7 @@ from phloem.core.config import (
     to_toml,
 )
 from phloem.core.errors import ConfigError
+from phloem.nets.training import TrainParams
 
 __all__ = [
     "AttackConfig",
@@ -62,7 +62,7 @@ class VictimConfig(Section):
     name: Annotated[str, Picks(VICTIMS, "params")] = "lenet"
     params: Any = None
     split: str = "pool1"
-    data: str = "digits"  # one of phloem.attacks.training.TRAINING_SETS
+    data: str = "digits"  # one of phloem.nets.training.TRAINING_SETS
     #: ``[victim.train]``: the training recipe (``None``: the victim's own)
     train: TrainParams | None = None
     #: the victim's training seed (``None``: each run seed trains its own victim)
@@ -226,7 +226,8 @@ def _defended_accuracy(
     from torch import nn
 
     from phloem.attacks.defences.base import DefendedEdge
-    from phloem.attacks.training import evaluate, finetune_cloud
+    from phloem.attacks.training import finetune_cloud
+    from phloem.nets.training import evaluate
 
     edge = DefendedEdge(victim.edge(split), defences, gen)
     cloud = victim.cloud(split)
@@ -441,8 +442,8 @@ def run_experiment(
         For a split the victim does not have, image counts a set cannot serve, an attack
         that does not work under the threat model, or missing data (with where to put it).
     """
-    from phloem.attacks.training import load_images
     from phloem.core.rundir import RunDir
+    from phloem.nets.training import load_images
 
     rd = RunDir.create(root or Path(cfg.run.out_dir), cfg.run.name) if run_dir is None else None
     path = rd.path if rd is not None else Path(run_dir or ".")

@@ -182,7 +182,7 @@ class SplitParams:
 
 
 class _Shared(ImageSet):
-    """A shared data set, through :func:`phloem.attacks.training.load_images` (the loader the
+    """A shared data set, through :func:`phloem.nets.training.load_images` (the loader the
     victims train from)."""
 
     Params: ClassVar[type[SplitParams]] = SplitParams
@@ -193,7 +193,7 @@ class _Shared(ImageSet):
     def load_labelled(
         self, shape: Shape, count: int, gen: np.random.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        from phloem.attacks.training import load_images
+        from phloem.nets.training import load_images
 
         data = load_images(self.name)
         train = self.params.split is Split.TRAIN

@@ -14,9 +14,9 @@ shuffling, augmentation) taken from an injected :class:`torch.Generator`. A defe
 shape the victim during training (a NoPeek-style penalty, ``Defence.trains_victim``) plugs in
 through ``defence`` and ``split``: its ``penalty(x, ir)`` at the split is added to the loss.
 
-The recipe (:class:`TrainParams`), the image data (:func:`load_images`) and the loop's small
-pieces live in :mod:`phloem.nets.training`, shared with :mod:`phloem.spb`; they are
-re-exported here.
+The recipe (:class:`~phloem.nets.training.TrainParams`), the image data
+(:func:`~phloem.nets.training.load_images`) and the loop's small pieces live in
+:mod:`phloem.nets.training`, shared with :mod:`phloem.spb`.
 """
 
 from __future__ import annotations
@@ -37,15 +37,11 @@ from typing import TYPE_CHECKING, Any
 
 from phloem.core.errors import ConfigError
 from phloem.nets.training import (
-    TRAINING_SETS,
     ImageData,
-    Optimizer,
-    Schedule,
     TrainParams,
     augment,
     evaluate,
     init_weights,
-    load_images,
     lr_factor,
     make_optimizer,
 )
@@ -57,17 +53,8 @@ if TYPE_CHECKING:
     from phloem.attacks.victims.base import SplitModel
 
 __all__ = [
-    "TRAINING_SETS",
-    "ImageData",
-    "Optimizer",
-    "Schedule",
-    "TrainParams",
     "TrainedVictim",
-    "evaluate",
     "finetune_cloud",
-    "init_weights",
-    "load_images",
-    "lr_factor",
     "train",
     "trained_victim",
     "victim_cache_dir",

@@ -28,9 +28,9 @@ from torch import nn
 from phloem.attacks import metrics
 from phloem.attacks.methods.base import Attack, fit_queries
 from phloem.attacks.threat import Access, EdgeOracle
-from phloem.attacks.training import Schedule, lr_factor
 from phloem.core import checks as _checks
 from phloem.core.errors import ConfigError
+from phloem.nets.training import Schedule, lr_factor
 
 __all__ = [
     "LearnedInversion",

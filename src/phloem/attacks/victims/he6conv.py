@@ -16,7 +16,6 @@ from typing import ClassVar
 from torch import nn
 
 from phloem.attacks.registries import VICTIMS
-from phloem.attacks.training import TrainParams
 from phloem.attacks.victims._common import (
     CIFAR10_MEAN,
     CIFAR10_STD,
@@ -25,6 +24,7 @@ from phloem.attacks.victims._common import (
     check_int,
 )
 from phloem.attacks.victims.base import SplitModel
+from phloem.nets.training import TrainParams
 
 __all__ = ["He6Conv", "He6ConvParams"]
 

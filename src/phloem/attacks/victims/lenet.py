@@ -16,11 +16,11 @@ from typing import ClassVar
 from torch import nn
 
 from phloem.attacks.registries import VICTIMS
-from phloem.attacks.training import Optimizer, Schedule, TrainParams
 from phloem.attacks.victims._common import check_bool, check_int
 from phloem.attacks.victims.base import SplitModel
 from phloem.core.errors import ConfigError
 from phloem.nets.architectures import lenet_layers
+from phloem.nets.training import Optimizer, Schedule, TrainParams
 
 __all__ = ["LeNet", "LeNetParams"]
 

@@ -17,11 +17,11 @@ from typing import ClassVar
 from torch import nn
 
 from phloem.attacks.registries import VICTIMS
-from phloem.attacks.training import TrainParams
 from phloem.attacks.victims._common import check_bool, check_int
 from phloem.attacks.victims.base import SplitModel
 from phloem.nets.architectures import resnet20_layers
 from phloem.nets.layers import BasicBlock
+from phloem.nets.training import TrainParams
 
 __all__ = ["BasicBlock", "ResNet20", "ResNet20Params"]
 

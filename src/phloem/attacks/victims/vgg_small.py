@@ -19,10 +19,10 @@ from typing import ClassVar
 from torch import nn
 
 from phloem.attacks.registries import VICTIMS
-from phloem.attacks.training import TrainParams
 from phloem.attacks.victims._common import check_bool, check_int
 from phloem.attacks.victims.base import SplitModel
 from phloem.nets.architectures import vgg16_layers
+from phloem.nets.training import TrainParams
 
 __all__ = ["VggSmall", "VggSmallParams"]
 
