@@ -140,12 +140,9 @@ class SyncMethod(Configured, ABC):
     native_ddp: ClassVar[bool] = False
 
     @abstractmethod
-    def reduce(
-        self, flat: torch.Tensor, group: tuple[int, ...], groups: Groups, traffic: Traffic
-    ) -> None:
+    def reduce(self, flat: torch.Tensor, group: tuple[int, ...], groups: Groups) -> None:
         """Replace ``flat`` (this rank's bucket: its gradients, or zeros if it is not a
-        member) in place with the members' mean, on every rank (booking it with
-        :meth:`book`)."""
+        member) in place with the members' mean, on every rank."""
 
     @abstractmethod
     def book(
@@ -158,8 +155,9 @@ class SyncMethod(Configured, ABC):
         esize: int,
     ) -> None:
         """Add to ``traffic`` what ``rank`` hands to collectives when :meth:`reduce` runs on a
-        bucket of ``numel`` entries of ``esize`` bytes with members ``group`` (the virtual
-        workers book a step without communicating; :meth:`reduce` books through it too)."""
+        bucket of ``numel`` entries of ``esize`` bytes with members ``group``
+        (:meth:`synchronise` books every bucket it reduces; the virtual workers book a step
+        without communicating)."""
 
     def book_step(
         self,
@@ -202,26 +200,15 @@ class SyncMethod(Configured, ABC):
             if not parts:
                 continue
             flat = torch.cat(parts)
-            self.reduce(flat, group, groups, traffic)
+            world = dist.get_world_size()
+            self.book(traffic, dist.get_rank(), world, group, flat.numel(), flat.element_size())
+            self.reduce(flat, group, groups)
             offset = 0
             for b in blocks:
                 for p in params[b]:
                     n = p.numel()
                     p.grad = flat[offset : offset + n].view_as(p)  # a view of the bucket
                     offset += n
-
-
-def _book_here(
-    method: SyncMethod, traffic: Traffic, group: tuple[int, ...], flat: torch.Tensor
-) -> None:
-    method.book(
-        traffic,
-        dist.get_rank(),
-        dist.get_world_size(),
-        group,
-        flat.numel(),
-        flat.element_size(),
-    )
 
 
 @SYNC_METHODS.register
@@ -242,10 +229,7 @@ class ZerosAllReduce(SyncMethod):
     ) -> None:
         traffic.add(traffic.sent, "all_reduce", numel * esize)
 
-    def reduce(
-        self, flat: torch.Tensor, group: tuple[int, ...], groups: Groups, traffic: Traffic
-    ) -> None:
-        _book_here(self, traffic, group, flat)
+    def reduce(self, flat: torch.Tensor, group: tuple[int, ...], groups: Groups) -> None:
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
         flat /= len(group)
 
@@ -272,10 +256,7 @@ class SubgroupBroadcast(SyncMethod):
             book = traffic.sent if rank == min(group) else traffic.received
             traffic.add(book, "broadcast", numel * esize)
 
-    def reduce(
-        self, flat: torch.Tensor, group: tuple[int, ...], groups: Groups, traffic: Traffic
-    ) -> None:
-        _book_here(self, traffic, group, flat)
+    def reduce(self, flat: torch.Tensor, group: tuple[int, ...], groups: Groups) -> None:
         if dist.get_rank() in group and len(group) > 1:  # a lone member holds the mean
             dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=groups.get(group))
             flat /= len(group)
@@ -311,10 +292,7 @@ class ReduceScatter(SyncMethod):
         for src in group:
             traffic.add(traffic.sent if rank == src else traffic.received, "broadcast", chunk)
 
-    def reduce(
-        self, flat: torch.Tensor, group: tuple[int, ...], groups: Groups, traffic: Traffic
-    ) -> None:
-        _book_here(self, traffic, group, flat)
+    def reduce(self, flat: torch.Tensor, group: tuple[int, ...], groups: Groups) -> None:
         rank, world, m = dist.get_rank(), dist.get_world_size(), len(group)
         size = -(-flat.numel() // m)  # chunk length, the bucket zero-padded to m chunks
         padded = torch.zeros(size * m, dtype=flat.dtype, device=flat.device)

@@ -32,6 +32,7 @@ import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -179,6 +180,7 @@ class _Engine(ABC):
         self.modules = list(blocks.modules)
         self.model = nn.Sequential(*self.modules).to(self.device)
         self.params = block_params(self.modules)
+        self.numels = [sum(p.numel() for p in ps) for ps in self.params]
         self.world = cfg.spb.workers
         self.costs: dict[tuple[int, frozenset[int], int], StepCost] = {}
 
@@ -191,18 +193,32 @@ class _Engine(ABC):
     def is_main(self) -> bool:
         return 0 in self.ranks
 
+    def measured(
+        self, depth: int, dropped: frozenset[int], n: int, body: Callable[[StepMeter | None], T]
+    ) -> tuple[T, StepCost]:
+        """``body(meter)`` (one rank's forward and backward of ``n`` inputs), and its cost:
+        counted by the meter the first time this shape runs (FLOPs and bytes depend on the
+        shape only), looked up after that (``meter`` is ``None``)."""
+        key = (depth, dropped, n)
+        meter = StepMeter(self.modules) if key not in self.costs else None
+        out = body(meter)
+        if meter is not None:
+            self.costs[key] = meter.cost(depth)
+        return out, self.costs[key]
+
     def rank_step(
         self, rank: int, x: torch.Tensor, y: torch.Tensor, depth: int, dropped: frozenset[int]
     ) -> tuple[float, list[list[torch.Tensor] | None], StepCost]:
-        """One rank's forward and backward, its cost measured the first time its shape runs."""
-        key = (depth, dropped, len(y))
-        meter = StepMeter(self.modules) if key not in self.costs else None
-        loss, grads = local_gradients(
-            self.modules, x, y, depth, F.cross_entropy, dropped, meter=meter
+        """One rank's forward and backward through the last ``depth`` blocks, and its cost."""
+        (loss, grads), cost = self.measured(
+            depth,
+            dropped,
+            len(y),
+            lambda meter: local_gradients(
+                self.modules, x, y, depth, F.cross_entropy, dropped, meter=meter
+            ),
         )
-        if meter is not None:
-            self.costs[key] = meter.cost(depth)
-        return loss, grads, self.costs[key]
+        return loss, grads, cost
 
     @abstractmethod
     def step(
@@ -244,7 +260,6 @@ class _Virtual(_Engine):
     def __init__(self, cfg: TrainConfig, blocks: Blocks, sync: SyncMethod) -> None:
         super().__init__(cfg, blocks)
         self.sync = sync
-        self.numels = [sum(p.numel() for p in ps) for ps in self.params]
 
     def step(
         self,
@@ -269,14 +284,9 @@ class _Virtual(_Engine):
                     b.copy_(saved)
         groups = members(depths, len(self.modules), dropped)
         average_into(self.params, per_rank, groups)
-        self._book_traffic(groups, meters)
-        return total
-
-    def _book_traffic(self, groups: list[tuple[int, ...]], meters: list[RankMeters]) -> None:
-        """What the configured sync hands to collectives on each rank (the multi-process
-        tests check that real runs book the same)."""
-        for r, m in enumerate(meters):
+        for r, m in enumerate(meters):  # what each real rank's sync would book
             self.sync.book_step(m.traffic, r, self.world, groups, self.numels)
+        return total
 
 
 def _book(m: RankMeters, cost: StepCost, times: tuple[float, float]) -> None:
@@ -341,23 +351,20 @@ class _Distributed(_Engine):
         if self.ddp is not None:
             ddp = self.ddp
 
-            def run() -> tuple[float, StepCost]:
-                key = (depths[self.rank], dropped, len(y))
-                meter = StepMeter(self.modules) if key not in self.costs else None
-                with meter.forward() if meter is not None else _null():
+            def run(meter: StepMeter | None) -> float:
+                with meter.forward() if meter is not None else nullcontext():
                     loss = F.cross_entropy(ddp(x), y)
-                for p in self.model.parameters():
-                    p.grad = None
-                with meter.backward() if meter is not None else _null():
-                    loss.backward()  # type: ignore[no-untyped-call]
-                if meter is not None:
-                    self.costs[key] = meter.cost(depths[self.rank])
-                return float(loss.detach()), self.costs[key]
+                self.model.zero_grad(set_to_none=True)
+                with meter.backward() if meter is not None else nullcontext():
+                    loss.backward()  # type: ignore[no-untyped-call]  # DDP all-reduces here
+                return float(loss.detach())
 
-            (loss, cost), times = _timed(run)
+            (loss, cost), times = _timed(
+                lambda: self.measured(depths[self.rank], dropped, len(y), run)
+            )
             _book(m, cost, times)
-            nbytes = sum(p.numel() * p.element_size() for p in self.model.parameters())
-            m.traffic.add(m.traffic.sent, "all_reduce", nbytes)  # DDP's buckets: every grad
+            groups = members(depths, len(self.modules), dropped)
+            self.sync.book_step(m.traffic, self.rank, self.world, groups, self.numels)
             return loss
         (loss, grads, cost), times = _timed(
             lambda: self.rank_step(self.rank, x, y, depths[self.rank], dropped)
@@ -372,12 +379,6 @@ class _Distributed(_Engine):
         out: list[Any] = [None] * self.world
         dist.all_gather_object(out, (meters[self.rank].to_json(), loss))
         return [RankMeters.from_json(o[0]) for o in out], sum(float(o[1]) for o in out)
-
-
-def _null() -> Any:
-    from contextlib import nullcontext
-
-    return nullcontext()
 
 
 # --------------------------------------------------------------------------------------------
