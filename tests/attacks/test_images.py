@@ -17,7 +17,6 @@ from phloem.attacks.images import (
     Noise,
     SamplePatches,
     SplitParams,
-    fit_shape,
 )
 from phloem.attacks.registries import IMAGE_SETS
 from phloem.core.errors import ConfigError
@@ -54,14 +53,6 @@ def test_faces_are_the_hundred_faces_not_the_background_crops() -> None:
     assert err.value.field == "count"
     with pytest.raises(ConfigError, match="count"):
         Noise().load((1, 4, 4), 0, np.random.default_rng(0))
-
-
-def test_fit_shape_matches_channels_and_size() -> None:
-    grey = torch.rand(2, 1, 10, 10)
-    colour = fit_shape(grey, (3, 5, 5))
-    assert colour.shape == (2, 3, 5, 5) and torch.equal(colour[:, 0], colour[:, 2])
-    back = fit_shape(torch.rand(2, 3, 8, 8), (1, 8, 8))
-    assert back.shape == (2, 1, 8, 8)
 
 
 def test_split_params_name_the_field() -> None:

@@ -65,12 +65,15 @@ def test_train_then_compare_and_resume(tmp_path: Path) -> None:
 def test_user_mistakes_are_one_line_and_exit_2(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text(TINY.replace("workers = 2", "workers = 3"))
+    (tmp_path / "binary.toml").write_bytes(b"\x89PNG\x00\x01\xff")
     for args, word in (
         (["spb", "train", str(cfg)], "train.batch_size"),
         (["spb", "train", str(tmp_path / "missing.toml")], "no config file"),
         (["spb", "train"], "CONFIG"),
         (["spb", "profile", "alexnet"], "allowed"),
         (["spb", "profile", "lenet", "--batch-size", "0"], "--batch-size"),
+        (["spb", "profile", "lenet", "--batch-size", "100000000"], "GiB"),  # a typo, not OOM
+        (["spb", "train", str(tmp_path / "binary.toml")], "not a TOML text file"),
         (["spb", "compare", str(tmp_path)], "not a"),
         (["spb", "train", "--resume", str(tmp_path)], "not a"),
     ):

@@ -164,3 +164,86 @@ def test_torchrun_resume_takes_the_overrides(tmp_path: Path) -> None:
     resumed = launch(more, 2, resume=first.run_dir)
     assert [row["epoch"] for row in resumed.history.rows] == [0, 1]
     assert resumed.summary["status"] == "finished"
+
+
+# --------------------------------------------------------------------------------------------
+# a user's own data, a careless user, a hostile file
+
+
+def _own_folder(root: Path, per_class: int, classes: int = 3) -> None:
+    """``classes`` subfolders of 28x28 PNGs whose class is a bright band's position."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        (root / f"class{c}").mkdir(parents=True)
+        for i in range(per_class):
+            img = rng.integers(0, 60, (28, 28), dtype=np.uint8)
+            img[:, 9 * c : 9 * c + 8] = 230
+            Image.fromarray(img).save(root / f"class{c}" / f"{i}.png")
+
+
+def test_a_folder_of_500_own_images_trains_and_damaged_files_are_counted(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "mine"
+    _own_folder(root, 167)  # 501 images
+    (root / "class1" / "truncated.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    with pytest.warns(UserWarning, match="skipped 1 unreadable"):
+        r = train(
+            cfg(
+                tmp_path,
+                "data.name=folder",
+                f"data.path={root}",
+                "train.epochs=3",
+                "train.batch_size=32",
+                "train.lr=0.01",  # these high-contrast bands blow up at 0.05, with any plan
+            )
+        )
+    assert r.summary["status"] == "finished"
+    assert r.history.last()["test_acc"] > 0.9  # a 20% test split, seeded, per class
+
+
+def test_own_folders_with_too_many_classes_or_no_path_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"data\.path"):
+        train(cfg(tmp_path, "data.name=folder"))
+    root = tmp_path / "many"
+    _own_folder(root, 2, classes=12)
+    with pytest.raises(ConfigError, match="12 classes"):
+        train(cfg(tmp_path, "data.name=folder", f"data.path={root}", "train.batch_size=8"))
+
+
+def test_one_image_per_worker_with_batch_norm_is_refused() -> None:
+    with pytest.raises(ConfigError, match="batch norm"):
+        load_config(None, ["model.name=resnet20", "train.batch_size=4", "spb.workers=4"])
+
+
+def test_a_checkpoint_for_another_run_or_altered_is_refused(tmp_path: Path) -> None:
+    r = train(cfg(tmp_path, "train.epochs=1"))
+    ck = torch.load(r.run_dir / "checkpoint.pt", weights_only=True)
+    for forged in (
+        {**ck, "meters": ck["meters"][:2]},  # another world size
+        {**ck, "wall_s": float("nan")},
+        {**ck, "epoch": -7},
+        {**ck, "model": {k: v[:1] for k, v in ck["model"].items()}},  # other shapes
+        {k: v for k, v in ck.items() if k != "optimizer"},
+    ):
+        torch.save(forged, r.run_dir / "checkpoint.pt")
+        with pytest.raises(RunNotFoundError, match="does not fit"):
+            resume_training(r.run_dir)
+
+
+def test_kill_9_mid_write_resumes_from_the_last_checkpoint(tmp_path: Path) -> None:
+    """A run killed while writing a history row: the torn row is dropped, the run goes on
+    from its last checkpoint; a history row that is not metrics is refused."""
+    r = train(cfg(tmp_path, "train.epochs=2"))
+    with (r.run_dir / "history.jsonl").open("a") as fh:
+        fh.write('{"epoch": 2, "test_a')
+    (r.run_dir / "checkpoint.tmp").write_bytes(b"half")  # the atomic write's leftover
+    resumed = resume_training(r.run_dir, ["train.epochs=3"])
+    assert [row["epoch"] for row in resumed.history.rows] == [0, 1, 2]
+    lines = (r.run_dir / "history.jsonl").read_text().splitlines()
+    (r.run_dir / "history.jsonl").write_text('{"epoch": {"a": 1}}\n' + "\n".join(lines[1:]))
+    with pytest.raises(RunNotFoundError, match="cannot be read"):
+        resume_training(r.run_dir, ["train.epochs=4"])

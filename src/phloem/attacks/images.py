@@ -29,12 +29,18 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from phloem.attacks.registries import IMAGE_SETS
 from phloem.core import checks as _checks
 from phloem.core.errors import ConfigError, DataNotFoundError
 from phloem.core.registry import Configured, NoParams
+from phloem.nets.images import (
+    IMAGE_SUFFIXES,
+    fit_shape,
+    image_files,
+    read_image,
+    unreadable_errors,
+)
 
 __all__ = [
     "Cifar10",
@@ -45,7 +51,6 @@ __all__ = [
     "Noise",
     "SamplePatches",
     "Split",
-    "fit_shape",
 ]
 
 Shape = tuple[int, int, int]
@@ -72,17 +77,6 @@ class ImageSet(Configured, ABC):
         """The images :meth:`load` draws, with their class labels (``(count,)`` ``int64``)
         where the set has them, else ``None``."""
         return self.load(shape, count, gen), None
-
-
-def fit_shape(images: torch.Tensor, shape: Shape) -> torch.Tensor:
-    """``(N, c, h, w)`` images in [0, 1] at ``shape``: resized, channels matched, clamped."""
-    c, h, w = shape
-    if images.shape[2:] != (h, w):
-        images = F.interpolate(images, size=(h, w), mode="bilinear", antialias=True)
-    if images.shape[1] != c:
-        grey = images.mean(dim=1, keepdim=True)
-        images = grey if c == 1 else grey.expand(-1, c, -1, -1)
-    return images.clamp(0.0, 1.0).float().contiguous()
 
 
 def _take(total: int, count: int, gen: np.random.Generator, what: str) -> np.ndarray:
@@ -219,7 +213,6 @@ class Mnist(_Shared):
 
 
 #: the file suffixes ``folder`` reads
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 @dataclass(frozen=True)
@@ -231,19 +224,6 @@ class FolderParams:
     def __post_init__(self) -> None:
         if not isinstance(self.path, str) or not self.path.strip():
             raise ConfigError("path", "the folder of your images is not set", ["a folder path"])
-
-
-def _read_image(file: Path, channels: int) -> torch.Tensor:
-    """One image file as ``(1, C, H, W)`` in [0, 1]; raises on anything unreadable."""
-    from PIL import Image
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)  # huge: refuse
-        with Image.open(file) as img:
-            img.load()
-            pixels = np.asarray(img.convert("RGB" if channels == 3 else "L"), dtype=np.float32)
-    x = torch.from_numpy(pixels / 255.0)
-    return (x[None, None] if x.ndim == 2 else x.permute(2, 0, 1)[None]).contiguous()
 
 
 @IMAGE_SETS.register
@@ -265,21 +245,17 @@ class ImageFolder(ImageSet):
                 f"Set `path` in [private] or [aux] to a folder of {', '.join(IMAGE_SUFFIXES)} "
                 "files.",
             )
-        files = sorted(
-            f for f in root.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-        )
+        files = image_files(root)
         if not files:
             raise ConfigError("path", f"{root} holds no image file", list(IMAGE_SUFFIXES))
-        from PIL import Image
-
-        unreadable = (OSError, ValueError, SyntaxError, Warning, Image.DecompressionBombError)
+        unreadable = unreadable_errors()
         images: list[torch.Tensor] = []
         skipped: Counter[str] = Counter()
         for i in gen.permutation(len(files)):
             if len(images) == count:
                 break
             try:
-                images.append(fit_shape(_read_image(files[int(i)], shape[0]), shape))
+                images.append(fit_shape(read_image(files[int(i)], shape[0]), shape))
             except unreadable as exc:  # PIL's error kinds; the bomb warning made an error
                 skipped[type(exc).__name__] += 1
         kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(skipped.items()))

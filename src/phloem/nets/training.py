@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 #: the data sets :func:`load_images` knows
-TRAINING_SETS = ("cifar10", "mnist", "digits")
+TRAINING_SETS = ("cifar10", "mnist", "digits", "folder")
 
 
 class Optimizer(StrEnum):
@@ -170,8 +170,9 @@ def load_images(
     limit_train: int | None = None,
     limit_test: int | None = None,
     seed: int = 0,
+    shape: tuple[int, int, int] | None = None,
 ) -> ImageData:
-    """An image set of the attacks area as tensors in [0, 1].
+    """An image set as tensors in [0, 1].
 
     Parameters
     ----------
@@ -179,14 +180,21 @@ def load_images(
         ``"cifar10"`` (``(3, 32, 32)``, the shared JPEG npz, decode cached by
         :func:`phloem.data.load_cifar10`), ``"mnist"`` (``(1, 28, 28)``) or ``"digits"``
         (scikit-learn's 8x8 digits bilinearly upscaled to ``(1, 28, 28)``: MNIST's shape with no
-        data folder; 1,437 train and 360 test images).
+        data folder; 1,437 train and 360 test images), or ``"folder"``: your own labelled
+        images under ``path``, one subfolder per class (``path/<class>/<image>``), or
+        ``path/train/<class>/...`` and ``path/test/<class>/...`` for a split of your own
+        (otherwise a seeded 20% of each class is the test set); every image is fitted to
+        ``shape``, and unreadable files are skipped with a warning counting them by kind.
     path
-        Where the files are, instead of ``$PHLOEM_DATA_DIR`` (not used by ``digits``).
+        Where the files are, instead of ``$PHLOEM_DATA_DIR`` (not used by ``digits``; the
+        folder itself for ``folder``).
     limit_train, limit_test
         Keep at most this many images of each split (CIFAR-10: balanced over classes; MNIST:
         the first ones); ``None`` keeps all.
     seed
-        Draws the ``digits`` train/test split (the other sets have fixed splits).
+        Draws the ``digits`` and ``folder`` train/test splits (the others have fixed splits).
+    shape
+        ``(C, H, W)`` the images are fitted to (``folder`` only, where it is required).
 
     Raises
     ------
@@ -205,6 +213,8 @@ def load_images(
             isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
         ):
             raise ConfigError(field, f"{limit!r}; needs an int >= 1 or None")
+    if name == "folder":
+        return _load_folder(path, shape, limit_train, limit_test, seed)
     if name == "cifar10":
         tt = loaders.load_cifar10(path, limit_train=limit_train, limit_test=limit_test)
     elif name == "mnist":
@@ -221,6 +231,54 @@ def load_images(
         xs.append(x)
         ys.append(torch.from_numpy(np.asarray(split.y[:limit], dtype=np.int64)))
     return ImageData(name, xs[0], ys[0], xs[1], ys[1])
+
+
+def _load_folder(
+    path: str | Path | None,
+    shape: tuple[int, int, int] | None,
+    limit_train: int | None,
+    limit_test: int | None,
+    seed: int,
+) -> ImageData:
+    import warnings
+
+    import numpy as np
+    import torch
+
+    from phloem.nets.images import read_labelled
+
+    if path is None or not str(path).strip():
+        raise ConfigError("data.path", "the folder of your labelled images is not set")
+    if shape is None:
+        raise ConfigError("data.name", "'folder' needs the model's input shape to fit images to")
+    root = Path(path).expanduser()
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        x, y, classes, skipped = read_labelled(root / "train", shape)
+        xt, yt, test_classes, more = read_labelled(root / "test", shape)
+        skipped.update(more)
+        if test_classes != classes:
+            raise ConfigError(
+                "data.path",
+                f"{root}: train has classes {list(classes)}, test {list(test_classes)}",
+            )
+    else:
+        xs, ys, classes, skipped = read_labelled(root, shape)
+        rng = np.random.default_rng(seed)
+        test = np.zeros(len(ys), dtype=bool)
+        for c in range(len(classes)):
+            idx = np.flatnonzero(ys.numpy() == c)
+            if len(idx) > 1:  # a class with one image trains on it
+                test[rng.choice(idx, size=max(1, round(0.2 * len(idx))), replace=False)] = True
+        keep = torch.from_numpy(~test)
+        x, y, xt, yt = xs[keep], ys[keep], xs[~keep], ys[~keep]
+    if skipped:
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(skipped.items()))
+        warnings.warn(
+            f"{root}: skipped {sum(skipped.values())} unreadable files ({kinds})", stacklevel=3
+        )
+    if len(yt) == 0:
+        raise ConfigError("data.path", f"{root}: no image left for a test set")
+    return ImageData("folder", x[:limit_train], y[:limit_train], xt[:limit_test], yt[:limit_test])
 
 
 def _upscale_digits(flat: torch.Tensor) -> torch.Tensor:

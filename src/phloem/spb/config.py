@@ -4,7 +4,7 @@
 
     [model]            # a registered model (phloem spb list) and its own keys
     name = "lenet"
-    [data]             # digits (built in), mnist or cifar10 (from $PHLOEM_DATA_DIR)
+    [data]             # digits (built in), mnist, cifar10 ($PHLOEM_DATA_DIR) or folder (yours)
     name = "mnist"
     [train]            # the recipe (default: the model's own); batch_size is the global batch
     epochs = 3
@@ -56,8 +56,9 @@ class ModelConfig(Section):
 
 @dataclass(frozen=True)
 class DataConfig:
-    """``[data]``: ``name`` (``digits``, ``mnist``, ``cifar10``; default: the model's own),
-    ``path`` (instead of ``$PHLOEM_DATA_DIR``) and optional ``limit_train`` / ``limit_test``
+    """``[data]``: ``name`` (``digits``, ``mnist``, ``cifar10``, or ``folder``: your own
+    labelled images, one subfolder per class; default: the model's own), ``path`` (instead of
+    ``$PHLOEM_DATA_DIR``; the folder for ``folder``) and optional ``limit_train`` / ``limit_test``
     (CIFAR-10: class-balanced heads; MNIST: the first images)."""
 
     name: str | None = None
@@ -136,6 +137,13 @@ class TrainConfig:
                 "train.batch_size",
                 f"{recipe.batch_size} does not split evenly over {self.spb.workers} workers",
                 [f"a multiple of {self.spb.workers}"],
+            )
+        if model.batch_norm and recipe.batch_size // self.spb.workers < 2:
+            raise ConfigError(
+                "train.batch_size",
+                f"{recipe.batch_size} over {self.spb.workers} workers is one image per worker; "
+                f"{self.model.name!r} has batch norm, which needs two",
+                [f">= {2 * self.spb.workers}"],
             )
         plan = DEPTH_PLANS.get(self.plan.name)
         if plan.needs_residual and not model.residual_blocks:

@@ -69,6 +69,8 @@ class BlockModel(Configured, ABC):
     recipe: ClassVar[TrainParams]
     #: whether some blocks are residual (the DropBP baseline needs them)
     residual_blocks: ClassVar[bool] = False
+    #: whether it has batch norm (a worker's shard needs two images or more)
+    batch_norm: ClassVar[bool] = False
 
     @abstractmethod
     def blocks(self) -> Blocks:
@@ -174,6 +176,7 @@ class ResNet20(BlockModel):
         epochs=30, batch_size=128, lr=0.1, momentum=0.9, weight_decay=1e-4, augment=True
     )
     residual_blocks: ClassVar[bool] = True
+    batch_norm: ClassVar[bool] = True
 
     def blocks(self) -> Blocks:
         layers = resnet20_layers(self.params.width)
@@ -210,6 +213,7 @@ class Vgg16(BlockModel):
         schedule=Schedule.COSINE,
         augment=True,
     )
+    batch_norm: ClassVar[bool] = True
 
     def blocks(self) -> Blocks:
         layers = vgg16_layers(self.params.width)

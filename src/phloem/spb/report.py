@@ -111,14 +111,49 @@ def profile_named(
     from phloem.spb.registries import MODELS
 
     checks.integer("--batch-size", batch_size, low=1)
-    checks.integer("--repeats", repeats, low=1)
+    checks.integer("--repeats", repeats, low=1, high=1000)
     data = apply_overrides({"model": {"name": model}}, list(overrides), ModelOnly)
     cfg = from_dict(ModelOnly, data)
     part = MODELS.get(cfg.model.name)(cfg.model.params)
     blocks = part.blocks()
     gen = torch.Generator().manual_seed(seed)
     init_weights(torch.nn.ModuleList(blocks.modules), gen)
+    _fits_in_memory(list(blocks.modules), part.input_shape, batch_size)
     x = torch.rand(batch_size, *part.input_shape, generator=gen)
     y = torch.randint(0, part.num_classes, (batch_size,), generator=gen)
     modules = list(blocks.modules)
     return profile_model(model, blocks.names, modules, x, y, F.cross_entropy, repeats=repeats)
+
+
+def _fits_in_memory(blocks: list[Any], shape: tuple[int, int, int], batch_size: int) -> None:
+    """Refuse a batch whose step would not fit in the memory available now (estimated from a
+    one-image step: inputs plus saved activations, twice over for the gradients), so that a
+    typo is one line naming ``--batch-size``, not the allocator's traceback."""
+    import os
+
+    import torch
+    import torch.nn.functional as F
+
+    from phloem.spb.accounting import measure_step
+
+    try:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not Linux: no check
+        return
+    one = measure_step(
+        blocks,
+        torch.rand(1, *shape),
+        torch.zeros(1, dtype=torch.int64),
+        len(blocks),
+        F.cross_entropy,
+    )
+    per_image = 2 * (one.saved_bytes + 4 * shape[0] * shape[1] * shape[2])
+    if per_image * batch_size > available:
+        from phloem.core.errors import ConfigError
+
+        raise ConfigError(
+            "--batch-size",
+            f"{batch_size} images need about {per_image * batch_size / 2**30:.1f} GiB; "
+            f"{available / 2**30:.1f} GiB of memory is available",
+            [f"<= {available // per_image}"],
+        )

@@ -135,18 +135,27 @@ def build_blocks(cfg: TrainConfig) -> Blocks:
 def load_data(cfg: TrainConfig) -> ImageData:
     """The configured data set, checked against the model's input shape."""
     name = cfg.data_name
+    want = MODELS.get(cfg.model.name).input_shape
     data = load_images(
         name,
         path=cfg.data.path,
         limit_train=cfg.data.limit_train,
         limit_test=cfg.data.limit_test,
         seed=cfg.run.seed,
+        shape=want,
     )
     shape = tuple(data.x_train.shape[1:])
-    want = MODELS.get(cfg.model.name).input_shape
     if shape != want:
         raise ConfigError(
             "data.name", f"{name!r} images are {shape}; {cfg.model.name!r} takes {want}"
+        )
+    classes = MODELS.get(cfg.model.name).num_classes
+    top = int(max(data.y_train.max(), data.y_test.max()))
+    if top >= classes:
+        raise ConfigError(
+            "data.path" if name == "folder" else "data.name",
+            f"{name!r} has {top + 1} classes; {cfg.model.name!r} has {classes} outputs",
+            [f"at most {classes} classes"],
         )
     if len(data.y_train) < cfg.recipe.batch_size:
         raise ConfigError(
@@ -473,6 +482,33 @@ def _load_checkpoint(rd: RunDir) -> dict[str, Any]:
     return ck
 
 
+def _restore(
+    ck: dict[str, Any],
+    rd: RunDir,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    cfg: TrainConfig,
+) -> tuple[int, float, list[RankMeters]]:
+    """Load a checkpoint into the model and optimiser: the next epoch, the wall seconds so
+    far and the meters. A checkpoint of another model or world size, or with fields out of
+    range, is refused naming the file (nothing is half-loaded into a run that goes on)."""
+    try:
+        epoch, wall = int(ck["epoch"]), float(ck["wall_s"])
+        meters = [RankMeters.from_json(m) for m in ck["meters"]]
+        if epoch < -1 or not math.isfinite(wall) or wall < 0:
+            raise ValueError(f"epoch {epoch}, wall_s {wall}")
+        if len(meters) != cfg.spb.workers:
+            raise ValueError(f"{len(meters)} ranks' meters for spb.workers = {cfg.spb.workers}")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise RunNotFoundError(
+            f"{rd.checkpoint_path} does not fit this run ({type(e).__name__}: {e}); it was "
+            "written for another model or config, or altered"
+        ) from None
+    return epoch + 1, wall, meters
+
+
 def _time_to_target(rows: Sequence[Row], target: float | None) -> dict[str, Any] | None:
     if target is None:
         return None
@@ -597,12 +633,11 @@ def _open(cfg: TrainConfig, run_dir: Path | None, resume: bool) -> _Session:
     rows: list[Row] = []
     start_epoch, wall0 = 0, 0.0
     if resume:
-        ck = _load_checkpoint(rd)
-        engine.model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        start_epoch, wall0 = int(ck["epoch"]) + 1, float(ck["wall_s"])
-        meters = [RankMeters.from_json(m) for m in ck["meters"]]
-        rows = rd.history().rows[:start_epoch]
+        start_epoch, wall0, meters = _restore(_load_checkpoint(rd), rd, engine.model, opt, cfg)
+        try:
+            rows = rd.history().rows[:start_epoch]
+        except ValueError as e:  # a row that is not metrics: not a file phloem wrote
+            raise RunNotFoundError(f"{rd.history_path} cannot be read: {e}") from None
     history = None
     if engine.is_main:
         rd.write_config(to_toml(to_dict(cfg)))
