@@ -1,0 +1,162 @@
+"""How fast each job progresses under an allocation.
+
+Alone on its GPUs a job runs as the throughput tables say (:mod:`.apps`). On a GPU it shares:
+
+- **interleave** (Muri, Jigsaw): the jobs take turns by phase; a job's compute occupies a GPU
+  for ``u = compute_s / iteration_s`` of its time alone, its synchronisation the link for
+  ``v = sync_s / iteration_s``. The GPU's jobs all run at ``1 / max(1, sum u, sum v)`` of their
+  speed, less a switching ``overhead``: complementary jobs share for free, two compute-bound
+  ones halve. A shallow SPB worker's ``u`` is its ``shallow_compute`` share of the full one.
+- **concurrent** (Gandiva's packing): each job runs at Gavel's measured pair factor for its
+  type next to the other's.
+
+A data-parallel job is as fast as its slowest worker: its factor is the smallest over its GPUs.
+An SPB job's rate is divided by ``1 + penalty`` (extra epochs to the same accuracy).
+
+Useful GPU-seconds are the compute seconds that advance training (the penalty's share
+excluded): ``sum over the job's GPUs of u x factor``, per second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from phloem.jigsaw.apps import Colocation, IterTime, ThroughputModel, placement_of
+from phloem.jigsaw.cluster import ClusterSpec
+from phloem.jigsaw.jobs import Job
+from phloem.jigsaw.policies.base import Sharing
+from phloem.jigsaw.spbmodel import SpbFactors
+
+__all__ = ["Estimate", "JobRate", "RateModel"]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A job alone on some GPUs.
+
+    Attributes
+    ----------
+    iteration
+        Its iteration (compute, sync, samples).
+    rate
+        Work per second (samples at the initial batch size; SPB penalty applied).
+    compute_share
+        ``u``: fraction of a full worker's GPU time spent computing.
+    shallow_share
+        ``u`` of a shallow worker (equal to ``compute_share`` without SPB).
+    sync_share
+        ``v``: fraction of the time spent synchronising.
+    """
+
+    iteration: IterTime
+    rate: float
+    compute_share: float
+    shallow_share: float
+    sync_share: float
+
+
+@dataclass(frozen=True)
+class JobRate:
+    """A running job's progress per second: ``work`` (samples at the initial batch size),
+    ``useful_gpu`` (useful GPU-seconds), ``network_bytes`` (inter-node), ``samples``."""
+
+    work: float
+    useful_gpu: float
+    network_bytes: float
+    samples: float
+
+
+class RateModel:
+    """Rates of jobs under an allocation (see the module docstring).
+
+    Parameters
+    ----------
+    jobs
+        The trace's jobs (indices are allocation keys).
+    model, colocation, cluster
+        Throughput tables, Gavel's pair factors, the cluster.
+    spb
+        SPB's factors.
+    penalty
+        Whether SPB's statistical-efficiency penalty applies.
+    overhead
+        Switching cost of interleaving, a fraction of speed.
+    """
+
+    def __init__(
+        self,
+        jobs: tuple[Job, ...],
+        model: ThroughputModel,
+        colocation: Colocation | None,
+        cluster: ClusterSpec,
+        spb: SpbFactors,
+        *,
+        penalty: bool = True,
+        overhead: float = 0.05,
+    ) -> None:
+        self.jobs = jobs
+        self.model = model
+        self.colocation = colocation
+        self.cluster = cluster
+        self.spb = spb
+        self.penalty = spb.penalty if penalty else 0.0
+        self.overhead = overhead
+
+    def estimate(
+        self, index: int, gpus: tuple[int, ...], shallow: frozenset[int] = frozenset()
+    ) -> Estimate:
+        job = self.jobs[index]
+        placement = placement_of(gpus, self.cluster.gpus_per_node)
+        it = self.model.iteration(job.app, placement, job.batch_size)
+        eff = self.model.apps[job.app].efficiency(job.batch_size)
+        rate = it.samples / it.total_s * eff
+        u = it.compute_s / it.total_s * job.gpu_fraction
+        us = u
+        if shallow:
+            rate /= 1.0 + self.penalty
+            us = u * self.spb.shallow_compute
+        return Estimate(it, rate, u, us, it.sync_s / it.total_s if len(placement) > 1 else 0.0)
+
+    def rates(
+        self,
+        gpus: Mapping[int, tuple[int, ...]],
+        shallow: Mapping[int, frozenset[int]],
+        sharing: Sharing,
+    ) -> dict[int, JobRate]:
+        """Each running job's rates under the allocation ``gpus`` / ``shallow``."""
+        est = {j: self.estimate(j, g, shallow.get(j, frozenset())) for j, g in gpus.items()}
+        on: dict[int, list[int]] = {}
+        for j, g in gpus.items():
+            for x in g:
+                on.setdefault(x, []).append(j)
+
+        def share(j: int, gpu: int) -> float:
+            e = est[j]
+            return e.shallow_share if gpu in shallow.get(j, ()) else e.compute_share
+
+        out: dict[int, JobRate] = {}
+        for j, g in gpus.items():
+            e, job = est[j], self.jobs[j]
+            factor = 1.0
+            for x in g:
+                others = [k for k in on[x] if k != j]
+                if not others:
+                    continue
+                if sharing is Sharing.CONCURRENT and self.colocation is not None:
+                    ty = self.model.apps[job.app].gavel_type
+                    f = 1.0
+                    for k in others:
+                        f *= self.colocation.factor(ty, self.model.apps[self.jobs[k].app].gavel_type)
+                else:
+                    load_u = sum(share(k, x) for k in on[x])
+                    load_v = sum(est[k].sync_share for k in on[x])
+                    f = (1.0 - self.overhead) / max(1.0, load_u, load_v)
+                factor = min(factor, f)
+            u_sum = sum(share(j, x) for x in g)
+            useful = u_sum * factor / ((1.0 + self.penalty) if shallow.get(j) else 1.0)
+            nodes = len({self.cluster.node_of(x) for x in g})
+            iters = factor / e.iteration.total_s
+            net = 2.0 * (nodes - 1) * self.model.apps[job.app].model_bytes * iters
+            out[j] = JobRate(e.rate * factor, useful, net, e.iteration.samples * iters)
+        return out
