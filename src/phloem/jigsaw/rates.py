@@ -4,9 +4,12 @@ Alone on its GPUs a job runs as the throughput tables say (:mod:`.apps`). On a G
 
 - **interleave** (Muri, Jigsaw): the jobs take turns by phase; a job's compute occupies a GPU
   for ``u = compute_s / iteration_s`` of its time alone, its synchronisation the link for
-  ``v = sync_s / iteration_s``. The GPU's jobs all run at ``1 / max(1, sum u, sum v)`` of their
-  speed, less a switching ``overhead``: complementary jobs share for free, two compute-bound
-  ones halve. A shallow SPB worker's ``u`` is its ``shallow_compute`` share of the full one.
+  ``v = sync_s / iteration_s``. Under Muri the GPU's jobs all run at
+  ``1 / max(1, sum u, sum v)`` of their speed: complementary jobs share for free, two
+  compute-bound ones halve. Under Jigsaw the host (the job whose shallow worker lends the GPU)
+  goes first and keeps its speed; a guest runs at ``min(1, (1 - u_host) / u_guest, (1 -
+  v_host) / v_guest)`` of its speed, in the host's idle time. Both lose a switching
+  ``overhead``. A shallow SPB worker's ``u`` is its ``shallow_compute`` share of the full one.
 - **concurrent** (Gandiva's packing): each job runs at Gavel's measured pair factor for its
   type next to the other's.
 
@@ -19,7 +22,7 @@ excluded): ``sum over the job's GPUs of u x factor``, per second.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from phloem.jigsaw.apps import Colocation, IterTime, ThroughputModel, placement_of
@@ -118,6 +121,41 @@ class RateModel:
             us = u * self.spb.shallow_compute
         return Estimate(it, rate, u, us, it.sync_s / it.total_s if len(placement) > 1 else 0.0)
 
+    def pair_factors(self, a: int, b: int) -> tuple[float, float] | None:
+        if self.colocation is None:
+            return None
+        ta = self.model.apps[self.jobs[a].app].gavel_type
+        tb = self.model.apps[self.jobs[b].app].gavel_type
+        fa, fb = self.colocation.factor(ta, tb), self.colocation.factor(tb, ta)
+        return (fa, fb) if fa > 0 and fb > 0 else None
+
+    def memory_gb(self, index: int) -> float:
+        return self.model.apps[self.jobs[index].app].memory_gb
+
+    def shallow_count(self, index: int) -> int:
+        job = self.jobs[index]
+        return self.spb.shallow_count(job.num_gpus) if job.spb else 0
+
+    def interleave_speeds(
+        self, parts: Sequence[tuple[Estimate, bool]], *, host_first: bool = False
+    ) -> list[float]:
+        if len(parts) < 2:
+            return [1.0] * len(parts)
+        us = [e.shallow_share if sh else e.compute_share for e, sh in parts]
+        vs = [e.sync_share for e, _ in parts]
+        keep = 1.0 - self.overhead
+        if not host_first:
+            return [keep / max(1.0, sum(us), sum(vs))] * len(parts)
+        out = []
+        left_u, left_v = 1.0, 1.0
+        for u, v in zip(us, vs, strict=True):
+            s = min(1.0, left_u / u if u > 0 else 1.0, left_v / v if v > 0 else 1.0)
+            s = max(s, 0.0)
+            out.append(keep * s)
+            left_u -= u * s
+            left_v -= v * s
+        return out
+
     def rates(
         self,
         gpus: Mapping[int, tuple[int, ...]],
@@ -149,9 +187,13 @@ class RateModel:
                     for k in others:
                         f *= self.colocation.factor(ty, self.model.apps[self.jobs[k].app].gavel_type)
                 else:
-                    load_u = sum(share(k, x) for k in on[x])
-                    load_v = sum(est[k].sync_share for k in on[x])
-                    f = (1.0 - self.overhead) / max(1.0, load_u, load_v)
+                    # a host lending this GPU (a shallow worker) goes first; guests fill in
+                    ks = sorted(on[x], key=lambda k: x not in shallow.get(k, ()))
+                    host_first = x in shallow.get(ks[0], ())
+                    speeds = self.interleave_speeds(
+                        [(est[k], x in shallow.get(k, ())) for k in ks], host_first=host_first
+                    )
+                    f = speeds[ks.index(j)]
                 factor = min(factor, f)
             u_sum = sum(share(j, x) for x in g)
             useful = u_sum * factor / ((1.0 + self.penalty) if shallow.get(j) else 1.0)

@@ -76,7 +76,8 @@ class SimResult:
 
     Per job (arrays indexed like ``trace.jobs``): ``start_s`` (first time it held GPUs; NaN:
     never), ``finish_s`` (NaN: unfinished), ``gpu_s`` (GPU-seconds held), ``useful_gpu_s``,
-    ``samples``, ``network_bytes``, ``restarts``, ``spb_s`` (seconds run with shallow workers).
+    ``samples``, ``network_bytes``, ``restarts``, ``spb_s`` (seconds run with shallow workers),
+    ``work_done``.
     Over time: ``timeline`` rows ``(time, busy GPUs, running jobs, waiting jobs)`` at each
     decision; ``busy_gpu_s`` (GPU-seconds with at least one job); ``decisions`` (policy
     calls); ``end_s``; ``segments`` (when recorded).
@@ -99,6 +100,7 @@ class SimResult:
     end_s: float
     segments: list[Segment] = field(default_factory=list)
     refused: dict[str, int] = field(default_factory=dict)
+    work_done: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 def _check(alloc: Allocation, state: ClusterState, rates: RateModel, sharing: Sharing) -> None:
@@ -281,7 +283,7 @@ def simulate(
             JobStatus(j, jobs[j], float(attained[j]), float(gpu_s[j]), alloc.gpus.get(j, ()))
             for j in active
         ]
-        state = ClusterState(now, cluster, statuses, rates.estimate)
+        state = ClusterState(now, cluster, statuses, rates)
         new = policy.allocate(state)
         decisions += 1
         _check(new, state, rates, sharing)
@@ -327,7 +329,7 @@ def simulate(
             close_segment(j, now)
     return SimResult(
         trace, cluster, policy.name, start, finish, gpu_s, useful, samples, net, restarts,
-        spb_s, timeline, busy_gpu_s, decisions, now, segments, refused,
+        spb_s, timeline, busy_gpu_s, decisions, now, segments, refused, done,
     )  # fmt: skip
 
 

@@ -24,7 +24,16 @@ from pathlib import Path
 from phloem.core import checks
 from phloem.core.errors import ConfigError
 
-__all__ = ["SpbFactors", "epochs_to", "penalty_from_histories", "shallow_compute_from_profile"]
+__all__ = ["PENALTY", "SHALLOW_COMPUTE", "SpbFactors", "epochs_to", "penalty_from_histories", "shallow_compute_from_profile"]
+
+
+#: ResNet-20 at half depth (6 of 11 blocks): 37.6 ms of a 68.9 ms step, measured by
+#: ``phloem spb profile resnet20 --batch-size 32`` on this project's 2-core CPU machine
+#: (benchmarks/jigsaw/spb_inputs/resnet20_profile.json)
+SHALLOW_COMPUTE = 0.547
+#: the static half-depth plan's extra epochs to the same accuracy on CIFAR-10 (ResNet-20,
+#: 3 seeds: 0.30, 0.21, 0.33; benchmarks/spb/quality/results/cifar10_resnet20_w8.json)
+PENALTY = 0.28
 
 
 @dataclass(frozen=True)
@@ -32,8 +41,8 @@ class SpbFactors:
     """``shallow_compute`` in (0, 1], ``penalty`` >= 0, ``shallow_fraction`` of an SPB job's
     GPUs (rounded down, at least one GPU stays deep) that run shallow."""
 
-    shallow_compute: float = 0.57
-    penalty: float = 0.05
+    shallow_compute: float = SHALLOW_COMPUTE
+    penalty: float = PENALTY
     shallow_fraction: float = 0.5
 
     def __post_init__(self) -> None:

@@ -15,7 +15,7 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from phloem.core.registry import Configured
 from phloem.jigsaw.cluster import ClusterSpec, FreeGpus
@@ -24,7 +24,7 @@ from phloem.jigsaw.jobs import Job
 if TYPE_CHECKING:
     from phloem.jigsaw.rates import Estimate
 
-__all__ = ["Allocation", "ClusterState", "JobStatus", "SchedulingPolicy", "Sharing"]
+__all__ = ["Allocation", "ClusterState", "JobStatus", "Oracle", "SchedulingPolicy", "Sharing"]
 
 
 class Sharing(enum.Enum):
@@ -80,6 +80,36 @@ class Allocation:
     review_at_s: float | None = None
 
 
+class Oracle(Protocol):
+    """What a profiling scheduler knows about jobs (the simulator's rate model answers)."""
+
+    def estimate(self, index: int, gpus: tuple[int, ...], shallow: frozenset[int]) -> Estimate:
+        """Job ``index`` alone on ``gpus`` (``shallow``: its GPUs running partial backprop)."""
+        ...
+
+    def pair_factors(self, a: int, b: int) -> tuple[float, float] | None:
+        """Measured speeds of jobs ``a`` and ``b`` sharing a GPU concurrently, each over its
+        speed alone (``None``: the pair was not measured or does not fit)."""
+        ...
+
+    def memory_gb(self, index: int) -> float:
+        """GPU memory one worker of job ``index`` needs."""
+        ...
+
+    def shallow_count(self, index: int) -> int:
+        """How many of job ``index``'s GPUs may run shallow (0: it does not accept SPB)."""
+        ...
+
+    def interleave_speeds(
+        self, parts: Sequence[tuple[Estimate, bool]], *, host_first: bool = False
+    ) -> list[float]:
+        """Speeds (each over alone) of jobs interleaved on one GPU; each part is a job's
+        estimate and whether it is a shallow worker there. ``host_first``: the first part's
+        phases go first and the others fill its idle time (Jigsaw); else all slow alike
+        (Muri)."""
+        ...
+
+
 class ClusterState:
     """What a policy sees at a decision point (read-only by convention).
 
@@ -91,27 +121,29 @@ class ClusterState:
         The cluster.
     jobs
         The active jobs, in arrival order.
-    estimate
-        ``estimate(index, gpus, shallow)``: the job's iteration and rate alone on ``gpus``
-        (what a profiling scheduler knows; Gavel, Gandiva, Muri and Jigsaw use it).
+    oracle
+        Throughput estimates (what a profiling scheduler knows; Gavel ignores it, Gandiva,
+        Muri and Jigsaw use it).
     """
 
     def __init__(
-        self,
-        now_s: float,
-        cluster: ClusterSpec,
-        jobs: Sequence[JobStatus],
-        estimate: object,
+        self, now_s: float, cluster: ClusterSpec, jobs: Sequence[JobStatus], oracle: Oracle
     ) -> None:
         self.now_s = now_s
         self.cluster = cluster
         self.jobs = jobs
-        self._estimate = estimate
+        self.oracle = oracle
 
     def estimate(
         self, index: int, gpus: tuple[int, ...], shallow: frozenset[int] = frozenset()
     ) -> Estimate:
-        return self._estimate(index, gpus, shallow)  # type: ignore[operator, no-any-return]
+        return self.oracle.estimate(index, gpus, shallow)
+
+    def pair_factors(self, a: int, b: int) -> tuple[float, float] | None:
+        return self.oracle.pair_factors(a, b)
+
+    def memory_gb(self, index: int) -> float:
+        return self.oracle.memory_gb(index)
 
     def free(self, used: Mapping[int, tuple[int, ...]] | None = None) -> FreeGpus:
         """The GPUs not in ``used`` (default: none used)."""
