@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from phloem.cli import attack, data, fl, iot, secagg, spb
+from phloem.cli import attack, data, fl, iot, jigsaw, secagg, spb
 from phloem.cli.common import err, guarded
 from phloem.core.history import History
 from phloem.core.rundir import RunDir, list_runs
@@ -28,6 +28,7 @@ app.add_typer(secagg.app, name="secagg")
 app.add_typer(iot.app, name="iot")
 app.add_typer(attack.app, name="attack")
 app.add_typer(spb.app, name="spb")
+app.add_typer(jigsaw.app, name="jigsaw")
 runs_app = typer.Typer(help="Inspect run folders.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 console = Console()

@@ -2,11 +2,14 @@
 
 Throughput comes from the Pollux artifact's measured step and synchronisation times
 (Qiao et al., "Pollux: Co-adaptive Cluster Scheduling for Goodput-Optimized Deep Learning",
-OSDI 2021; ``traces/<app>/placements.csv`` and ``scalability.csv``): for a placement (GPUs per
+OSDI 2021; ``traces/<app>/placements.csv`` and ``scalability.csv``, bundled in ``tables/``): for a placement (GPUs per
 node) and a per-GPU batch, one iteration takes ``step_time`` seconds, ``sync_time`` of which is
 gradient synchronisation. A measured placement is interpolated in the per-GPU batch; any other
 (more GPUs per node than the 4-GPU nodes the artifact measured, more nodes) is interpolated over
 (nodes, replicas, per-GPU batch), and outside the measured hull takes the nearest measurement.
+Nodes with more GPUs than the artifact's 4 synchronise as a measured node of 4 does (a ring
+inside one node costs about the same for 4 or 8 GPUs) and compute at the same per-GPU batch;
+more nodes than the 16 measured count as 16.
 
 A job's work is counted in *samples at the application's initial batch size* (``epochs`` passes
 over ``dataset_size`` samples; Pollux's ``max_epochs``). At a larger batch ``B`` each sample is
@@ -18,7 +21,7 @@ for every application (:data:`NOISE`; ``None``: no loss).
 
 Co-location slowdowns come from Gavel's measured table (Narayanan et al., "Heterogeneity-Aware
 Cluster Scheduling Policies for Deep Learning Workloads", OSDI 2020;
-``simulation_throughputs.json``): the throughput of a job type next to another on one V100,
+``simulation_throughputs.json``, its V100 entries bundled): the throughput of a job type next to another on one V100,
 over its throughput alone.
 """
 
@@ -160,6 +163,8 @@ class _AppTable:
     values: np.ndarray  # (step, sync)
     min_local: int
     max_local: int
+    max_per_node: int
+    max_nodes: int
     _interp: object = field(default=None, repr=False)
     _nearest: object = field(default=None, repr=False)
 
@@ -205,9 +210,11 @@ def _load_table(folder: Path) -> _AppTable:
         pts.append((float(r["num_nodes"]), float(r["num_replicas"]), float(r["local_bsz"])))
         vals.append((float(r["step_time"]), float(r["sync_time"])))
     all_lbs = [int(r["local_bsz"]) for r in rows]
+    p = np.array(pts)
     return _AppTable(
-        local, step, sync, np.array(pts), np.array(vals), min(all_lbs), max(all_lbs)
-    )
+        local, step, sync, p, np.array(vals), min(all_lbs), max(all_lbs),
+        max(max(k) for k in local), int(p[:, 0].max()),
+    )  # fmt: skip
 
 
 class ThroughputModel:
@@ -251,12 +258,18 @@ class ThroughputModel:
         accum = max(math.ceil(local / t.max_local - 1e-8) - 1, 0)
         atomic = math.ceil(local / (accum + 1) - 1e-8)
         x = float(min(max(atomic, t.min_local), t.max_local))
-        if key in t.local_bsz:
-            lbs = t.local_bsz[key]
-            step = float(np.interp(x, lbs, t.step[key]))
-            sync = float(np.interp(x, lbs, t.sync[key]))
+        # more GPUs on a node than measured (4): synchronisation as with the measured maximum
+        # per node (a ring inside a node costs about the same for 4 or 8 GPUs), compute at the
+        # same per-GPU batch
+        probe = tuple(sorted(min(c, t.max_per_node) for c in key))
+        if probe in t.local_bsz:
+            lbs = t.local_bsz[probe]
+            step = float(np.interp(x, lbs, t.step[probe]))
+            sync = float(np.interp(x, lbs, t.sync[probe]))
         else:
-            step, sync = (float(v) for v in t.scattered(np.array([[len(key), n, x]])))
+            nodes = min(len(probe), t.max_nodes)
+            reps = min(sum(probe), nodes * t.max_per_node)
+            step, sync = (float(v) for v in t.scattered(np.array([[nodes, reps, x]])))
         sync = min(max(sync, 0.0), step)
         compute = (step - sync) * (accum + 1)
         return IterTime(compute, sync, n * atomic * (accum + 1))
@@ -272,14 +285,15 @@ class ThroughputModel:
         return max(self.apps[app].init_batch_size, self._tables[app].min_local * num_gpus)
 
 
-def pollux_dir(data_dir: Path) -> Path:
-    return data_dir / "traces" / "pollux" / "traces"
+#: the bundled copies of the measurement tables (see ``tables/NOTICE.md``)
+TABLES = Path(__file__).parent / "tables"
 
 
 def load_throughput(
-    data_dir: Path, apps: Mapping[str, AppSpec] | None = None
+    folder: Path | None = None, apps: Mapping[str, AppSpec] | None = None
 ) -> ThroughputModel:
-    """The throughput model from ``<data_dir>/traces/pollux/traces/<app>/``.
+    """The throughput model from ``<folder>/<app>/{placements,scalability}.csv`` (default: the
+    bundled copy of the Pollux artifact's ``simulator/traces``).
 
     Raises
     ------
@@ -287,18 +301,17 @@ def load_throughput(
         Naming the folder, when an application's tables are missing.
     """
     specs = dict(APPLICATIONS if apps is None else apps)
-    root = pollux_dir(data_dir)
+    root = TABLES / "pollux" if folder is None else folder
     tables = {}
     for name in specs:
-        folder = root / name
-        if not (folder / "placements.csv").is_file() or not (folder / "scalability.csv").is_file():
+        sub = root / name
+        if not (sub / "placements.csv").is_file() or not (sub / "scalability.csv").is_file():
             raise DataNotFoundError(
                 f"the Pollux throughput tables of {name!r}",
-                [folder],
-                "Put the Pollux artifact's traces/<app>/{placements,scalability}.csv there "
-                "(set PHLOEM_DATA_DIR to the shared data folder).",
+                [sub],
+                "Put the Pollux artifact's traces/<app>/{placements,scalability}.csv there.",
             )
-        tables[name] = _load_table(folder)
+        tables[name] = _load_table(sub)
     return ThroughputModel(tables, specs)
 
 
@@ -317,18 +330,25 @@ class Colocation:
         return tuple(sorted({a for a, _ in self._table}))
 
 
-def load_colocation(data_dir: Path, gpu: str = "v100") -> Colocation:
-    """Gavel's single-GPU co-location factors on ``gpu`` from
-    ``<data_dir>/traces/gavel/simulation_throughputs.json``."""
-    path = data_dir / "traces" / "gavel" / "simulation_throughputs.json"
+def load_colocation(path: Path | None = None) -> Colocation:
+    """Gavel's single-GPU co-location factors: from the bundled V100 extract (default), or
+    from a ``simulation_throughputs.json`` of Gavel's (its ``v100`` entries)."""
+    if path is None:
+        data = json.loads((TABLES / "gavel_v100_pairs.json").read_text(encoding="utf-8"))
+        out = {
+            (a, b): float(v) / float(row["alone"])
+            for a, row in data["types"].items()
+            for b, v in row["with"].items()
+            if float(row["alone"]) > 0
+        }
+        return Colocation(out)
     if not path.is_file():
         raise DataNotFoundError(
-            "Gavel's throughput table", [path],
-            "Put Gavel's simulation_throughputs.json there (set PHLOEM_DATA_DIR).",
-        )  # fmt: skip
-    data = json.loads(path.read_text(encoding="utf-8"))[gpu]
-    out: dict[tuple[str, str], float] = {}
-    for key, row in data.items():
+            "Gavel's throughput table", [path], "Give the path of simulation_throughputs.json."
+        )
+    full = json.loads(path.read_text(encoding="utf-8"))["v100"]
+    table: dict[tuple[str, str], float] = {}
+    for key, row in full.items():
         a, scale = ast.literal_eval(key)
         if scale != 1:
             continue
@@ -338,8 +358,8 @@ def load_colocation(data_dir: Path, gpu: str = "v100") -> Colocation:
                 continue
             b, s = ast.literal_eval(other)
             if s == 1 and alone > 0:
-                out[a, b] = float(pair[0]) / alone
-    return Colocation(out)
+                table[a, b] = float(pair[0]) / alone
+    return Colocation(table)
 
 
 def placement_of(gpus: Sequence[int], gpus_per_node: int) -> tuple[int, ...]:

@@ -6,6 +6,8 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
+
 from phloem.core import checks
 from phloem.core.errors import ConfigError
 
@@ -66,12 +68,11 @@ class FreeGpus:
 
     def __init__(self, cluster: ClusterSpec, used: Iterable[int] = ()) -> None:
         self.cluster = cluster
-        k = cluster.gpus_per_node
-        taken = set(used)
-        self._free = [
-            [g for g in range(n * k, (n + 1) * k) if g not in taken] for n in range(cluster.nodes)
-        ]
-        self.count = sum(len(f) for f in self._free)
+        self._free = np.ones(cluster.num_gpus, dtype=bool)
+        taken = np.fromiter(used, dtype=np.int64)
+        self._free[taken] = False
+        self._per_node = self._free.reshape(cluster.nodes, cluster.gpus_per_node).sum(axis=1)
+        self.count = int(self._per_node.sum())
 
     def take(self, n: int, mode: PlacementMode | None = None) -> tuple[int, ...] | None:
         """``n`` free GPUs (removed from the pool), or ``None`` when fewer are free.
@@ -82,26 +83,32 @@ class FreeGpus:
         if n > self.count:
             return None
         mode = self.cluster.mode if mode is None else mode
+        k = self.cluster.gpus_per_node
         out: list[int] = []
         if mode is PlacementMode.CONSOLIDATED:
             while len(out) < n:
-                node = max(range(len(self._free)), key=lambda i: (len(self._free[i]), -i))
-                want = min(n - len(out), len(self._free[node]))
-                out += self._free[node][:want]
-                del self._free[node][:want]
+                node = int(np.argmax(self._per_node))
+                want = min(n - len(out), int(self._per_node[node]))
+                ids = np.flatnonzero(self._free[node * k : (node + 1) * k])[:want] + node * k
+                out += ids.tolist()
+                self._free[ids] = False
+                self._per_node[node] -= want
         else:
-            order = sorted(range(len(self._free)), key=lambda i: (-len(self._free[i]), i))
+            order = sorted(range(self.cluster.nodes), key=lambda i: (-self._per_node[i], i))
             while len(out) < n:
                 for node in order:
-                    if self._free[node] and len(out) < n:
-                        out.append(self._free[node].pop(0))
+                    if self._per_node[node] and len(out) < n:
+                        g = int(np.flatnonzero(self._free[node * k : (node + 1) * k])[0]) + node * k
+                        out.append(g)
+                        self._free[g] = False
+                        self._per_node[node] -= 1
         self.count -= n
         return tuple(sorted(out))
 
     def release(self, gpus: Iterable[int]) -> None:
         """Put ``gpus`` back."""
         for g in gpus:
-            self._free[self.cluster.node_of(g)].append(g)
-            self.count += 1
-        for f in self._free:
-            f.sort()
+            if not self._free[g]:
+                self._free[g] = True
+                self._per_node[self.cluster.node_of(g)] += 1
+                self.count += 1

@@ -105,10 +105,21 @@ class RateModel:
         self.spb = spb
         self.penalty = spb.penalty if penalty else 0.0
         self.overhead = overhead
+        self._estimates: dict[tuple[int, tuple[int, ...], frozenset[int]], Estimate] = {}
+        self._alone: dict[tuple[int, tuple[int, ...], frozenset[int]], JobRate] = {}
 
     def estimate(
         self, index: int, gpus: tuple[int, ...], shallow: frozenset[int] = frozenset()
     ) -> Estimate:
+        key = (index, gpus, shallow)
+        e = self._estimates.get(key)
+        if e is None:
+            if len(self._estimates) > 200_000:
+                self._estimates.clear()
+            e = self._estimates[key] = self._estimate(index, gpus, shallow)
+        return e
+
+    def _estimate(self, index: int, gpus: tuple[int, ...], shallow: frozenset[int]) -> Estimate:
         job = self.jobs[index]
         placement = placement_of(gpus, self.cluster.gpus_per_node)
         it = self.model.iteration(job.app, placement, job.batch_size)
@@ -163,11 +174,40 @@ class RateModel:
         sharing: Sharing,
     ) -> dict[int, JobRate]:
         """Each running job's rates under the allocation ``gpus`` / ``shallow``."""
-        est = {j: self.estimate(j, g, shallow.get(j, frozenset())) for j, g in gpus.items()}
         on: dict[int, list[int]] = {}
+        if sharing is not Sharing.NONE:
+            for j, g in gpus.items():
+                for x in g:
+                    on.setdefault(x, []).append(j)
+        out: dict[int, JobRate] = {}
+        shared: list[int] = []
+        nothing: frozenset[int] = frozenset()
         for j, g in gpus.items():
-            for x in g:
-                on.setdefault(x, []).append(j)
+            if on and any(len(on[x]) > 1 for x in g):
+                shared.append(j)
+                continue
+            key = (j, g, shallow.get(j, nothing))
+            r = self._alone.get(key)
+            if r is None:
+                if len(self._alone) > 200_000:
+                    self._alone.clear()
+                r = self._alone[key] = self._rates({j: g}, shallow, sharing, {x: [j] for x in g})[j]
+            out[j] = r
+        if shared:
+            out.update(self._rates({j: gpus[j] for j in shared}, shallow, sharing, on))
+        return out
+
+    def _rates(
+        self,
+        gpus: Mapping[int, tuple[int, ...]],
+        shallow: Mapping[int, frozenset[int]],
+        sharing: Sharing,
+        on: Mapping[int, list[int]],
+    ) -> dict[int, JobRate]:
+        nothing: frozenset[int] = frozenset()
+        holders = {k for g in gpus.values() for x in g for k in on[x]}
+        est = {k: self.estimate(k, self._gpus_of(k, gpus, on), shallow.get(k, nothing))
+               for k in holders}  # fmt: skip
 
         def share(j: int, gpu: int) -> float:
             e = est[j]
@@ -202,3 +242,11 @@ class RateModel:
             net = 2.0 * (nodes - 1) * self.model.apps[job.app].model_bytes * iters
             out[j] = JobRate(e.rate * factor, useful, net, e.iteration.samples * iters)
         return out
+
+    @staticmethod
+    def _gpus_of(
+        k: int, gpus: Mapping[int, tuple[int, ...]], on: Mapping[int, list[int]]
+    ) -> tuple[int, ...]:
+        if k in gpus:
+            return gpus[k]
+        return tuple(sorted(x for x, js in on.items() if k in js))

@@ -57,16 +57,9 @@ def _data_dir() -> Path | None:
     return data_dir()
 
 
-def load_tables(data_dir: Path | None) -> tuple[ThroughputModel, Colocation]:
-    """The Pollux throughput tables and Gavel's co-location table."""
-    from phloem.core.errors import DataNotFoundError
-
-    if data_dir is None:
-        raise DataNotFoundError(
-            "the Pollux throughput tables and Gavel's co-location table", [],
-            "Set PHLOEM_DATA_DIR to the shared data folder (traces/pollux, traces/gavel).",
-        )  # fmt: skip
-    return load_throughput(data_dir), load_colocation(data_dir)
+def load_tables() -> tuple[ThroughputModel, Colocation]:
+    """The bundled Pollux throughput tables and Gavel's co-location table."""
+    return load_throughput(), load_colocation()
 
 
 def load_trace(config: SimConfig, model: ThroughputModel, data_dir: Path | None) -> Trace:
@@ -105,7 +98,7 @@ def run_simulation(
     """
     t0 = time.perf_counter()
     data_dir = data_dir if data_dir is not None else _data_dir()
-    model, coloc = tables if tables is not None else load_tables(data_dir)
+    model, coloc = tables if tables is not None else load_tables()
     trace = load_trace(config, model, data_dir)
     if not len(trace):
         raise ConfigError("trace", f"{trace.source or config.trace.name}: no jobs to simulate "
@@ -176,7 +169,7 @@ def compare_policies(
     ``[policy]`` when it names the same policy); with ``out_dir``, a JCT CDF of all and a
     ``comparison.json``."""
     data_dir = data_dir if data_dir is not None else _data_dir()
-    tables = load_tables(data_dir)
+    tables = load_tables()
     reports = []
     for name in policies:
         POLICIES.get(name, field="--policy")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -103,11 +103,22 @@ class SimResult:
     work_done: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
-def _check(alloc: Allocation, state: ClusterState, rates: RateModel, sharing: Sharing) -> None:
-    active = {s.index for s in state.jobs}
-    per_gpu: dict[int, list[int]] = {}
-    cap = state.cluster.num_gpus
+def _check(
+    alloc: Allocation,
+    previous: Allocation,
+    active: Mapping[int, object],
+    cluster: ClusterSpec,
+    rates: RateModel,
+    sharing: Sharing,
+) -> None:
+    """Raise :class:`InvalidAllocation` unless ``alloc`` fits the cluster (jobs whose GPUs did
+    not change since ``previous`` were checked then)."""
+    cap = cluster.num_gpus
+    total = 0
     for j, gpus in alloc.gpus.items():
+        total += len(gpus)
+        if previous.gpus.get(j) == gpus:
+            continue
         if j not in active:
             raise InvalidAllocation(f"policy allocated GPUs to job {j}, which is not active")
         job = rates.jobs[j]
@@ -115,24 +126,28 @@ def _check(alloc: Allocation, state: ClusterState, rates: RateModel, sharing: Sh
             raise InvalidAllocation(
                 f"job {job.name} asks for {job.num_gpus} GPUs and got {len(set(gpus))}"
             )
-        for g in gpus:
-            if not 0 <= g < cap:
-                raise InvalidAllocation(f"GPU {g} is not in the cluster (0..{cap - 1})")
-            per_gpu.setdefault(g, []).append(j)
+        if gpus and not (0 <= min(gpus) and max(gpus) < cap):
+            raise InvalidAllocation(f"job {job.name}: GPUs outside the cluster (0..{cap - 1})")
     for j, sh in alloc.shallow.items():
         if j not in alloc.gpus or not sh <= set(alloc.gpus[j]) or not rates.jobs[j].spb:
             raise InvalidAllocation(f"job {j}: shallow GPUs must be its own and it must allow SPB")
         if len(sh) >= len(alloc.gpus[j]):
             raise InvalidAllocation(f"job {j}: at least one of its GPUs must stay deep")
-    mem = state.cluster.gpu_memory_gb
+    distinct = len({g for gs in alloc.gpus.values() for g in gs})
+    if distinct == total:
+        return
+    if sharing is Sharing.NONE:
+        raise InvalidAllocation("a GPU given to two jobs by a policy that does not share")
+    per_gpu: dict[int, list[int]] = {}
+    for j, gpus in alloc.gpus.items():
+        for g in gpus:
+            per_gpu.setdefault(g, []).append(j)
+    mem = cluster.gpu_memory_gb
     for g, js in per_gpu.items():
-        if len(js) == 1:
-            continue
-        if sharing is Sharing.NONE:
-            raise InvalidAllocation(f"GPU {g} given to {len(js)} jobs by a policy that does not share")
-        used = sum(rates.model.apps[rates.jobs[j].app].memory_gb for j in js)
-        if used > mem + 1e-9:
-            raise InvalidAllocation(f"GPU {g}: jobs {js} need {used:g} GB of {mem:g} GB")
+        if len(js) > 1:
+            used = sum(rates.memory_gb(j) for j in js)
+            if used > mem + 1e-9:
+                raise InvalidAllocation(f"GPU {g}: jobs {js} need {used:g} GB of {mem:g} GB")
 
 
 def simulate(
@@ -226,6 +241,8 @@ def simulate(
         t_dec = t_event
         if opt.round_s > 0:
             t_dec = math.ceil(t_event / opt.round_s - 1e-9) * opt.round_s
+            if t_dec < t_event:  # within rounding of a round boundary, but after it
+                t_dec += opt.round_s
         t_dec = max(t_dec, now)
         if t_dec > opt.max_time_s:
             t_dec = opt.max_time_s
@@ -261,7 +278,8 @@ def simulate(
                 # GPUs of finished jobs were busy only until their finish
                 for k in np.flatnonzero(gone):
                     j = int(idx[k])
-                    busy_gpu_s -= _exclusive(alloc, j) * (t_dec - finish[j])
+                    mine = len(alloc.gpus[j]) if sharing is Sharing.NONE else _exclusive(alloc, j)
+                    busy_gpu_s -= mine * (t_dec - finish[j])
                 gpus = {j: g for j, g in alloc.gpus.items() if j in active}
                 alloc = Allocation(gpus, {j: s for j, s in alloc.shallow.items() if j in gpus},
                                    alloc.review_at_s)  # fmt: skip
@@ -286,7 +304,7 @@ def simulate(
         state = ClusterState(now, cluster, statuses, rates)
         new = policy.allocate(state)
         decisions += 1
-        _check(new, state, rates, sharing)
+        _check(new, alloc, active, cluster, rates, sharing)
         if new.review_at_s is not None and new.review_at_s > now:
             heapq.heappush(heap, (float(new.review_at_s), decisions))
         changed = False

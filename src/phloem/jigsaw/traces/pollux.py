@@ -1,7 +1,8 @@
 """The Pollux artifact's 160-job workloads (Qiao et al., OSDI 2021, Sec. 5.3).
 
 Eight workloads at each relative load (0.5x, 1x, 1.5x, 2x, and a "realistic" variant), each a
-CSV of ``name,time,application,num_replicas,batch_size``: the jobs of an 8-hour window of the
+CSV of ``name,time,application,num_replicas,batch_size`` (workload 1 at 1x is bundled, so that this
+reader works with no data folder): the jobs of an 8-hour window of the
 Microsoft Philly trace, each assigned one of six applications by its GPU-time, with the GPU
 count and batch size Pollux's baselines use. A job's work is its application's (see
 :mod:`..apps`).
@@ -16,7 +17,7 @@ from typing import ClassVar
 
 from phloem.core import checks
 from phloem.core.errors import ConfigError, DataNotFoundError
-from phloem.jigsaw.apps import ThroughputModel
+from phloem.jigsaw.apps import TABLES, ThroughputModel
 from phloem.jigsaw.jobs import Job, Trace
 from phloem.jigsaw.registries import TRACES
 from phloem.jigsaw.traces.base import TraceReader, csv_rows, finite
@@ -55,10 +56,14 @@ class PolluxWorkload(TraceReader):
     def path(self, data_dir: Path | None) -> Path:
         if self.params.path is not None:
             return Path(self.params.path)
+        bundled = TABLES / "workloads" / "pollux-1x-workload-1.csv"
         if data_dir is None:
+            if str(self.params.load) == "1" and self.params.workload == 1:
+                return bundled
             raise DataNotFoundError(
-                "the Pollux workloads", [],
-                "Set PHLOEM_DATA_DIR to the shared data folder, or give [trace] path.",
+                f"the Pollux workload {self.params.workload} at load {self.params.load}", [],
+                "Set PHLOEM_DATA_DIR to the shared data folder, or give [trace] path "
+                "(only load 1, workload 1 is bundled).",
             )  # fmt: skip
         folder = LOADS[str(self.params.load)]
         return data_dir / "traces" / "pollux" / folder / f"workload-{self.params.workload}.csv"
