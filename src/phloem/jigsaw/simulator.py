@@ -1,7 +1,9 @@
 """The discrete-event simulator: one loop, whatever the policy.
 
-Events are arrivals, completions and the wake-ups a policy asks for (``review_at_s``: Tiresias's
-next demotion, Gavel's next round). With ``round_s > 0`` decisions happen on a grid of rounds,
+Events are arrivals (the trace, sorted), completions (each running job's finish time at its
+current rate; the earliest is found over the running jobs at once) and the wake-up the policy
+asks for (``review_at_s``: Tiresias's next demotion, Gavel's next round; each answer replaces
+the previous request). With ``round_s > 0`` decisions happen on a grid of rounds,
 as in the Pollux simulator (a job arriving mid-round waits for the next round; a finished job's
 GPUs return at the next round); with ``round_s = 0`` at each event. At a decision the
 simulator advances every running job at its rate (vectorised over the running jobs), retires
@@ -14,7 +16,6 @@ Ties at one instant are ordered completions, then arrivals, then the policy.
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -207,7 +208,7 @@ def simulate(
     decisions = 0
     policy.reset()
     sharing = policy.sharing
-    heap: list[tuple[float, int]] = []  # policy wake-ups
+    review = math.inf  # the policy's latest wake-up request (each answer replaces it)
     next_arrival = 0
     while next_arrival < n and next_arrival in skip:
         next_arrival += 1
@@ -232,10 +233,8 @@ def simulate(
             with np.errstate(divide="ignore"):
                 t_fin = eff_start + np.where(r_work > 0, (work[idx] - done[idx]) / r_work, np.inf)
             t_event = min(t_event, float(t_fin.min()))
-        while heap and heap[0][0] <= now:
-            heapq.heappop(heap)
-        if heap:
-            t_event = min(t_event, heap[0][0])
+        if review > now:
+            t_event = min(t_event, review)
         if not math.isfinite(t_event) or t_event > opt.max_time_s:
             break
         t_dec = t_event
@@ -305,8 +304,7 @@ def simulate(
         new = policy.allocate(state)
         decisions += 1
         _check(new, alloc, active, cluster, rates, sharing)
-        if new.review_at_s is not None and new.review_at_s > now:
-            heapq.heappush(heap, (float(new.review_at_s), decisions))
+        review = float(new.review_at_s) if new.review_at_s is not None else math.inf
         changed = False
         for j in list(alloc.gpus):
             if alloc.gpus[j] != new.gpus.get(j) or alloc.shallow.get(j) != new.shallow.get(j):
@@ -340,7 +338,7 @@ def simulate(
         timeline.append((now, busy_now, len(running), len(active) - len(running)))
         if on_progress is not None:
             on_progress(finished, n)
-        if not running and next_arrival >= n and not heap:
+        if not running and next_arrival >= n and not review > now:
             break  # nothing runs, nothing will arrive, nobody asked to be woken: stalled
     for j in list(seg_open):
         if j in alloc.gpus:
