@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/phloem demo
 	$(BIN)/phloem attack demo
+	$(BIN)/phloem jigsaw demo
 	$(BIN)/phloem spb demo
 
 lint: $(STAMP)

@@ -42,6 +42,9 @@ class FakeOracle:
     def shallow_count(self, index: int) -> int:
         return self.spb.get(index, 0)
 
+    def unit_rate(self, index: int) -> float:
+        return 1.0
+
     def interleave_speeds(self, parts: Sequence[tuple[Estimate, bool]], *, host_first: bool = False) -> list[float]:
         rates = RateModel((), MODEL, None, ClusterSpec(), SpbFactors(), overhead=self.overhead)
         return rates.interleave_speeds(parts, host_first=host_first)

@@ -59,7 +59,9 @@ class SpbConfig:
     trace marks keep their mark); what SPB does to a job: ``shallow_compute`` (a shallow
     worker's step over a full one; or read at ``depth_fraction`` from a ``profile`` written by
     ``phloem spb profile``), ``penalty`` (extra work to the same accuracy), and
-    ``shallow_fraction`` of an SPB job's GPUs that run shallow."""
+    ``shallow_fraction`` of an SPB job's GPUs that run shallow; ``always_shallow``: SPB jobs run
+    their shallow workers whenever they run, under any policy (SPB without an SPB-aware
+    scheduler: the slack idles unless the policy lends it)."""
 
     fraction: float = 0.0
     shallow_fraction: float = 0.5
@@ -67,8 +69,10 @@ class SpbConfig:
     penalty: float = PENALTY
     profile: str | None = None
     depth_fraction: float = 0.5
+    always_shallow: bool = False
 
     def __post_init__(self) -> None:
+        checks.boolean("spb.always_shallow", self.always_shallow)
         checks.real("spb.fraction", self.fraction, low=0.0, high=1.0)
         checks.real("spb.shallow_fraction", self.shallow_fraction, low=0.0, high=1.0)
         checks.real("spb.shallow_compute", self.shallow_compute, low=0.0, high=1.0, low_open=True)

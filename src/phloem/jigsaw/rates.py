@@ -107,6 +107,7 @@ class RateModel:
         self.overhead = overhead
         self._estimates: dict[tuple[int, tuple[int, ...], frozenset[int]], Estimate] = {}
         self._alone: dict[tuple[int, tuple[int, ...], frozenset[int]], JobRate] = {}
+        self._unit: dict[str, float] = {}
 
     def estimate(
         self, index: int, gpus: tuple[int, ...], shallow: frozenset[int] = frozenset()
@@ -146,6 +147,13 @@ class RateModel:
     def shallow_count(self, index: int) -> int:
         job = self.jobs[index]
         return self.spb.shallow_count(job.num_gpus) if job.spb else 0
+
+    def unit_rate(self, index: int) -> float:
+        app = self.jobs[index].app
+        r = self._unit.get(app)
+        if r is None:
+            r = self._unit[app] = self.model.solo_rate(app, (1,), self.model.default_batch(app, 1))
+        return r
 
     def interleave_speeds(
         self, parts: Sequence[tuple[Estimate, bool]], *, host_first: bool = False

@@ -20,12 +20,20 @@ from phloem.jigsaw.apps import Colocation, ThroughputModel, load_colocation, loa
 from phloem.jigsaw.config import PolicyConfig, SimConfig
 from phloem.jigsaw.jobs import Trace
 from phloem.jigsaw.metrics import Metrics, metrics
+from phloem.jigsaw.policies.base import AlwaysShallow, SchedulingPolicy
 from phloem.jigsaw.rates import RateModel
 from phloem.jigsaw.registries import POLICIES, TRACES
 from phloem.jigsaw.simulator import SimResult, simulate
 from phloem.jigsaw.spbmodel import SpbFactors, shallow_compute_from_profile
 
-__all__ = ["Comparison", "SimReport", "compare_policies", "load_trace", "run_simulation"]
+__all__ = [
+    "Comparison",
+    "SimReport",
+    "compare_policies",
+    "demo_config",
+    "load_trace",
+    "run_simulation",
+]
 
 
 @dataclass(frozen=True)
@@ -107,7 +115,9 @@ def run_simulation(
         trace.jobs, model, coloc, config.cluster, spb_factors(config),
         penalty=config.sim.penalty, overhead=config.sim.interleave_overhead,
     )  # fmt: skip
-    policy = POLICIES.get(config.policy.name)(config.policy.params)
+    policy: SchedulingPolicy = POLICIES.get(config.policy.name)(config.policy.params)
+    if config.spb.always_shallow:
+        policy = AlwaysShallow(policy)
     t1 = time.perf_counter()
     with progress_bar(len(trace), f"{config.policy.name}", enabled=config.run.progress) as bar:
         last = [0]
@@ -187,3 +197,12 @@ def compare_policies(
 
         plot_jct_cdf([r.result for r in reports], out_dir / "jct_cdf.png")
     return Comparison(tuple(reports), out_dir)
+
+
+def demo_config(out_dir: Path) -> SimConfig:
+    """The demo: the bundled Pollux workload (160 jobs at 1x load) on 16 x 4 GPUs, half the
+    jobs accepting SPB, the statistical-efficiency penalty on (no data folder needed)."""
+    from phloem.jigsaw.config import load_config
+
+    return load_config(None, ["spb.fraction=0.5", f"run.out_dir={str(out_dir)!r}",
+                              "run.progress=false"])  # fmt: skip

@@ -344,7 +344,7 @@ def simulate(
         if j in alloc.gpus:
             close_segment(j, now)
     return SimResult(
-        trace, cluster, policy.name, start, finish, gpu_s, useful, samples, net, restarts,
+        trace, cluster, getattr(policy, "inner", policy).name, start, finish, gpu_s, useful, samples, net, restarts,
         spb_s, timeline, busy_gpu_s, decisions, now, segments, refused, done,
     )  # fmt: skip
 

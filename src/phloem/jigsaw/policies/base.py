@@ -100,6 +100,11 @@ class Oracle(Protocol):
         """How many of job ``index``'s GPUs may run shallow (0: it does not accept SPB)."""
         ...
 
+    def unit_rate(self, index: int) -> float:
+        """Job ``index``'s rate alone on one GPU: the unit that makes different jobs' rates
+        comparable (work per second in single-GPU-seconds)."""
+        ...
+
     def interleave_speeds(
         self, parts: Sequence[tuple[Estimate, bool]], *, host_first: bool = False
     ) -> list[float]:
@@ -193,3 +198,36 @@ def keep_or_place(
             assert got is not None  # counted above
             out[s.index] = got
     return out
+
+
+class AlwaysShallow(SchedulingPolicy):
+    """Wraps a policy so that every job accepting SPB runs its shallow workers whenever it
+    runs, lending them or not (SPB deployed without an SPB-aware scheduler: the slack idles).
+
+    Parameters
+    ----------
+    inner
+        The wrapped policy.
+    shallow_count
+        How many of a job's GPUs run shallow (the run's SPB factors).
+    """
+
+    name: ClassVar[str] = "always-shallow"
+    description: ClassVar[str] = "any policy, with SPB jobs always running shallow workers"
+
+    def __init__(self, inner: SchedulingPolicy) -> None:
+        super().__init__()
+        self.inner = inner
+        self.sharing = inner.sharing  # type: ignore[misc]
+
+    def reset(self) -> None:
+        self.inner.reset()
+
+    def allocate(self, state: ClusterState) -> Allocation:
+        a = self.inner.allocate(state)
+        shallow = dict(a.shallow)
+        for j, gpus in a.gpus.items():
+            k = state.oracle.shallow_count(j)
+            if k > 0 and j not in shallow:
+                shallow[j] = frozenset(gpus[-k:])
+        return Allocation(a.gpus, shallow, a.review_at_s)

@@ -8,7 +8,8 @@ decides which jobs run where. Then, for each job it left waiting (in least-attai
 order), Jigsaw looks for ``num_gpus`` GPUs among the running SPB jobs' would-be shallow GPUs
 (the last ``shallow_count`` of each host's GPUs) where the guest, interleaved into the shallow
 worker's idle time with the host's phases first, runs at least ``min_guest_speed`` of its speed
-alone, at most one guest per GPU, memory permitting; the guest runs there, and only then do those hosts switch those workers
+alone, at most one guest per GPU, memory permitting, and (``require_gain``) only when the
+guest's progress outweighs what the hosts lose to SPB's penalty; the guest runs there, and only then do those hosts switch those workers
 to partial backprop (and pay SPB's statistical-efficiency penalty). Placements are re-planned at
 every decision point: guests follow the base policy's moves, and a host that a base decision
 removes takes its guests' places with it.
@@ -40,10 +41,13 @@ __all__ = ["Jigsaw"]
 class JigsawParams:
     """``base``: the policy that places hosts (one that does not share GPUs);
     ``min_guest_speed``: lend slack only to a guest that runs at least this share of its speed
-    alone there (a slower one waits for GPUs of its own)."""
+    alone there (a slower one waits for GPUs of its own); ``require_gain``: lend only when the
+    guest's progress outweighs what its hosts lose to SPB's statistical-efficiency penalty
+    (both in single-GPU-seconds of work per second)."""
 
     base: str = "tiresias"
     min_guest_speed: float = 0.25
+    require_gain: bool = True
 
     def __post_init__(self) -> None:
         cls = POLICIES.get(self.base, field="base")
@@ -53,6 +57,7 @@ class JigsawParams:
                 [n for n in POLICIES.names() if POLICIES.get(n).sharing is Sharing.NONE],
             )  # fmt: skip
         checks.real("min_guest_speed", self.min_guest_speed, low=0.0, high=1.0, low_open=True)
+        checks.boolean("require_gain", self.require_gain)
 
 
 @POLICIES.register
@@ -90,7 +95,7 @@ class Jigsaw(SchedulingPolicy):
         host_of = dict(slots)
         free = dict(slots)  # gpu -> host, not yet lent
         for guest in waiting:
-            got = self._place(state, guest, gpus, free, host_of)
+            got = self._place(state, guest, gpus, free, host_of, shallow)
             if got is None:
                 continue
             gpus[guest.index] = got
@@ -108,6 +113,7 @@ class Jigsaw(SchedulingPolicy):
         gpus: dict[int, tuple[int, ...]],
         free: dict[int, int],
         host_of: dict[int, int],
+        shallow: dict[int, set[int]],
     ) -> tuple[int, ...] | None:
         n = guest.job.num_gpus
         if n > len(free):
@@ -133,10 +139,25 @@ class Jigsaw(SchedulingPolicy):
                     pick.append(g)
         chosen = tuple(sorted(pick))
         eg = state.estimate(guest.index, chosen)
+        slowest = 1.0
         for g in chosen:
             h = host_of[g]
             eh = state.estimate(h, gpus[h], frozenset({g}))
             speeds = state.oracle.interleave_speeds([(eh, True), (eg, False)], host_first=True)
-            if speeds[1] < self.params.min_guest_speed:
+            slowest = min(slowest, speeds[1])
+        if slowest < self.params.min_guest_speed:
+            return None
+        if self.params.require_gain:
+            gain = slowest * eg.rate / state.oracle.unit_rate(guest.index)
+            for h in {host_of[g] for g in chosen} - set(shallow):  # hosts not yet lending
+                full = state.estimate(h, gpus[h]).rate
+                spb = state.estimate(h, gpus[h], frozenset({host_of_gpu(host_of, h)})).rate
+                gain -= (full - spb) / state.oracle.unit_rate(h)
+            if gain <= 0:
                 return None
         return chosen
+
+
+def host_of_gpu(host_of: dict[int, int], host: int) -> int:
+    """One GPU that ``host`` may lend."""
+    return next(g for g, h in host_of.items() if h == host)
