@@ -36,8 +36,11 @@ def test_digits_process_example() -> None:
 
 
 FL_CONFIGS = sorted(
-    p for p in (ROOT / "configs").glob("*.toml") if not p.name.startswith(("attack_", "spb_"))
+    p
+    for p in (ROOT / "configs").glob("*.toml")
+    if not p.name.startswith(("attack_", "spb_", "jigsaw_"))
 )
+JIGSAW_CONFIGS = sorted((ROOT / "configs").glob("jigsaw_*.toml"))
 SPB_CONFIGS = sorted((ROOT / "configs").glob("spb_*.toml"))
 ATTACK_CONFIGS = sorted((ROOT / "configs").glob("attack_*.toml"))
 
@@ -104,3 +107,31 @@ def test_spb_example() -> None:
     out = load("spb_partial_backprop").main()
     assert out["half-depth backward FLOPs share"] < 0.5
     assert out["max gradient difference at full depth"] < 1e-6
+
+
+@pytest.mark.parametrize("path", JIGSAW_CONFIGS, ids=lambda p: p.name)
+def test_shipped_jigsaw_configs_validate(path: Path) -> None:
+    """``jigsaw_*.toml`` are ``phloem jigsaw simulate`` configs."""
+    from phloem.jigsaw.config import load_config
+
+    cfg = load_config(path)
+    assert cfg.run.name.startswith("jigsaw")
+
+
+def test_shipped_jigsaw_pollux_config_runs(
+    tmp_path: Path, data_file: Callable[[str], Path]
+) -> None:
+    from phloem.jigsaw.config import load_config
+    from phloem.jigsaw.run import run_simulation
+
+    root = data_file("traces/pollux/workloads-2.0/workload-1.csv").parents[2]
+    cfg = load_config(ROOT / "configs" / "jigsaw_pollux.toml",
+                      [f"run.out_dir={str(tmp_path)!r}", "run.progress=false"])  # fmt: skip
+    r = run_simulation(cfg, data_dir=root)
+    assert r.metrics.finished == 160 and r.run_dir is not None
+
+
+def test_jigsaw_example(tmp_path: Path) -> None:
+    out = load("jigsaw_policies").main(tmp_path)
+    assert set(out) == {"tiresias", "jigsaw"}
+    assert out["jigsaw"]["spb_job_s"] > 0

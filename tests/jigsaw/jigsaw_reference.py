@@ -67,7 +67,11 @@ def reference(
         for i in active:
             if math.isnan(js[i].entered):
                 js[i].entered = t
-            if policy == "tiresias" and js[i].queue == 0 and js[i].service >= threshold_gpu_s - 1e-6:
+            if (
+                policy == "tiresias"
+                and js[i].queue == 0
+                and js[i].service >= threshold_gpu_s - 1e-6
+            ):
                 js[i].queue, js[i].entered = 1, t
         if policy == "tiresias":
             order = sorted(active, key=lambda i: (js[i].queue, js[i].entered, i))
@@ -82,8 +86,10 @@ def reference(
             elif policy == "fifo":
                 break
         used = {g for i in chosen for g in js[i].gpus}
-        free = [[g for g in range(k * per_node, (k + 1) * per_node) if g not in used]
-                for k in range(nodes)]
+        free = [
+            [g for g in range(k * per_node, (k + 1) * per_node) if g not in used]
+            for k in range(nodes)
+        ]
         for i in active:
             if i not in chosen:
                 js[i].gpus = ()

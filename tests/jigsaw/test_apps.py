@@ -23,9 +23,10 @@ def test_bundled_tables_are_the_shared_ones(data_file) -> None:  # type: ignore[
         for name in ("placements.csv", "scalability.csv"):
             shared = data_file(f"traces/pollux/traces/{app}/{name}")
             mine = TABLES / "pollux" / app / name
-            assert hashlib.sha256(mine.read_bytes()).digest() == hashlib.sha256(
-                shared.read_bytes()
-            ).digest()
+            assert (
+                hashlib.sha256(mine.read_bytes()).digest()
+                == hashlib.sha256(shared.read_bytes()).digest()
+            )
     shared = data_file("traces/pollux/workloads/workload-1.csv")
     assert (TABLES / "workloads" / "pollux-1x-workload-1.csv").read_bytes() == shared.read_bytes()
 

@@ -29,7 +29,9 @@ class FakeOracle:
                  memory: float = 4.0, overhead: float = 0.0) -> None:  # fmt: skip
         self.shares, self.spb, self.memory, self.overhead = shares, spb or {}, memory, overhead
 
-    def estimate(self, index: int, gpus: tuple[int, ...], shallow: frozenset[int] = frozenset()) -> Estimate:
+    def estimate(
+        self, index: int, gpus: tuple[int, ...], shallow: frozenset[int] = frozenset()
+    ) -> Estimate:
         u, v = self.shares[index]
         return Estimate(IterTime(u, v, 1), 1.0, u, u * 0.5, v)
 
@@ -45,7 +47,9 @@ class FakeOracle:
     def unit_rate(self, index: int) -> float:
         return 1.0
 
-    def interleave_speeds(self, parts: Sequence[tuple[Estimate, bool]], *, host_first: bool = False) -> list[float]:
+    def interleave_speeds(
+        self, parts: Sequence[tuple[Estimate, bool]], *, host_first: bool = False
+    ) -> list[float]:
         rates = RateModel((), MODEL, None, ClusterSpec(), SpbFactors(), overhead=self.overhead)
         return rates.interleave_speeds(parts, host_first=host_first)
 
@@ -60,7 +64,9 @@ def status(i: int, gpus: int, *, held: tuple[int, ...] = (), service: float = 0.
 def state(jobs: list[JobStatus], gpus: int = 4, per_node: int = 4, now: float = 100.0,
           oracle: object | None = None) -> ClusterState:  # fmt: skip
     cluster = ClusterSpec(nodes=gpus // per_node, gpus_per_node=per_node, gpu_memory_gb=16.0)
-    return ClusterState(now, cluster, jobs, oracle or FakeOracle({s.index: (0.9, 0.1) for s in jobs}))  # type: ignore[arg-type]
+    return ClusterState(
+        now, cluster, jobs, oracle or FakeOracle({s.index: (0.9, 0.1) for s in jobs})
+    )  # type: ignore[arg-type]
 
 
 def policy(name: str, **params: object):  # type: ignore[no-untyped-def]
@@ -196,7 +202,9 @@ def test_muri_interleaves_complementary_jobs_only() -> None:
     assert a.gpus == {0: (0, 1, 2, 3), 1: (0, 1, 2, 3)}
     # two compute-bound jobs would both halve: not paired
     oracle = FakeOracle({0: (0.9, 0.1), 1: (0.9, 0.1)})
-    assert policy("muri").allocate(state([host, status(1, 4)], oracle=oracle)).gpus == {0: (0, 1, 2, 3)}
+    assert policy("muri").allocate(state([host, status(1, 4)], oracle=oracle)).gpus == {
+        0: (0, 1, 2, 3)
+    }
 
 
 # Jigsaw -----------------------------------------------------------------------------------------
@@ -219,8 +227,18 @@ def test_jigsaw_refuses_a_guest_that_would_crawl() -> None:
     host = status(0, 4, held=(0, 1, 2, 3), spb=True)
     # shallow host uses 0.45 of the GPU; a 0.9-compute guest gets 0.55/0.9 = 0.61 of its speed
     oracle = FakeOracle({0: (0.9, 0.1), 1: (0.9, 0.1)}, spb={0: 2})
-    assert 1 in policy("jigsaw", min_guest_speed=0.5).allocate(state([host, status(1, 2)], oracle=oracle)).gpus
-    assert 1 not in policy("jigsaw", min_guest_speed=0.7).allocate(state([host, status(1, 2)], oracle=oracle)).gpus
+    assert (
+        1
+        in policy("jigsaw", min_guest_speed=0.5)
+        .allocate(state([host, status(1, 2)], oracle=oracle))
+        .gpus
+    )
+    assert (
+        1
+        not in policy("jigsaw", min_guest_speed=0.7)
+        .allocate(state([host, status(1, 2)], oracle=oracle))
+        .gpus
+    )
 
 
 def test_jigsaw_base_must_not_share_itself() -> None:
@@ -260,7 +278,8 @@ def test_jigsaw_with_spb_moves_work_into_slack() -> None:
         g = int(rng.choice([2, 4]))
         b = MODEL.default_batch(app, g)
         jobs.append(Job(f"j{i}", float(rng.uniform(0, 1800)), app, g, b,
-                        float(rng.uniform(1800, 7200)) * MODEL.solo_rate(app, (g,), b), spb=True))  # fmt: skip
+                        float(rng.uniform(1800, 7200)) * MODEL.solo_rate(app, (g,), b),
+                        spb=True))  # fmt: skip
     trace = Trace(tuple(jobs))
     cluster = ClusterSpec(nodes=2, gpus_per_node=4)
     rates = RateModel(trace.jobs, MODEL, COLOC, cluster, SpbFactors())

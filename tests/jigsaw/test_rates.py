@@ -36,8 +36,12 @@ def model(**kw: object) -> RateModel:
 def test_fair_interleaving_slows_both_by_the_busier_resource() -> None:
     m = model(overhead=0.0)
     assert m.interleave_speeds([(est(0.5, 0.5), False), (est(0.4, 0.4), False)]) == [1.0, 1.0]
-    assert m.interleave_speeds([(est(0.9, 0.1), False), (est(0.9, 0.1), False)]) == pytest.approx([1 / 1.8] * 2)
-    assert m.interleave_speeds([(est(0.2, 0.8), False), (est(0.2, 0.6), False)]) == pytest.approx([1 / 1.4] * 2)
+    assert m.interleave_speeds([(est(0.9, 0.1), False), (est(0.9, 0.1), False)]) == pytest.approx(
+        [1 / 1.8] * 2
+    )
+    assert m.interleave_speeds([(est(0.2, 0.8), False), (est(0.2, 0.6), False)]) == pytest.approx(
+        [1 / 1.4] * 2
+    )
 
 
 def test_host_first_interleaving_keeps_the_host_and_fills_its_idle_time() -> None:
@@ -77,7 +81,9 @@ def test_spb_hosts_pay_the_penalty_and_lend_slack() -> None:
     assert e.shallow_share == pytest.approx(0.5 * e.compute_share)
     # without the penalty the host is as fast as alone
     m2 = RateModel(jobs, MODEL, COLOC, ClusterSpec(), f, overhead=0.0, penalty=False)
-    assert m2.rates({0: (0, 1), 1: (1,)}, {0: frozenset({1})}, Sharing.INTERLEAVE)[0].work == pytest.approx(alone)
+    assert m2.rates({0: (0, 1), 1: (1,)}, {0: frozenset({1})}, Sharing.INTERLEAVE)[
+        0
+    ].work == pytest.approx(alone)
 
 
 def test_epochs_to_and_the_penalty() -> None:
@@ -93,11 +99,15 @@ def test_epochs_to_and_the_penalty() -> None:
 
 
 def test_default_penalty_is_the_measured_one() -> None:
-    data = json.loads((ROOT / "benchmarks/spb/quality/results/cifar10_resnet20_w8.json").read_text())
+    data = json.loads(
+        (ROOT / "benchmarks/spb/quality/results/cifar10_resnet20_w8.json").read_text()
+    )
     curves: dict[str, list[list[float]]] = {}
     for r in data["runs"]:
         curves.setdefault(r["plan"], []).append([h["test_acc"] for h in r["history"]])
-    pens = [penalty_from_histories(f, s) for f, s in zip(curves["full"], curves["static"], strict=True)]
+    pens = [
+        penalty_from_histories(f, s) for f, s in zip(curves["full"], curves["static"], strict=True)
+    ]
     assert SpbFactors().penalty == pytest.approx(sum(pens) / len(pens), abs=0.005)
 
 
@@ -107,9 +117,9 @@ def test_shallow_compute_from_a_profile(tmp_path: Path) -> None:
     assert got == pytest.approx(SpbFactors().shallow_compute, abs=5e-4)
     bad = tmp_path / "p.json"
     bad.write_text("{}")
-    with pytest.raises(ConfigError, match="spb.profile"):
+    with pytest.raises(ConfigError, match=r"spb\.profile"):
         shallow_compute_from_profile(bad)
-    with pytest.raises(ConfigError, match="spb.profile"):
+    with pytest.raises(ConfigError, match=r"spb\.profile"):
         shallow_compute_from_profile(tmp_path / "missing.json")
     bad.write_text('{"step_ms": [1, "nan"]}')
     with pytest.raises(ConfigError, match="positive"):

@@ -3,6 +3,7 @@ a slow, obviously correct reference simulator on random small traces."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -17,7 +18,7 @@ from phloem.jigsaw.jobs import Job, Trace
 from phloem.jigsaw.policies.base import Allocation, ClusterState, SchedulingPolicy
 from phloem.jigsaw.rates import RateModel
 from phloem.jigsaw.registries import POLICIES
-from phloem.jigsaw.simulator import InvalidAllocation, SimOptions, simulate
+from phloem.jigsaw.simulator import AllocationError, SimOptions, simulate
 from phloem.jigsaw.spbmodel import SpbFactors
 
 MODEL = load_throughput()
@@ -90,7 +91,7 @@ def test_conservation_and_capacity(policy: str, round_s: float) -> None:
     # no GPU holds more jobs than the policy may put there, at any time
     cap = 1 if POLICIES.get(policy).sharing.value == "none" else 2
     events = sorted({s.start_s for s in res.segments} | {s.end_s for s in res.segments})
-    for t0, t1 in zip(events, events[1:], strict=False):
+    for t0, t1 in itertools.pairwise(events):
         mid = (t0 + t1) / 2
         held: dict[int, int] = {}
         for s in res.segments:
@@ -168,7 +169,7 @@ def test_a_policy_that_breaks_the_cluster_is_caught(how: str) -> None:
     jobs = (Job("a", 0.0, "cifar10", 2, 256, 1e6), Job("b", 0.0, "ncf", 2, 512, 1e6))
     cluster = ClusterSpec(nodes=1, gpus_per_node=4)
     rates = RateModel(jobs, MODEL, COLOC, cluster, SpbFactors())
-    with pytest.raises(InvalidAllocation):
+    with pytest.raises(AllocationError):
         simulate(Trace(jobs), cluster, _Rogue(how), rates)
 
 
@@ -182,7 +183,9 @@ def test_a_policy_that_leaves_jobs_waiting_forever_ends_the_run() -> None:
 
     jobs = (Job("a", 0.0, "cifar10", 1, 128, 1e6),)
     cluster = ClusterSpec(nodes=1, gpus_per_node=4)
-    res = simulate(Trace(jobs), cluster, Idle(), RateModel(jobs, MODEL, COLOC, cluster, SpbFactors()))
+    res = simulate(
+        Trace(jobs), cluster, Idle(), RateModel(jobs, MODEL, COLOC, cluster, SpbFactors())
+    )
     assert math.isnan(res.finish_s[0]) and res.decisions == 1
 
 

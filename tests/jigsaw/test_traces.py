@@ -116,7 +116,7 @@ def test_a_file_that_is_not_a_csv_is_a_clear_error(tmp_path: Path, content: byte
 
 
 def test_a_missing_user_file_says_where(tmp_path: Path) -> None:
-    with pytest.raises(DataNotFoundError, match="nope.csv"):
+    with pytest.raises(DataNotFoundError, match=r"nope\.csv"):
         reader("csv", path=str(tmp_path / "nope.csv")).read(None, MODEL)
     with pytest.raises(ConfigError, match="path"):
         reader("csv")

@@ -31,8 +31,10 @@ HERE = Path(__file__).parent
 
 
 def avg_jct(noise: float | None, load: str) -> tuple[float, list[float]]:
-    apps = {a: dataclasses.replace(s, noise_scale=None if noise is None else noise * s.init_batch_size)
-            for a, s in APPLICATIONS.items()}  # fmt: skip
+    apps = {
+        a: dataclasses.replace(s, noise_scale=None if noise is None else noise * s.init_batch_size)
+        for a, s in APPLICATIONS.items()
+    }
     model, coloc, cluster = load_throughput(None, apps), load_colocation(), ClusterSpec()
     per = []
     for w in range(1, 9):
@@ -40,7 +42,9 @@ def avg_jct(noise: float | None, load: str) -> tuple[float, list[float]]:
             data_dir(), model
         )
         rates = RateModel(trace.jobs, model, coloc, cluster, SpbFactors())
-        res = simulate(trace, cluster, POLICIES.get("tiresias")(), rates, SimOptions(segments=False))
+        res = simulate(
+            trace, cluster, POLICIES.get("tiresias")(), rates, SimOptions(segments=False)
+        )
         per.append(float(np.mean(res.finish_s - np.array([j.arrival_s for j in trace.jobs]))))
     return float(np.mean(per)), per
 

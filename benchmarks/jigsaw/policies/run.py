@@ -66,8 +66,8 @@ def main() -> None:
             print(f"  {name:34s} JCT {m['avg_jct_s']:8.0f}  p99 {m['p99_jct_s']:8.0f}  "
                   f"eff {m['efficiency']:.3f}  work/GPU-s {m['work_per_gpu_s']:.3f}  "
                   f"util {m['utilisation']:.3f}")  # fmt: skip
-    doc = {"results": out, "seconds": time.perf_counter() - t0,
-           "machine": f"{platform.node()} {platform.machine()} python {platform.python_version()}"}  # fmt: skip
+    machine = f"{platform.node()} {platform.machine()} python {platform.python_version()}"
+    doc = {"results": out, "seconds": time.perf_counter() - t0, "machine": machine}
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "policies.json").write_text(json.dumps(doc, indent=1) + "\n")
 

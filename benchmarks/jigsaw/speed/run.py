@@ -12,7 +12,6 @@ import json
 import os
 import platform
 import statistics
-import time
 from pathlib import Path
 
 from phloem.data.paths import data_dir

@@ -1,15 +1,16 @@
-"""Per-application throughput and work: how fast a job runs on a placement, and how much it has to do.
+"""Per-application throughput and work: how fast a job runs on a placement, and how much it must
+do.
 
 Throughput comes from the Pollux artifact's measured step and synchronisation times
 (Qiao et al., "Pollux: Co-adaptive Cluster Scheduling for Goodput-Optimized Deep Learning",
-OSDI 2021; ``traces/<app>/placements.csv`` and ``scalability.csv``, bundled in ``tables/``): for a placement (GPUs per
-node) and a per-GPU batch, one iteration takes ``step_time`` seconds, ``sync_time`` of which is
-gradient synchronisation. A measured placement is interpolated in the per-GPU batch; any other
-(more GPUs per node than the 4-GPU nodes the artifact measured, more nodes) is interpolated over
-(nodes, replicas, per-GPU batch), and outside the measured hull takes the nearest measurement.
-Nodes with more GPUs than the artifact's 4 synchronise as a measured node of 4 does (a ring
-inside one node costs about the same for 4 or 8 GPUs) and compute at the same per-GPU batch;
-more nodes than the 16 measured count as 16.
+OSDI 2021; ``traces/<app>/placements.csv`` and ``scalability.csv``, bundled in ``tables/``):
+for a placement (GPUs per node) and a per-GPU batch, one iteration takes ``step_time``
+seconds, ``sync_time`` of which is gradient synchronisation. A measured placement is
+interpolated in the per-GPU batch; any other (more nodes than measured together) is
+interpolated over (nodes, replicas, per-GPU batch), and outside the measured hull takes the
+nearest measurement. Nodes with more GPUs than the artifact's 4 synchronise as a measured node
+of 4 does (a ring inside one node costs about the same for 4 or 8 GPUs) and compute at the
+same per-GPU batch; more nodes than the 16 measured count as 16.
 
 A job's work is counted in *samples at the application's initial batch size* (``epochs`` passes
 over ``dataset_size`` samples; Pollux's ``max_epochs``). At a larger batch ``B`` each sample is
@@ -21,8 +22,8 @@ for every application (:data:`NOISE`; ``None``: no loss).
 
 Co-location slowdowns come from Gavel's measured table (Narayanan et al., "Heterogeneity-Aware
 Cluster Scheduling Policies for Deep Learning Workloads", OSDI 2020;
-``simulation_throughputs.json``, its V100 entries bundled): the throughput of a job type next to another on one V100,
-over its throughput alone.
+``simulation_throughputs.json``, its V100 entries bundled): the throughput of a job type next
+to another on one V100, over its throughput alone.
 """
 
 from __future__ import annotations
@@ -112,11 +113,13 @@ APPLICATIONS: Mapping[str, AppSpec] = {
     for a in (
         AppSpec("cifar10", 50_000, 100, 128, NOISE * 128, "ResNet-18 (batch size 128)", 44.7e6, 5.0,
                 "ResNet-18 on CIFAR-10's 50,000 training images"),
-        AppSpec("imagenet", 1_281_167, 90, 200, NOISE * 200, "ResNet-50 (batch size 64)", 102.2e6, 11.0,
+        AppSpec("imagenet", 1_281_167, 90, 200, NOISE * 200, "ResNet-50 (batch size 64)",
+                102.2e6, 11.0,
                 "ResNet-50 on ImageNet-1k's 1,281,167 training images"),
         AppSpec("bert", 88_641, 2, 12, NOISE * 12, "Transformer (batch size 64)", 438.0e6, 12.0,
                 "BERT fine-tuned on SQuAD 1.1's 88,641 training features"),
-        AppSpec("ncf", 4_970_845, 10, 256, NOISE * 256, "Recommendation (batch size 2048)", 21.2e6, 3.0,
+        AppSpec("ncf", 4_970_845, 10, 256, NOISE * 256, "Recommendation (batch size 2048)",
+                21.2e6, 3.0,
                 "NeuMF on MovieLens-1M: 994,169 training ratings with 4 negatives each"),
         AppSpec("deepspeech2", 7_924, 80, 20, NOISE * 20, "LM (batch size 20)", 152.0e6, 9.0,
                 "DeepSpeech2 on CMU-ARCTIC: 7 speakers x 1,132 utterances (an estimate)"),
@@ -174,7 +177,7 @@ class _AppTable:
         if self._interp is None:
             self._interp = LinearNDInterpolator(self.points, self.values)
             self._nearest = NearestNDInterpolator(self.points, self.values)
-        out = np.asarray(self._interp(x))[0]  # type: ignore[operator]
+        out: np.ndarray = np.asarray(self._interp(x))[0]  # type: ignore[operator]
         if not np.all(np.isfinite(out)):
             out = np.asarray(self._nearest(x))[0]  # type: ignore[operator]
         return out

@@ -77,4 +77,3 @@ class Trace:
         """The same trace with each job's ``spb`` set from ``flags``."""
         jobs = tuple(replace(j, spb=bool(f)) for j, f in zip(self.jobs, flags, strict=True))
         return Trace(jobs, Counter(self.skipped), self.source)
-

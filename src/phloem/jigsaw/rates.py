@@ -233,7 +233,9 @@ class RateModel:
                     ty = self.model.apps[job.app].gavel_type
                     f = 1.0
                     for k in others:
-                        f *= self.colocation.factor(ty, self.model.apps[self.jobs[k].app].gavel_type)
+                        f *= self.colocation.factor(
+                            ty, self.model.apps[self.jobs[k].app].gavel_type
+                        )
                 else:
                     # a host lending this GPU (a shallow worker) goes first; guests fill in
                     ks = sorted(on[x], key=lambda k: x not in shallow.get(k, ()))

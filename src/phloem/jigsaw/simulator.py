@@ -26,13 +26,19 @@ from phloem.core import checks
 from phloem.core.errors import PhloemError
 from phloem.jigsaw.cluster import ClusterSpec
 from phloem.jigsaw.jobs import Trace
-from phloem.jigsaw.policies.base import Allocation, ClusterState, JobStatus, SchedulingPolicy, Sharing
+from phloem.jigsaw.policies.base import (
+    Allocation,
+    ClusterState,
+    JobStatus,
+    SchedulingPolicy,
+    Sharing,
+)
 from phloem.jigsaw.rates import RateModel
 
-__all__ = ["InvalidAllocation", "SimOptions", "SimResult", "Segment", "simulate"]
+__all__ = ["AllocationError", "Segment", "SimOptions", "SimResult", "simulate"]
 
 
-class InvalidAllocation(PhloemError, RuntimeError):
+class AllocationError(PhloemError, RuntimeError):
     """A policy answered with an allocation the cluster cannot hold (a policy's bug)."""
 
 
@@ -112,7 +118,7 @@ def _check(
     rates: RateModel,
     sharing: Sharing,
 ) -> None:
-    """Raise :class:`InvalidAllocation` unless ``alloc`` fits the cluster (jobs whose GPUs did
+    """Raise :class:`AllocationError` unless ``alloc`` fits the cluster (jobs whose GPUs did
     not change since ``previous`` were checked then)."""
     cap = cluster.num_gpus
     total = 0
@@ -121,24 +127,24 @@ def _check(
         if previous.gpus.get(j) == gpus:
             continue
         if j not in active:
-            raise InvalidAllocation(f"policy allocated GPUs to job {j}, which is not active")
+            raise AllocationError(f"policy allocated GPUs to job {j}, which is not active")
         job = rates.jobs[j]
         if len(gpus) != job.num_gpus or len(set(gpus)) != len(gpus):
-            raise InvalidAllocation(
+            raise AllocationError(
                 f"job {job.name} asks for {job.num_gpus} GPUs and got {len(set(gpus))}"
             )
-        if gpus and not (0 <= min(gpus) and max(gpus) < cap):
-            raise InvalidAllocation(f"job {job.name}: GPUs outside the cluster (0..{cap - 1})")
+        if gpus and not (min(gpus) >= 0 and max(gpus) < cap):
+            raise AllocationError(f"job {job.name}: GPUs outside the cluster (0..{cap - 1})")
     for j, sh in alloc.shallow.items():
         if j not in alloc.gpus or not sh <= set(alloc.gpus[j]) or not rates.jobs[j].spb:
-            raise InvalidAllocation(f"job {j}: shallow GPUs must be its own and it must allow SPB")
+            raise AllocationError(f"job {j}: shallow GPUs must be its own and it must allow SPB")
         if len(sh) >= len(alloc.gpus[j]):
-            raise InvalidAllocation(f"job {j}: at least one of its GPUs must stay deep")
+            raise AllocationError(f"job {j}: at least one of its GPUs must stay deep")
     distinct = len({g for gs in alloc.gpus.values() for g in gs})
     if distinct == total:
         return
     if sharing is Sharing.NONE:
-        raise InvalidAllocation("a GPU given to two jobs by a policy that does not share")
+        raise AllocationError("a GPU given to two jobs by a policy that does not share")
     per_gpu: dict[int, list[int]] = {}
     for j, gpus in alloc.gpus.items():
         for g in gpus:
@@ -148,7 +154,7 @@ def _check(
         if len(js) > 1:
             used = sum(rates.memory_gb(j) for j in js)
             if used > mem + 1e-9:
-                raise InvalidAllocation(f"GPU {g}: jobs {js} need {used:g} GB of {mem:g} GB")
+                raise AllocationError(f"GPU {g}: jobs {js} need {used:g} GB of {mem:g} GB")
 
 
 def simulate(
@@ -166,7 +172,7 @@ def simulate(
 
     Raises
     ------
-    InvalidAllocation
+    AllocationError
         When the policy's answer breaks capacity, memory or job sizes.
     """
     opt = options or SimOptions()
@@ -344,7 +350,8 @@ def simulate(
         if j in alloc.gpus:
             close_segment(j, now)
     return SimResult(
-        trace, cluster, getattr(policy, "inner", policy).name, start, finish, gpu_s, useful, samples, net, restarts,
+        trace, cluster, getattr(policy, "inner", policy).name, start, finish, gpu_s, useful,
+        samples, net, restarts,
         spb_s, timeline, busy_gpu_s, decisions, now, segments, refused, done,
     )  # fmt: skip
 

@@ -24,7 +24,14 @@ from pathlib import Path
 from phloem.core import checks
 from phloem.core.errors import ConfigError
 
-__all__ = ["PENALTY", "SHALLOW_COMPUTE", "SpbFactors", "epochs_to", "penalty_from_histories", "shallow_compute_from_profile"]
+__all__ = [
+    "PENALTY",
+    "SHALLOW_COMPUTE",
+    "SpbFactors",
+    "epochs_to",
+    "penalty_from_histories",
+    "shallow_compute_from_profile",
+]
 
 
 #: ResNet-20 at half depth (6 of 11 blocks): 37.6 ms of a 68.9 ms step, measured by
@@ -52,7 +59,7 @@ class SpbFactors:
 
     def shallow_count(self, num_gpus: int) -> int:
         """How many of a job's ``num_gpus`` GPUs run shallow."""
-        return min(int(math.floor(self.shallow_fraction * num_gpus + 1e-9)), num_gpus - 1)
+        return min(math.floor(self.shallow_fraction * num_gpus + 1e-9), num_gpus - 1)
 
 
 def shallow_compute_from_profile(path: Path, depth_fraction: float = 0.5) -> float:

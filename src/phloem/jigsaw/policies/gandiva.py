@@ -64,4 +64,3 @@ class Gandiva(SchedulingPolicy):
 
         gpus.update(pack_pairs(state, gpus, waiting, gain))
         return Allocation(gpus)
-

@@ -58,8 +58,8 @@ def max_min_shares(sizes: tuple[int, ...], num_gpus: int) -> np.ndarray:
     # water-filling: keep X_j >= t, use as many GPUs as possible
     r2 = linprog(-n, A_ub=n[None, :], b_ub=[num_gpus], bounds=[(t * (1 - 1e-9), 1.0)] * k,
                  method="highs")  # fmt: skip
-    x = np.asarray(r2.x if r2.success else np.full(k, t), dtype=float)
-    return np.clip(x, 0.0, 1.0)
+    x: np.ndarray = np.clip(np.asarray(r2.x if r2.success else np.full(k, t), dtype=float), 0, 1)
+    return x
 
 
 @POLICIES.register

@@ -9,10 +9,11 @@ order), Jigsaw looks for ``num_gpus`` GPUs among the running SPB jobs' would-be 
 (the last ``shallow_count`` of each host's GPUs) where the guest, interleaved into the shallow
 worker's idle time with the host's phases first, runs at least ``min_guest_speed`` of its speed
 alone, at most one guest per GPU, memory permitting, and (``require_gain``) only when the
-guest's progress outweighs what the hosts lose to SPB's penalty; the guest runs there, and only then do those hosts switch those workers
-to partial backprop (and pay SPB's statistical-efficiency penalty). Placements are re-planned at
-every decision point: guests follow the base policy's moves, and a host that a base decision
-removes takes its guests' places with it.
+guest's progress outweighs what the hosts lose to SPB's penalty. The guest runs there, and only
+then do those hosts switch those workers to partial backprop (and pay SPB's
+statistical-efficiency penalty). Placements are re-planned at every decision point: guests
+follow the base policy's moves, and a host that a base decision removes takes its guests'
+places with it.
 
 With no job accepting SPB there are no shallow GPUs, and Jigsaw's allocation is the base's.
 """
@@ -102,9 +103,7 @@ class Jigsaw(SchedulingPolicy):
             for g in got:
                 shallow.setdefault(free.pop(g), set()).add(g)
         # hosts run shallow only where they lend
-        return Allocation(
-            gpus, {j: frozenset(s) for j, s in shallow.items()}, base.review_at_s
-        )
+        return Allocation(gpus, {j: frozenset(s) for j, s in shallow.items()}, base.review_at_s)
 
     def _place(
         self,

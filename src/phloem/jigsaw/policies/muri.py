@@ -74,4 +74,3 @@ class Muri(SchedulingPolicy):
 
         gpus.update(pack_pairs(state, gpus, waiting, gain))
         return Allocation(gpus, review_at_s=base.review_at_s)
-

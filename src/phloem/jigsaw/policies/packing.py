@@ -44,13 +44,14 @@ def pack_pairs(
     out: dict[int, tuple[int, ...]] = {}
     owner = {g: j for j, gs in gpus.items() for g in gs}
     for guest in waiting:
-        best, best_gain = None, 0.0
+        best: JobStatus | None = None
+        best_gain = 0.0
         if guest.gpus and owner.get(guest.gpus[0]) is not None:
-            h = owner[guest.gpus[0]]
-            if h not in taken and gpus[h] == guest.gpus:
-                g = gain(by_index[h], guest)
+            mine = owner[guest.gpus[0]]
+            if mine not in taken and gpus[mine] == guest.gpus:
+                g = gain(by_index[mine], guest)
                 if g is not None:
-                    best, best_gain = by_index[h], float("inf")
+                    best, best_gain = by_index[mine], float("inf")
         if best is None:
             for h in hosts:
                 if h.index in taken or h.job.num_gpus != guest.job.num_gpus:

@@ -92,7 +92,9 @@ class Tiresias(SchedulingPolicy):
                     and now - e.waiting_since >= f * e.last_run_s):  # fmt: skip
                 e.queue, e.entered = 0, (now, s.index)
                 e.service_at_promotion = s.attained_gpu_s
-        order = sorted(state.jobs, key=lambda s: (self._jobs[s.index].queue, self._jobs[s.index].entered))
+        order = sorted(
+            state.jobs, key=lambda s: (self._jobs[s.index].queue, self._jobs[s.index].entered)
+        )
         gpus = keep_or_place_preemptive(state, order)
         wake = math.inf
         for s in state.jobs:

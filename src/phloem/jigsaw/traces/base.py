@@ -70,7 +70,9 @@ def csv_rows(path: Path, required: tuple[str, ...], *, what: str) -> Iterator[di
             raise ConfigError("trace.path", f"{path}: unreadable from a row on ({e})") from e
 
 
-def finite(row: dict[str, str], key: str, skipped: Counter[str], *, low: float = 0.0) -> float | None:
+def finite(
+    row: dict[str, str], key: str, skipped: Counter[str], *, low: float = 0.0
+) -> float | None:
     """``row[key]`` as a finite number ``>= low``, else ``None`` with the row counted in
     ``skipped`` under a reason naming the column."""
     text = (row.get(key) or "").strip()

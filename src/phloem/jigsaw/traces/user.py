@@ -98,4 +98,3 @@ class UserTrace(TraceReader):
             name = (row.get("name") or "").strip() or f"job-{k}"
             jobs.append(Job(name, t, app, int(n), batch, work, spb_text in _TRUE, frac))
         return Trace(tuple(jobs), skipped, str(path))
-
