@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import ClassVar
 
 from phloem.core import checks
-from phloem.core.errors import ConfigError, DataNotFoundError
+from phloem.core.errors import ConfigError
 from phloem.jigsaw.apps import APPLICATIONS, ThroughputModel
 from phloem.jigsaw.jobs import Job, Trace
 from phloem.jigsaw.registries import TRACES
-from phloem.jigsaw.traces.base import TraceReader, csv_rows, duration_work, finite
+from phloem.jigsaw.traces.base import TraceReader, csv_rows, duration_work, finite, trace_file
 
 __all__ = ["AlibabaPods"]
 
@@ -51,14 +51,12 @@ class AlibabaPods(TraceReader):
     params: AlibabaParams
 
     def read(self, data_dir: Path | None, model: ThroughputModel) -> Trace:
-        if self.params.path is not None:
-            path = Path(self.params.path)
-        elif data_dir is None:
-            raise DataNotFoundError(
-                "the Alibaba pod list", [], "Set PHLOEM_DATA_DIR, or give [trace] path."
-            )
-        else:
-            path = data_dir / "traces" / "alibaba" / "openb_pod_list_default.csv"
+        path = trace_file(
+            self.params.path,
+            data_dir,
+            "traces/alibaba/openb_pod_list_default.csv",
+            "the Alibaba pod list",
+        )
         cols = ("name", "num_gpu", "gpu_milli", "creation_time", "scheduled_time", "deletion_time")
         skipped: Counter[str] = Counter()
         raw = []

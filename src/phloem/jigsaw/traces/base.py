@@ -21,7 +21,7 @@ from phloem.core.registry import Configured
 from phloem.jigsaw.apps import ThroughputModel
 from phloem.jigsaw.jobs import Trace
 
-__all__ = ["TraceReader", "csv_rows", "finite", "pick_app"]
+__all__ = ["TraceReader", "csv_rows", "finite", "pick_app", "trace_file"]
 
 
 class TraceReader(Configured, ABC):
@@ -33,6 +33,21 @@ class TraceReader(Configured, ABC):
     def read(self, data_dir: Path | None, model: ThroughputModel) -> Trace:
         """The trace's jobs; ``data_dir`` is the shared data folder (``None``: not set),
         ``model`` gives each job's work where the trace states a duration instead."""
+
+
+def trace_file(given: str | None, data_dir: Path | None, relative: str, what: str) -> Path:
+    """``given`` (a reader's ``path`` key) if set, else ``relative`` in the shared data folder.
+
+    Raises
+    ------
+    DataNotFoundError
+        When neither is there to look in.
+    """
+    if given is not None:
+        return Path(given)
+    if data_dir is None:
+        raise DataNotFoundError(what, [], "Set PHLOEM_DATA_DIR, or give [trace] path.")
+    return data_dir / relative
 
 
 def csv_rows(path: Path, required: tuple[str, ...], *, what: str) -> Iterator[dict[str, str]]:

@@ -16,11 +16,17 @@ from pathlib import Path
 from typing import ClassVar
 
 from phloem.core import checks
-from phloem.core.errors import DataNotFoundError
 from phloem.jigsaw.apps import ThroughputModel
 from phloem.jigsaw.jobs import Job, Trace
 from phloem.jigsaw.registries import TRACES
-from phloem.jigsaw.traces.base import TraceReader, csv_rows, duration_work, finite, pick_app
+from phloem.jigsaw.traces.base import (
+    TraceReader,
+    csv_rows,
+    duration_work,
+    finite,
+    pick_app,
+    trace_file,
+)
 
 __all__ = ["PhillyTrace"]
 
@@ -50,21 +56,18 @@ class PhillyTrace(TraceReader):
     params: PhillyParams
 
     def read(self, data_dir: Path | None, model: ThroughputModel) -> Trace:
-        if self.params.path is not None:
-            path = Path(self.params.path)
-        elif data_dir is None:
-            raise DataNotFoundError(
-                "the Philly trace", [], "Set PHLOEM_DATA_DIR, or give [trace] path."
-            )
-        else:
-            path = data_dir / "traces" / "pollux" / "traces" / "philly.csv"
+        path = trace_file(
+            self.params.path, data_dir, "traces/pollux/traces/philly.csv", "the Philly trace"
+        )
         skipped: Counter[str] = Counter()
         raw = []
         for k, row in enumerate(
             csv_rows(path, ("timestamp", "duration", "num_gpus"), what="the Philly trace")
         ):
             try:
-                t = dt.datetime.fromisoformat(row["timestamp"].strip()).timestamp()
+                stamp = dt.datetime.fromisoformat(row["timestamp"].strip())
+                # naive times are UTC: the same arrivals on every machine
+                t = stamp.replace(tzinfo=stamp.tzinfo or dt.UTC).timestamp()
             except (ValueError, OverflowError):
                 skipped["timestamp: unreadable"] += 1
                 continue
