@@ -130,3 +130,24 @@ def test_shallow_count_keeps_a_deep_worker() -> None:
     f = SpbFactors(shallow_fraction=1.0)
     assert f.shallow_count(4) == 3 and f.shallow_count(1) == 0
     assert SpbFactors(shallow_fraction=0.5).shallow_count(5) == 2
+
+
+def test_jobs_crossing_a_busy_nic_slow_each_others_sync() -> None:
+    jobs = (Job("a", 0.0, "bert", 2, 24, 1e6), Job("b", 0.0, "bert", 2, 24, 1e6))
+    cluster = ClusterSpec(nodes=2, gpus_per_node=2, nic_gbps=1.0)
+    alloc = {0: (0, 2), 1: (1, 3)}  # both span nodes 0 and 1
+    free = RateModel(jobs, MODEL, COLOC, cluster, SpbFactors(), nic_contention=False)
+    busy = RateModel(jobs, MODEL, COLOC, cluster, SpbFactors())
+    r0 = free.rates(alloc, {}, Sharing.NONE)[0]
+    r1 = busy.rates(alloc, {}, Sharing.NONE)[0]
+    # each node's NIC carries half of each job's traffic: demand over capacity
+    cap = 1e9 / 8
+    f = 2 * (r0.network_bytes / 2) / cap
+    assert f > 1
+    it = MODEL.iteration("bert", (1, 1), 24)
+    want = it.total_s / (it.total_s + it.sync_s * (f - 1))
+    assert r1.work == pytest.approx(r0.work * want)
+    # one job alone on the same NICs is not slowed when they carry its traffic
+    solo = busy.rates({0: (0, 2)}, {}, Sharing.NONE)[0]
+    assert solo.work == pytest.approx(r0.work * (it.total_s / (it.total_s + it.sync_s * (f / 2 - 1)))
+                                      if f / 2 > 1 else r0.work)  # fmt: skip

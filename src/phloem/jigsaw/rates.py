@@ -14,6 +14,8 @@ Alone on its GPUs a job runs as the throughput tables say (:mod:`.apps`). On a G
   type next to the other's.
 
 A data-parallel job is as fast as its slowest worker: its factor is the smallest over its GPUs.
+Jobs spanning nodes share the nodes' NICs: where the inter-node bytes per second asked of a
+node exceed its ``nic_gbps``, the synchronisation of the jobs crossing it stretches by the ratio.
 An SPB job's rate is divided by ``1 + penalty`` (extra epochs to the same accuracy).
 
 Useful GPU-seconds are the compute seconds that advance training (the penalty's share
@@ -85,6 +87,9 @@ class RateModel:
         Whether SPB's statistical-efficiency penalty applies.
     overhead
         Switching cost of interleaving, a fraction of speed.
+    nic_contention
+        Whether jobs sharing a node's NIC beyond its capacity slow each other's
+        synchronisation (:meth:`_share_nics`).
     """
 
     def __init__(
@@ -97,6 +102,7 @@ class RateModel:
         *,
         penalty: bool = True,
         overhead: float = 0.05,
+        nic_contention: bool = True,
     ) -> None:
         self.jobs = jobs
         self.model = model
@@ -105,6 +111,7 @@ class RateModel:
         self.spb = spb
         self.penalty = spb.penalty if penalty else 0.0
         self.overhead = overhead
+        self.nic_contention = nic_contention
         self._estimates: dict[tuple[int, tuple[int, ...], frozenset[int]], Estimate] = {}
         self._alone: dict[tuple[int, tuple[int, ...], frozenset[int]], JobRate] = {}
         self._unit: dict[str, float] = {}
@@ -203,7 +210,42 @@ class RateModel:
             out[j] = r
         if shared:
             out.update(self._rates({j: gpus[j] for j in shared}, shallow, sharing, on))
+        if self.nic_contention:
+            self._share_nics(gpus, shallow, out)
         return out
+
+    def _share_nics(
+        self,
+        gpus: Mapping[int, tuple[int, ...]],
+        shallow: Mapping[int, frozenset[int]],
+        out: dict[int, JobRate],
+    ) -> None:
+        """Slow the synchronisation of jobs whose nodes' NICs are asked for more than they
+        carry: each node's demand is the inter-node bytes per second of the jobs spanning it
+        (a ring between nodes: ``1 / nodes`` of a job's traffic per node); a job's sync time
+        stretches by the worst ratio of demand to capacity over its nodes."""
+        cap = self.cluster.nic_gbps * 1e9 / 8.0
+        spans: dict[int, set[int]] = {}
+        demand: dict[int, float] = {}
+        for j, g in gpus.items():
+            if out[j].network_bytes <= 0:
+                continue
+            nodes = {self.cluster.node_of(x) for x in g}
+            spans[j] = nodes
+            for n in nodes:
+                demand[n] = demand.get(n, 0.0) + out[j].network_bytes / len(nodes)
+        if not demand or max(demand.values()) <= cap:
+            return
+        for j, nodes in spans.items():
+            f = max(demand[n] for n in nodes) / cap
+            if f <= 1.0:
+                continue
+            it = self.estimate(j, gpus[j], shallow.get(j, frozenset())).iteration
+            now = it.total_s  # this job's iteration before contention (sharing aside)
+            scale = now / (now + it.sync_s * (f - 1.0))
+            r = out[j]
+            out[j] = JobRate(r.work * scale, r.useful_gpu * scale, r.network_bytes * scale,
+                             r.samples * scale)  # fmt: skip
 
     def _rates(
         self,

@@ -114,6 +114,7 @@ def run_simulation(
     rates = RateModel(
         trace.jobs, model, coloc, config.cluster, spb_factors(config),
         penalty=config.sim.penalty, overhead=config.sim.interleave_overhead,
+        nic_contention=config.sim.nic_contention,
     )  # fmt: skip
     policy: SchedulingPolicy = POLICIES.get(config.policy.name)(config.policy.params)
     if config.spb.always_shallow:

@@ -48,7 +48,8 @@ class SimOptions:
     change makes no progress for this long), ``interleave_overhead`` (speed lost to switching
     between interleaved jobs), ``penalty`` (SPB's statistical-efficiency penalty on or off),
     ``max_time_s`` (stop there; unfinished jobs are reported), ``segments`` (record who held
-    which GPUs when, for Gantt strips)."""
+    which GPUs when, for Gantt strips), ``nic_contention`` (jobs crossing a node's NIC beyond
+    its ``nic_gbps`` slow each other's synchronisation)."""
 
     round_s: float = 60.0
     restart_s: float = 30.0
@@ -56,6 +57,7 @@ class SimOptions:
     penalty: bool = True
     max_time_s: float = 1e10
     segments: bool = True
+    nic_contention: bool = True
 
     def __post_init__(self) -> None:
         checks.real("sim.round_s", self.round_s, low=0.0, high=86400.0)
@@ -64,6 +66,7 @@ class SimOptions:
         checks.boolean("sim.penalty", self.penalty)
         checks.real("sim.max_time_s", self.max_time_s, low=0.0, low_open=True, high=1e15)
         checks.boolean("sim.segments", self.segments)
+        checks.boolean("sim.nic_contention", self.nic_contention)
 
 
 @dataclass(frozen=True)
