@@ -147,7 +147,7 @@ def test_jobs_crossing_a_busy_nic_slow_each_others_sync() -> None:
     it = MODEL.iteration("bert", (1, 1), 24)
     want = it.total_s / (it.total_s + it.sync_s * (f - 1))
     assert r1.work == pytest.approx(r0.work * want)
-    # one job alone on the same NICs is not slowed when they carry its traffic
+    # alone, the job asks half as much of each NIC
     solo = busy.rates({0: (0, 2)}, {}, Sharing.NONE)[0]
-    assert solo.work == pytest.approx(r0.work * (it.total_s / (it.total_s + it.sync_s * (f / 2 - 1)))
-                                      if f / 2 > 1 else r0.work)  # fmt: skip
+    half = max(f / 2, 1.0)
+    assert solo.work == pytest.approx(r0.work * it.total_s / (it.total_s + it.sync_s * (half - 1)))

@@ -24,7 +24,8 @@ class PlacementMode(enum.Enum):
 @dataclass(frozen=True)
 class ClusterSpec:
     """``[cluster]``: ``nodes`` x ``gpus_per_node`` GPUs of ``gpu_memory_gb`` each, one NIC of
-    ``nic_gbps`` per node (shared by the jobs crossing it); ``placement``: ``consolidated`` (fewest nodes) or ``spread``.
+    ``nic_gbps`` per node (shared by the jobs crossing it); ``placement``: ``consolidated``
+    (fewest nodes) or ``spread``.
     GPU ids run node by node: GPU ``g`` is on node ``g // gpus_per_node``."""
 
     nodes: int = 16
