@@ -124,11 +124,11 @@ def test_shipped_jigsaw_pollux_config_runs(
     from phloem.jigsaw.config import load_config
     from phloem.jigsaw.run import run_simulation
 
-    root = data_file("traces/pollux/workloads-2.0/workload-1.csv").parents[2]
+    root = data_file("traces/pollux/workloads-2.0/workload-1.csv").parents[3]
     cfg = load_config(ROOT / "configs" / "jigsaw_pollux.toml",
                       [f"run.out_dir={str(tmp_path)!r}", "run.progress=false"])  # fmt: skip
     r = run_simulation(cfg, data_dir=root)
-    assert r.metrics.finished == 160 and r.run_dir is not None
+    assert r.metrics.jobs == 320 == r.metrics.finished and r.run_dir is not None
 
 
 def test_jigsaw_example(tmp_path: Path) -> None:

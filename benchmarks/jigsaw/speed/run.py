@@ -1,5 +1,5 @@
-"""Simulator speed: a 160-job workload on 64 GPUs per policy, and the Philly-derived trace at
-several sizes (jobs and GPUs). In-process wall times of the event loop (reading the trace
+"""Simulator speed: a Pollux workload at 2x load (320 jobs) on 64 GPUs per policy, and the
+Philly-derived trace at several sizes (jobs and GPUs). In-process wall times of the event loop (reading the trace
 apart), median of ``--repeats``. Writes results/speed.json.
 
     PHLOEM_DATA_DIR=../shared/data python benchmarks/jigsaw/speed/run.py
@@ -49,7 +49,7 @@ def main() -> None:
         if p == "jigsaw":
             sets.append("spb.fraction=0.5")
         small[p] = timed(sets, tables, args.repeats)
-        print(f"160 jobs, 64 GPUs, load 2, {p:9s}: {small[p]['wall_s']:.3f} s")
+        print(f"Pollux 2x (320 jobs), 64 GPUs, {p:9s}: {small[p]['wall_s']:.3f} s")
     out["pollux_160_jobs_64_gpus"] = small
     philly = {}
     sizes = [(10_000, 1024), (20_000, 1024), (41_000, 1024), (82_247, 1024),

@@ -1,9 +1,9 @@
-"""The Pollux artifact's 160-job workloads (Qiao et al., OSDI 2021, Sec. 5.3).
+"""The Pollux artifact's workloads (Qiao et al., OSDI 2021, Sec. 5.3).
 
-Eight workloads at each relative load (0.5x, 1x, 1.5x, 2x, and a "realistic" variant), each a
-CSV of ``name,time,application,num_replicas,batch_size`` (workload 1 at 1x is bundled, so that this
-reader works with no data folder): the jobs of an 8-hour window of the
-Microsoft Philly trace, each assigned one of six applications by its GPU-time, with the GPU
+Eight workloads at each relative load (0.5x, 1x, 1.5x, 2x: 80, 160, 240 and 320 jobs; and a
+"realistic" variant), each a CSV of ``name,time,application,num_replicas,batch_size``
+(workload 1 at 1x is bundled, so that this reader works with no data folder): the jobs of an
+8-hour window of the Microsoft Philly trace, each assigned one of six applications by its GPU-time, with the GPU
 count and batch size Pollux's baselines use. A job's work is its application's (see
 :mod:`..apps`).
 """
@@ -46,10 +46,10 @@ class PolluxParams:
 
 @TRACES.register
 class PolluxWorkload(TraceReader):
-    """One of the Pollux artifact's 160-job workloads."""
+    """One of the Pollux artifact's workloads."""
 
     name: ClassVar[str] = "pollux"
-    description: ClassVar[str] = "a Pollux 160-job workload (load 0.5/1/1.5/2/realistic, 1-8)"
+    description: ClassVar[str] = "a Pollux workload (load 0.5/1/1.5/2/realistic, 1-8)"
     Params: ClassVar[type[PolluxParams]] = PolluxParams
     params: PolluxParams
 
