@@ -1,6 +1,6 @@
 """Simulator speed: a Pollux workload at 2x load (320 jobs) on 64 GPUs per policy, and the
-Philly-derived trace at several sizes (jobs and GPUs). In-process wall times of the event loop (reading the trace
-apart), median of ``--repeats``. Writes results/speed.json.
+Philly-derived trace at several sizes (jobs and GPUs). In-process wall times of the event loop
+(reading the trace apart), median of ``--repeats``. Writes results/speed.json.
 
     PHLOEM_DATA_DIR=../shared/data python benchmarks/jigsaw/speed/run.py
 """
