@@ -4,8 +4,8 @@ Eight workloads at each relative load (0.5x, 1x, 1.5x, 2x: 80, 160, 240 and 320 
 "realistic" variant), each a CSV of ``name,time,application,num_replicas,batch_size``
 (workload 1 at 1x is bundled, so that this reader works with no data folder): the jobs of an
 8-hour window of the Microsoft Philly trace, each assigned one of six applications by its
-GPU-time, with the GPU count and batch size Pollux's baselines use. A job's work is its application's (see
-:mod:`..apps`).
+GPU-time, with the GPU count and batch size Pollux's baselines use. A job's work is its
+application's (see :mod:`..apps`).
 """
 
 from __future__ import annotations
