@@ -171,7 +171,7 @@ def test_monitor_replays_a_capture_as_json_lines(trained: Trained) -> None:
     final = mine[-1]
     assert final["device"] == "iROBOT_roomba" and final["identified_as"] == "iROBOT_roomba"
     assert final["n_queries"] == 1
-    assert "packets read 2, malformed 0" in _flat(res.stderr)
+    assert "packets read 2, damaged records 0, cut short 0, malformed 0" in _flat(res.stderr)
 
 
 def test_monitor_follows_a_growing_log_until_idle(

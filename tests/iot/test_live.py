@@ -176,11 +176,15 @@ def _ftl_db(path: Path, rows: list[tuple[int, int, str | None, str | None]]) -> 
     con.close()
 
 
+#: FTL rows' times are seconds after this (times outside 1980-2100 are damaged rows)
+T0 = 1_700_000_000
+
+
 def _insert(con: sqlite3.Connection, rows: list[tuple[int, int, str | None, str | None]]) -> None:
     con.executemany(
         "INSERT INTO queries (timestamp, type, status, domain, client, forward) "
         "VALUES (?, ?, 2, ?, ?, '1.1.1.1')",
-        rows,
+        [(T0 + ts, *rest) for ts, *rest in rows],
     )
     con.commit()
 
@@ -195,8 +199,8 @@ def test_ftl_yields_new_rows_in_id_order_and_counts_malformed(tmp_path: Path) ->
     _insert(con, [(105, 16, "b.io", "10.0.0.6")])
     got = list(islice(queries, 2))
     assert [(q.ts, q.client, q.name, q.qtype) for q in got] == [
-        (120.0, "10.0.0.5", "new.example.com", 28),
-        (105.0, "10.0.0.6", "b.io", 65),
+        (T0 + 120.0, "10.0.0.5", "new.example.com", 28),
+        (T0 + 105.0, "10.0.0.6", "b.io", 65),
     ]
     assert (st.lines, st.queries, st.malformed) == (3, 2, 1)
     _insert(con, [(130, 1, "later.io", "10.0.0.2")])
@@ -218,7 +222,7 @@ def test_ftl_locked_database_is_retried(tmp_path: Path) -> None:
     writer = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
     writer.execute("BEGIN EXCLUSIVE")  # readers now get "database is locked"
     writer.execute("INSERT INTO queries (timestamp, type, domain, client) "
-                   "VALUES (1, 1, 'locked.io', '10.0.0.9')")  # fmt: skip
+                   "VALUES (1700000001, 1, 'locked.io', '10.0.0.9')")  # fmt: skip
     timer = threading.Timer(0.2, lambda: writer.execute("COMMIT"))
     timer.start()
     t0 = time.monotonic()

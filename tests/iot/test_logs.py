@@ -51,6 +51,9 @@ def test_unbound_lines() -> None:
     assert st.malformed == 1
 
 
+T0 = 1_700_000_000
+
+
 def test_ftl_database(tmp_path: Path) -> None:
     db = tmp_path / "pihole-FTL.db"
     con = sqlite3.connect(db)
@@ -58,13 +61,20 @@ def test_ftl_database(tmp_path: Path) -> None:
                 "INTEGER, domain TEXT, client TEXT)")  # fmt: skip
     con.executemany(
         "INSERT INTO queries VALUES (?, ?, ?, 2, ?, ?)",
-        [(1, 100, 2, "a.io", "10.0.0.2"), (2, 90, 1, "b.io", "10.0.0.2"), (3, 95, 16, None, "x")],
+        [
+            (1, T0 + 100, 2, "a.io", "10.0.0.2"),
+            (2, T0 + 90, 1, "b.io", "10.0.0.2"),
+            (3, T0 + 95, 16, None, "x"),
+        ],
     )
     con.commit()
     con.close()
     st = LogStats()
     recs = list(read_ftl_db(db, stats=st))
-    assert [(r.ts, r.name, r.qtype) for r in recs] == [(90.0, "b.io", 1), (100.0, "a.io", 28)]
+    assert [(r.ts, r.name, r.qtype) for r in recs] == [
+        (T0 + 90.0, "b.io", 1),
+        (T0 + 100.0, "a.io", 28),
+    ]
     assert st.malformed == 1
 
 

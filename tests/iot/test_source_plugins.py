@@ -114,7 +114,7 @@ def test_a_registered_source_claims_only_its_own_files(jsonl: Any, tmp_path: Pat
 
 def test_an_interface_source_is_not_a_file_kind(tmp_path: Path) -> None:
     log = tmp_path / "a.log"
-    log.write_text("")
+    log.write_text("Jan  1 00:00:00 dnsmasq[1]: query[A] a.io from 10.0.0.9\n")
     with pytest.raises(ConfigError) as info:
         open_observations(log, kind="interface")
     assert info.value.field == "kind" and "does not read the file" in str(info.value)

@@ -205,7 +205,9 @@ def test_dnsmasq_log_uses_the_year_sorts_and_counts_malformed(tmp_path: Path) ->
     ]
     assert stats.kind == "dnsmasq"
     assert (stats.log.lines, stats.log.queries, stats.log.malformed) == (5, 3, 1)
-    assert stats.summary() == "log lines 5, queries 3, malformed 1 (skipped)"
+    assert stats.summary() == (
+        "log lines 5, queries 3, malformed 1 (unparsable query line 1) (skipped)"
+    )
     # the clock of the lines: a gateway two hours east of UTC logged them two hours earlier
     obs, _ = open_observations(log, year=2021, tz=timezone(timedelta(hours=2)))
     assert next(iter(obs)).ts == t - 7200

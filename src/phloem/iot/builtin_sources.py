@@ -22,7 +22,15 @@ from phloem.iot import live
 from phloem.iot.events import Observation, observe_packets
 from phloem.iot.logs import LogQuery, observations_from_log, read_dnsmasq, read_ftl_db, read_unbound
 from phloem.iot.pcap import PcapReader, looks_like_capture
-from phloem.iot.sources import SOURCES, Medium, Reading, Sniff, Source, SourceStats
+from phloem.iot.sources import (
+    SOURCES,
+    Medium,
+    Reading,
+    Sniff,
+    Source,
+    SourceStats,
+    looks_like_text,
+)
 
 __all__ = ["DnsmasqLog", "DnsmasqParams", "FtlDatabase", "Interface", "PcapFile", "UnboundLog"]
 
@@ -56,6 +64,7 @@ class PcapFile(Source):
     @staticmethod
     def _read(path: Path, stats: SourceStats) -> Iterator[Observation]:
         with PcapReader(path) as reader:
+            stats.records = reader.stats  # damaged and cut-short records, as they are met
             yield from observe_packets(reader, stats.events)
 
 
@@ -120,7 +129,8 @@ class DnsmasqLog(Source):
 
     @classmethod
     def sniff(cls, head: bytes) -> Sniff:
-        return Sniff.FALLBACK
+        # any text no other source claims; not binary (random bytes, a compressed file)
+        return Sniff.FALLBACK if looks_like_text(head) else Sniff.NO
 
     def open(
         self, target: str | os.PathLike[str], reading: Reading, stats: SourceStats

@@ -122,6 +122,9 @@ class EventStats:
         Queries dropped because they came before their client's anchor.
     known_skipped
         Clients that were already in ``known`` and therefore started no event.
+    bad_timestamps
+        Packets whose time is outside :data:`EARLIEST_TS` .. :data:`LATEST_TS` (a flipped
+        bit, a wild ``if_tsoffset``): skipped.
     start_ts
         Epoch seconds of the earliest timestamped packet of the stream that
         :func:`observe_packets` read last (``None`` before any; untimed pcapng Simple Packet
@@ -141,6 +144,18 @@ class EventStats:
     before_anchor: int = 0
     known_skipped: int = 0
     start_ts: float | None = None
+    bad_timestamps: int = 0
+
+
+#: The plausible range of a record's time (UTC epoch seconds, 1980-01-01 to 2100-01-01):
+#: anything outside is a damaged record, counted and skipped
+EARLIEST_TS = 315_532_800.0
+LATEST_TS = 4_102_444_800.0
+
+
+def plausible_ts(ts: float) -> bool:
+    """Whether ``ts`` is a time a capture or a log could hold (finite, 1980 to 2100)."""
+    return EARLIEST_TS <= ts <= LATEST_TS
 
 
 _INITIAL_TTLS = (32, 64, 128, 255)
@@ -217,6 +232,9 @@ def observe_packets(packets: Iterable[RawPacket], stats: EventStats) -> Iterator
     stats.start_ts = None
     for raw in packets:
         stats.packets += 1
+        if not math.isnan(raw.ts) and not plausible_ts(raw.ts):
+            stats.bad_timestamps += 1
+            continue
         if raw.ts < start:  # nan (pcapng simple packet blocks) compares False
             start = stats.start_ts = raw.ts
         pkt = decode(raw, stats.decode)

@@ -4,7 +4,8 @@ A home gateway usually has no packet capture but does have its resolver's log. E
 yields :class:`LogQuery` records (time, client IP, name, query type); :func:`events_from_log`
 groups them into :class:`~phloem.iot.events.Event` s keyed by client IP, anchored at each
 client's first query (logs carry no DHCP). Lines that are not queries are ignored; lines that
-look like queries but do not parse are counted in :class:`LogStats`, never fatal.
+look like queries but do not parse, or whose time is outside 1980-2100, are counted by why in
+:class:`LogStats`, never fatal. A database that is not FTL's is one error naming it.
 
 Formats
 -------
@@ -24,14 +25,16 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
+from phloem.core.errors import ConfigError
 from phloem.iot.dns import QTYPE
-from phloem.iot.events import Event, Observation, events_from_observations
+from phloem.iot.events import Event, Observation, events_from_observations, plausible_ts
 
 __all__ = [
     "LogQuery",
@@ -72,9 +75,22 @@ class LogQuery:
 
 @dataclass
 class LogStats:
+    """Lines (or rows) read, queries taken, and the damaged ones skipped: ``malformed`` in
+    all, ``damaged`` by why."""
+
     lines: int = 0
     queries: int = 0
-    malformed: int = 0  # looked like a query line but did not parse
+    malformed: int = 0  # looked like a query line (or was a row) but did not parse
+    damaged: Counter[str] = field(default_factory=Counter)
+
+    def skip(self, why: str) -> None:
+        """Count one damaged line or row."""
+        self.malformed += 1
+        self.damaged[why] += 1
+
+    def damage(self) -> str:
+        """``why: n, ...`` of the damaged lines, or ``""``."""
+        return ", ".join(f"{k} {v}" for k, v in sorted(self.damaged.items()))
 
 
 def _qtype(token: str) -> int:
@@ -99,17 +115,21 @@ def read_dnsmasq(
             continue
         m = _DNSMASQ.match(line.rstrip("\n"))
         if m is None:
-            st.malformed += 1
+            st.skip("unparsable query line")
             continue
         try:
             when = datetime.strptime(
                 f"{year} {m['mon']} {m['day']} {m['time']}", "%Y %b %d %H:%M:%S"
             ).replace(tzinfo=tz)
-        except ValueError:
-            st.malformed += 1
+            ts = when.timestamp()
+        except (ValueError, OverflowError):
+            st.skip("impossible date")
+            continue
+        if not plausible_ts(ts):
+            st.skip("timestamp out of range")
             continue
         st.queries += 1
-        yield LogQuery(when.timestamp(), m["client"], _name(m["name"]), _qtype(m["type"]))
+        yield LogQuery(ts, m["client"], _name(m["name"]), _qtype(m["type"]))
 
 
 def read_unbound(lines: Iterable[str], *, stats: LogStats | None = None) -> Iterator[LogQuery]:
@@ -121,17 +141,27 @@ def read_unbound(lines: Iterable[str], *, stats: LogStats | None = None) -> Iter
             continue
         m = _UNBOUND.match(line.rstrip("\n"))
         if m is None:
-            st.malformed += 1
+            st.skip("unparsable query line")
+            continue
+        ts = float(m["ts"])
+        if not plausible_ts(ts):
+            st.skip("timestamp out of range")
             continue
         st.queries += 1
-        yield LogQuery(float(m["ts"]), m["client"], _name(m["name"]), _qtype(m["type"]))
+        yield LogQuery(ts, m["client"], _name(m["name"]), _qtype(m["type"]))
 
 
 def ftl_record(ts: Any, typ: Any, domain: Any, client: Any, stats: LogStats) -> LogQuery | None:
     """One row of FTL's ``queries`` table as a query (``None``, counted malformed, if damaged)."""
     stats.lines += 1
-    if not isinstance(domain, str) or not isinstance(client, str) or ts is None:
-        stats.malformed += 1
+    if not isinstance(domain, str) or not isinstance(client, str):
+        stats.skip("row without domain or client text")
+        return None
+    if isinstance(ts, bool) or not isinstance(ts, int | float) or not plausible_ts(float(ts)):
+        stats.skip("timestamp out of range")
+        return None
+    if typ is not None and (isinstance(typ, bool) or not isinstance(typ, int)):
+        stats.skip("type not an integer")
         return None
     stats.queries += 1
     return LogQuery(float(ts), client, _name(domain), FTL_TYPES.get(int(typ or 0), 0))
@@ -140,15 +170,31 @@ def ftl_record(ts: Any, typ: Any, domain: Any, client: Any, stats: LogStats) -> 
 def read_ftl_db(path: str | Path, *, stats: LogStats | None = None) -> Iterator[LogQuery]:
     """Queries from Pi-hole FTL's SQLite database, opened read-only, in time order."""
     st = stats if stats is not None else LogStats()
-    con = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
+    path = Path(path)
     try:
-        rows = con.execute(
-            "SELECT timestamp, type, domain, client FROM queries ORDER BY timestamp, id"
-        )
-        for ts, typ, domain, client in rows:
-            rec = ftl_record(ts, typ, domain, client, st)
-            if rec is not None:
-                yield rec
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as e:
+        raise ConfigError("path", f"{path} cannot be opened as an SQLite database ({e})") from None
+    try:
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+            if "queries" not in tables:
+                raise ConfigError(
+                    "path",
+                    f"{path} is an SQLite database without a `queries` table, so not Pi-hole's "
+                    f"FTL database (tables: {', '.join(sorted(tables)) or 'none'})",
+                )
+            rows = con.execute(
+                "SELECT timestamp, type, domain, client FROM queries ORDER BY timestamp, id"
+            )
+            for ts, typ, domain, client in rows:
+                rec = ftl_record(ts, typ, domain, client, st)
+                if rec is not None:
+                    yield rec
+        except sqlite3.Error as e:
+            raise ConfigError(
+                "path", f"{path} is not a readable SQLite database (FTL's): {e}"
+            ) from None
     finally:
         con.close()
 

@@ -36,6 +36,7 @@ from phloem.iot.logs import LogStats
 
 if TYPE_CHECKING:
     from phloem.iot.live import CaptureStats
+    from phloem.iot.pcap import ReadStats
 
 __all__ = [
     "AUTO",
@@ -46,6 +47,7 @@ __all__ = [
     "Source",
     "SourceStats",
     "file_sources",
+    "looks_like_text",
     "open_observations",
     "sniff_format",
 ]
@@ -109,6 +111,7 @@ class SourceStats:
     events: EventStats = field(default_factory=EventStats)
     log: LogStats = field(default_factory=LogStats)
     capture: CaptureStats | None = None  # set for an interface
+    records: ReadStats | None = None  # set for a capture file: its damaged records
 
     def summary(self) -> str:
         """One line for the user: what was read and what was skipped."""
@@ -122,17 +125,24 @@ class SourceStats:
             if self.capture is not None
             else ""
         )
+        records = ""
+        if self.records is not None:
+            records = (
+                f", damaged records {self.records.malformed}, cut short {self.records.truncated}"
+            )
         return (
-            f"packets read {self.events.packets}, malformed {d.malformed}, "
-            f"undecodable DNS {self.events.malformed_dns}{looped}; DNS queries "
-            f"{self.events.queries} (damaged input skipped, never fatal)"
+            f"packets read {self.events.packets}{records}, malformed {d.malformed}, "
+            f"undecodable DNS {self.events.malformed_dns}, timestamps out of range "
+            f"{self.events.bad_timestamps}{looped}; DNS queries {self.events.queries} "
+            f"(damaged input skipped, never fatal)"
         )
 
     def log_summary(self) -> str:
         """The summary of a source of log lines (or database rows)."""
+        why = self.log.damage()
         return (
             f"log lines {self.log.lines}, queries {self.log.queries}, "
-            f"malformed {self.log.malformed} (skipped)"
+            f"malformed {self.log.malformed}{f' ({why})' if why else ''} (skipped)"
         )
 
 
@@ -207,6 +217,38 @@ def _head(path: Path) -> bytes:
         raise ConfigError("path", f"cannot read {path}: {exc.strerror or exc}") from None
 
 
+#: magic numbers of compressed files: what to say
+_COMPRESSED = {
+    b"\x1f\x8b": "gzip-compressed (gunzip it first)",
+    b"BZh": "bzip2-compressed (bunzip2 it first)",
+    b"\xfd7zXZ\x00": "xz-compressed (unxz it first)",
+    b"PK\x03\x04": "a zip archive (unzip it first)",
+    b"\x28\xb5\x2f\xfd": "zstd-compressed (unzstd it first)",
+}
+
+
+def _check_content(path: Path, head: bytes, follow: bool) -> None:
+    """One clear error for a file that cannot be any source's input: empty (unless it is
+    followed: a log may be empty when it is created) or compressed."""
+    if not head and not follow:
+        raise ConfigError("path", f"{path} is empty: not a capture, a log or a database")
+    for magic, what in _COMPRESSED.items():
+        if head.startswith(magic):
+            raise ConfigError("path", f"{path} is {what}")
+
+
+def looks_like_text(head: bytes) -> bool:
+    """Whether ``head`` could begin a text log: no NUL byte, and at least 95% of its characters
+    printable or whitespace once decoded as UTF-8 (an empty head could be)."""
+    if b"\x00" in head:
+        return False
+    text = head.decode("utf-8", "replace")
+    if not text:
+        return True
+    good = sum(1 for c in text if c.isprintable() or c in "\t\r\n")
+    return good >= 0.95 * len(text)
+
+
 def _sniffed(head: bytes, what: str) -> str:
     best, name = Sniff.NO, ""
     for source in file_sources():
@@ -215,7 +257,10 @@ def _sniffed(head: bytes, what: str) -> str:
             best, name = sure, source.name
     if best is Sniff.NO:
         raise ConfigError(
-            "kind", f"cannot tell the format of {what}; name it", _of_medium(Medium.FILE)
+            "kind",
+            f"cannot tell the format of {what}: it is not a pcap/pcapng capture, an SQLite "
+            "database or a text log; name its source if it is one",
+            _of_medium(Medium.FILE),
         )
     return name
 
@@ -307,6 +352,8 @@ def open_observations(
     assert path is not None
     if not follow and not path.exists():
         raise ConfigError("path", f"{path} does not exist")
+    if path.is_file():
+        _check_content(path, _head(path), follow)
     if kind == AUTO:
         # a followed log may not exist yet: nothing to sniff, the fallback format it is
         kind = sniff_format(path) if path.exists() else _sniffed(b"", str(path))
