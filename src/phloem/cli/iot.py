@@ -33,6 +33,7 @@ from phloem.iot.protocols.base import PROTOCOLS, ScoreTable, Strong
 from phloem.iot.sources import AUTO, file_sources
 
 if TYPE_CHECKING:
+    from phloem.iot.batch import FileResult
     from phloem.iot.clients import ClientReport
     from phloem.iot.identify import Identifier
     from phloem.iot.protocols import Evaluation
@@ -68,6 +69,7 @@ _OPTIONS: Mapping[str, str] = {
     "horizon_s": "--horizon",
     "rejoin_after_s": "--rejoin-after",
     "idle_timeout_s": "--idle-timeout",
+    "summary": "--summary",
 }
 
 
@@ -247,14 +249,32 @@ def _print_table(title: str, table: ScoreTable) -> None:
 
 @app.command("identify")
 def identify(
-    capture: Annotated[Path, typer.Argument(help=FILES_HELP)],
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="PATH...",
+            help=FILES_HELP.rstrip(".") + "; or folders (searched recursively) and glob "
+            "patterns: many files in one process.",
+        ),
+    ],
     model_path: ModelFile = Path("iot-model.npz"),
     window: Annotated[float, typer.Option(help="Seconds after each device's anchor.")] = 60.0,
+    windows: Annotated[
+        str | None,
+        typer.Option(help="Answer at each of these seconds, e.g. 0,2,60 (default: --window)."),
+    ] = None,
     top: Annotated[int, typer.Option(min=1, help="Devices shown per client.")] = 3,
     source: SourceKind = AUTO,
     year: Year = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the reports as JSON here.")
+    ] = None,
+    jsonl: Annotated[
+        Path | None,
+        typer.Option(help="One JSON line per client (every window) here; '-': standard output."),
+    ] = None,
+    summary: Annotated[
+        Path | None, typer.Option(help="One row per client, as .csv or .md, here.")
     ] = None,
     anchor: Annotated[
         str,
@@ -266,8 +286,36 @@ def identify(
 ) -> None:
     """Per-device report: key, first seen, device -> manufacturer -> category with confidence
     over time, the names that drove the decision, and flags (unknown, no DNS, external
-    resolver)."""
+    resolver). Many files (folders, globs) are read in one process, with --jsonl and
+    --summary for the results."""
+    ws = _run(lambda: _windows(windows, window), interrupted="stopped.")
+    one = Path(inputs[0])
+    single = (
+        len(inputs) == 1
+        and not one.is_dir()
+        and not set("*?[") & set(inputs[0])
+        and jsonl is None
+        and summary is None
+    )
+    if single and windows is None:
+        _identify_one(one, model_path, window, top, source, year, json_out, anchor)
+        return
+    _identify_many(inputs, model_path, ws, top, source, year, anchor, jsonl, summary)
 
+
+def _windows(windows: str | None, window: float) -> tuple[float, ...]:
+    if windows is None:
+        return (window,)
+    try:
+        return tuple(float(w) for w in windows.split(",") if w.strip())
+    except ValueError:
+        raise ConfigError("--windows", f"{windows!r} is not a list of seconds") from None
+
+
+def _identify_one(
+    capture: Path, model_path: Path, window: float, top: int, source: str,
+    year: int | None, json_out: Path | None, anchor: str,
+) -> None:  # fmt: skip
     def go() -> tuple[list[ClientReport], str]:
         from phloem.iot.clients import IdentifyParams, identify_clients
         from phloem.iot.sources import open_observations
@@ -285,6 +333,77 @@ def identify(
     console.print(summary)
     if json_out is not None:
         json_out.write_text(json.dumps(rows, indent=1))
+
+
+def _identify_many(
+    inputs: list[str], model_path: Path, windows_s: tuple[float, ...], top: int, source: str,
+    year: int | None, anchor: str, jsonl: Path | None, summary: Path | None,
+) -> None:  # fmt: skip
+    def go() -> tuple[list[FileResult], list[str]]:
+        from phloem.core.progress import progress_bar
+        from phloem.iot.batch import BatchParams, expand_inputs, identify_paths
+
+        params = BatchParams(windows_s, top, anchor, source, year)
+        files, missing = expand_inputs(inputs)
+        if not files:
+            raise ConfigError("PATH", "; ".join(missing) or "no input")
+        idt = _load_identifier(model_path)
+        with (
+            _jsonl_sink(jsonl) as sink,
+            progress_bar(
+                len(files), "identifying", enabled=len(files) > 1 and console.is_terminal
+            ) as bar,
+        ):
+            results = []
+            for r in identify_paths(idt, files, params):
+                results.append(r)
+                for c in r.clients:
+                    if sink is not None:
+                        sink.write(json.dumps(c) + "\n")
+                bar.advance(1)
+        if summary is not None:
+            from phloem.iot.batch import write_summary
+
+            write_summary(results, params.windows_s, summary)
+        return results, missing
+
+    results, missing = _run(go, interrupted="stopped; the lines written so far are kept.")
+    _print_batch(results, missing, windows_s, jsonl is not None and str(jsonl) == "-")
+
+
+@contextmanager
+def _jsonl_sink(path: Path | None) -> Iterator[TextIO | None]:
+    if path is None:
+        yield None
+    elif str(path) == "-":
+        yield sys.stdout
+    else:
+        with path.open("w", encoding="utf-8") as fh:
+            yield fh
+
+
+def _print_batch(
+    results: list[FileResult], missing: list[str], windows_s: tuple[float, ...], quiet: bool
+) -> None:
+    from phloem.iot.batch import summary_rows
+
+    err = Console(stderr=True)
+    out = err if quiet else console
+    clients = sum(len(r.clients) for r in results)
+    skipped = [r for r in results if r.error is not None]
+    if not quiet:
+        t = Table(title=escape(f"{len(results)} files, {clients} DNS clients"))
+        for c in ("file", "client", "first seen", *(f"at {w:g} s" for w in windows_s)):
+            t.add_column(escape(c))
+        for row in summary_rows(results, windows_s):
+            t.add_row(*(escape(c) for c in row))
+        (console if console.is_terminal else Console(width=200)).print(t)
+    out.print(f"files read {len(results) - len(skipped)}, skipped {len(skipped)}; "
+              f"DNS clients {clients}")  # fmt: skip
+    for r in skipped:
+        out.print(f"skipped {escape(str(r.path))}: {escape(r.error or '')}")
+    for m in missing:
+        out.print(f"nothing at {escape(m)}")
 
 
 def _clients_table(title: str, reports: list[dict[str, Any]]) -> Table:
