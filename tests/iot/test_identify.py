@@ -206,3 +206,24 @@ def test_hierarchy_ties_go_to_the_first_group_and_unmapped_devices_to_question_m
             assert a.manufacturer is not None and a.category is not None
             assert (a.manufacturer.label, a.category.label) == want
             assert (a.manufacturer, a.category) == _reference_hierarchy(idt, p)
+
+
+def test_devices_that_appear_only_late_are_not_dropped_by_calibration() -> None:
+    """The latest 20% held out for calibration would hold every event of two late devices:
+    the split falls back, with a warning, and every device is fitted."""
+    import warnings
+
+    from iot_synth import HIERARCHY, corpus
+
+    early = corpus(per_day=8, days=3, devices=("plug", "cam"))
+    late = [
+        replace(e, anchor_utc=e.anchor_utc + 10**7)
+        for e in corpus(per_day=3, days=1, devices=("bulb", "speaker"), seed=1)
+    ]
+    with pytest.warns(UserWarning, match=r"2 device\(s\) \(bulb, speaker\)"):
+        idt = Identifier.train(early + late, hierarchy=HIERARCHY, checkpoints=(0, 2))
+    assert sorted(idt.classes) == ["bulb", "cam", "plug", "speaker"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no devices dropped: no warning
+        idt = Identifier.train(early, hierarchy=HIERARCHY, checkpoints=(0, 2))
+    assert sorted(idt.classes) == ["cam", "plug"]
