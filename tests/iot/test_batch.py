@@ -128,3 +128,28 @@ def test_the_command_line_batch(identifier: Identifier, folder: Path, tmp_path: 
     res = runner.invoke(app, ["iot", "identify", str(folder), "--model", str(model),
                               "--windows", "0,x"])  # fmt: skip
     assert res.exit_code == 2 and "--windows" in res.output
+
+
+def test_a_capture_model_reading_a_log_is_warned(identifier: Identifier, tmp_path: Path) -> None:
+    from phloem.iot.features import Block, FeatureSpec
+    from phloem.iot.sources import feature_gap
+
+    assert feature_gap(Block, "pcap") is None
+    assert "resolver, stack" in (feature_gap(Block, "unbound") or "")
+    assert feature_gap(set(Block) - {Block.STACK, Block.RESOLVER}, "ftl") is None
+    log = tmp_path / "unbound.log"
+    log.write_text("[1700000000] unbound[1:0] info: 10.0.0.9 iot.bulbco.io. A IN\n")
+    model = tmp_path / "m.npz"
+    identifier.save(model)
+    for args in (["identify", str(log)], ["monitor", str(log)], ["identify", str(tmp_path)]):
+        res = runner.invoke(app, ["iot", *args, "--model", str(model)])
+        assert res.exit_code == 0, res.output
+        assert "feature block(s), which unbound input does not carry" in " ".join(
+            res.output.split()
+        )
+    logs_only = FeatureSpec(blocks=tuple(set(Block) - {Block.STACK, Block.RESOLVER}))
+    log_model = Identifier.train(corpus(per_day=4), spec=logs_only, hierarchy=HIERARCHY,
+                                 checkpoints=(0, 2))  # fmt: skip
+    log_model.save(model)
+    res = runner.invoke(app, ["iot", "identify", str(log), "--model", str(model)])
+    assert res.exit_code == 0 and "does not carry" not in res.output

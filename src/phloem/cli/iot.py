@@ -318,11 +318,14 @@ def _identify_one(
 ) -> None:  # fmt: skip
     def go() -> tuple[list[ClientReport], str]:
         from phloem.iot.clients import IdentifyParams, identify_clients
-        from phloem.iot.sources import open_observations
+        from phloem.iot.sources import feature_gap, open_observations
 
         params = IdentifyParams(window, top, anchor)
         idt = _load_identifier(model_path)
         obs, stats = open_observations(capture, kind=source, year=year)
+        gap = feature_gap(idt.model.vectorizer.spec.blocks, stats.kind)
+        if gap is not None:
+            Console(stderr=True).print(escape(gap))
         return identify_clients(idt, obs, params, stats=stats.events), stats.summary()
 
     reports, summary = _run(go, interrupted="stopped; no report was written.")
@@ -400,6 +403,9 @@ def _print_batch(
         (console if console.is_terminal else Console(width=200)).print(t)
     out.print(f"files read {len(results) - len(skipped)}, skipped {len(skipped)}; "
               f"DNS clients {clients}")  # fmt: skip
+    warned = [r for r in results if r.warning is not None]
+    if warned:
+        out.print(f"{escape(warned[0].warning or '')} ({len(warned)} file(s))")
     for r in skipped:
         out.print(f"skipped {escape(str(r.path))}: {escape(r.error or '')}")
     for m in missing:
@@ -500,10 +506,14 @@ def _monitor(
     tracker: Tracker, watched: Watched, out: Path | None, idle_timeout_s: float | None
 ) -> str:
     """Run the monitor loop, JSON lines to ``out`` (or stdout); the source's summary."""
+    from phloem.iot.sources import feature_gap
     from phloem.iot.stream import json_lines, monitor
 
     stop = threading.Event()
     obs, stats = watched.open(stop)
+    gap = feature_gap(tracker.identifier.model.vectorizer.spec.blocks, stats.kind)
+    if gap is not None:
+        Console(stderr=True).print(escape(gap))
     with _sink(out) as sink:
         monitor(tracker, obs, json_lines(sink), live=watched.live, stop=stop,
                 idle_timeout_s=idle_timeout_s)  # fmt: skip

@@ -22,7 +22,7 @@ from typing import Any, cast
 from phloem.core.errors import ConfigError, PhloemError
 from phloem.iot.events import ANCHOR_MODES, AnchorMode, events_from_observations
 from phloem.iot.identify import Answer, Identifier
-from phloem.iot.sources import AUTO, open_observations
+from phloem.iot.sources import AUTO, feature_gap, open_observations
 
 __all__ = ["BatchParams", "FileResult", "expand_inputs", "identify_paths", "write_summary"]
 
@@ -68,12 +68,15 @@ class FileResult:
         The source's one line on what it read and skipped.
     error
         Why the file was skipped (``None``: it was read).
+    warning
+        The model uses feature blocks this file's source lacks (a capture model on a log).
     """
 
     path: Path
     clients: list[dict[str, Any]] = field(default_factory=list)
     summary: str = ""
     error: str | None = None
+    warning: str | None = None
 
 
 def expand_inputs(items: Sequence[str | Path]) -> tuple[list[Path], list[str]]:
@@ -155,6 +158,7 @@ def identify_paths(
                     "drivers": [[w, round(d, 4)] for w, d in answers[-1].drivers],
                 })  # fmt: skip
             result.summary = stats.summary()
+            result.warning = feature_gap(identifier.model.vectorizer.spec.blocks, stats.kind)
         except ConfigError as e:
             result.error = e.problem  # the path is the result's own
         except PhloemError as e:

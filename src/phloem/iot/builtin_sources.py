@@ -35,6 +35,8 @@ from phloem.iot.sources import (
 __all__ = ["DnsmasqLog", "DnsmasqParams", "FtlDatabase", "Interface", "PcapFile", "UnboundLog"]
 
 _SQLITE_MAGIC = b"SQLite format 3"
+#: what a resolver's log never shows: the querying stack's traits, the resolver it asked
+_LOG_LACKS = frozenset({"stack", "resolver"})
 
 
 @SOURCES.register
@@ -124,6 +126,7 @@ class DnsmasqLog(Source):
 
     name: ClassVar[str] = "dnsmasq"
     description: ClassVar[str] = "a dnsmasq or Pi-hole log"
+    lacks: ClassVar[frozenset[str]] = _LOG_LACKS
     Params: ClassVar[type[DnsmasqParams]] = DnsmasqParams
     params: DnsmasqParams
 
@@ -147,6 +150,7 @@ class UnboundLog(Source):
 
     name: ClassVar[str] = "unbound"
     description: ClassVar[str] = "an unbound log"
+    lacks: ClassVar[frozenset[str]] = _LOG_LACKS
 
     @classmethod
     def sniff(cls, head: bytes) -> Sniff:
@@ -166,6 +170,7 @@ class FtlDatabase(Source):
 
     name: ClassVar[str] = "ftl"
     description: ClassVar[str] = "Pi-hole's FTL database"
+    lacks: ClassVar[frozenset[str]] = _LOG_LACKS
 
     @classmethod
     def sniff(cls, head: bytes) -> Sniff:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from enum import Enum, IntEnum
@@ -46,6 +46,7 @@ __all__ = [
     "Sniff",
     "Source",
     "SourceStats",
+    "feature_gap",
     "file_sources",
     "looks_like_text",
     "open_observations",
@@ -157,6 +158,9 @@ class Source(Configured, ABC):
     """
 
     medium: ClassVar[Medium] = Medium.FILE
+    #: feature blocks (:class:`~phloem.iot.features.Block` values) this input never carries
+    #: (a resolver log: no stack fingerprint, no resolver address)
+    lacks: ClassVar[frozenset[str]] = frozenset()
 
     kind: ClassVar[str] = "source"
 
@@ -190,6 +194,20 @@ SOURCES: Registry[type[Source]] = Registry(
     "input source", "source", populate=["phloem.iot.builtin_sources"]
 )
 """Input sources by name (``pcap``, ``dnsmasq``, ``unbound``, ``ftl``, ``interface``)."""
+
+
+def feature_gap(blocks: Iterable[str], kind: str) -> str | None:
+    """A one-line warning when a model built on feature ``blocks`` reads input of source
+    ``kind`` that lacks some of them (a capture model fed a resolver log), else ``None``."""
+    source = SOURCES.get(kind, field="kind")
+    missing = sorted(set(map(str, blocks)) & source.lacks)
+    if not missing:
+        return None
+    return (
+        f"warning: the model uses the {', '.join(missing)} feature block(s), which {kind} "
+        f"input does not carry; its answers rest on the other blocks and are less accurate "
+        f"(train with --features log for logs)"
+    )
 
 
 def file_sources() -> list[type[Source]]:
