@@ -213,8 +213,6 @@ def test_devices_that_appear_only_late_are_not_dropped_by_calibration() -> None:
     the split falls back, with a warning, and every device is fitted."""
     import warnings
 
-    from iot_synth import HIERARCHY, corpus
-
     early = corpus(per_day=8, days=3, devices=("plug", "cam"))
     late = [
         replace(e, anchor_utc=e.anchor_utc + 10**7)
@@ -227,3 +225,16 @@ def test_devices_that_appear_only_late_are_not_dropped_by_calibration() -> None:
         warnings.simplefilter("error")  # no devices dropped: no warning
         idt = Identifier.train(early, hierarchy=HIERARCHY, checkpoints=(0, 2))
     assert sorted(idt.classes) == ["cam", "plug"]
+
+
+def test_the_model_records_what_it_was_trained_on(tmp_path: Path) -> None:
+    events = corpus(per_day=5, days=2)
+    idt = Identifier.train(events, hierarchy=HIERARCHY, checkpoints=(0, 2))
+    t = idt.trained_on
+    assert t["events"] == len(events) == sum(t["events_per_device"].values())
+    assert set(t["events_per_device"]) == set(HIERARCHY)
+    assert t["days"] == ["2023-10-19", "2023-10-20"]
+    assert 0 < t["held_out"] < len(events)
+    assert "stack" in t["features"]
+    idt.save(tmp_path / "m.npz")
+    assert Identifier.load(tmp_path / "m.npz").trained_on == t

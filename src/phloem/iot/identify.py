@@ -168,6 +168,10 @@ class Identifier:
         Device -> ``(manufacturer, category)``; may be empty.
     confidence
         Top probability at which an answer counts as confident (any-time mode).
+    trained_on
+        What the model was fitted and calibrated on: ``events``, ``events_per_device``,
+        ``days`` (first and last), ``held_out`` (events that calibrated instead), ``features``
+        (the feature blocks); empty for models saved before it was recorded.
     """
 
     model: NumpyModel
@@ -176,6 +180,7 @@ class Identifier:
     vocabulary: frozenset[str]
     hierarchy: dict[str, tuple[str, str]] = field(default_factory=dict)
     confidence: float = 0.9
+    trained_on: dict[str, Any] = field(default_factory=dict)
 
     # --- training --------------------------------------------------------------------------
 
@@ -272,6 +277,17 @@ class Identifier:
             )
             nov.calibrate(val_w, w, target_false_unknown / 2)
             thresholds.append(_Thresholds(w, det.threshold, nov.threshold))
+        counts: dict[str, int] = {}
+        for e in labelled:
+            counts[str(e.device)] = counts.get(str(e.device), 0) + 1
+        days = sorted({e.day for e in labelled if e.day})
+        trained_on = {
+            "events": len(labelled),
+            "events_per_device": dict(sorted(counts.items())),
+            "days": [days[0], days[-1]] if days else [],
+            "held_out": int(mask.sum()),
+            "features": [str(b) for b in vec.spec.blocks],
+        }
         return cls(
             numpy_model,
             cps,
@@ -279,6 +295,7 @@ class Identifier:
             frozenset(nov.vocabulary),
             dict(hierarchy or {}),
             confidence,
+            trained_on,
         )
 
     # --- persistence -----------------------------------------------------------------------
@@ -292,6 +309,7 @@ class Identifier:
             "vocabulary": sorted(self.vocabulary),
             "hierarchy": {d: list(mc) for d, mc in sorted(self.hierarchy.items())},
             "confidence": self.confidence,
+            "trained_on": self.trained_on,
         }
         self.model.save(path)
 
@@ -313,6 +331,7 @@ class Identifier:
             frozenset(x["vocabulary"]),
             {d: (str(mc[0]), str(mc[1])) for d, mc in x["hierarchy"].items()},
             float(x["confidence"]),
+            dict(x.get("trained_on") or {}),
         )
 
     # --- answering -------------------------------------------------------------------------
