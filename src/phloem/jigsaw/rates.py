@@ -256,8 +256,8 @@ class RateModel:
     ) -> dict[int, JobRate]:
         nothing: frozenset[int] = frozenset()
         holders = {k for g in gpus.values() for x in g for k in on[x]}
-        est = {k: self.estimate(k, self._gpus_of(k, gpus, on), shallow.get(k, nothing))
-               for k in holders}  # fmt: skip
+        # every job on a shared GPU is itself in ``gpus`` (it shares too)
+        est = {k: self.estimate(k, gpus[k], shallow.get(k, nothing)) for k in holders}
 
         def share(j: int, gpu: int) -> float:
             e = est[j]
@@ -294,11 +294,3 @@ class RateModel:
             net = 2.0 * (nodes - 1) * self.model.apps[job.app].model_bytes * iters
             out[j] = JobRate(e.rate * factor, useful, net, e.iteration.samples * iters)
         return out
-
-    @staticmethod
-    def _gpus_of(
-        k: int, gpus: Mapping[int, tuple[int, ...]], on: Mapping[int, list[int]]
-    ) -> tuple[int, ...]:
-        if k in gpus:
-            return gpus[k]
-        return tuple(sorted(x for x, js in on.items() if k in js))

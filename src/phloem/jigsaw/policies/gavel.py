@@ -18,7 +18,13 @@ from typing import ClassVar
 import numpy as np
 
 from phloem.core import checks
-from phloem.jigsaw.policies.base import Allocation, ClusterState, SchedulingPolicy, keep_or_place
+from phloem.jigsaw.policies.base import (
+    Allocation,
+    ClusterState,
+    JobStatus,
+    SchedulingPolicy,
+    keep_or_place,
+)
 from phloem.jigsaw.registries import POLICIES
 
 __all__ = ["Gavel", "max_min_shares"]
@@ -91,12 +97,10 @@ class Gavel(SchedulingPolicy):
                 self._cache.clear()
             self._cache[key] = by_size
 
-        def priority(s: object) -> tuple[float, float, int]:
-            st = s  # JobStatus
-            share = by_size[st.job.num_gpus]  # type: ignore[attr-defined]
-            active = max(state.now_s - st.job.arrival_s, 1e-9)  # type: ignore[attr-defined]
-            got = st.attained_s / active  # type: ignore[attr-defined]
-            return (-(share / got) if got > 0 else -np.inf, st.job.arrival_s, st.index)  # type: ignore[attr-defined]
+        def priority(s: JobStatus) -> tuple[float, float, int]:
+            share = by_size[s.job.num_gpus]
+            got = s.attained_s / max(state.now_s - s.job.arrival_s, 1e-9)
+            return (-(share / got) if got > 0 else -np.inf, s.job.arrival_s, s.index)
 
         order = sorted(state.jobs, key=priority)
         gpus = keep_or_place(state, order, backfill=True)

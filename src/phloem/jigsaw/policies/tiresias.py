@@ -17,7 +17,7 @@ take effect without a periodic poll.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 from phloem.core import checks
@@ -55,7 +55,6 @@ class _Entry:
     run_started: float = math.nan
     waiting_since: float = math.nan
     service_at_promotion: float = 0.0
-    history: list[float] = field(default_factory=list)
 
 
 @POLICIES.register
@@ -95,7 +94,8 @@ class Tiresias(SchedulingPolicy):
         order = sorted(
             state.jobs, key=lambda s: (self._jobs[s.index].queue, self._jobs[s.index].entered)
         )
-        gpus = keep_or_place_preemptive(state, order)
+        # admitted in priority order, skipping jobs that do not fit; the rest are preempted
+        gpus = keep_or_place(state, order, backfill=True)
         wake = math.inf
         for s in state.jobs:
             e = self._jobs[s.index]
@@ -111,9 +111,3 @@ class Tiresias(SchedulingPolicy):
                 left = th[e.queue] - (s.attained_gpu_s - e.service_at_promotion)
                 wake = min(wake, now + max(left, 1e-3) / s.job.num_gpus)
         return Allocation(gpus, review_at_s=wake if math.isfinite(wake) else None)
-
-
-def keep_or_place_preemptive(state: ClusterState, order: list) -> dict[int, tuple[int, ...]]:  # type: ignore[type-arg]
-    """Admit in priority ``order`` while jobs fit (skipping those that do not); admitted jobs
-    keep the GPUs they hold, the others get free ones; jobs not admitted are preempted."""
-    return keep_or_place(state, order, backfill=True)
