@@ -126,3 +126,15 @@ def test_demo_runs_without_a_data_folder(tmp_path: Path, monkeypatch: pytest.Mon
     assert res.exit_code == 0, res.output
     data = json.loads((tmp_path / "comparison.json").read_text())
     assert set(data) == {"fifo", "tiresias", "gavel", "gandiva", "muri", "jigsaw"}
+
+
+def test_jobs_left_unfinished_are_said(tmp_path: Path) -> None:
+    trace = tmp_path / "t.csv"
+    trace.write_text("name,time,num_gpus,duration\na,0,1,600\nb,1e300,1,60\nc,5,1,1e308\n")
+    res = runner.invoke(app, ["jigsaw", "simulate", "--set", "trace.name=csv",
+                              "--set", f"trace.path={str(trace)!r}", "--set", "run.plots=false",
+                              "--set", f"run.out_dir={str(tmp_path / 'r')!r}",
+                              "--set", "run.progress=false"])  # fmt: skip
+    flat = " ".join(res.output.split())
+    assert res.exit_code == 0, res.output
+    assert "1 job(s) unfinished" in flat and "work: not finite or not positive" in flat

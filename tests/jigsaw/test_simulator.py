@@ -195,3 +195,15 @@ def test_max_time_stops_with_unfinished_jobs() -> None:
     assert res.end_s <= 1800.0
     assert np.isnan(res.finish_s).any()
     assert (res.work_done <= np.array([j.work for j in trace.jobs]) + 1e-6).all()
+
+
+def test_utilisation_stays_within_one_when_jobs_are_left_unfinished() -> None:
+    from phloem.jigsaw.metrics import metrics
+
+    trace = random_trace(4, 12)
+    cluster = ClusterSpec(nodes=2, gpus_per_node=4)
+    rates = RateModel(trace.jobs, MODEL, COLOC, cluster, SpbFactors())
+    res = simulate(trace, cluster, POLICIES.get("fifo")(), rates, SimOptions(max_time_s=3000.0))
+    m = metrics(res, rates)
+    assert m.finished < m.jobs
+    assert 0 < m.utilisation <= 1.0 + 1e-9

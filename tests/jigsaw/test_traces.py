@@ -138,3 +138,12 @@ def test_philly_rows_with_flipped_bits_are_skipped(tmp_path: Path) -> None:
     assert t.skipped["duration: not finite"] == 1
     assert t.skipped["num_gpus: above max_gpus or fractional"] == 1
     assert all(math.isfinite(j.work) and j.work > 0 for j in t.jobs)
+
+
+def test_rows_too_large_to_simulate_are_counted_not_run(tmp_path: Path) -> None:
+    p = write(tmp_path, "name,time,num_gpus,duration,batch_size\n"
+                        "a,0,2,1e308,\nb,10,1,600,\nc,20,1,600,1e300\n")  # fmt: skip
+    t = reader("csv", path=str(p)).read(None, MODEL)
+    assert "a" not in [j.name for j in t.jobs] and "b" in [j.name for j in t.jobs]
+    assert all(math.isfinite(j.work) and j.work > 0 for j in t.jobs)
+    assert sum(v for k, v in t.skipped.items() if k.startswith("work:")) >= 1

@@ -62,6 +62,14 @@ def _skipped(report: SimReport) -> None:
         console.print(f"skipped trace rows ({sum(report.skipped.values())}): {escape(rows)}")
     if report.result.refused:
         console.print(f"refused jobs: {report.result.refused}")
+    m = report.metrics
+    left = m.jobs - m.finished - sum(report.result.refused.values())
+    if left > 0:
+        console.print(
+            f"{left} job(s) unfinished when the simulation stopped at "
+            f"{report.result.end_s:.6g} s (sim.max_time_s {report.config.sim.max_time_s:g}, "
+            "or a policy that leaves them waiting)"
+        )
 
 
 @app.command("simulate")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -52,7 +53,9 @@ class Trace:
     Attributes
     ----------
     jobs
-        Sorted by ``arrival_s`` (ties: trace order); arrivals start at 0.
+        Sorted by ``arrival_s`` (ties: trace order); arrivals start at 0. Jobs whose work is
+        not a positive finite number (a duration or batch size too large to simulate) are
+        dropped and counted in ``skipped``.
     skipped
         ``reason -> count`` of rows that were not jobs (unreadable numbers, no GPUs, ...).
     source
@@ -64,7 +67,13 @@ class Trace:
     source: str = ""
 
     def __post_init__(self) -> None:
-        jobs = sorted(self.jobs, key=lambda j: j.arrival_s)
+        # whatever the reader: a job that cannot be simulated is skipped and counted here
+        kept = [j for j in self.jobs if math.isfinite(j.work) and j.work > 0]
+        if len(kept) < len(self.jobs):
+            self.skipped["work: not finite or not positive (duration or batch too large)"] += len(
+                self.jobs
+            ) - len(kept)
+        jobs = sorted(kept, key=lambda j: j.arrival_s)
         if jobs and jobs[0].arrival_s != 0.0:
             t0 = jobs[0].arrival_s
             jobs = [replace(j, arrival_s=j.arrival_s - t0) for j in jobs]

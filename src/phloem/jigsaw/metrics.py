@@ -26,7 +26,8 @@ class Metrics:
     avg_jct_s, p99_jct_s
         Mean and 99th percentile of finish - arrival over the finished jobs.
     makespan_s
-        From the first arrival to the last finish.
+        From the first arrival to the last finish (to the simulation's end when jobs were
+        left unfinished).
     avg_wait_s
         Mean time from arrival to first holding GPUs.
     gpu_time_s
@@ -90,7 +91,9 @@ def metrics(result: SimResult, rates: RateModel) -> Metrics:
             b = rates.model.default_batch(j.app, 1)
             one_gpu[j.app] = rates.model.solo_rate(j.app, (1,), b)
         work_s += _work_done(result, i, j.work) / one_gpu[j.app]
-    end = float(np.nanmax(result.finish_s)) if done.any() else result.end_s
+    # to the last finish; with jobs left unfinished, to where the simulation stopped (GPU time
+    # was allocated until then)
+    end = float(np.nanmax(result.finish_s)) if done.all() else result.end_s
     makespan = end - float(arrival.min()) if len(jobs) else 0.0
     g = result.cluster.num_gpus
     return Metrics(
