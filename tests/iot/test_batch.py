@@ -153,3 +153,29 @@ def test_a_capture_model_reading_a_log_is_warned(identifier: Identifier, tmp_pat
     log_model.save(model)
     res = runner.invoke(app, ["iot", "identify", str(log), "--model", str(model)])
     assert res.exit_code == 0 and "does not carry" not in res.output
+
+
+def test_a_users_folder_of_500_captures_in_one_call(identifier: Identifier, tmp_path: Path) -> None:
+    """Their own data at their scale: 500 captures of four devices, a few damaged, in nested
+    folders; one call, every capture accounted for."""
+    root = tmp_path / "site"
+    devices = ["plug", "cam", "bulb", "speaker"]
+    for i in range(500):
+        dev = devices[i % 4]
+        folder = root / f"gw{i % 7}" / dev
+        folder.mkdir(parents=True, exist_ok=True)
+        data = device_capture(dev, f"02:00:00:00:{i // 256:02x}:{i % 256:02x}", T0 + 600.0 * i)
+        if i % 50 == 49:
+            data = data[: len(data) // 2]  # cut short
+        (folder / f"{i:03d}.pcapng").write_bytes(data)
+    model = tmp_path / "m.npz"
+    identifier.save(model)
+    out = tmp_path / "o.jsonl"
+    res = runner.invoke(app, ["iot", "identify", str(root), "--model", str(model),
+                              "--windows", "0,2,60", "--jsonl", str(out)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len({x["file"] for x in lines}) == 500  # the cut ones keep their first queries
+    assert "files read 500, skipped 0; DNS clients 500" in " ".join(res.output.split())
+    tops = [x["top"][0]["label"] for x in lines if "/bulb/" in x["file"]]
+    assert tops.count("bulb") >= 0.9 * len(tops)

@@ -360,9 +360,10 @@ def _identify_many(
             results = []
             for r in identify_paths(idt, files, params):
                 results.append(r)
-                for c in r.clients:
-                    if sink is not None:
+                if sink is not None:
+                    for c in r.clients:
                         sink.write(json.dumps(c) + "\n")
+                    sink.flush()  # a kill keeps every file finished so far
                 bar.advance(1)
         if summary is not None:
             from phloem.iot.batch import write_summary
