@@ -281,10 +281,11 @@ def test_identify_over_time_ends_with_the_windows_answer(trained: Trained, tmp_p
         assert last["unknown"] == report["unknown"]
 
 
-def test_train_until_leaving_no_test_days_names_the_option(iot_env: Path) -> None:
-    res = runner.invoke(app, ["iot", "train", "--train-until", "2099-01-01", "--out", "x.npz"])
-    assert res.exit_code == 2 and "--train-until" in res.output
-    assert "empty train or test set" in _flat(res.output)
+def test_train_until_before_the_first_day_names_the_option(iot_env: Path) -> None:
+    # a day after the last is allowed (every day is used); one before the first leaves nothing
+    res = runner.invoke(app, ["iot", "train", "--train-until", "2020-01-01", "--out", "x.npz"])
+    assert res.exit_code == 2 and "--until" in res.output
+    assert "no training event on or before 2020-01-01" in _flat(res.output)
 
 
 # ---- evaluate -----------------------------------------------------------------------------

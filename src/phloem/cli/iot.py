@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from phloem.iot.identify import Identifier
     from phloem.iot.protocols import Evaluation
     from phloem.iot.stream import Tracker, Watched
+    from phloem.iot.training import Trained
 
 __all__ = ["app"]
 
@@ -52,6 +53,10 @@ _OPTIONS: Mapping[str, str] = {
     "model": "--model",
     "protocol": "--protocol",
     "train_until": "--train-until",
+    "until": "--until",
+    "exclude": "--exclude",
+    "paths": "DATA",
+    "labels": "--labels",
     "test_from": "--test-from",
     "test_until": "--test-until",
     "windows_s": "--windows",
@@ -146,43 +151,99 @@ def _load_identifier(model_path: Path) -> Identifier:
     return Identifier.load(model_path)
 
 
+TrainData = Annotated[
+    list[str] | None,
+    typer.Argument(
+        metavar="[DATA]...",
+        help="Captures, logs, FTL databases, folders or globs to train on, with --labels; "
+        "'doh_iot' (the default) is the bundled corpus.",
+    ),
+]
+Labels = Annotated[
+    Path | None,
+    typer.Option(help="CSV naming the clients of DATA: mac or ip, device, manufacturer, category."),
+]
+Until = Annotated[
+    str | None,
+    typer.Option(
+        "--until", "--train-until", help="Last day (YYYY-MM-DD) trained on (default: every day)."
+    ),
+]
+Exclude = Annotated[list[str] | None, typer.Option(help="Leave this device out (repeat for more).")]
+Checkpoints = Annotated[
+    str, typer.Option(help="Seconds after the anchor the any-time model learns to answer at.")
+]
+Confidence = Annotated[
+    float, typer.Option(help="Top probability at which an answer counts as confident.")
+]
+FalseUnknown = Annotated[
+    float, typer.Option(help="Share of known-device events allowed to be flagged unknown.")
+]
+ModelOut = Annotated[Path, typer.Option(help="Where to write the numpy model (.npz).")]
+Anchor = Annotated[str, typer.Option(help="What starts a client's clock (as for identify).")]
+
+
 @app.command("train")
 def train(
-    out: Annotated[Path, typer.Option(help="Where to write the numpy model (.npz).")] = Path(
-        "iot-model.npz"
-    ),
+    data: TrainData = None,
+    labels: Labels = None,
+    out: ModelOut = Path("iot-model.npz"),
     features: Features = "full",
     model: ModelKind = "logreg",
-    train_until: Annotated[str, typer.Option(help="Last day (YYYY-MM-DD) trained on.")] = (
-        "2023-10-25"
-    ),
-    checkpoints: Annotated[
-        str, typer.Option(help="Seconds after the anchor the any-time model learns to answer at.")
-    ] = "0,1,2,5,10,30,60",
-    confidence: Annotated[
-        float, typer.Option(help="Top probability at which an answer counts as confident.")
-    ] = 0.9,
-    false_unknown: Annotated[
-        float, typer.Option(help="Share of known-device events allowed to be flagged unknown.")
-    ] = 0.01,
+    until: Until = None,
+    exclude: Exclude = None,
+    checkpoints: Checkpoints = "0,1,2,5,10,30,60",
+    confidence: Confidence = 0.9,
+    false_unknown: FalseUnknown = 0.01,
+    source: SourceKind = AUTO,
+    year: Year = None,
+    anchor: Anchor = "dhcp-or-first-query",
 ) -> None:
-    """Train the any-time identifier on the doh_iot corpus and export it (numpy only)."""
+    """Train the any-time identifier on the doh_iot corpus or your own labelled captures and
+    logs, and export it (numpy only)."""
 
-    def go() -> tuple[int, int]:
-        from phloem.iot.training import TrainParams, train_identifier
+    def go() -> Trained:
+        from phloem.iot.training import TrainInputs, TrainParams, train_identifier
 
-        params = TrainParams(
-            train_until, _floats("--checkpoints", checkpoints), confidence, false_unknown
-        )
+        cps = _floats("--checkpoints", checkpoints)
+        params = TrainParams(until, tuple(exclude or ()), cps, confidence, false_unknown)
+        inputs = TrainInputs(tuple(data or ("doh_iot",)), labels, source, year, anchor)
         feature_set = _make(FEATURE_SETS.get(features, field="features"), {})
         kind = _make(MODEL_KINDS.get(model, field="model"), {})
-        trained = train_identifier(feature_set, kind, params)
+        trained = train_identifier(feature_set, kind, params, inputs=inputs)
         trained.identifier.save(out)
-        return trained.n_events, trained.identifier.model.vectorizer.n_features
+        return trained
 
-    n, d = _run(go, interrupted="stopped before the model was written; nothing was saved.")
-    size = out.stat().st_size / 1e6
-    console.print(f"trained on {n} events ({d} features); model: {out} ({size:.2f} MB)")
+    trained = _run(go, interrupted="stopped before the model was written; nothing was saved.")
+    _print_trained(trained, out)
+
+
+def _print_trained(trained: Trained, out: Path) -> None:
+    idt = trained.identifier
+    per_device = trained.per_device
+    size = out.stat().st_size / 1e3
+    console.print(
+        f"trained on {trained.n_events} events of {len(per_device)} devices "
+        f"({idt.model.vectorizer.n_features} features); model: {escape(str(out))} "
+        f"({size:.0f} KB)"
+    )
+    c = trained.collected
+    if c is not None:
+        damage = ", ".join(f"{k} {n}" for k, n in sorted(c.records.items())) or "none"
+        console.print(
+            f"files read {c.files}, skipped {len(c.skipped_files)}; labelled events "
+            f"{len(c.events)}, unlabelled clients {c.unlabelled} (not trained on); damaged "
+            f"records skipped: {escape(damage)}"
+        )
+        for path, why in c.skipped_files[:10]:
+            console.print(f"skipped {escape(path)}: {escape(why)}")
+    if trained.labels is not None:
+        console.print(escape(trained.labels.summary()))
+    few = sorted(d for d, n in per_device.items() if n < 10)
+    if few:
+        console.print(f"[yellow]few events[/yellow] (< 10) for {escape(', '.join(few))}")
+    for note in trained.warnings:
+        Console(stderr=True).print(f"[yellow]warning:[/yellow] {escape(note)}")
 
 
 @app.command("evaluate")

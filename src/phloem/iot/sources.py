@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import threading
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
@@ -117,6 +118,18 @@ class SourceStats:
     def summary(self) -> str:
         """One line for the user: what was read and what was skipped."""
         return SOURCES.get(self.kind, field="kind").summary(self)
+
+    def damage(self) -> Counter[str]:
+        """The damaged or skipped records, by kind (zeros left out)."""
+        d = self.events.decode
+        counts: Counter[str] = Counter(self.log.damaged)
+        if self.records is not None:
+            counts["damaged records"] += self.records.malformed
+            counts["records cut short"] += self.records.truncated
+        counts["malformed packets"] += d.malformed
+        counts["undecodable DNS"] += self.events.malformed_dns
+        counts["timestamps out of range"] += self.events.bad_timestamps
+        return +counts
 
     def packet_summary(self) -> str:
         """The summary of a source of packets (a capture, an interface)."""
