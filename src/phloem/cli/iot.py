@@ -475,25 +475,25 @@ def _print_batch(
 
 
 def _clients_table(title: str, reports: list[dict[str, Any]]) -> Table:
+    from phloem.iot.identify import level_text
+
     """The identify table, from the reports' JSON form (so it shows what the JSON says)."""
     t = Table(title=escape(title))
     for c in ("key / first seen", "device > manufacturer > category", "over time", "why", "flags"):
         t.add_column(c)
     for r in reports:
         lines = [f"{x['label']} {x['p']:.2f}" for x in r["top"]]
-        if r["manufacturer"]:
-            lines.append(f"> {r['manufacturer']['label']} {r['manufacturer']['p']:.2f}")
-            lines.append(f"> {r['category']['label']} {r['category']['p']:.2f}")
+        lines += [f"> {level_text(r[k])}" for k in ("manufacturer", "category") if r[k]]
         over, last = [], None
         for o in r["over_time"]:
             label = "" if o["device"] == last else f" {o['device']}"
             over.append(f"{o['s']:g}s{label} {o['p']:.2f}" + (" (unknown)" if o["unknown"] else ""))
             last = o["device"]
-        why = "\n".join(f"{w} (-{d:.2f})" for w, d in r["drivers"]) or "-"
+        why = "\n".join([f"{w} (-{d:.2f})" for w, d in r["drivers"]] + r["evidence"][:2]) or "-"
         flags = [
             f
             for f, on in (
-                ("UNKNOWN device", r["unknown"]),
+                ("UNKNOWN device: " + "; ".join(r["why_unknown"]), r["unknown"]),
                 ("no DNS", r["no_dns"]),
                 ("external resolver", r["external_resolver"]),
             )

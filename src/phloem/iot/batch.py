@@ -21,7 +21,7 @@ from typing import Any, cast
 
 from phloem.core.errors import ConfigError, PhloemError
 from phloem.iot.events import ANCHOR_MODES, AnchorMode, events_from_observations
-from phloem.iot.identify import Answer, Identifier
+from phloem.iot.identify import Answer, Identifier, level_dict, level_text
 from phloem.iot.sources import AUTO, feature_gap, open_observations
 
 __all__ = ["BatchParams", "FileResult", "expand_inputs", "identify_paths", "write_summary"]
@@ -109,18 +109,15 @@ def _hidden(p: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in p.relative_to(root).parts)
 
 
-def _level(v: Any) -> dict[str, Any] | None:
-    return None if v is None else {"label": v.label, "p": round(v.probability, 4)}
-
-
 def _at(a: Answer) -> dict[str, Any]:
     return {
         "s": a.elapsed_s,
         "device": a.device,
         "confidence": round(a.confidence, 4),
-        "manufacturer": _level(a.manufacturer),
-        "category": _level(a.category),
+        "manufacturer": level_dict(a.manufacturer),
+        "category": level_dict(a.category),
         "unknown": a.unknown,
+        "why_unknown": list(a.why_unknown),
         "n_queries": a.n_queries,
     }
 
@@ -154,7 +151,7 @@ def identify_paths(
                         timespec="seconds"
                     ),
                     "windows": [_at(a) for a in answers],
-                    "top": [_level(v) for v in answers[-1].top],
+                    "top": [level_dict(v) for v in answers[-1].top],
                     "drivers": [[w, round(d, 4)] for w, d in answers[-1].drivers],
                 })  # fmt: skip
             result.summary = stats.summary()
@@ -173,7 +170,7 @@ def _cell(w: dict[str, Any]) -> str:
     parts = [f"{dev} {w['confidence']:.2f}"]
     for level in ("manufacturer", "category"):
         if w[level] is not None:
-            parts.append(f"{w[level]['label']} {w[level]['p']:.2f}")
+            parts.append(level_text(w[level]))
     return " > ".join(parts)
 
 

@@ -40,6 +40,7 @@ from phloem.iot.models import (
     export_numpy,
 )
 from phloem.iot.unknown import NoveltyDetector, novelty_share
+from phloem.iot.vendors import VendorIndex
 
 __all__ = ["CHECKPOINTS", "Answer", "Calibration", "Identifier", "Level"]
 
@@ -62,10 +63,34 @@ class Calibration(StrEnum):
 
 @dataclass(frozen=True)
 class Level:
-    """The top label of one hierarchy level and its probability."""
+    """The top label of one hierarchy level and its probability.
+
+    ``by`` says what named it: ``"model"`` (the classifier; ``probability`` its summed
+    probability), or, for a manufacturer named from evidence
+    (:mod:`phloem.iot.vendors`), the evidence itself (``"oui: 9c:a2:f4 TP-Link ..."``,
+    ``"names: tplinkcloud.com"``), with no probability.
+    """
 
     label: str
-    probability: float
+    probability: float | None
+    by: str = "model"
+
+    def to_dict(self) -> dict[str, Any]:
+        p = None if self.probability is None else round(self.probability, 4)
+        return {"label": self.label, "p": p, "by": self.by}
+
+
+def level_dict(v: Level | None) -> dict[str, Any] | None:
+    """``v`` as JSON (``None`` stays ``None``)."""
+    return None if v is None else v.to_dict()
+
+
+def level_text(v: dict[str, Any]) -> str:
+    """A level's JSON form in words: ``"TP-Link 0.97"``, or ``"TP-Link (oui)"`` when
+    evidence named it."""
+    if v.get("p") is None:
+        return f"{v['label']} ({str(v.get('by', '')).split(':', 1)[0]})"
+    return f"{v['label']} {v['p']:.2f}"
 
 
 @dataclass(frozen=True)
@@ -84,9 +109,13 @@ class Answer:
         The most probable devices with their probabilities, best first.
     manufacturer, category
         The top label of each level (device probabilities summed per group); ``None`` when
-        the identifier has no hierarchy.
+        the identifier has no hierarchy. For an unknown device (or one without queries) the
+        manufacturer is named from evidence instead (the MAC's OUI, vendor names among the
+        queried domains; :attr:`Level.by` says which), or ``None`` when there is none: the
+        model's guess among the manufacturers it knows is not a name for a device it never
+        saw.
     unknown
-        The event looks like a device the model was not trained on.
+        The event looks like a device the model was not trained on (:attr:`why_unknown`).
     confident
         The top probability reached the confidence threshold (the identifier's own unless the
         caller gave one) and the event is not unknown: an any-time caller can act on
@@ -97,6 +126,12 @@ class Answer:
         ``(what, drop)``: the names, or ``stack:...`` / ``resolver:...`` traits, whose removal
         lowers the top device's probability the most, largest drop first (drops of at least
         0.005 only).
+    why_unknown
+        What flagged the event unknown: a low top probability, many never-seen names, a MAC
+        vendor never seen for the top device.
+    evidence
+        Everything that points at a manufacturer, strongest first (``"oui: ..."``,
+        ``"names: ..."``, ``"vendor names: ..."``), whatever the answer.
     """
 
     key: str
@@ -109,6 +144,8 @@ class Answer:
     confident: bool
     novelty: float
     drivers: tuple[tuple[str, float], ...] = ()
+    why_unknown: tuple[str, ...] = ()
+    evidence: tuple[str, ...] = ()
 
     @property
     def device(self) -> str | None:
@@ -119,14 +156,11 @@ class Answer:
 
     @property
     def confidence(self) -> float:
-        return self.top[0].probability if self.top else 0.0
+        return (self.top[0].probability or 0.0) if self.top else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form (for ``phloem iot monitor`` lines and ``--json`` reports)."""
-
-        def level(v: Level | None) -> dict[str, Any] | None:
-            return None if v is None else {"label": v.label, "p": round(v.probability, 4)}
-
+        level = level_dict
         return {
             "key": self.key,
             "elapsed_s": round(self.elapsed_s, 3),
@@ -140,6 +174,8 @@ class Answer:
             "category": level(self.category),
             "top": [level(v) for v in self.top],
             "drivers": [[w, round(d, 4)] for w, d in self.drivers],
+            "why_unknown": list(self.why_unknown),
+            "evidence": list(self.evidence),
         }
 
 
@@ -172,6 +208,9 @@ class Identifier:
         What the model was fitted and calibrated on: ``events``, ``events_per_device``,
         ``days`` (first and last), ``held_out`` (events that calibrated instead), ``features``
         (the feature blocks); empty for models saved before it was recorded.
+    vendors
+        What training taught about manufacturers (:class:`~phloem.iot.vendors.VendorIndex`;
+        empty for older models: the OUI registry still names manufacturers).
     """
 
     model: NumpyModel
@@ -181,6 +220,7 @@ class Identifier:
     hierarchy: dict[str, tuple[str, str]] = field(default_factory=dict)
     confidence: float = 0.9
     trained_on: dict[str, Any] = field(default_factory=dict)
+    vendors: VendorIndex = field(default_factory=VendorIndex)
 
     # --- training --------------------------------------------------------------------------
 
@@ -296,6 +336,7 @@ class Identifier:
             dict(hierarchy or {}),
             confidence,
             trained_on,
+            VendorIndex.learn(labelled, hierarchy or {}),
         )
 
     # --- persistence -----------------------------------------------------------------------
@@ -310,6 +351,7 @@ class Identifier:
             "hierarchy": {d: list(mc) for d, mc in sorted(self.hierarchy.items())},
             "confidence": self.confidence,
             "trained_on": self.trained_on,
+            "vendors": self.vendors.to_dict(),
         }
         self.model.save(path)
 
@@ -332,6 +374,7 @@ class Identifier:
             {d: (str(mc[0]), str(mc[1])) for d, mc in x["hierarchy"].items()},
             float(x["confidence"]),
             dict(x.get("trained_on") or {}),
+            VendorIndex.from_dict(x.get("vendors") or {}),
         )
 
     # --- answering -------------------------------------------------------------------------
@@ -381,13 +424,16 @@ class Identifier:
         explain: bool = True,
         confidence: float | None = None,
     ) -> list[Answer]:
-        """:meth:`answer` for many events (one batched prediction)."""
+        """:meth:`answer` for many events (one batched prediction).
+
+        The unknown thresholds are those of the checkpoint at or before the event's *last
+        query* within the window (not of the window itself): an answer changes only when a
+        query arrives, never as a silent client's clock runs on into a later checkpoint.
+        """
         if not events:
             return []
         proba = self.proba(events, window_s)
-        th = self.thresholds_at(window_s)
         needed = self.confidence if confidence is None else confidence
-        low = UnknownDetector(th.max_proba).is_unknown(proba)
         man, cat = self._hierarchy(proba)
         out = []
         for i, (e, p) in enumerate(zip(events, proba, strict=True)):
@@ -395,7 +441,12 @@ class Identifier:
             order = np.argsort(-p, kind="stable")[:top]
             levels = tuple(Level(self.classes[j], float(p[j])) for j in order)
             nov = self.novelty(qs)
-            unknown = bool(qs) and (bool(low[i]) or nov >= th.novelty)
+            why = self._why_unknown(e.key, qs, levels[0], nov) if qs else ()
+            evidence = self.vendors.evidence(e.key, qs)
+            maker = man[i]
+            if why or not qs:
+                ev = evidence[0] if evidence else None
+                maker = None if ev is None else Level(ev.manufacturer, None, str(ev))
             drivers = (
                 self._drivers(e, window_s, int(order[0]), float(p[order[0]])) if explain else ()
             )
@@ -405,15 +456,32 @@ class Identifier:
                     window_s,
                     len(qs),
                     levels,
-                    man[i],
+                    maker,
                     cat[i],
-                    unknown,
-                    bool(qs) and not unknown and float(p.max()) >= needed,
+                    bool(why),
+                    bool(qs) and not why and float(p.max()) >= needed,
                     nov,
                     drivers,
+                    why,
+                    tuple(str(x) for x in evidence),
                 )
             )
         return out
+
+    def _why_unknown(
+        self, key: str, queries: Sequence[Query], best: Level, novelty: float
+    ) -> tuple[str, ...]:
+        """The reasons ``queries`` (non-empty) of client ``key`` look like an unknown device."""
+        th = self.thresholds_at(queries[-1].t)
+        why = []
+        if best.probability is not None and best.probability < th.max_proba:
+            why.append(f"top probability {best.probability:.2f} < {th.max_proba:.2f}")
+        if novelty >= th.novelty:
+            why.append(f"never-seen names {novelty:.0%} >= {th.novelty:.0%}")
+        mismatch = self.vendors.oui_mismatch(key, best.label)
+        if mismatch is not None:
+            why.append(mismatch)
+        return tuple(why)
 
     def with_drivers(self, event: Event, answer: Answer) -> Answer:
         """``answer`` (given for ``event`` without explanation) with its :attr:`~Answer.drivers`.
@@ -426,7 +494,7 @@ class Identifier:
         best = answer.top[0]
         cls = self.classes.index(best.label)
         return replace(
-            answer, drivers=self._drivers(event, answer.elapsed_s, cls, best.probability)
+            answer, drivers=self._drivers(event, answer.elapsed_s, cls, best.probability or 0.0)
         )
 
     def _hierarchy(
