@@ -242,3 +242,26 @@ def test_the_model_records_what_it_was_trained_on(tmp_path: Path) -> None:
     assert "stack" in t["features"]
     idt.save(tmp_path / "m.npz")
     assert Identifier.load(tmp_path / "m.npz").trained_on == t
+
+
+def test_an_answer_changes_only_when_a_query_arrives() -> None:
+    """A silent client's answer must not flip as its clock crosses later checkpoints, even
+    when those checkpoints' thresholds are stricter (the flip users saw at 4 s -> 60 s)."""
+    events = corpus(per_day=4)
+    strict = Identifier.train(events, hierarchy=HIERARCHY, checkpoints=(0, 2, 10, 60))
+    # make the later checkpoints flag everything: a top probability can never exceed 1.1
+    for th in strict.thresholds[2:]:
+        th.max_proba = 1.1
+    rng = np.random.default_rng(3)
+    probes = [event(d, rng, i=i) for d in [*HIERARCHY, "ghost"] for i in range(3)]
+    for e in probes:
+        times = [q.t for q in e.queries]
+        windows = sorted({*times, 0.5, 1.5, 2.5, 9.0, 10.0, 30.0, 60.0, 300.0})
+        answers = {w: strict.answer(e, w, explain=False) for w in windows}
+        for w1, w2 in zip(windows, windows[1:], strict=False):
+            if any(w1 < t <= w2 for t in times):
+                continue  # new evidence between the two: the answer may change
+            a1, a2 = answers[w1], answers[w2]
+            assert replace(a1, elapsed_s=w2) == a2, (e.device, w1, w2)
+        # the last query arrives after 2 s: from there on the strict thresholds apply
+        assert answers[300.0].unknown == (times[-1] >= 10.0 or answers[times[-1]].unknown)

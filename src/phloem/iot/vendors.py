@@ -29,7 +29,7 @@ the name, lower-case, letters and digits only (``"TP-LINK TECHNOLOGIES CO.,LTD."
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -112,6 +112,8 @@ _LEGAL = re.compile(
 )
 _MIN_KEY = 3
 _MIN_TOKEN = 4  # a vendor key found inside a domain label must be at least this long
+_MIN_SUPPORT = 2  # a label learned as one manufacturer's must be queried in this many events
+_NOT_VENDORS = (".edu", ".gov", ".mil", ".int")  # registrants that make no devices
 
 
 def brand_key(name: str) -> str:
@@ -191,7 +193,9 @@ def _label(name: str) -> str:
     """The first label of a name's registered domain (``a.tplinkcloud.com`` ->
     ``tplinkcloud``); ``""`` for IP literals and special zones."""
     domain = registered_domain(name)
-    if not domain or "." not in domain or (domain[0].isdigit() and domain[-1].isdigit()):
+    if not domain or "." not in domain or domain.endswith((".arpa", ".local")):
+        return ""
+    if domain[0].isdigit() and domain[-1].isdigit():  # an IPv4 literal
         return ""
     return domain.split(".", 1)[0].replace("-", "")
 
@@ -240,7 +244,8 @@ class VendorIndex:
     Attributes
     ----------
     names
-        Domain label -> manufacturer, for labels that only one manufacturer's devices queried.
+        Domain label -> manufacturer, for labels that only one manufacturer's devices queried
+        (in at least two events).
     shared
         Domain labels that devices of several manufacturers queried (never evidence).
     device_ouis
@@ -260,21 +265,25 @@ class VendorIndex:
     ) -> VendorIndex:
         """Learn from labelled training events and the device -> (manufacturer, category) map."""
         makers: defaultdict[str, set[str]] = defaultdict(set)
+        support: Counter[str] = Counter()  # events querying each label
         ouis: defaultdict[str, set[str]] = defaultdict(set)
         for e in events:
             device = str(e.device)
             maker = hierarchy.get(device, ("", ""))[0]
-            for q in e.queries:
-                label = _label(q.name)
-                if label and maker and maker != "?":
+            for label in {_label(q.name) for q in e.queries} - {""}:
+                if maker and maker != "?":
                     makers[label].add(maker)
+                    support[label] += 1
             vendor = oui_vendor(e.key)
             if vendor is not None:
                 ouis[device].add(brand_key(vendor[1]))
         names = {
             label: next(iter(ms))
             for label, ms in sorted(makers.items())
-            if len(ms) == 1 and label not in SHARED and len(label) >= _MIN_KEY
+            if len(ms) == 1
+            and label not in SHARED
+            and len(label) >= _MIN_KEY
+            and support[label] >= _MIN_SUPPORT
         }
         shared = frozenset(label for label, ms in makers.items() if len(ms) > 1)
         manufacturers = {brand_key(m): m for m, _ in sorted(hierarchy.values()) if m and m != "?"}
@@ -323,6 +332,8 @@ class VendorIndex:
         registry: dict[str, str] | None = None
         for label in labels:
             if not label or label in self.shared or label in SHARED or label in self.names:
+                continue
+            if _domain_of(label, queries).endswith(_NOT_VENDORS):
                 continue
             if registry is None:
                 registry = {**_registry_brands(), **self.manufacturers}
