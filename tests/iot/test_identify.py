@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from dataclasses import replace
@@ -258,10 +259,20 @@ def test_an_answer_changes_only_when_a_query_arrives() -> None:
         times = [q.t for q in e.queries]
         windows = sorted({*times, 0.5, 1.5, 2.5, 9.0, 10.0, 30.0, 60.0, 300.0})
         answers = {w: strict.answer(e, w, explain=False) for w in windows}
-        for w1, w2 in zip(windows, windows[1:], strict=False):
+        for w1, w2 in itertools.pairwise(windows):
             if any(w1 < t <= w2 for t in times):
                 continue  # new evidence between the two: the answer may change
             a1, a2 = answers[w1], answers[w2]
             assert replace(a1, elapsed_s=w2) == a2, (e.device, w1, w2)
-        # the last query arrives after 2 s: from there on the strict thresholds apply
-        assert answers[300.0].unknown == (times[-1] >= 10.0 or answers[times[-1]].unknown)
+        # a last query after 2 s is judged by the strict thresholds, at every later window
+        if times[-1] > 2.0:
+            assert all(a.unknown for w, a in answers.items() if w >= times[-1])
+
+
+def test_thresholds_for_a_last_query_are_the_next_checkpoints(identifier: Identifier) -> None:
+    th = identifier.thresholds  # checkpoints 0, 2, 10
+    assert identifier.thresholds_for(0.0) is th[0]
+    assert identifier.thresholds_for(0.5) is th[1]
+    assert identifier.thresholds_for(2.0) is th[1]
+    assert identifier.thresholds_for(2.1) is th[2]
+    assert identifier.thresholds_for(99.0) is th[2]

@@ -81,8 +81,11 @@ KEYS = {"tplink", "edimax", "wyze", "meross", "linkplay", "mycam"}
 
 
 @given(
-    st.lists(st.sampled_from(["my", "tplink", "cloud", "edimax", "wyze", "cam", "s", "x", "link"]),
-             min_size=1, max_size=4)  # fmt: skip
+    st.lists(
+        st.sampled_from(["my", "tplink", "cloud", "edimax", "wyze", "cam", "s", "x", "link"]),
+        min_size=1,
+        max_size=4,
+    )
 )
 def test_spelled_finds_a_vendor_as_brute_force_does(parts: list[str]) -> None:
     label = "".join(parts)

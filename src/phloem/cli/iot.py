@@ -35,6 +35,7 @@ from phloem.iot.sources import AUTO, file_sources
 if TYPE_CHECKING:
     from phloem.iot.batch import FileResult
     from phloem.iot.clients import ClientReport
+    from phloem.iot.drift import DriftReport
     from phloem.iot.identify import Identifier
     from phloem.iot.protocols import Evaluation
     from phloem.iot.stream import Tracker, Watched
@@ -75,6 +76,7 @@ _OPTIONS: Mapping[str, str] = {
     "rejoin_after_s": "--rejoin-after",
     "idle_timeout_s": "--idle-timeout",
     "summary": "--summary",
+    "alpha": "--alpha",
 }
 
 
@@ -502,6 +504,80 @@ def _clients_table(title: str, reports: list[dict[str, Any]]) -> Table:
         cells = (f"{r['key']}\n{r['first_seen']}", "\n".join(lines), "\n".join(over), why)
         t.add_row(*(escape(c) for c in cells), ", ".join(flags) or "-")
     return t
+
+
+@app.command("drift")
+def drift(
+    inputs: Annotated[
+        list[str],
+        typer.Argument(metavar="PATH...", help="Recent captures, logs, folders or globs."),
+    ],
+    model_path: ModelFile = Path("iot-model.npz"),
+    labels: Annotated[
+        Path | None,
+        typer.Option(help="CSV naming the clients (mac or ip, device): group by true device."),
+    ] = None,
+    window: Annotated[
+        float | None, typer.Option(help="Seconds after each anchor (default: the model's last).")
+    ] = None,
+    alpha: Annotated[
+        float, typer.Option(help="A device moved when flagged this unlikely often.")
+    ] = 0.01,
+    source: SourceKind = AUTO,
+    year: Year = None,
+    anchor: Anchor = "dhcp-or-first-query",
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+) -> None:
+    """Which known devices have moved since the model was trained (more flagged unknown,
+    less confident, new names), and whether to recalibrate."""
+
+    def go() -> DriftReport:
+        from phloem.iot.batch import expand_inputs
+        from phloem.iot.drift import DriftParams, drift_report
+        from phloem.iot.labelled import load_key_labels
+
+        params = DriftParams(window, alpha)
+        files, missing = expand_inputs(inputs)
+        if not files:
+            raise ConfigError("PATH", "; ".join(missing) or "no input")
+        idt = _load_identifier(model_path)
+        named = None if labels is None else load_key_labels(labels)
+        return drift_report(idt, files, params, labels=named, kind=source, year=year,
+                            anchor=anchor)  # fmt: skip
+
+    report = _run(go, interrupted="stopped; no report was written.")
+    _print_drift(report)
+    if json_out is not None:
+        json_out.write_text(json.dumps(report.to_dict(), indent=1))
+
+
+def _print_drift(report: DriftReport) -> None:
+    t = Table(title=escape(f"drift at {report.window_s:g} s, by {report.grouped_by}"))
+    for c in ("device", "clients", "flagged (expected)", "confidence (then)", "right",
+              "new names", "moved"):  # fmt: skip
+        t.add_column(c)
+    for d in report.devices:
+        then = "-" if d.ref_top_p is None else f"{d.ref_top_p:.2f}"
+        cells = (
+            d.device,
+            str(d.clients),
+            f"{d.flagged} ({d.expected:.1%})",
+            f"{d.top_p:.2f} ({then})",
+            "-" if d.right is None else f"{d.right:.0%}",
+            "\n".join(f"{n} x{k}" for n, k in d.new_names) or "-",
+            ("MOVED: " if d.moved else "") + (d.why or "-"),
+        )
+        t.add_row(*(escape(c) for c in cells))
+    (console if console.is_terminal else Console(width=200)).print(t)
+    unnamed = report.unlabelled if report.grouped_by == "labels" else None
+    console.print(
+        f"files read {report.files}, skipped {len(report.skipped_files)}; clients "
+        f"{report.clients}, without DNS in the window {report.silent}"
+        + ("" if unnamed is None else f", not named by the labels or not in the model {unnamed}")
+    )
+    for path, why in report.skipped_files[:10]:
+        console.print(f"skipped {escape(path)}: {escape(why)}")
+    console.print(escape(report.advice()))
 
 
 @app.command("monitor")

@@ -20,11 +20,19 @@ from pathlib import Path
 from typing import Any, cast
 
 from phloem.core.errors import ConfigError, PhloemError
-from phloem.iot.events import ANCHOR_MODES, AnchorMode, events_from_observations
+from phloem.iot.events import ANCHOR_MODES, AnchorMode, Event, events_from_observations
 from phloem.iot.identify import Answer, Identifier, level_dict, level_text
-from phloem.iot.sources import AUTO, feature_gap, open_observations
+from phloem.iot.sources import AUTO, SourceStats, feature_gap, open_observations
 
-__all__ = ["BatchParams", "FileResult", "expand_inputs", "identify_paths", "write_summary"]
+__all__ = [
+    "BatchParams",
+    "FileEvents",
+    "FileResult",
+    "expand_inputs",
+    "identify_paths",
+    "read_events",
+    "write_summary",
+]
 
 _GLOB = set("*?[")
 
@@ -122,6 +130,39 @@ def _at(a: Answer) -> dict[str, Any]:
     }
 
 
+@dataclass
+class FileEvents:
+    """One file's events (one per client) and its source's counters, or why it was skipped."""
+
+    path: Path
+    events: list[Event] = field(default_factory=list)
+    stats: SourceStats | None = None
+    error: str | None = None
+
+
+def read_events(
+    paths: Sequence[Path],
+    *,
+    kind: str = AUTO,
+    year: int | None = None,
+    anchor: str = "dhcp-or-first-query",
+) -> Iterator[FileEvents]:
+    """Each file's events, in order; a file that is not an input (empty, compressed, not a
+    capture or log, a database that is not FTL's) yields its one-line error instead."""
+    for path in paths:
+        try:
+            obs, stats = open_observations(path, kind=kind, year=year)
+            events = events_from_observations(
+                obs, anchor=cast(AnchorMode, anchor), stats=stats.events
+            )
+        except ConfigError as e:
+            yield FileEvents(path, error=e.problem)  # the path is the result's own
+        except PhloemError as e:
+            yield FileEvents(path, error=str(e))
+        else:
+            yield FileEvents(path, events, stats)
+
+
 def identify_paths(
     identifier: Identifier,
     paths: Sequence[Path],
@@ -132,20 +173,18 @@ def identify_paths(
     """Each of ``paths`` identified, one :class:`FileResult` per file, in order (``on_file``
     sees each as it is done)."""
     p = params if params is not None else BatchParams()
-    anchor = cast(AnchorMode, p.anchor)
     last = p.windows_s[-1]
-    for path in paths:
-        result = FileResult(path)
-        try:
-            obs, stats = open_observations(path, kind=p.kind, year=p.year)
-            events = events_from_observations(obs, anchor=anchor, stats=stats.events)
+    for read in read_events(paths, kind=p.kind, year=p.year, anchor=p.anchor):
+        result = FileResult(read.path, error=read.error)
+        if read.stats is not None:
+            events, stats = read.events, read.stats
             per_window = [
                 identifier.answer_many(events, w, top=p.top, explain=w == last) for w in p.windows_s
             ]
             for k, e in enumerate(events):
                 answers = [col[k] for col in per_window]
                 result.clients.append({
-                    "file": str(path),
+                    "file": str(read.path),
                     "key": e.key,
                     "first_seen": datetime.fromtimestamp(e.anchor_utc, tz=UTC).isoformat(
                         timespec="seconds"
@@ -156,10 +195,6 @@ def identify_paths(
                 })  # fmt: skip
             result.summary = stats.summary()
             result.warning = feature_gap(identifier.model.vectorizer.spec.blocks, stats.kind)
-        except ConfigError as e:
-            result.error = e.problem  # the path is the result's own
-        except PhloemError as e:
-            result.error = str(e)
         if on_file is not None:
             on_file(result)
         yield result

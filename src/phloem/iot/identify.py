@@ -50,6 +50,7 @@ CHECKPOINTS: tuple[float, ...] = (0.0, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 _FORMAT = "phloem.iot.identifier/1"
 _MIN_DROP = 0.005  # a driver must move the top probability by at least this much
 _NEVER = 2.0  # a novelty threshold no event reaches (novelty is a share, at most 1)
+_MIN_CALIBRATION = 20  # fewer fresh held-out events than this: calibrate on all of them
 
 
 class Calibration(StrEnum):
@@ -306,16 +307,21 @@ class Identifier:
         numpy_model = export_numpy(clf, vec)
         nov = NoveltyDetector().fit(fit_ev, cps[-1])
         thresholds = []
-        for w in cps:
+        for k, w in enumerate(cps):
             val_w = [e for e in val_ev if e.window(w)]
             if not val_w:
                 thresholds.append(_Thresholds(w, 0.0, _NEVER))
                 continue
+            # the events these thresholds will judge (see thresholds_for): those whose last
+            # query by ``w`` came after the previous checkpoint; all of them if too few
+            after = cps[k - 1] if k else -np.inf
+            fresh = [e for e in val_w if e.window(w)[-1].t > after]
+            pop = fresh if len(fresh) >= _MIN_CALIBRATION else val_w
             # calibrated on the exported (float32) predictor: the one that will be deployed
             det = UnknownDetector.calibrate(
-                numpy_model.predict_proba_events(val_w, w), target_false_unknown / 2
+                numpy_model.predict_proba_events(pop, w), target_false_unknown / 2
             )
-            nov.calibrate(val_w, w, target_false_unknown / 2)
+            nov.calibrate(pop, w, target_false_unknown / 2)
             thresholds.append(_Thresholds(w, det.threshold, nov.threshold))
         counts: dict[str, int] = {}
         for e in labelled:
@@ -328,7 +334,7 @@ class Identifier:
             "held_out": int(mask.sum()),
             "features": [str(b) for b in vec.spec.blocks],
         }
-        return cls(
+        idt = cls(
             numpy_model,
             cps,
             thresholds,
@@ -338,6 +344,28 @@ class Identifier:
             trained_on,
             VendorIndex.learn(labelled, hierarchy or {}),
         )
+        trained_on["reference"] = idt._reference(val_ev, cps[-1], target_false_unknown)
+        return idt
+
+    def _reference(
+        self, held_out: Sequence[Event], window_s: float, target: float
+    ) -> dict[str, Any]:
+        """Per device, how its held-out events looked at ``window_s``: the yardstick of
+        :mod:`phloem.iot.drift` (events with a query only)."""
+        talking = [e for e in held_out if e.window(window_s)]
+        per: dict[str, list[Answer]] = {}
+        for e, a in zip(talking, self.answer_many(talking, window_s, explain=False), strict=True):
+            per.setdefault(str(e.device), []).append(a)
+        devices = {
+            d: {
+                "events": len(ans),
+                "flagged": round(sum(a.unknown for a in ans) / len(ans), 4),
+                "top_p": round(float(np.mean([a.confidence for a in ans])), 4),
+                "right": round(sum(a.top[0].label == d for a in ans) / len(ans), 4),
+            }
+            for d, ans in sorted(per.items())
+        }
+        return {"window_s": window_s, "target_false_unknown": target, "devices": devices}
 
     # --- persistence -----------------------------------------------------------------------
 
@@ -388,6 +416,18 @@ class Identifier:
         i = bisect.bisect_right(self.checkpoints, elapsed_s) - 1
         return self.thresholds[max(i, 0)]
 
+    def thresholds_for(self, last_query_s: float) -> _Thresholds:
+        """The thresholds that judge a client whose last query came ``last_query_s`` after its
+        anchor: those of the first checkpoint at or after it (the last beyond them all).
+
+        Each checkpoint's thresholds are calibrated on the held-out events whose last query
+        by that checkpoint came after the previous one -- the events they judge -- and a
+        client is judged by them until its next query, whatever the window: its answer never
+        changes without new evidence.
+        """
+        i = bisect.bisect_left(self.checkpoints, last_query_s)
+        return self.thresholds[min(i, len(self.thresholds) - 1)]
+
     def novelty(self, queries: Sequence[Query]) -> float:
         """Share of the distinct masked names of ``queries`` never seen in training."""
         return novelty_share(queries, self.vocabulary)
@@ -426,9 +466,9 @@ class Identifier:
     ) -> list[Answer]:
         """:meth:`answer` for many events (one batched prediction).
 
-        The unknown thresholds are those of the checkpoint at or before the event's *last
-        query* within the window (not of the window itself): an answer changes only when a
-        query arrives, never as a silent client's clock runs on into a later checkpoint.
+        The unknown thresholds follow the event's *last query* within the window
+        (:meth:`thresholds_for`), not the window itself: an answer changes only when a query
+        arrives, never as a silent client's clock runs on into a later checkpoint.
         """
         if not events:
             return []
@@ -472,7 +512,7 @@ class Identifier:
         self, key: str, queries: Sequence[Query], best: Level, novelty: float
     ) -> tuple[str, ...]:
         """The reasons ``queries`` (non-empty) of client ``key`` look like an unknown device."""
-        th = self.thresholds_at(queries[-1].t)
+        th = self.thresholds_for(queries[-1].t)
         why = []
         if best.probability is not None and best.probability < th.max_proba:
             why.append(f"top probability {best.probability:.2f} < {th.max_proba:.2f}")

@@ -29,11 +29,10 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import cast
 
-from phloem.core.errors import ConfigError, PhloemError
-from phloem.iot.events import AnchorMode, Event, events_from_observations
-from phloem.iot.sources import AUTO, looks_like_text, open_observations
+from phloem.core.errors import ConfigError
+from phloem.iot.events import Event
+from phloem.iot.sources import AUTO, looks_like_text
 
 __all__ = [
     "CORPUS",
@@ -193,27 +192,21 @@ def collect_labelled(
     A file that is not a capture, log or FTL database is skipped with its reason; the
     records each source skipped are summed by kind.
     """
+    from phloem.iot.batch import read_events
+
     out = into if into is not None else Collected()
-    for path in paths:
-        try:
-            obs, stats = open_observations(path, kind=kind, year=year)
-            events = events_from_observations(
-                obs, anchor=cast(AnchorMode, anchor), stats=stats.events
-            )
-        except ConfigError as exc:
-            out.skipped_files.append((str(path), exc.problem))
-            continue
-        except PhloemError as exc:
-            out.skipped_files.append((str(path), str(exc)))
+    for read in read_events(list(paths), kind=kind, year=year, anchor=anchor):
+        if read.stats is None:
+            out.skipped_files.append((str(read.path), read.error or ""))
             continue
         out.files += 1
-        out.records.update(stats.damage())
-        for e in events:
+        out.records.update(read.stats.damage())
+        for e in read.events:
             device = labels.devices.get(e.key)
             if device is None:
                 out.unlabelled += 1
                 continue
-            out.events.append(replace(e, device=device, experiment=str(path)))
+            out.events.append(replace(e, device=device, experiment=str(read.path)))
     return out
 
 
