@@ -131,13 +131,16 @@ def test_evidence_order_and_what_never_names() -> None:
     assert idx.evidence("10.0.0.5", [qs[0]])[0].by == "names"
 
 
-def test_a_foreign_mac_vendor_contradicts_the_device() -> None:
-    idx = VendorIndex(device_ouis={"cam": frozenset({"wyze"})})
-    assert idx.oui_mismatch(WYZE, "cam") is None
-    why = idx.oui_mismatch(EDIMAX, "cam")
-    assert why is not None and "Edimax" in why and "cam" in why
-    assert idx.oui_mismatch("10.0.0.5", "cam") is None  # an IP: nothing to compare
-    assert idx.oui_mismatch(EDIMAX, "plug") is None  # no MAC seen for plug
+def test_a_mac_vendor_narrows_the_devices_a_client_can_be() -> None:
+    idx = VendorIndex(device_ouis={"cam": frozenset({"wyze"}), "plug": frozenset({"tplink"})})
+    classes = ["cam", "plug", "log_only"]  # log_only: trained without a MAC
+    fit = idx.consistent(WYZE, classes)
+    assert fit is not None and fit[0].tolist() == [True, False, True] and fit[1] == "Wyze Labs"
+    fit = idx.consistent(EDIMAX, classes)
+    assert fit is not None and fit[0].tolist() == [False, False, True]
+    assert idx.consistent("10.0.0.5", classes) is None  # an IP: nothing to narrow
+    assert idx.consistent("02:00:00:00:00:01", classes) is None  # randomised
+    assert VendorIndex().consistent(WYZE, classes) is None  # no device trained with a MAC
 
 
 MACS = {"plug": TPLINK, "cam": WYZE, "bulb": "d8:a0:11:49:ef:50", "speaker": "38:42:0b:68:76:30"}
@@ -161,7 +164,7 @@ def test_an_edimax_plug_speaking_like_a_known_camera_is_unknown_and_named_edimax
     stranger = replace(cam, key=EDIMAX)
     a = identifier.answer(stranger, 10.0)
     assert a.unknown and a.device is None
-    assert any("MAC vendor Edimax" in w for w in a.why_unknown)
+    assert "MAC vendor Edimax Technology: no known device with it fits" in a.why_unknown
     assert a.manufacturer is not None and a.manufacturer.label == "Edimax Technology"
     assert a.manufacturer.probability is None and a.manufacturer.by.startswith("oui: 74:da:38")
     d = a.to_dict()

@@ -51,6 +51,7 @@ _FORMAT = "phloem.iot.identifier/1"
 _MIN_DROP = 0.005  # a driver must move the top probability by at least this much
 _NEVER = 2.0  # a novelty threshold no event reaches (novelty is a share, at most 1)
 _MIN_CALIBRATION = 20  # fewer fresh held-out events than this: calibrate on all of them
+_MIN_VENDOR_MASS = 1e-3  # the devices of a client's MAC vendor must hold this much probability
 
 
 class Calibration(StrEnum):
@@ -306,28 +307,11 @@ class Identifier:
         clf: ProbabilisticClassifier = (model or LogRegClassifier)().fit(vstack(blocks), y)
         numpy_model = export_numpy(clf, vec)
         nov = NoveltyDetector().fit(fit_ev, cps[-1])
-        thresholds = []
-        for k, w in enumerate(cps):
-            val_w = [e for e in val_ev if e.window(w)]
-            if not val_w:
-                thresholds.append(_Thresholds(w, 0.0, _NEVER))
-                continue
-            # the events these thresholds will judge (see thresholds_for): those whose last
-            # query by ``w`` came after the previous checkpoint; all of them if too few
-            after = cps[k - 1] if k else -np.inf
-            fresh = [e for e in val_w if e.window(w)[-1].t > after]
-            pop = fresh if len(fresh) >= _MIN_CALIBRATION else val_w
-            # calibrated on the exported (float32) predictor: the one that will be deployed
-            det = UnknownDetector.calibrate(
-                numpy_model.predict_proba_events(pop, w), target_false_unknown / 2
-            )
-            nov.calibrate(pop, w, target_false_unknown / 2)
-            thresholds.append(_Thresholds(w, det.threshold, nov.threshold))
         counts: dict[str, int] = {}
         for e in labelled:
             counts[str(e.device)] = counts.get(str(e.device), 0) + 1
         days = sorted({e.day for e in labelled if e.day})
-        trained_on = {
+        trained_on: dict[str, Any] = {
             "events": len(labelled),
             "events_per_device": dict(sorted(counts.items())),
             "days": [days[0], days[-1]] if days else [],
@@ -337,13 +321,28 @@ class Identifier:
         idt = cls(
             numpy_model,
             cps,
-            thresholds,
+            [],
             frozenset(nov.vocabulary),
             dict(hierarchy or {}),
             confidence,
             trained_on,
             VendorIndex.learn(labelled, hierarchy or {}),
         )
+        for k, w in enumerate(cps):
+            val_w = [e for e in val_ev if e.window(w)]
+            if not val_w:
+                idt.thresholds.append(_Thresholds(w, 0.0, _NEVER))
+                continue
+            # the events these thresholds will judge (see thresholds_for): those whose last
+            # query by ``w`` came after the previous checkpoint; all of them if too few
+            after = cps[k - 1] if k else -np.inf
+            fresh = [e for e in val_w if e.window(w)[-1].t > after]
+            pop = fresh if len(fresh) >= _MIN_CALIBRATION else val_w
+            # calibrated on the deployed predictor: the exported (float32) model, its
+            # probabilities narrowed by the MAC vendors as answers are
+            det = UnknownDetector.calibrate(idt.posterior(pop, w)[0], target_false_unknown / 2)
+            nov.calibrate(pop, w, target_false_unknown / 2)
+            idt.thresholds.append(_Thresholds(w, det.threshold, nov.threshold))
         trained_on["reference"] = idt._reference(val_ev, cps[-1], target_false_unknown)
         return idt
 
@@ -432,6 +431,34 @@ class Identifier:
         """Share of the distinct masked names of ``queries`` never seen in training."""
         return novelty_share(queries, self.vocabulary)
 
+    def posterior(
+        self, events: Sequence[Event], window_s: float
+    ) -> tuple[npt.NDArray[np.float32], list[str | None]]:
+        """Device probabilities given the queries *and* the client's MAC vendor, and, per
+        event, why no known device fits that vendor (``None`` when one does).
+
+        A client keyed by a MAC with a registered OUI can only be a device seen with that
+        OUI vendor in training (or one trained without MACs): the classifier's probabilities
+        are restricted to those devices and renormalised. When they hold less than
+        :data:`_MIN_VENDOR_MASS` of the probability, or there are none, the probabilities are
+        left as they are and the reason is returned: no known device fits.
+        """
+        proba = self.proba(events, window_s)
+        notes: list[str | None] = [None] * len(events)
+        classes = self.classes
+        for i, e in enumerate(events):
+            fit = self.vendors.consistent(e.key, classes)
+            if fit is None:
+                continue
+            allowed, vendor = fit
+            mass = float(proba[i, allowed].sum())
+            if mass < _MIN_VENDOR_MASS:
+                notes[i] = f"MAC vendor {vendor}: no known device with it fits"
+                continue
+            row = np.where(allowed, proba[i], 0.0) / mass
+            proba[i] = row.astype(np.float32)
+        return proba, notes
+
     def proba(self, events: Sequence[Event], window_s: float) -> npt.NDArray[np.float32]:
         """Device probabilities of each event's first ``window_s`` seconds."""
         return self.model.predict_proba_events(events, window_s)
@@ -472,7 +499,7 @@ class Identifier:
         """
         if not events:
             return []
-        proba = self.proba(events, window_s)
+        proba, vendor_notes = self.posterior(events, window_s)
         needed = self.confidence if confidence is None else confidence
         man, cat = self._hierarchy(proba)
         out = []
@@ -481,7 +508,7 @@ class Identifier:
             order = np.argsort(-p, kind="stable")[:top]
             levels = tuple(Level(self.classes[j], float(p[j])) for j in order)
             nov = self.novelty(qs)
-            why = self._why_unknown(e.key, qs, levels[0], nov) if qs else ()
+            why = self._why_unknown(qs, levels[0], nov, vendor_notes[i]) if qs else ()
             evidence = self.vendors.evidence(e.key, qs)
             maker = man[i]
             if why or not qs:
@@ -509,18 +536,18 @@ class Identifier:
         return out
 
     def _why_unknown(
-        self, key: str, queries: Sequence[Query], best: Level, novelty: float
+        self, queries: Sequence[Query], best: Level, novelty: float, vendor: str | None
     ) -> tuple[str, ...]:
-        """The reasons ``queries`` (non-empty) of client ``key`` look like an unknown device."""
+        """The reasons ``queries`` (non-empty) look like an unknown device (``vendor``: why
+        no known device fits the client's MAC vendor, if none does)."""
         th = self.thresholds_for(queries[-1].t)
         why = []
         if best.probability is not None and best.probability < th.max_proba:
             why.append(f"top probability {best.probability:.2f} < {th.max_proba:.2f}")
         if novelty >= th.novelty:
             why.append(f"never-seen names {novelty:.0%} >= {th.novelty:.0%}")
-        mismatch = self.vendors.oui_mismatch(key, best.label)
-        if mismatch is not None:
-            why.append(mismatch)
+        if vendor is not None:
+            why.append(vendor)
         return tuple(why)
 
     def with_drivers(self, event: Event, answer: Answer) -> Answer:
@@ -573,7 +600,7 @@ class Identifier:
                 what.append(f"{label}:{' | '.join(sorted(values))}")
                 blank = tuple(_blank(q, attr) for q in qs)
                 variants.append(Event(event.key, event.anchor_utc, blank))
-        p = self.proba(variants, window_s)[:, cls]
+        p = self.posterior(variants, window_s)[0][:, cls]
         drops = sorted(
             ((w, p_top - float(v)) for w, v in zip(what, p, strict=True) if p_top - v >= _MIN_DROP),
             key=lambda wd: -wd[1],

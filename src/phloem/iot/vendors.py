@@ -35,6 +35,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from phloem.iot.domains import registered_domain
 from phloem.iot.events import Event, Query
 
@@ -349,17 +352,21 @@ class VendorIndex:
                 unique.append(ev)
         return unique
 
-    def oui_mismatch(self, key: str, device: str) -> str | None:
-        """Why ``key`` cannot be ``device``: its OUI vendor was never seen for that device
-        (``None``: consistent, or nothing to compare: no OUI, or ``device`` trained on no MAC
-        with one)."""
-        seen = self.device_ouis.get(device)
-        vendor = oui_vendor(key)
-        if not seen or vendor is None:
+    def consistent(
+        self, key: str, classes: Sequence[str]
+    ) -> tuple[npt.NDArray[np.bool_], str] | None:
+        """Which of ``classes`` a client keyed ``key`` can be, going by its MAC vendor: those
+        seen with that vendor in training and those trained without a MAC; and the vendor's
+        name. ``None`` when the key tells nothing (an IP, a randomised MAC, an unregistered
+        OUI, or no device trained with a MAC)."""
+        vendor = oui_vendor(key) if self.device_ouis else None
+        if vendor is None:
             return None
-        if brand_key(vendor[1]) in seen:
-            return None
-        return f"MAC vendor {display_name(vendor[1])} never seen for {device}"
+        brand = brand_key(vendor[1])
+        allowed = np.array(
+            [brand in self.device_ouis.get(c, (brand,)) for c in classes], dtype=bool
+        )
+        return allowed, display_name(vendor[1])
 
 
 def _domain_of(label: str, queries: Sequence[Query]) -> str:
