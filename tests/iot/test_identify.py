@@ -276,3 +276,22 @@ def test_thresholds_for_a_last_query_are_the_next_checkpoints(identifier: Identi
     assert identifier.thresholds_for(2.0) is th[1]
     assert identifier.thresholds_for(2.1) is th[2]
     assert identifier.thresholds_for(99.0) is th[2]
+
+
+def test_monitor_final_line_keeps_the_answer_of_the_last_query() -> None:
+    """The 4 s -> 60 s flip, as monitor users saw it: identified, then a final unknown."""
+    from iot_synth import observations
+
+    from phloem.iot.stream import Tracker
+
+    strict = Identifier.train(corpus(per_day=4), hierarchy=HIERARCHY, checkpoints=(0, 2, 5, 60))
+    strict.thresholds[-1].max_proba = 1.1  # the 60 s checkpoint flags everything
+    e = event("bulb", np.random.default_rng(4))  # queries at 0 s and ~2.5 s
+    later = observations(event("plug", np.random.default_rng(5)), key="other")
+    stream = [*observations(e), *(replace(o, ts=o.ts + 100.0) for o in later)]
+    lines = list(Tracker(strict, horizon_s=60.0, explain=False).run(stream))
+    mine = [x for x in lines if x.get("key") == e.key]
+    assert [x["event"] for x in mine] == ["join", "identified", "final"], mine
+    final = mine[-1]
+    assert final["elapsed_s"] == 60.0  # the clock ran to the horizon, past the strict checkpoint
+    assert final["device"] == "bulb" and not final["unknown"]

@@ -71,7 +71,8 @@ class FileResult:
     clients
         One JSON-able dict per client: ``key``, ``first_seen`` and ``windows``, a list with,
         at each window, ``s``, ``device``, ``confidence``, ``manufacturer``, ``category``
-        (label and probability), ``unknown`` and ``n_queries``; the last window's ``drivers``.
+        (label, probability and what named it), ``unknown`` with ``why_unknown``, and
+        ``n_queries``; the last window's ``drivers`` and manufacturer ``evidence``.
     summary
         The source's one line on what it read and skipped.
     error
@@ -192,6 +193,7 @@ def identify_paths(
                     "windows": [_at(a) for a in answers],
                     "top": [level_dict(v) for v in answers[-1].top],
                     "drivers": [[w, round(d, 4)] for w, d in answers[-1].drivers],
+                    "evidence": list(answers[-1].evidence),
                 })  # fmt: skip
             result.summary = stats.summary()
             result.warning = feature_gap(identifier.model.vectorizer.spec.blocks, stats.kind)
