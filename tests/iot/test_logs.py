@@ -85,3 +85,52 @@ def test_events_anchor_at_first_query_and_respect_known() -> None:
     assert ev.key == "192.168.1.23" and [q.t for q in ev.queries] == [0.0, 2.0]
     assert ev.day == "2026-11-25" and known == {"192.168.1.40", "192.168.1.23"}
     assert events_from_log(recs, known=known) == []
+
+
+def _network(con: sqlite3.Connection, rows: list[tuple[int, str, str, int]]) -> None:
+    """FTL's network tables: (id, hwaddr, ip, lastSeen) rows."""
+    con.execute("CREATE TABLE IF NOT EXISTS network (id INTEGER PRIMARY KEY, hwaddr TEXT, "
+                "interface TEXT, firstSeen INTEGER, lastQuery INTEGER, numQueries INTEGER, "
+                "macVendor TEXT, aliasclient_id INTEGER)")  # fmt: skip
+    con.execute("CREATE TABLE IF NOT EXISTS network_addresses (network_id INTEGER, ip TEXT, "
+                "lastSeen INTEGER, name TEXT, nameUpdated INTEGER)")  # fmt: skip
+    for nid, hwaddr, ip, seen in rows:
+        con.execute("INSERT OR IGNORE INTO network (id, hwaddr) VALUES (?, ?)", (nid, hwaddr))
+        con.execute("INSERT INTO network_addresses VALUES (?, ?, ?, '', 0)", (nid, ip, seen))
+    con.commit()
+
+
+def test_ftl_keys_clients_by_the_mac_of_its_network_table(tmp_path: Path) -> None:
+    db = tmp_path / "pihole-FTL.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE queries (id INTEGER, timestamp INTEGER, type INTEGER, status "
+                "INTEGER, domain TEXT, client TEXT)")  # fmt: skip
+    con.executemany(
+        "INSERT INTO queries VALUES (?, ?, 1, 2, ?, ?)",
+        [(1, T0, "a.io", "10.0.0.2"), (2, T0 + 1, "b.io", "10.0.0.3"),
+         (3, T0 + 2, "c.io", "10.0.0.4"), (4, T0 + 3, "d.io", "10.0.0.5")],
+    )  # fmt: skip
+    _network(con, [
+        (1, "9C:A2:F4:6E:DE:25", "10.0.0.2", T0),    # the plug
+        (2, "ip-10.0.0.3", "10.0.0.3", T0),          # FTL's pseudo address: no MAC known
+        (3, "d0:3f:27:82:15:5b", "10.0.0.4", T0),    # a camera had .4 first ...
+        (1, "9C:A2:F4:6E:DE:25", "10.0.0.4", T0 + 9),  # ... then the plug took it over
+    ])  # fmt: skip
+    con.close()
+    keys = [r.client for r in read_ftl_db(db)]
+    assert keys == ["9c:a2:f4:6e:de:25", "10.0.0.3", "9c:a2:f4:6e:de:25", "10.0.0.5"]
+
+
+def test_followed_ftl_keys_by_mac_too(tmp_path: Path) -> None:
+    from phloem.iot.live import follow_ftl
+
+    db = tmp_path / "pihole-FTL.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE queries (id INTEGER PRIMARY KEY, timestamp INTEGER, type INTEGER, "
+                "status INTEGER, domain TEXT, client TEXT)")  # fmt: skip
+    con.execute("INSERT INTO queries (timestamp, type, status, domain, client) "
+                "VALUES (?, 1, 2, 'a.io', '10.0.0.2')", (T0,))  # fmt: skip
+    _network(con, [(1, "9c:a2:f4:6e:de:25", "10.0.0.2", T0)])
+    con.close()
+    (rec,) = list(follow_ftl(db, poll_s=0.05, from_start=True, idle_timeout_s=0.3))
+    assert rec.client == "9c:a2:f4:6e:de:25"

@@ -25,13 +25,13 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
 from phloem.core.errors import PhloemError
-from phloem.iot.logs import LogQuery, LogStats, ftl_record
+from phloem.iot.logs import LogQuery, LogStats, ftl_macs, ftl_record
 from phloem.iot.packets import LinkType
 from phloem.iot.pcap import RawPacket
 
@@ -395,6 +395,20 @@ def follow_ftl(
     )
 
 
+def _ftl_macs(path: Path, poll_s: float) -> dict[str, str]:
+    """:func:`~phloem.iot.logs.ftl_macs` of the database now (empty while it is busy)."""
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=poll_s)
+    except sqlite3.Error:
+        return {}
+    try:
+        return ftl_macs(con)
+    except sqlite3.Error:
+        return {}
+    finally:
+        con.close()
+
+
 def _ftl_poll(path: Path, last_id: int, poll_s: float) -> list[Any] | None:
     """The next batch of rows after ``last_id``; ``None`` when the database is busy."""
     try:
@@ -438,11 +452,12 @@ def _follow_ftl(
                 return
             continue
         last_data = time.monotonic()
+        macs = _ftl_macs(path, poll_s)  # re-read each batch: new devices join the table
         for row_id, ts, typ, domain, client in rows:
             last_id = int(row_id)
             rec = ftl_record(ts, typ, domain, client, st)
             if rec is not None:
-                yield rec
+                yield replace(rec, client=macs.get(rec.client, rec.client))
 
 
 # ---- capture_interface ------------------------------------------------------------------

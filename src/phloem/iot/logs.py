@@ -68,7 +68,7 @@ _UNBOUND = re.compile(
 @dataclass(frozen=True)
 class LogQuery:
     ts: float  # UTC epoch seconds
-    client: str  # client IP as logged
+    client: str  # client IP as logged (FTL: its MAC where the network table knows it)
     name: str  # lower case, no trailing dot
     qtype: int
 
@@ -167,8 +167,37 @@ def ftl_record(ts: Any, typ: Any, domain: Any, client: Any, stats: LogStats) -> 
     return LogQuery(float(ts), client, _name(domain), FTL_TYPES.get(int(typ or 0), 0))
 
 
+_MAC_TEXT = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+def ftl_macs(con: sqlite3.Connection) -> dict[str, str]:
+    """Client IP -> MAC from FTL's ``network`` and ``network_addresses`` tables (the MAC the
+    IP was last seen with); empty when the database has no such tables. FTL's pseudo
+    hardware addresses of clients it never saw on the link (``ip-...``) are left out."""
+    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+    if not {"network", "network_addresses"} <= tables:
+        return {}
+    try:
+        rows = con.execute(
+            "SELECT a.ip, n.hwaddr FROM network_addresses a JOIN network n "
+            "ON a.network_id = n.id ORDER BY a.lastSeen"
+        ).fetchall()
+    except sqlite3.Error:
+        return {}  # another schema: keep keying clients by IP
+    out: dict[str, str] = {}
+    for ip, hwaddr in rows:
+        if isinstance(ip, str) and isinstance(hwaddr, str):
+            mac = hwaddr.strip().lower()
+            if _MAC_TEXT.match(mac):
+                out[ip.strip()] = mac  # the latest sighting wins (rows come oldest first)
+    return out
+
+
 def read_ftl_db(path: str | Path, *, stats: LogStats | None = None) -> Iterator[LogQuery]:
-    """Queries from Pi-hole FTL's SQLite database, opened read-only, in time order."""
+    """Queries from Pi-hole FTL's SQLite database, opened read-only, in time order.
+
+    Clients are keyed by their MAC where FTL's network table knows it (:func:`ftl_macs`:
+    stable across DHCP leases, and its OUI names the vendor), else by IP."""
     st = stats if stats is not None else LogStats()
     path = Path(path)
     try:
@@ -184,13 +213,14 @@ def read_ftl_db(path: str | Path, *, stats: LogStats | None = None) -> Iterator[
                     f"{path} is an SQLite database without a `queries` table, so not Pi-hole's "
                     f"FTL database (tables: {', '.join(sorted(tables)) or 'none'})",
                 )
+            macs = ftl_macs(con)
             rows = con.execute(
                 "SELECT timestamp, type, domain, client FROM queries ORDER BY timestamp, id"
             )
             for ts, typ, domain, client in rows:
                 rec = ftl_record(ts, typ, domain, client, st)
                 if rec is not None:
-                    yield rec
+                    yield replace(rec, client=macs.get(rec.client, rec.client))
         except sqlite3.Error as e:
             raise ConfigError(
                 "path", f"{path} is not a readable SQLite database (FTL's): {e}"
