@@ -17,7 +17,7 @@ from phloem.cli.app import app
 from phloem.core.errors import ConfigError
 from phloem.iot.batch import BatchParams, expand_inputs, identify_paths, write_summary
 from phloem.iot.clients import IdentifyParams, identify_clients
-from phloem.iot.identify import Identifier
+from phloem.iot.identify import Identifier, level_dict
 from phloem.iot.sources import open_observations
 
 runner = CliRunner()
@@ -77,8 +77,9 @@ def test_each_window_agrees_with_identifying_one_file_at_that_window(
             got = client["windows"][k]
             assert got["s"] == w and got["device"] == one.answer.device
             assert got["confidence"] == pytest.approx(one.answer.confidence, abs=1e-4)
-            assert got["manufacturer"]["label"] == one.answer.manufacturer.label  # type: ignore[union-attr]
-            assert got["category"]["label"] == one.answer.category.label  # type: ignore[union-attr]
+            assert got["manufacturer"] == level_dict(one.answer.manufacturer)
+            assert got["category"] == level_dict(one.answer.category)
+            assert got["unknown"] == one.answer.unknown
     bulb = next(r for r in results if r.path.name == "bulb.pcapng").clients[0]
     assert bulb["top"][0]["label"] == "bulb"
     assert bulb["windows"][-1]["manufacturer"]["label"] == "BulbCo"

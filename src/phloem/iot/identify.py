@@ -113,9 +113,9 @@ class Answer:
         The top label of each level (device probabilities summed per group); ``None`` when
         the identifier has no hierarchy. For an unknown device (or one without queries) the
         manufacturer is named from evidence instead (the MAC's OUI, vendor names among the
-        queried domains; :attr:`Level.by` says which), or ``None`` when there is none: the
-        model's guess among the manufacturers it knows is not a name for a device it never
-        saw.
+        queried domains; :attr:`Level.by` says which), or ``None`` when there is none, and
+        the category is ``None``: the model's guesses among the manufacturers and categories
+        it knows are no names for a device it never saw.
     unknown
         The event looks like a device the model was not trained on (:attr:`why_unknown`).
     confident
@@ -183,9 +183,20 @@ class Answer:
 
 @dataclass
 class _Thresholds:
+    """One checkpoint's unknown thresholds: the top probability below which a client is
+    flagged, for clients whose MAC vendor narrowed the answer (``max_proba``) and for the
+    others (``max_proba_raw``: IP keys, randomised MACs; ``None``: as ``max_proba``, models
+    saved before the two were told apart), and the share of never-seen names at which it is."""
+
     window_s: float
     max_proba: float
     novelty: float
+    max_proba_raw: float | None = None
+
+    def top_probability(self, narrowed: bool) -> float:
+        if narrowed or self.max_proba_raw is None:
+            return self.max_proba
+        return self.max_proba_raw
 
 
 @dataclass
@@ -340,9 +351,11 @@ class Identifier:
             pop = fresh if len(fresh) >= _MIN_CALIBRATION else val_w
             # calibrated on the deployed predictor: the exported (float32) model, its
             # probabilities narrowed by the MAC vendors as answers are
-            det = UnknownDetector.calibrate(idt.posterior(pop, w)[0], target_false_unknown / 2)
-            nov.calibrate(pop, w, target_false_unknown / 2)
-            idt.thresholds.append(_Thresholds(w, det.threshold, nov.threshold))
+            rate = target_false_unknown / 2
+            det = UnknownDetector.calibrate(idt.posterior(pop, w)[0], rate)
+            raw = UnknownDetector.calibrate(numpy_model.predict_proba_events(pop, w), rate)
+            nov.calibrate(pop, w, rate)
+            idt.thresholds.append(_Thresholds(w, det.threshold, nov.threshold, raw.threshold))
         trained_on["reference"] = idt._reference(val_ev, cps[-1], target_false_unknown)
         return idt
 
@@ -373,7 +386,9 @@ class Identifier:
         self.model.extra = {
             "format": _FORMAT,
             "checkpoints": list(self.checkpoints),
-            "thresholds": [[t.window_s, t.max_proba, t.novelty] for t in self.thresholds],
+            "thresholds": [
+                [t.window_s, t.max_proba, t.novelty, t.max_proba_raw] for t in self.thresholds
+            ],
             "vocabulary": sorted(self.vocabulary),
             "hierarchy": {d: list(mc) for d, mc in sorted(self.hierarchy.items())},
             "confidence": self.confidence,
@@ -396,7 +411,7 @@ class Identifier:
         return cls(
             m,
             tuple(float(c) for c in x["checkpoints"]),
-            [_Thresholds(float(w), float(p), float(n)) for w, p, n in x["thresholds"]],
+            [_thresholds(row) for row in x["thresholds"]],
             frozenset(x["vocabulary"]),
             {d: (str(mc[0]), str(mc[1])) for d, mc in x["hierarchy"].items()},
             float(x["confidence"]),
@@ -433,9 +448,10 @@ class Identifier:
 
     def posterior(
         self, events: Sequence[Event], window_s: float
-    ) -> tuple[npt.NDArray[np.float32], list[str | None]]:
-        """Device probabilities given the queries *and* the client's MAC vendor, and, per
-        event, why no known device fits that vendor (``None`` when one does).
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_], list[str | None]]:
+        """Device probabilities given the queries *and* the client's MAC vendor; per event,
+        whether the vendor narrowed them, and why no known device fits that vendor (``None``
+        when one does).
 
         A client keyed by a MAC with a registered OUI can only be a device seen with that
         OUI vendor in training (or one trained without MACs): the classifier's probabilities
@@ -445,6 +461,7 @@ class Identifier:
         """
         proba = self.proba(events, window_s)
         notes: list[str | None] = [None] * len(events)
+        narrowed = np.zeros(len(events), dtype=bool)
         classes = self.classes
         for i, e in enumerate(events):
             fit = self.vendors.consistent(e.key, classes)
@@ -457,7 +474,8 @@ class Identifier:
                 continue
             row = np.where(allowed, proba[i], 0.0) / mass
             proba[i] = row.astype(np.float32)
-        return proba, notes
+            narrowed[i] = True
+        return proba, narrowed, notes
 
     def proba(self, events: Sequence[Event], window_s: float) -> npt.NDArray[np.float32]:
         """Device probabilities of each event's first ``window_s`` seconds."""
@@ -499,7 +517,7 @@ class Identifier:
         """
         if not events:
             return []
-        proba, vendor_notes = self.posterior(events, window_s)
+        proba, narrowed, vendor_notes = self.posterior(events, window_s)
         needed = self.confidence if confidence is None else confidence
         man, cat = self._hierarchy(proba)
         out = []
@@ -508,12 +526,17 @@ class Identifier:
             order = np.argsort(-p, kind="stable")[:top]
             levels = tuple(Level(self.classes[j], float(p[j])) for j in order)
             nov = self.novelty(qs)
-            why = self._why_unknown(qs, levels[0], nov, vendor_notes[i]) if qs else ()
+            why = (
+                self._why_unknown(qs, levels[0], nov, bool(narrowed[i]), vendor_notes[i])
+                if qs
+                else ()
+            )
             evidence = self.vendors.evidence(e.key, qs)
-            maker = man[i]
-            if why or not qs:
+            maker, kind = man[i], cat[i]
+            if why or not qs:  # the model's levels are guesses among what it knows: drop them
                 ev = evidence[0] if evidence else None
                 maker = None if ev is None else Level(ev.manufacturer, None, str(ev))
+                kind = None
             drivers = (
                 self._drivers(e, window_s, int(order[0]), float(p[order[0]])) if explain else ()
             )
@@ -524,7 +547,7 @@ class Identifier:
                     len(qs),
                     levels,
                     maker,
-                    cat[i],
+                    kind,
                     bool(why),
                     bool(qs) and not why and float(p.max()) >= needed,
                     nov,
@@ -536,14 +559,20 @@ class Identifier:
         return out
 
     def _why_unknown(
-        self, queries: Sequence[Query], best: Level, novelty: float, vendor: str | None
+        self,
+        queries: Sequence[Query],
+        best: Level,
+        novelty: float,
+        narrowed: bool,
+        vendor: str | None,
     ) -> tuple[str, ...]:
-        """The reasons ``queries`` (non-empty) look like an unknown device (``vendor``: why
-        no known device fits the client's MAC vendor, if none does)."""
+        """The reasons ``queries`` (non-empty) look like an unknown device (``narrowed``: the
+        MAC vendor narrowed the probabilities; ``vendor``: why no known device fits it)."""
         th = self.thresholds_for(queries[-1].t)
         why = []
-        if best.probability is not None and best.probability < th.max_proba:
-            why.append(f"top probability {best.probability:.2f} < {th.max_proba:.2f}")
+        floor = th.top_probability(narrowed)
+        if best.probability is not None and best.probability < floor:
+            why.append(f"top probability {best.probability:.2f} < {floor:.2f}")
         if novelty >= th.novelty:
             why.append(f"never-seen names {novelty:.0%} >= {th.novelty:.0%}")
         if vendor is not None:
@@ -600,7 +629,7 @@ class Identifier:
                 what.append(f"{label}:{' | '.join(sorted(values))}")
                 blank = tuple(_blank(q, attr) for q in qs)
                 variants.append(Event(event.key, event.anchor_utc, blank))
-        p = self.posterior(variants, window_s)[0][:, cls]
+        p = self.posterior(variants, window_s)[0][:, cls]  # same key: narrowed as the event
         drops = sorted(
             ((w, p_top - float(v)) for w, v in zip(what, p, strict=True) if p_top - v >= _MIN_DROP),
             key=lambda wd: -wd[1],
@@ -614,6 +643,14 @@ class Identifier:
         return [
             self.answer(event, w, top=top, explain=False) for w in (windows or self.checkpoints)
         ]
+
+
+def _thresholds(row: Sequence[Any]) -> _Thresholds:
+    """A saved thresholds row: ``[window, max_proba, novelty]`` (older models) or with
+    ``max_proba_raw`` after them."""
+    raw = row[3] if len(row) > 3 and row[3] is not None else None
+    return _Thresholds(float(row[0]), float(row[1]), float(row[2]),
+                       None if raw is None else float(raw))  # fmt: skip
 
 
 def _blank(q: Query, attr: str) -> Query:
