@@ -344,10 +344,10 @@ class Identifier:
             if not val_w:
                 idt.thresholds.append(_Thresholds(w, 0.0, _NEVER))
                 continue
-            # the events these thresholds will judge (see thresholds_for): those whose last
-            # query by ``w`` came after the previous checkpoint; all of them if too few
-            after = cps[k - 1] if k else -np.inf
-            fresh = [e for e in val_w if e.window(w)[-1].t > after]
+            # the states these thresholds will judge (see thresholds_for): every held-out
+            # event as it stood after each of its queries between the previous checkpoint
+            # and this one; the events cut at ``w`` if there are too few
+            fresh = _states(val_w, cps[k - 1] if k else -np.inf, w)
             pop = fresh if len(fresh) >= _MIN_CALIBRATION else val_w
             # calibrated on the deployed predictor: the exported (float32) model, its
             # probabilities narrowed by the MAC vendors as answers are
@@ -434,10 +434,10 @@ class Identifier:
         """The thresholds that judge a client whose last query came ``last_query_s`` after its
         anchor: those of the first checkpoint at or after it (the last beyond them all).
 
-        Each checkpoint's thresholds are calibrated on the held-out events whose last query
-        by that checkpoint came after the previous one -- the events they judge -- and a
-        client is judged by them until its next query, whatever the window: its answer never
-        changes without new evidence.
+        Each checkpoint's thresholds are calibrated on the held-out events as they stood
+        after each of their queries between the previous checkpoint and this one -- the
+        states they judge -- and a client is judged by them until its next query, whatever the
+        window: its answer never changes without new evidence.
         """
         i = bisect.bisect_left(self.checkpoints, last_query_s)
         return self.thresholds[min(i, len(self.thresholds) - 1)]
@@ -643,6 +643,18 @@ class Identifier:
         return [
             self.answer(event, w, top=top, explain=False) for w in (windows or self.checkpoints)
         ]
+
+
+def _states(events: Sequence[Event], after: float, until: float) -> list[Event]:
+    """Each event as it stood after each of its queries in ``(after, until]`` (queries at the
+    same instant arrive together)."""
+    out = []
+    for e in events:
+        qs = e.queries
+        for j, q in enumerate(qs):
+            if after < q.t <= until and (j + 1 == len(qs) or qs[j + 1].t > q.t):
+                out.append(Event(e.key, e.anchor_utc, qs[: j + 1], e.device))
+    return out
 
 
 def _thresholds(row: Sequence[Any]) -> _Thresholds:
