@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
 
 from phloem.iot.events import Event, Query
 from phloem.iot.unknown import NoveltyDetector, masked_names, novelty_share
@@ -44,3 +46,47 @@ def test_novelty_share_of_queries() -> None:
     assert det.novelty(events, 10.0).tolist() == [
         novelty_share(e.window(10.0), vocab) for e in events
     ]
+
+
+# ---- per-device queries ---------------------------------------------------------------------
+
+
+def _q(name: str, qtype: int = 1, stack: str = "ttl=64") -> Query:
+    return Query(0.0, name, qtype, "8.8.8.8", stack)
+
+
+def test_device_novelty_asks_whether_this_device_sent_this_query() -> None:
+    from phloem.iot.unknown import DeviceQueries
+
+    plug = [_q("pool.ntp.org"), _q("api.plugco.com"), _q("api.plugco.com", 28)]
+    cam = [_q("pool.ntp.org", stack="ttl=255"), _q("s1234.camco.net", stack="ttl=255")]
+    dq = DeviceQueries.fit(
+        [Event("a", 0.0, tuple(plug), "plug"), Event("b", 0.0, tuple(cam), "cam")], 60.0
+    )
+    assert dq.share_unseen([_q("pool.ntp.org")], "plug") == 0.0
+    # a name both sent, but never by the plug with that stack: new for the plug
+    assert dq.share_unseen([_q("pool.ntp.org", stack="ttl=255")], "plug") == 1.0
+    assert dq.share_unseen([_q("pool.ntp.org", stack="ttl=255")], "cam") == 0.0
+    # per-device ids are masked; the query type counts
+    assert dq.share_unseen([_q("s9876.camco.net", stack="ttl=255")], "cam") == 0.0
+    assert dq.share_unseen([_q("api.plugco.com", 16)], "plug") == 1.0
+    assert dq.share_unseen([_q("pool.ntp.org"), _q("x.newco.io")], "plug") == 0.5
+    # a log carries no stack: compared on name and type only
+    assert dq.share_unseen([_q("pool.ntp.org", stack="")], "cam") == 0.0
+    assert dq.share_unseen([_q("pool.ntp.org")], "ghost") == 1.0  # a device never trained
+    assert dq.share_unseen([], "plug") == 0.0
+
+
+@given(st.lists(st.floats(0, 1), max_size=60), st.floats(0, 0.5))
+def test_high_threshold_flags_at_most_the_target_and_is_the_lowest(
+    scores: list[float], target: float
+) -> None:
+    from phloem.iot.unknown import high_threshold
+
+    th = high_threshold(scores, target)
+    flagged = sum(s >= th for s in scores)
+    assert flagged <= int(np.floor(target * len(scores)))
+    # any lower candidate threshold (a score itself) would flag more than allowed
+    lower = [s for s in scores if s < th]
+    if lower:
+        assert sum(s >= max(lower) for s in scores) > int(np.floor(target * len(scores)))

@@ -138,6 +138,54 @@ def summarise(splits: Sequence[dict[str, Any]], windows: Sequence[float]) -> lis
     return out
 
 
+def reason_counts(
+    why: Sequence[tuple[str, tuple[str, ...]]], held: Sequence[str]
+) -> dict[str, dict[str, int]]:
+    """Held-out / known: how many events each kind of reason flagged (an event may have
+    several): ``probability``, ``names`` (never seen at all, or never sent by the answered
+    device), ``vendor``, ``other``."""
+    out: dict[str, dict[str, int]] = {"held": {}, "known": {}}
+    for device, reasons in why:
+        side = out["held" if device in held else "known"]
+        for r in reasons:
+            kind = (
+                "probability"
+                if r.startswith("top probability")
+                else "names"
+                if r.startswith(("never-seen", "queries"))
+                else "vendor"
+                if r.startswith("MAC vendor")
+                else "other"
+            )
+            side[kind] = side.get(kind, 0) + 1
+    return out
+
+
+def reason_table(splits: Sequence[dict[str, Any]], windows: Sequence[float]) -> str:
+    """Share of the held-out / known scored events each reason flags, pooled."""
+    lines = [
+        "| window | side | top probability | new queries | MAC vendor |",
+        "|---:|---|---:|---:|---:|",
+    ]
+    for w in windows:
+        rows = [r for s in splits for r in s["rows"] if r["window_s"] == w and "reasons" in r]
+        if not rows:
+            continue
+        n = {
+            "held": sum(sum(n for _, n in r["held"].values()) for r in rows),
+            "known": sum(r["known"][1] for r in rows),
+        }
+        for side in ("held", "known"):
+            c = [
+                sum(r["reasons"][side].get(k, 0) for r in rows)
+                for k in ("probability", "names", "vendor")
+            ]
+            lines.append(
+                f"| {w:g} s | {side} | " + " | ".join(f"{x / n[side]:.2%}" for x in c) + " |"
+            )
+    return "\n".join(lines)
+
+
 def table(summary: Sequence[dict[str, Any]], title: str = "") -> str:
     lines = [title] if title else []
     lines += [
@@ -163,16 +211,52 @@ def per_device_table(summary: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def code_version() -> str:
+    """The commit, with ``+dirty`` when src/ has uncommitted changes."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[3]
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "src"],
+            cwd=root,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     from phloem.iot.identify import Identifier
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=3, help="shuffles of the devices (default 3)")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
+    ap.add_argument(
+        "--no-mac",
+        action="store_true",
+        help="key every event by an IP (as a resolver log does): no MAC vendor to go by",
+    )
     args = ap.parse_args(argv)
 
     t0 = time.perf_counter()
-    train, test = temporal_split(load_corpus())
+    code = code_version()
+    events = load_corpus()
+    if args.no_mac:
+        from dataclasses import replace
+
+        events = [replace(e, key="10.0.0.1") for e in events]
+    train, test = temporal_split(events)
     devices = sorted({str(e.device) for e in train} & {str(e.device) for e in test})
     plan = triples(devices, args.seeds)
     splits = []
@@ -182,10 +266,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         idt = Identifier.train([e for e in train if e.device not in held])
         train_s.append(time.perf_counter() - t)
 
-        def flag(evs: Sequence[Event], w: float, idt: Identifier = idt) -> np.ndarray:
-            return np.array([a.unknown for a in idt.answer_many(evs, w, explain=False)])
+        why: dict[float, list[tuple[str, tuple[str, ...]]]] = {}
+
+        def flag(
+            evs: Sequence[Event], w: float, idt: Identifier = idt, why: dict[float, Any] = why
+        ) -> np.ndarray:
+            answers = idt.answer_many(evs, w, explain=False)
+            # what flagged each event, where the Identifier says (Answer.why_unknown)
+            why[w] = [
+                (str(e.device), tuple(getattr(a, "why_unknown", ())))
+                for e, a in zip(evs, answers, strict=True)
+            ]
+            return np.array([a.unknown for a in answers])
 
         rows = score_split(flag, test, held, WINDOWS)
+        for r in rows:
+            r["reasons"] = reason_counts(why[r["window_s"]], held)
         thresholds = [[t.window_s, t.max_proba, t.novelty] for t in idt.thresholds]
         splits.append({"seed": seed, "held": list(held), "rows": rows, "thresholds": thresholds})
         known = ", ".join(f"{r['known'][0] / r['known'][1]:.2%}" for r in rows)
@@ -193,15 +289,31 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"{sum(f for f, _ in r['held'].values()) / sum(n for _, n in r['held'].values()):.0%}"
             for r in rows
         )
-        print(f"[{k + 1}/{len(plan)}] seed {seed} {'+'.join(held)}: held flagged {held_s}, "
-              f"known flagged {known} ({train_s[-1]:.1f} s)", file=sys.stderr)  # fmt: skip
+        print(
+            f"[{k + 1}/{len(plan)}] seed {seed} {'+'.join(held)}: held flagged {held_s}, "
+            f"known flagged {known} ({train_s[-1]:.1f} s)",
+            file=sys.stderr,
+        )
     summary = summarise(splits, WINDOWS)
     elapsed = time.perf_counter() - t0
-    print(table(summary, f"Deployed Identifier, {len(plan)} leave-3-out splits "
-                         f"({args.seeds} seeds), test {len(test)} events"))  # fmt: skip
+    print(
+        table(
+            summary,
+            f"Deployed Identifier, {len(plan)} leave-3-out splits "
+            f"({args.seeds} seeds), test {len(test)} events",
+        )
+    )
     print()
     print(per_device_table(summary))
-    print(f"\n{elapsed:.0f} s in all; Identifier.train median {np.median(train_s):.1f} s")
+    print()
+    print(
+        "What flagged them (share of the scored events each reason flags; an event may "
+        "have several):"
+    )
+    print(reason_table(splits, WINDOWS))
+    print(
+        f"\n{elapsed:.0f} s in all; Identifier.train median {np.median(train_s):.1f} s; code {code}"
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(
@@ -209,11 +321,17 @@ def main(argv: Sequence[str] | None = None) -> None:
                 {
                     "benchmark": "iot/unknown leave-3-devices-out",
                     "date": date.today().isoformat(),
+                    "code": code,
                     "machine": f"{platform.machine()} {os.cpu_count()} cpu, "
                     f"python {platform.python_version()}",
-                    "split": {"train_until": TRAIN_UNTIL, "test_until": TEST_UNTIL,
-                              "n_train": len(train), "n_test": len(test)},  # fmt: skip
+                    "split": {
+                        "train_until": TRAIN_UNTIL,
+                        "test_until": TEST_UNTIL,
+                        "n_train": len(train),
+                        "n_test": len(test),
+                    },
                     "seeds": args.seeds,
+                    "no_mac": args.no_mac,
                     "windows_s": list(WINDOWS),
                     "target": {"held_flagged_min": TARGET_HELD, "known_flagged_max": TARGET_KNOWN},
                     "summary": summary,

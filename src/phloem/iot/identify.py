@@ -39,7 +39,7 @@ from phloem.iot.models import (
     aggregate_proba,
     export_numpy,
 )
-from phloem.iot.unknown import NoveltyDetector, novelty_share
+from phloem.iot.unknown import DeviceQueries, NoveltyDetector, high_threshold, novelty_share
 from phloem.iot.vendors import VendorIndex
 
 __all__ = ["CHECKPOINTS", "Answer", "Calibration", "Identifier", "Level"]
@@ -186,17 +186,25 @@ class _Thresholds:
     """One checkpoint's unknown thresholds: the top probability below which a client is
     flagged, for clients whose MAC vendor narrowed the answer (``max_proba``) and for the
     others (``max_proba_raw``: IP keys, randomised MACs; ``None``: as ``max_proba``, models
-    saved before the two were told apart), and the share of never-seen names at which it is."""
+    saved before the two were told apart), and the device novelty at which it is
+    (``novelty``, ``novelty_raw`` likewise; models without per-device queries: the share of
+    names never seen at all)."""
 
     window_s: float
     max_proba: float
     novelty: float
     max_proba_raw: float | None = None
+    novelty_raw: float | None = None
 
     def top_probability(self, narrowed: bool) -> float:
         if narrowed or self.max_proba_raw is None:
             return self.max_proba
         return self.max_proba_raw
+
+    def top_novelty(self, narrowed: bool) -> float:
+        if narrowed or self.novelty_raw is None:
+            return self.novelty
+        return self.novelty_raw
 
 
 @dataclass
@@ -234,6 +242,7 @@ class Identifier:
     confidence: float = 0.9
     trained_on: dict[str, Any] = field(default_factory=dict)
     vendors: VendorIndex = field(default_factory=VendorIndex)
+    device_queries: DeviceQueries = field(default_factory=DeviceQueries)
 
     # --- training --------------------------------------------------------------------------
 
@@ -317,7 +326,7 @@ class Identifier:
             y.extend(str(e.device) for e in rows)
         clf: ProbabilisticClassifier = (model or LogRegClassifier)().fit(vstack(blocks), y)
         numpy_model = export_numpy(clf, vec)
-        nov = NoveltyDetector().fit(fit_ev, cps[-1])
+        vocabulary = NoveltyDetector().fit(fit_ev, cps[-1]).vocabulary
         counts: dict[str, int] = {}
         for e in labelled:
             counts[str(e.device)] = counts.get(str(e.device), 0) + 1
@@ -333,11 +342,12 @@ class Identifier:
             numpy_model,
             cps,
             [],
-            frozenset(nov.vocabulary),
+            frozenset(vocabulary),
             dict(hierarchy or {}),
             confidence,
             trained_on,
             VendorIndex.learn(labelled, hierarchy or {}),
+            DeviceQueries.fit(fit_ev, cps[-1]),
         )
         for k, w in enumerate(cps):
             val_w = [e for e in val_ev if e.window(w)]
@@ -352,12 +362,27 @@ class Identifier:
             # calibrated on the deployed predictor: the exported (float32) model, its
             # probabilities narrowed by the MAC vendors as answers are
             rate = target_false_unknown / 2
-            det = UnknownDetector.calibrate(idt.posterior(pop, w)[0], rate)
-            raw = UnknownDetector.calibrate(numpy_model.predict_proba_events(pop, w), rate)
-            nov.calibrate(pop, w, rate)
-            idt.thresholds.append(_Thresholds(w, det.threshold, nov.threshold, raw.threshold))
+            narrowed = idt.posterior(pop, w)[0]
+            raw = numpy_model.predict_proba_events(pop, w)
+            det = UnknownDetector.calibrate(narrowed, rate)
+            det_raw = UnknownDetector.calibrate(raw, rate)
+            nov, nov_raw = (
+                high_threshold(idt._device_novelty(pop, w, p), rate) for p in (narrowed, raw)
+            )
+            idt.thresholds.append(_Thresholds(w, det.threshold, nov, det_raw.threshold, nov_raw))
         trained_on["reference"] = idt._reference(val_ev, cps[-1], target_false_unknown)
         return idt
+
+    def _device_novelty(
+        self, events: Sequence[Event], window_s: float, proba: npt.NDArray[np.float32]
+    ) -> list[float]:
+        """Per event, its device novelty (:class:`~phloem.iot.unknown.DeviceQueries`) for
+        the top device of its row of ``proba``."""
+        top = proba.argmax(axis=1)
+        return [
+            self.device_queries.share_unseen(e.window(window_s), self.classes[int(c)])
+            for e, c in zip(events, top, strict=True)
+        ]
 
     def _reference(
         self, held_out: Sequence[Event], window_s: float, target: float
@@ -387,8 +412,10 @@ class Identifier:
             "format": _FORMAT,
             "checkpoints": list(self.checkpoints),
             "thresholds": [
-                [t.window_s, t.max_proba, t.novelty, t.max_proba_raw] for t in self.thresholds
+                [t.window_s, t.max_proba, t.novelty, t.max_proba_raw, t.novelty_raw]
+                for t in self.thresholds
             ],
+            "device_queries": {d: sorted(k) for d, k in self.device_queries.keys.items()},
             "vocabulary": sorted(self.vocabulary),
             "hierarchy": {d: list(mc) for d, mc in sorted(self.hierarchy.items())},
             "confidence": self.confidence,
@@ -417,6 +444,9 @@ class Identifier:
             float(x["confidence"]),
             dict(x.get("trained_on") or {}),
             VendorIndex.from_dict(x.get("vendors") or {}),
+            DeviceQueries(
+                {str(d): frozenset(map(str, k)) for d, k in (x.get("device_queries") or {}).items()}
+            ),
         )
 
     # --- answering -------------------------------------------------------------------------
@@ -573,7 +603,12 @@ class Identifier:
         floor = th.top_probability(narrowed)
         if best.probability is not None and best.probability < floor:
             why.append(f"top probability {best.probability:.2f} < {floor:.2f}")
-        if novelty >= th.novelty:
+        if self.device_queries.keys:
+            new = self.device_queries.share_unseen(queries, best.label)
+            cut = th.top_novelty(narrowed)
+            if new >= cut:
+                why.append(f"queries {best.label} never sent {new:.0%} >= {cut:.0%}")
+        elif novelty >= th.novelty:  # a model saved before per-device queries were kept
             why.append(f"never-seen names {novelty:.0%} >= {th.novelty:.0%}")
         if vendor is not None:
             why.append(vendor)
@@ -658,11 +693,13 @@ def _states(events: Sequence[Event], after: float, until: float) -> list[Event]:
 
 
 def _thresholds(row: Sequence[Any]) -> _Thresholds:
-    """A saved thresholds row: ``[window, max_proba, novelty]`` (older models) or with
-    ``max_proba_raw`` after them."""
-    raw = row[3] if len(row) > 3 and row[3] is not None else None
-    return _Thresholds(float(row[0]), float(row[1]), float(row[2]),
-                       None if raw is None else float(raw))  # fmt: skip
+    """A saved thresholds row: ``[window, max_proba, novelty]`` (older models), then
+    ``max_proba_raw`` and ``novelty_raw``."""
+
+    def extra(k: int) -> float | None:
+        return float(row[k]) if len(row) > k and row[k] is not None else None
+
+    return _Thresholds(float(row[0]), float(row[1]), float(row[2]), extra(3), extra(4))
 
 
 def _blank(q: Query, attr: str) -> Query:

@@ -21,7 +21,16 @@ import numpy as np
 from phloem.iot.events import Event, Query
 from phloem.iot.features import name_parts
 
-__all__ = ["NoveltyDetector", "masked_names", "novelty_share"]
+__all__ = [
+    "KEY_FIELDS",
+    "DeviceQueries",
+    "NoveltyDetector",
+    "carried_fields",
+    "high_threshold",
+    "masked_names",
+    "novelty_share",
+    "query_keys",
+]
 
 
 def masked_names(queries: Iterable[Query]) -> set[str]:
@@ -66,3 +75,78 @@ class NoveltyDetector:
 
     def is_unknown(self, events: Sequence[Event], window_s: float) -> np.ndarray:
         return self.novelty(events, window_s) >= self.threshold
+
+
+#: the fields of a query key (:func:`query_keys`), in order. Not the resolver: which one a
+#: device asks depends on the network it is on (a lab's devices asked 8.8.8.8, a home's may
+#: ask the gateway), not on the device
+KEY_FIELDS = ("name", "qtype", "stack")
+_SEP = "\x1f"  # between a key's fields (the ASCII unit separator)
+
+
+def query_keys(queries: Iterable[Query], fields: Sequence[str] = KEY_FIELDS) -> set[str]:
+    """The distinct keys of ``queries``: masked name, query type and stack fingerprint,
+    joined; only ``fields`` of them."""
+    out = set()
+    for q in queries:
+        parts = {"name": name_parts(q.name).masked, "qtype": str(q.qtype), "stack": q.stack}
+        out.add(_SEP.join(parts[f] for f in fields))
+    return out
+
+
+def carried_fields(queries: Sequence[Query]) -> tuple[str, ...]:
+    """The key fields ``queries`` carry: a resolver log has no stack fingerprint."""
+    fields = ["name", "qtype"]
+    if any(q.stack for q in queries):
+        fields.append("stack")
+    return tuple(fields)
+
+
+@dataclass
+class DeviceQueries:
+    """What each device was seen to send in training: the keys of its queries
+    (:func:`query_keys`). An event's *device novelty* for a device is the share of its
+    distinct keys that device never sent: unknown devices share popular names with known ones
+    (NTP pools, Google, Amazon), so "was this name ever seen?" passes them, but "did *this*
+    device ever send this query this way?" does not."""
+
+    keys: dict[str, frozenset[str]] = field(default_factory=dict)
+    _projected: dict[tuple[str, tuple[str, ...]], frozenset[str]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    @classmethod
+    def fit(cls, events: Iterable[Event], window_s: float) -> DeviceQueries:
+        per: dict[str, set[str]] = {}
+        for e in events:
+            per.setdefault(str(e.device), set()).update(query_keys(e.window(window_s)))
+        return cls({d: frozenset(k) for d, k in sorted(per.items())})
+
+    def share_unseen(self, queries: Sequence[Query], device: str) -> float:
+        """Share of the distinct keys of ``queries`` (on the fields they carry) that
+        ``device`` never sent in training (0 if no queries; 1 for a device never trained)."""
+        fields = carried_fields(queries)
+        mine = query_keys(queries, fields)
+        if not mine:
+            return 0.0
+        seen = self._seen(device, fields)
+        return len(mine - seen) / len(mine)
+
+    def _seen(self, device: str, fields: tuple[str, ...]) -> frozenset[str]:
+        hit = self._projected.get((device, fields))
+        if hit is None:
+            idx = [KEY_FIELDS.index(f) for f in fields]
+            hit = frozenset(
+                _SEP.join(k.split(_SEP)[i] for i in idx) for k in self.keys.get(device, ())
+            )
+            self._projected[(device, fields)] = hit
+        return hit
+
+
+def high_threshold(scores: Sequence[float], target: float) -> float:
+    """The lowest threshold that flags (``score >= threshold``) at most ``target`` of
+    ``scores``."""
+    s = np.sort(np.asarray(scores, dtype=np.float64))
+    allowed = int(np.floor(target * s.size))
+    above = s[s.size - allowed - 1] if s.size > allowed else 0.0
+    return float(np.nextafter(above, np.inf))
