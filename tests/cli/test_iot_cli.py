@@ -45,7 +45,14 @@ def iot_env(
 
 @pytest.mark.parametrize(
     "cmd",
-    [["iot"], ["iot", "train"], ["iot", "evaluate"], ["iot", "identify"], ["iot", "monitor"]],
+    [
+        ["iot"],
+        ["iot", "train"],
+        ["iot", "evaluate"],
+        ["iot", "identify"],
+        ["iot", "monitor"],
+        ["iot", "drift"],
+    ],
 )
 def test_help(cmd: list[str]) -> None:
     res = runner.invoke(app, [*cmd, "--help"])

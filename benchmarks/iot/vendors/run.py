@@ -64,9 +64,7 @@ def main() -> None:
             # the baseline: the classifier's manufacturer guess (raw probabilities summed)
             raw = idt.proba(test, w)
             man, _ = idt._hierarchy(raw)
-            guess_right = sum(
-                g is not None and brand_key(g.label) == brand_key(m) for g in man
-            )
+            guess_right = sum(g is not None and brand_key(g.label) == brand_key(m) for g in man)
             rows.append({
                 "manufacturer": m, "window_s": w, "events": len(test), "unknown": unknown,
                 "named": named, "right": right, "by": dict(by), "guess_right": guess_right,
@@ -75,8 +73,10 @@ def main() -> None:
                   f"right={right:4d} guess_right={guess_right:4d} {dict(by)}",
                   file=sys.stderr, flush=True)  # fmt: skip
     elapsed = time.perf_counter() - t0
-    print("| window | events | flagged unknown | named | named correctly | of those named, "
-          "right | classifier's guess right |")
+    print(
+        "| window | events | flagged unknown | named | named correctly | of those named, "
+        "right | classifier's guess right |"
+    )
     print("|---|---|---|---|---|---|---|")
     for w in WINDOWS:
         sel = [r for r in rows if r["window_s"] == w]
@@ -85,8 +85,10 @@ def main() -> None:
         right = sum(r["right"] for r in sel)
         unk = sum(r["unknown"] for r in sel)
         guess = sum(r["guess_right"] for r in sel)
-        print(f"| {w:g} s | {n} | {unk / n:.3f} | {named / n:.3f} | **{right / n:.3f}** | "
-              f"{right / max(named, 1):.3f} | {guess / n:.3f} |")
+        print(
+            f"| {w:g} s | {n} | {unk / n:.3f} | {named / n:.3f} | **{right / n:.3f}** | "
+            f"{right / max(named, 1):.3f} | {guess / n:.3f} |"
+        )
     print(f"\n{len(makers)} manufacturers, {elapsed:.0f} s")
     if args.json:
         with open(args.json, "w") as fh:
