@@ -21,8 +21,9 @@ from phloem.iot.identify import Identifier
 from phloem.iot.labelled import KeyLabels, collect_labelled, load_key_labels
 
 runner = CliRunner()
-MACS = {"plug": "02:00:00:00:00:01", "cam": "02:00:00:00:00:03", "bulb": "02:00:00:00:00:02",
-        "speaker": "02:00:00:00:00:04"}  # fmt: skip
+#: real OUIs (TP-Link, Wyze, WiZ, Sonos): the model learns each device's MAC vendor
+MACS = {"plug": "9c:a2:f4:00:00:01", "cam": "d0:3f:27:00:00:03", "bulb": "d8:a0:11:00:00:02",
+        "speaker": "38:42:0b:00:00:04"}  # fmt: skip
 T0 = 1_700_000_000.0
 
 
@@ -141,3 +142,15 @@ def test_drift_cli(identifier: Identifier, recent: Path, tmp_path: Path) -> None
         assert res.exit_code == 2 and named in " ".join(res.output.split()), res.output
     res = runner.invoke(app, ["iot", "drift", str(tmp_path / "none"), "--model", str(model)])
     assert res.exit_code == 2 and "'PATH'" in res.output
+
+
+def test_clients_of_a_vendor_no_known_device_has_are_new_devices_not_drift(
+    identifier: Identifier, recent: Path, tmp_path: Path
+) -> None:
+    files = sorted(recent.glob("plug-*.pcapng"))
+    stranger = tmp_path / "edimax.pcapng"  # a plug's names from an Edimax MAC
+    stranger.write_bytes(capture("74:da:38:00:00:01", NAMES["plug"], T0, np.random.default_rng(2)))
+    report = drift_report(identifier, [*files, stranger])
+    assert report.foreign == 1 and report.clients == len(files) + 1
+    (plug,) = report.devices
+    assert plug.device == "plug" and plug.clients == len(files) and not plug.moved

@@ -569,11 +569,14 @@ def _print_drift(report: DriftReport) -> None:
         )
         t.add_row(*(escape(c) for c in cells))
     (console if console.is_terminal else Console(width=200)).print(t)
-    unnamed = report.unlabelled if report.grouped_by == "labels" else None
+    left_out = (
+        f", not named by the labels or not in the model {report.unlabelled}"
+        if report.grouped_by == "labels"
+        else f", of a MAC vendor no known device has (new devices) {report.foreign}"
+    )
     console.print(
         f"files read {report.files}, skipped {len(report.skipped_files)}; clients "
-        f"{report.clients}, without DNS in the window {report.silent}"
-        + ("" if unnamed is None else f", not named by the labels or not in the model {unnamed}")
+        f"{report.clients}, without DNS in the window {report.silent}{left_out}"
     )
     for path, why in report.skipped_files[:10]:
         console.print(f"skipped {escape(path)}: {escape(why)}")

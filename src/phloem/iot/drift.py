@@ -5,7 +5,8 @@ service. The model still names such a device, but with less confidence, and the 
 detector, calibrated on the device as it was, starts flagging it. :func:`drift_report` reads
 recent captures or logs, answers every client at one window (the model's last checkpoint by
 default), groups the clients by device -- their labelled device when a labels file names them,
-else the device the model answers -- and compares each group with what the model saw of that
+else the device the model answers, leaving out the clients whose MAC vendor no known device
+has (new devices, counted apart) -- and compares each group with what the model saw of that
 device on its held-out calibration events (``trained_on["reference"]``):
 
 - **flagged**: how many clients were flagged unknown, against the rate expected of a device
@@ -124,6 +125,7 @@ class DriftReport:
     clients: int = 0
     silent: int = 0  # clients without a query in the window (not scored)
     unlabelled: int = 0  # with labels: clients not named, or named as a device never trained on
+    foreign: int = 0  # without labels: clients whose MAC vendor no known device has (new ones)
 
     @property
     def moved(self) -> list[DeviceDrift]:
@@ -156,6 +158,7 @@ class DriftReport:
             "clients": self.clients,
             "silent": self.silent,
             "unlabelled": self.unlabelled,
+            "foreign": self.foreign,
             "devices": [d.to_dict() for d in self.devices],
             "advice": self.advice(),
         }
@@ -253,6 +256,9 @@ def drift_report(
         answers = identifier.answer_many(talking, window, top=1, explain=False)
         for e, a in zip(talking, answers, strict=True):
             if labels is None:
+                if any(w.startswith("MAC vendor") for w in a.why_unknown):
+                    report.foreign += 1  # no known device has its vendor: a new device
+                    continue
                 device: str | None = a.top[0].label
             else:
                 device = labels.devices.get(e.key)
