@@ -224,3 +224,15 @@ def test_train_cli_mistakes_are_one_line(lab: Path, extra: list[str], named: str
     res = runner.invoke(app, ["iot", "train", str(lab / "missing"), "--labels", "x.csv"])
     out = " ".join(res.output.split())
     assert res.exit_code == 2 and "'DATA'" in out and "no such file" in out
+
+
+def test_labels_that_name_no_client_say_so(lab: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other.csv"
+    other.write_text("mac,device\n02:00:00:00:77:77,fridge\n")
+    with pytest.raises(ConfigError, match="name none of the") as info:
+        train_identifier(
+            FEATURE_SETS.get("full")(),
+            MODEL_KINDS.get("logreg")(),
+            inputs=TrainInputs((str(lab / "day0"),), other),
+        )
+    assert info.value.field == "labels"

@@ -13,7 +13,6 @@ re-implementation with the Identifier of the source tree.
 from __future__ import annotations
 
 import bisect
-import ipaddress
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import numpy as np
 from scipy.sparse import csr_matrix, vstack
 
 from phloem.iot.events import Event
-from phloem.iot.features import Vectorizer, name_parts
+from phloem.iot.features import Vectorizer, _resolver_term, name_parts
 from phloem.iot.identify import CHECKPOINTS, Calibration, _held_out
 from phloem.iot.models import LogRegClassifier
 from phloem.iot.vendors import brand_key, oui_vendor
@@ -36,12 +35,7 @@ MIN_CALIBRATION = 20  # as identify.py: fewer fresh calibration events -> use al
 QueryKey = tuple[str, int, str, str, str]  # masked name, qtype, resolver class, stack, sld
 
 
-@lru_cache(maxsize=4096)
-def _resolver(address: str) -> str:
-    try:
-        return address if ipaddress.ip_address(address).is_global else "local"
-    except ValueError:
-        return "local"
+_resolver = lru_cache(maxsize=4096)(_resolver_term)  # the feature's own resolver term
 
 
 def _brand(key: str) -> str | None:

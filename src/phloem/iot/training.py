@@ -222,6 +222,14 @@ def train_identifier(
         events, loaded, collected, label_stats = load_training_data(ins)
         hierarchy = {**loaded, **(hierarchy or {})}
     pool = list(events)
+    if not pool and collected is not None:
+        if collected.unlabelled:
+            raise ConfigError(
+                "labels",
+                f"the labels name none of the {collected.unlabelled} client(s) found in "
+                f"{collected.files} file(s); key them by MAC (captures, FTL) or IP (logs)",
+            )
+        raise ConfigError("paths", f"no DNS client in the {collected.files} file(s) read")
     check_devices("exclude", p.exclude, {str(e.device) for e in pool})
     dropped = set(p.exclude)
     pool = [e for e in pool if e.device not in dropped]
