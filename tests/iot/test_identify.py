@@ -295,3 +295,23 @@ def test_monitor_final_line_keeps_the_answer_of_the_last_query() -> None:
     final = mine[-1]
     assert final["elapsed_s"] == 60.0  # the clock ran to the horizon, past the strict checkpoint
     assert final["device"] == "bulb" and not final["unknown"]
+
+
+def test_a_model_saved_before_vendors_and_device_queries_still_answers(
+    identifier: Identifier, tmp_path: Path
+) -> None:
+    """Models written before this release: three-number thresholds, no vendors, no per-device
+    queries: they load and answer with the global novelty check, as they did."""
+    path = tmp_path / "old.npz"
+    identifier.save(path)
+    m = NumpyModel.load(path)
+    for key in ("vendors", "device_queries", "trained_on"):
+        m.extra.pop(key)
+    m.extra["thresholds"] = [row[:3] for row in m.extra["thresholds"]]
+    m.save(path)
+    old = Identifier.load(path)
+    assert not old.device_queries.keys and not old.vendors.device_ouis
+    assert all(t.max_proba_raw is None and t.novelty_raw is None for t in old.thresholds)
+    ghost = event("ghost", np.random.default_rng(9))
+    a = old.answer(ghost, 10.0)
+    assert a.unknown and any(w.startswith("never-seen names") for w in a.why_unknown)
