@@ -9,8 +9,10 @@ test capture of a known device with a query in the window: the temporal test day
 (2023-10-26..28) and a month later (2023-11-22). Each twice: keyed by the capture's MAC (as a
 capture or Pi-hole's FTL database gives it) and keyed by one IP (as a resolver log does: no
 MAC vendor to go by). Reported: device accuracy of the top answer, manufacturer accuracy of the
-answer (``None`` counts as wrong), and the share flagged unknown. It only uses the public API,
-so older code can be measured with the same script (``PYTHONPATH=<old checkout>/src``).
+answer (``None`` counts as wrong), and the share flagged unknown; and for the 12 devices new on
+2023-11-22 (never trained on), the share of their captures flagged unknown. It only uses the
+public API, so older code can be measured with the same script
+(``PYTHONPATH=<old checkout>/src``).
 """
 
 from __future__ import annotations
@@ -63,6 +65,26 @@ def main() -> None:
                              "flagged_unknown": unk / n})  # fmt: skip
                 print(f"| {name} | {keys} | {w:g} s | {n} | {dev / n:.4f} | {man / n:.4f} | "
                       f"{unk / n:.2%} |")  # fmt: skip
+    # the 12 devices new on 2023-11-22 (never trained on): share flagged unknown
+    new = [e for e in events if e.day == "2023-11-22" and e.device not in known]
+    print("\n| new devices of 11-22 | keys | window | events | flagged unknown | lowest device |")
+    print("|---|---|---|---|---|---|")
+    for keys in ("MAC", "IP"):
+        keyed = new if keys == "MAC" else [replace(e, key="10.0.0.1") for e in new]
+        for w in WINDOWS:
+            scored = [e for e in keyed if e.window(w)]
+            answers = idt.answer_many(scored, w, explain=False)
+            per: dict[str, list[bool]] = {}
+            for e, a in zip(scored, answers, strict=True):
+                per.setdefault(str(e.device), []).append(a.unknown)
+            low = min(per, key=lambda d: sum(per[d]) / len(per[d]))
+            share = sum(a.unknown for a in answers) / len(answers)
+            rows.append({"test": "new devices 11-22", "keys": keys, "window_s": w,
+                         "events": len(scored), "flagged_unknown": share,
+                         "lowest_device": low,
+                         "lowest_share": sum(per[low]) / len(per[low])})  # fmt: skip
+            print(f"| {len(per)} devices | {keys} | {w:g} s | {len(scored)} | {share:.1%} | "
+                  f"{low} {sum(per[low]) / len(per[low]):.0%} |")  # fmt: skip
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, check=False).stdout.strip()  # fmt: skip
     print(f"\ntrained in {train_s:.1f} s; code {commit}")
