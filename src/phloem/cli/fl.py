@@ -20,7 +20,7 @@ from phloem.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from phloem.core.registry import Registry
-    from phloem.fl.experiment import TheoryReport
+    from phloem.fl.experiment import OptimumReport, TheoryReport
     from phloem.fl.simulate import SimulationResult
     from phloem.fl.sweep import SweepResult, SweepRun
 
@@ -152,6 +152,48 @@ def theory_cmd(
         return theory_report(load_config(config, set_ or []))
 
     console.print(_theory_table(guarded(go)))
+
+
+@app.command("optimum")
+def optimum_cmd(
+    config: Annotated[Path, typer.Argument(help="TOML config (a binary_logistic model).")],
+    set_: SetOption = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Also write x*, f* and the constants here (JSON).")
+    ] = None,
+) -> None:
+    """Solve the config's L2-regularised binary logistic problem exactly (Newton, float64):
+    x*, f*, ||grad f(x*)||, and L and mu of the model actually used."""
+
+    def go() -> OptimumReport:
+        from phloem.fl.config import load_config
+        from phloem.fl.experiment import optimum_report
+
+        return optimum_report(load_config(config, set_ or []))
+
+    r = guarded(go)
+    t = Table(title=f"{r.dataset}: d = {r.dim}, N = {r.num_samples}")
+    t.add_column("quantity")
+    t.add_column("value", justify="right")
+    norm = sum(v * v for v in r.x_star) ** 0.5
+    rows = [
+        ("f*", f"{r.f_star:.15g}"),
+        ("||grad f(x*)||", f"{r.grad_norm:.3g}"),
+        ("Newton steps", str(r.iterations)),
+        ("seconds", f"{r.seconds:.2f}"),
+        ("L (global bound)", f"{r.L:.6g}"),
+        ("L at x*", f"{r.L_at_opt:.6g}"),
+        ("mu", f"{r.mu:.6g}"),
+        ("||x*||", f"{norm:.6g}"),
+    ]
+    for k, v in rows:
+        t.add_row(k, v)
+    console.print(t)
+    if out is not None:
+        import dataclasses
+        import json
+
+        out.write_text(json.dumps(dataclasses.asdict(r), indent=1))
 
 
 def _sweep_table(result: SweepResult) -> Table:

@@ -14,6 +14,7 @@ config is validated.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -125,8 +126,8 @@ class ModelConfig(Section):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.l2 < 0:
-            raise ValueError(f"model.l2 must be >= 0, got {self.l2}")
+        if not (math.isfinite(self.l2) and self.l2 >= 0):
+            raise ValueError(f"model.l2 must be a finite number >= 0, got {self.l2}")
 
 
 @dataclass(frozen=True)

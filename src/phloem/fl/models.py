@@ -22,6 +22,8 @@ from phloem.fl.registries import MODELS
 __all__ = [
     "CNN",
     "MLP",
+    "BinaryLogistic",
+    "BinaryLogisticParams",
     "FlatModule",
     "Linear",
     "Logistic",
@@ -88,6 +90,8 @@ class Model(ABC):
     Params: ClassVar[type[Any]] = NoParams
     #: squared loss on one output (``True``) or cross-entropy over the classes
     regression: ClassVar[bool] = False
+    #: one logit and the logistic loss on labels +-1 (two classes only)
+    binary: ClassVar[bool] = False
 
     @classmethod
     @abstractmethod
@@ -127,6 +131,40 @@ class Logistic(Model):
     @classmethod
     def build(cls, params: NoParams, feature_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
         return linear_model(_flat_size(feature_shape), num_outputs)
+
+
+@dataclass(frozen=True)
+class BinaryLogisticParams:
+    """``bias``: add an intercept (the convex benchmark of the literature has none)."""
+
+    bias: bool = False
+
+
+@MODELS.register
+class BinaryLogistic(Model):
+    """``f(x) = mean_j log(1 + exp(-y_j a_j^T x)) + l2/2 ||x||^2`` with labels ``y_j = +-1``:
+    the L2-regularised logistic regression of the federated-optimisation literature (e.g. the
+    LIBSVM experiments of EF21, Richtarik et al., 2021), one weight per feature."""
+
+    name: ClassVar[str] = "binary_logistic"
+    description: ClassVar[str] = "one logit, logistic loss on labels +-1, no bias by default"
+    Params: ClassVar[type[BinaryLogisticParams]] = BinaryLogisticParams
+    binary: ClassVar[bool] = True
+
+    @classmethod
+    def build(
+        cls, params: BinaryLogisticParams, feature_shape: tuple[int, ...], num_outputs: int
+    ) -> nn.Module:
+        if num_outputs != 2:
+            raise ValueError(
+                f"model 'binary_logistic' needs two classes, the data have {num_outputs}; "
+                "use 'logistic' (softmax) for more"
+            )
+        linear = nn.Linear(_flat_size(feature_shape), 1, bias=params.bias)
+        nn.init.zeros_(linear.weight)  # the convex benchmark starts at x = 0
+        if linear.bias is not None:
+            nn.init.zeros_(linear.bias)
+        return nn.Sequential(nn.Flatten(), linear)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ __all__ = [
     "ClientOracle",
     "GradResult",
     "ModelProblem",
+    "Optimum",
     "Problem",
     "ProximalOracle",
     "QuadraticProblem",
@@ -36,10 +37,25 @@ _EVAL_CHUNK = 8192
 
 
 class Task(StrEnum):
-    """What a model's outputs are: class scores (cross-entropy) or one value (squared loss)."""
+    """What a model's outputs are: class scores (cross-entropy), one value (squared loss), or
+    one logit for two classes (logistic loss on labels +-1)."""
 
     CLASSIFICATION = "classification"
     REGRESSION = "regression"
+    BINARY = "binary"
+
+
+@dataclass(frozen=True)
+class Optimum:
+    """The exact minimiser of a convex problem's objective (float64).
+
+    ``x`` the minimiser, ``f`` the objective there, ``grad_norm`` ``||grad f(x)||`` reached,
+    ``iterations`` the Newton steps it took."""
+
+    x: torch.Tensor
+    f: float
+    grad_norm: float
+    iterations: int
 
 
 @dataclass(frozen=True)
@@ -305,7 +321,7 @@ class ModelProblem(Problem):
         dtype: torch.dtype = torch.float32,
     ) -> None:
         if task not in set(Task):
-            raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
+            raise ValueError(f"task must be one of {[t.value for t in Task]}, got {task!r}")
         task = Task(task)
         sizes = partition.sizes()
         empty = np.flatnonzero(sizes == 0)
@@ -331,12 +347,21 @@ class ModelProblem(Problem):
         self.loss_fn: LossFn
         if task is Task.CLASSIFICATION:
             self.loss_fn = nn.functional.cross_entropy
+        elif task is Task.BINARY:
+            self.loss_fn = _logistic
         else:
             self.loss_fn = _mse
+        self.optimum: Optimum | None = None  # set by :meth:`solve` (or a cached copy)
 
     def _target(self, y: np.ndarray) -> torch.Tensor:
         t = torch.as_tensor(np.ascontiguousarray(y))
-        return t.long() if self.task is Task.CLASSIFICATION else t.to(self.dtype).reshape(-1, 1)
+        if self.task is Task.CLASSIFICATION:
+            return t.long()
+        if self.task is Task.BINARY:
+            if len(t) and not bool(((t == 0) | (t == 1)).all()):
+                raise ValueError("the binary logistic model needs labels {0, 1} (or +-1)")
+            return (2 * t - 1).to(self.dtype)  # +-1
+        return t.to(self.dtype).reshape(-1, 1)
 
     def client(self, i: int) -> ClientOracle:
         lo, hi = int(self._bounds[i]), int(self._bounds[i + 1])
@@ -350,20 +375,22 @@ class ModelProblem(Problem):
         """Bounds for linear and logistic models (``None`` for anything with a hidden layer).
 
         Squared loss: ``L_i = lambda_max(X_i^T X_i) / n_i``; softmax cross-entropy:
-        ``L_i <= lambda_max(X_i^T X_i) / (2 n_i)`` (the softmax Hessian has norm <= 1/2), with
-        ``X`` augmented by a ones column for the bias; plus ``l2``. ``mu`` is ``l2`` for
-        cross-entropy and ``lambda_min(X^T X) / N + l2`` for squared loss.
+        ``L_i <= lambda_max(X_i^T X_i) / (2 n_i)`` (the softmax Hessian has norm <= 1/2); binary
+        logistic loss: ``L_i = lambda_max(X_i^T X_i) / (4 n_i)`` (sigmoid' <= 1/4); ``X``
+        augmented by a ones column when the model has a bias; plus ``l2``. ``mu`` is ``l2`` for
+        the logistic losses and ``lambda_min(X^T X) / N + l2`` for squared loss.
         """
         layers = list(self.net.module.children())
         linear = [m for m in layers if isinstance(m, nn.Linear)]
         if len(linear) != 1 or not all(isinstance(m, (nn.Flatten, nn.Linear)) for m in layers):
             return None
-        factor = 0.5 if self.task is Task.CLASSIFICATION else 1.0
+        factor = {Task.CLASSIFICATION: 0.5, Task.BINARY: 0.25, Task.REGRESSION: 1.0}[self.task]
+        bias = linear[0].bias is not None
 
         def gram_eigs(x: torch.Tensor) -> torch.Tensor:
-            xa = torch.cat(
-                [x.reshape(len(x), -1).double(), torch.ones(len(x), 1, dtype=torch.float64)], 1
-            )
+            xa = x.reshape(len(x), -1).double()
+            if bias:
+                xa = torch.cat([xa, torch.ones(len(x), 1, dtype=torch.float64)], 1)
             small = xa @ xa.T if len(xa) < xa.shape[1] else xa.T @ xa
             eigs: torch.Tensor = torch.linalg.eigvalsh(small)
             return eigs
@@ -377,7 +404,7 @@ class ModelProblem(Problem):
         eigs = gram_eigs(self._x)
         n = len(self._y)
         L = factor * float(eigs[-1]) / n + self.l2
-        if self.task is Task.CLASSIFICATION:
+        if self.task is not Task.REGRESSION:
             mu = self.l2
         else:
             full_rank_possible = n >= linear[0].in_features + 1
@@ -395,8 +422,7 @@ class ModelProblem(Problem):
                 out = self.net.module(x[lo : lo + _EVAL_CHUNK])
                 yb = y[lo : lo + _EVAL_CHUNK]
                 total_loss += float(self.loss_fn(out, yb)) * len(yb)
-                if self.task is Task.CLASSIFICATION:
-                    correct += int((out.argmax(1) == yb).sum())
+                correct += _correct(self.task, out, yb)
         n = max(len(y), 1)
         return total_loss / n, correct / n
 
@@ -406,10 +432,14 @@ class ModelProblem(Problem):
         out: dict[str, float] = {}
         test_loss, test_acc = self._dataset_metrics(self._xt, self._yt)
         out["test_loss"] = test_loss + reg
-        if self.task is Task.CLASSIFICATION:
+        if self.task is not Task.REGRESSION:
             out["test_acc"] = test_acc
+        if self.optimum is not None:
+            out["dist_to_opt"] = float(torch.linalg.vector_norm(x.double() - self.optimum.x))
         if full:
             out.update(self._full_train(x, reg))
+            if self.optimum is not None:
+                out["objective_gap"] = out["objective"] - self.optimum.f
         return out
 
     def _full_train(self, x: torch.Tensor, reg: float) -> dict[str, float]:
@@ -425,15 +455,100 @@ class ModelProblem(Problem):
             loss.backward()  # type: ignore[no-untyped-call]
             g_sum += self.net.grad
             loss_sum += float(loss.detach())
-            if self.task is Task.CLASSIFICATION:
-                correct += int((out.argmax(1) == yb).sum())
+            correct += _correct(self.task, out, yb)
         g = g_sum / n + self.l2 * x
         res = {"objective": loss_sum / n + reg, "grad_norm": float(torch.linalg.vector_norm(g))}
-        if self.task is Task.CLASSIFICATION:
+        if self.task is not Task.REGRESSION:
             res["train_acc"] = correct / n
         if not math.isfinite(res["objective"]):
             res["objective"] = math.inf
         return res
+
+    def hessian_norm(self, x: torch.Tensor) -> float:
+        """``lambda_max`` of the binary logistic objective's Hessian at ``x``: the local
+        smoothness there (at the optimum, the constant linear convergence depends on)."""
+        a = _design(self.net.module, self._x)
+        return float(torch.linalg.eigvalsh(_hessian(a, x.double(), self.l2))[-1])
+
+    def solve(self, *, tol: float = 1e-12, max_iter: int = 100) -> Optimum:
+        """The exact minimiser of the binary logistic objective, by Newton's method in float64.
+
+        ``f(x) = mean_j log(1 + exp(-y_j a_j^T x)) + l2/2 ||x||^2`` over every training row
+        (the clients' weights are their row counts, so this is ``sum_i w_i f_i``). Steps are
+        damped by backtracking on ``f``; iteration stops when ``||grad f|| < tol``. Sets
+        :attr:`optimum` (so that :meth:`evaluate` reports ``objective_gap`` and
+        ``dist_to_opt``) and returns it.
+
+        Raises
+        ------
+        ValueError
+            Not a binary logistic model, ``l2 = 0`` (the minimiser may not exist), or ``tol``
+            not reached in ``max_iter`` steps.
+        """
+        if self.task is not Task.BINARY:
+            raise ValueError(
+                "the exact optimum is computed for binary logistic models only, "
+                f"not {self.task.value}"
+            )
+        if self.l2 <= 0:
+            raise ValueError(
+                "model.l2 must be > 0 for an exact optimum (the problem is then strongly "
+                "convex; without it the minimiser may not exist)"
+            )
+        a, y = _design(self.net.module, self._x), self._y.double()
+        x = torch.zeros(a.shape[1], dtype=torch.float64)
+        f, g = _logistic_value_grad(a, y, x, self.l2)
+        for it in range(max_iter):
+            gn = float(torch.linalg.vector_norm(g))
+            if gn < tol:
+                self.optimum = Optimum(x, f, gn, it)
+                return self.optimum
+            step = torch.linalg.solve(_hessian(a, x, self.l2), g)
+            t = 1.0
+            while True:
+                f_new, g_new = _logistic_value_grad(a, y, x - t * step, self.l2)
+                if f_new <= f - 0.25 * t * float(g @ step) or t < 1e-10:
+                    break
+                t *= 0.5
+            x, f, g = x - t * step, f_new, g_new
+        raise ValueError(f"Newton did not reach ||grad f|| < {tol} in {max_iter} steps")
+
+
+def _hessian(a: torch.Tensor, x: torch.Tensor, l2: float) -> torch.Tensor:
+    z = a @ x
+    s = torch.sigmoid(z) * torch.sigmoid(-z)
+    return (a.T * s) @ a / len(a) + l2 * torch.eye(len(x), dtype=torch.float64)
+
+
+def _design(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The rows ``a_j`` in the order of the flat parameter vector (weights, then the bias)."""
+    a = x.reshape(len(x), -1).double()
+    linear = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    if linear and linear[0].bias is not None:
+        a = torch.cat([a, torch.ones(len(a), 1, dtype=torch.float64)], 1)
+    return a
+
+
+def _logistic_value_grad(
+    a: torch.Tensor, y: torch.Tensor, x: torch.Tensor, l2: float
+) -> tuple[float, torch.Tensor]:
+    margins = y * (a @ x)
+    f = float(nn.functional.softplus(-margins).mean()) + 0.5 * l2 * float(x @ x)
+    g = -(a.T @ (y * torch.sigmoid(-margins))) / len(y) + l2 * x
+    return f, g
+
+
+def _correct(task: Task, out: torch.Tensor, y: torch.Tensor) -> int:
+    if task is Task.CLASSIFICATION:
+        return int((out.argmax(1) == y).sum())
+    if task is Task.BINARY:
+        return int(((out.reshape(-1) > 0) == (y > 0)).sum())
+    return 0
+
+
+def _logistic(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean logistic loss ``log(1 + exp(-y z))`` of logits ``out`` (n, 1) for labels +-1."""
+    return nn.functional.softplus(-y * out.reshape(-1)).mean()
 
 
 def _mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
