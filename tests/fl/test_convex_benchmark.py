@@ -118,3 +118,9 @@ def test_optimum_command(data_file: Callable[[str], Path], tmp_path: Path) -> No
     assert res.exit_code == 2 and "model.name" in res.output
     with pytest.raises(ConfigError):
         load_config(CONFIG, ["model.l2=-1"])
+
+
+def test_smoothness_is_computed_once_per_problem() -> None:
+    p = _problem()
+    first = p.smoothness()
+    assert first is not None and p.smoothness() is first

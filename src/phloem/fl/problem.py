@@ -372,6 +372,13 @@ class ModelProblem(Problem):
         return np.diff(self._bounds)
 
     def smoothness(self) -> Smoothness | None:
+        """Bounds for linear and logistic models (``None`` for anything with a hidden layer),
+        computed once per problem (see :meth:`_smoothness`)."""
+        if not hasattr(self, "_smooth"):
+            self._smooth = self._smoothness()
+        return self._smooth
+
+    def _smoothness(self) -> Smoothness | None:
         """Bounds for linear and logistic models (``None`` for anything with a hidden layer).
 
         Squared loss: ``L_i = lambda_max(X_i^T X_i) / n_i``; softmax cross-entropy:
