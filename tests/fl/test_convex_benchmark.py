@@ -124,3 +124,18 @@ def test_smoothness_is_computed_once_per_problem() -> None:
     p = _problem()
     first = p.smoothness()
     assert first is not None and p.smoothness() is first
+
+
+def test_a_natural_split_that_ignores_num_clients_says_so(
+    data_file: Callable[[str], Path],
+) -> None:
+    from phloem.core.rng import SeedStreams
+    from phloem.fl.experiment import build_problem
+
+    data_file("femnist/femnist_leaf_sample.npz")
+    base = {"data": {"dataset": "femnist", "partition": "natural", "num_clients": 100},
+            "model": {"name": "logistic"}}  # fmt: skip
+    cfg = load_config(None, base=base)
+    with pytest.warns(UserWarning, match=r"num_clients = 100 is ignored .* 105 clients"):
+        problem = build_problem(cfg, SeedStreams(0))
+    assert problem.num_clients == 105

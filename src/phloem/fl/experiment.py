@@ -103,6 +103,15 @@ def _model_problem(cfg: ExperimentConfig, data: TrainTest, streams: SeedStreams)
         if isinstance(e, ConfigError):
             raise
         raise ConfigError(f"data (partition {d.partition})", str(e)) from None
+    if partitioner.needs_owners and part.num_clients != d.num_clients:
+        import warnings
+
+        warnings.warn(
+            f"data.num_clients = {d.num_clients} is ignored by the {d.partition!r} partition: "
+            f"{part.num_clients} clients, one per owner in {d.dataset}",
+            UserWarning,
+            stacklevel=2,
+        )
     model = MODELS.get(m.name)
     outputs = 1 if model.regression else int(data.train.num_classes or 2)
     shape = data.train.feature_shape
