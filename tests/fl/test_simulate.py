@@ -201,3 +201,24 @@ def test_empty_client_is_a_clear_error() -> None:
     part = Partition((np.array([0, 1, 2, 3]), np.array([], dtype=np.int64)))
     with pytest.raises(ValueError, match="client 1 has no training rows"):
         ModelProblem(mlp(2, (), 2), data, data, part)
+
+
+def test_an_exploding_loss_is_divergence_before_any_nan(tmp_path: Path) -> None:
+    problem = small_model_problem()
+    rd = RunDir.create(tmp_path, "boom")
+    algo = FedAvg(local=FullGradient(30.0, 5), server_opt=ServerSGD(30.0))
+    with pytest.raises(DivergenceError, match="exploded past 10 x"):
+        run(problem, algo, rounds=50, run_dir=rd, sampler=FullParticipation(),
+            divergence_factor=10.0)  # fmt: skip
+    rows = read_history(rd.history_path).rows
+    assert rows[-1].get("diverged") == 1
+    losses = [r["train_loss"] for r in rows[:-1] if "train_loss" in r]
+    assert losses and all(isinstance(v, float) and np.isfinite(v) for v in losses)
+    ck = Checkpoint.load(rd.checkpoint_path)
+    assert ck.round == rows[-1]["round"] - 1  # type: ignore[operator]
+    # the same run with the watch off goes on (until the model itself is not finite)
+    with pytest.raises(DivergenceError, match=r"NaN/inf|loss is nan"):
+        run(small_model_problem(), algo, rounds=500, sampler=FullParticipation(),
+            divergence_factor=0.0)  # fmt: skip
+    with pytest.raises(ValueError, match="divergence_factor"):
+        run(small_model_problem(), algo, divergence_factor=float("nan"))

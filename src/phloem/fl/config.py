@@ -217,23 +217,33 @@ class AggregationConfig(Section):
 
 @dataclass(frozen=True)
 class RunConfig:
-    """``[run]``: length, seed, evaluation, checkpoints and execution."""
+    """``[run]``: length, seed, evaluation, checkpoints and execution.
+
+    ``checkpoint_every`` (100 by default; 0: only on interruption or divergence) bounds what a
+    ``kill -9`` loses; ``divergence_factor`` stops a run whose training loss exceeds that
+    factor times its first or best magnitude (0: only a non-finite loss or model)."""
 
     name: str = "run"
     rounds: int = 50
     seed: int = 0
     eval_every: int = 1
     full_eval: bool = False
-    checkpoint_every: int = 0
+    checkpoint_every: int = 100
     backend: BackendName = BackendName.SERIAL
     workers: int = 2
     threads: int = 1
     out_dir: str = "runs"
+    divergence_factor: float = 1e6
 
     def __post_init__(self) -> None:
         _positive("run", eval_every=self.eval_every, workers=self.workers, threads=self.threads)
         if self.rounds < 0 or self.seed < 0 or self.checkpoint_every < 0:
             raise ValueError("run.rounds, run.seed and run.checkpoint_every must be >= 0")
+        if not (math.isfinite(self.divergence_factor) and self.divergence_factor >= 0):
+            raise ValueError(
+                f"run.divergence_factor must be a finite number >= 0 (0: off), got "
+                f"{self.divergence_factor}"
+            )
 
 
 @dataclass(frozen=True)

@@ -276,11 +276,14 @@ def run_experiment(
         resume=resume,
         progress=progress,
         aggregator=exp.aggregator,
+        divergence_factor=r.divergence_factor,
     )
 
 
 #: Settings a resumed run may change: they do not alter the arithmetic of the rounds.
-RESUMABLE = frozenset({"rounds", "eval_every", "checkpoint_every", "backend", "workers"})
+RESUMABLE = frozenset(
+    {"rounds", "eval_every", "checkpoint_every", "backend", "workers", "divergence_factor"}
+)
 
 
 def check_resumable(saved: ExperimentConfig, new: ExperimentConfig) -> None:

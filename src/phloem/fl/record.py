@@ -199,11 +199,13 @@ class Recorder:
         if due and self.run_dir is not None:
             state.snapshot().save(self.run_dir.checkpoint_path)
 
-    def diverged(self, row: Row, good: Checkpoint) -> str:
+    def diverged(
+        self, row: Row, good: Checkpoint, why: str = "the model has NaN/inf entries"
+    ) -> str:
         """Record the diverged round and save the last good checkpoint; the message to raise."""
         self.history.append({**row, "diverged": 1})
         msg = (
-            f"diverged at round {row['round']}: the model has NaN/inf entries. History and "
+            f"diverged at round {row['round']}: {why}. History and "
             f"the round-{good.round} checkpoint were saved; lower the learning rate "
             "(local.lr or server.lr) and rerun."
         )

@@ -11,6 +11,7 @@ history and a checkpoint of the last good round before it stops. The steps of a 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,6 +67,7 @@ def simulate(
     resume: bool = False,
     progress: bool = False,
     aggregator: Aggregation | None = None,
+    divergence_factor: float = 1e6,
 ) -> SimulationResult:
     """Run ``algorithm`` on ``problem`` for ``rounds`` rounds.
 
@@ -97,11 +99,15 @@ def simulate(
         How the server receives the uplinks: plain or secure aggregation, with a dropout
         model (:mod:`phloem.fl.aggregation`, :mod:`phloem.fl.secure`); ``None`` is plain
         aggregation of every sampled client.
+    divergence_factor
+        The run has diverged when its training loss exceeds this factor times the largest of
+        its first and best magnitudes (0: only a non-finite loss or model counts).
 
     Raises
     ------
     DivergenceError
-        The model became NaN/inf; history and the last good checkpoint were saved first.
+        The model or its training loss became NaN/inf, or the loss exploded past
+        ``divergence_factor``; history and the last good checkpoint were saved first.
     KeyboardInterrupt
         Re-raised after saving history and a checkpoint of the last completed round.
     """
@@ -109,6 +115,9 @@ def simulate(
         raise ValueError(f"rounds must be >= 0, got {rounds}")
     if eval_every < 1:
         raise ValueError(f"eval_every must be >= 1, got {eval_every}")
+    if not (math.isfinite(divergence_factor) and divergence_factor >= 0):
+        raise ValueError(f"divergence_factor must be >= 0, got {divergence_factor}")
+    watch = _LossWatch(divergence_factor)
     streams = seed if isinstance(seed, SeedStreams) else SeedStreams(seed)
     loop = Rounds(
         problem,
@@ -132,8 +141,13 @@ def simulate(
             while st.round < rounds:
                 good = st.snapshot()
                 row = loop.play(st).row()
-                if not loop.finite(st.server):
-                    raise DivergenceError(rec.diverged(row, good))
+                why = (
+                    "the model has NaN/inf entries"
+                    if not loop.finite(st.server)
+                    else watch.check(row.get("train_loss") if row.get("clients") else None)
+                )
+                if why is not None:
+                    raise DivergenceError(rec.diverged(row, good, why))
                 row.update(loop.evaluate(st.server, st.round, st.round == rounds))
                 rec.append(row, st)
                 bar.advance(info=_brief(row))
@@ -168,3 +182,30 @@ def _brief(row: Row) -> str:
         if isinstance(v, float):
             parts.append(f"{k}={v:.4g}")
     return " ".join(parts)
+
+
+class _LossWatch:
+    """Notices a training loss that is not finite, or that exploded past ``factor`` times the
+    largest of the first and the best loss magnitudes seen (``factor`` 0: only non-finite)."""
+
+    def __init__(self, factor: float) -> None:
+        self.factor = factor
+        self.first: float | None = None
+        self.best = math.inf
+
+    def check(self, loss: object) -> str | None:
+        """Why the run diverged at this ``loss`` (``None``: it did not)."""
+        if not isinstance(loss, float):
+            return None
+        if not math.isfinite(loss):
+            return f"the training loss is {loss}"
+        if self.first is None:
+            self.first = loss
+        self.best = min(self.best, loss)
+        scale = max(abs(self.first), abs(self.best), 1e-12)
+        if self.factor and loss > self.factor * scale:
+            return (
+                f"the training loss {loss:.3g} exploded past {self.factor:g} x {scale:.3g} "
+                "(its first or best magnitude)"
+            )
+        return None
