@@ -51,11 +51,16 @@ class History:
             self._fh = path.open("a", encoding="utf-8")
 
     def append(self, row: Row) -> None:
-        """Record a row and flush it to disk."""
-        self.rows.append(row)
+        """Record a row and flush it to disk.
+
+        The file first, then memory: an interrupt (Ctrl-C, SIGTERM) between the two leaves
+        the row on disk only, and a resume cuts the file back to its checkpoint's round; the
+        other order could leave a row in memory, and so in the checkpoint, that the file lacks.
+        """
         if self._fh is not None:
             self._fh.write(json.dumps({k: _jsonable(v) for k, v in row.items()}) + "\n")
             self._fh.flush()
+        self.rows.append(row)
 
     def column(self, key: str) -> list[float]:
         """Values of ``key`` over the rows that have it, as floats."""
