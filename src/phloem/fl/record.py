@@ -84,6 +84,8 @@ class Checkpoint:
                 ck = torch.load(path, weights_only=True)
         except Exception as e:  # damaged zip, truncated pickle, a class not allowed
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if len(first) > 100:  # torch's own explanations run to several sentences
+                first = first[:100].rsplit(" ", 1)[0] + " ..."
             raise PhloemError(
                 f"{path} is damaged or not a phloem checkpoint ({first}); the history is "
                 "intact, but the run cannot resume from this file"
