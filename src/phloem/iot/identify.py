@@ -39,7 +39,7 @@ from phloem.iot.models import (
     aggregate_proba,
     export_numpy,
 )
-from phloem.iot.unknown import DeviceQueries, NoveltyDetector, high_threshold, novelty_share
+from phloem.iot.unknown import DeviceQueries, high_threshold, masked_names, novelty_share
 from phloem.iot.vendors import VendorIndex
 
 __all__ = ["CHECKPOINTS", "Answer", "Calibration", "Identifier", "Level"]
@@ -326,7 +326,7 @@ class Identifier:
             y.extend(str(e.device) for e in rows)
         clf: ProbabilisticClassifier = (model or LogRegClassifier)().fit(vstack(blocks), y)
         numpy_model = export_numpy(clf, vec)
-        vocabulary = NoveltyDetector().fit(fit_ev, cps[-1]).vocabulary
+        vocabulary = masked_names(q for e in fit_ev for q in e.window(cps[-1]))
         counts: dict[str, int] = {}
         for e in labelled:
             counts[str(e.device)] = counts.get(str(e.device), 0) + 1
@@ -493,8 +493,11 @@ class Identifier:
         notes: list[str | None] = [None] * len(events)
         narrowed = np.zeros(len(events), dtype=bool)
         classes = self.classes
+        fits: dict[str, tuple[npt.NDArray[np.bool_], str] | None] = {}  # per key, once
         for i, e in enumerate(events):
-            fit = self.vendors.consistent(e.key, classes)
+            if e.key not in fits:
+                fits[e.key] = self.vendors.consistent(e.key, classes)
+            fit = fits[e.key]
             if fit is None:
                 continue
             allowed, vendor = fit
