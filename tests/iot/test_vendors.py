@@ -180,3 +180,33 @@ def test_an_unknown_device_without_evidence_names_no_manufacturer(identifier: Id
     ghost = replace(event("ghost", np.random.default_rng(2)), key="02:00:00:00:00:77")
     a = identifier.answer(ghost, 10.0)
     assert a.unknown and a.manufacturer is None and a.evidence == ()
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("thresholds", [[1]]),
+        ("thresholds", [["a", "b", "c"]]),
+        ("checkpoints", ["nan"]),
+        ("checkpoints", [10.0, 0.0, 2.0]),
+        ("confidence", 7),
+        ("device_queries", {"plug": 5}),
+        ("vendors", [1, 2]),
+        ("vendors", {"device_ouis": {"plug": 7}}),
+        ("hierarchy", {"plug": 3}),
+        ("trained_on", [1]),
+    ],
+)
+def test_a_damaged_or_forged_model_file_is_one_clear_error(
+    identifier: Identifier, tmp_path: Path, key: str, value: object
+) -> None:
+    from phloem.core.errors import PhloemError
+    from phloem.iot.models import NumpyModel
+
+    path = tmp_path / "m.npz"
+    identifier.save(path)
+    m = NumpyModel.load(path)
+    m.extra[key] = value
+    m.save(path)
+    with pytest.raises(PhloemError, match="not a usable phloem identifier"):
+        Identifier.load(path)

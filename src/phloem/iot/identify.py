@@ -21,6 +21,7 @@ needs neither torch, scikit-learn nor scipy to load and run.
 from __future__ import annotations
 
 import bisect
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from phloem.core.errors import PhloemError
 from phloem.iot.events import Event, Query
 from phloem.iot.features import FeatureSpec, Vectorizer
 from phloem.iot.models import (
@@ -435,19 +437,41 @@ class Identifier:
         x = m.extra
         if x.get("format") != _FORMAT:
             return cls(m, (0.0,), [_Thresholds(0.0, 0.0, _NEVER)], frozenset())
-        return cls(
-            m,
-            tuple(float(c) for c in x["checkpoints"]),
-            [_thresholds(row) for row in x["thresholds"]],
-            frozenset(x["vocabulary"]),
-            {d: (str(mc[0]), str(mc[1])) for d, mc in x["hierarchy"].items()},
-            float(x["confidence"]),
-            dict(x.get("trained_on") or {}),
-            VendorIndex.from_dict(x.get("vendors") or {}),
-            DeviceQueries(
-                {str(d): frozenset(map(str, k)) for d, k in (x.get("device_queries") or {}).items()}
-            ),
-        )
+        try:
+            idt = cls(
+                m,
+                tuple(float(c) for c in x["checkpoints"]),
+                [_thresholds(row) for row in x["thresholds"]],
+                frozenset(map(str, x["vocabulary"])),
+                {str(d): (str(mc[0]), str(mc[1])) for d, mc in x["hierarchy"].items()},
+                float(x["confidence"]),
+                dict(x.get("trained_on") or {}),
+                VendorIndex.from_dict(x.get("vendors") or {}),
+                DeviceQueries(
+                    {
+                        str(d): frozenset(map(str, k))
+                        for d, k in (x.get("device_queries") or {}).items()
+                    }
+                ),
+            )
+            idt._check()
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+            raise PhloemError(
+                f"{path} is not a usable phloem identifier: its metadata is damaged "
+                f"({type(e).__name__}: {e}); make one with `phloem iot train`"
+            ) from None
+        return idt
+
+    def _check(self) -> None:
+        """Refuse metadata no training writes (a damaged or forged model file)."""
+        cps = self.checkpoints
+        if not cps or not all(math.isfinite(c) and c >= 0 for c in cps) or list(cps) != sorted(cps):
+            raise ValueError(f"checkpoints {list(cps)} are not ascending non-negative seconds")
+        if len(self.thresholds) != len(cps):
+            raise ValueError(f"{len(self.thresholds)} threshold rows for {len(cps)} checkpoints")
+        values = [v for t in self.thresholds for v in (t.max_proba, t.novelty)]
+        if not all(math.isfinite(v) for v in values) or not 0 < self.confidence <= 1:
+            raise ValueError("thresholds or confidence out of range")
 
     # --- answering -------------------------------------------------------------------------
 
