@@ -156,19 +156,28 @@ def test_a_capture_model_reading_a_log_is_warned(identifier: Identifier, tmp_pat
     assert res.exit_code == 0 and "does not carry" not in res.output
 
 
-def test_a_users_folder_of_500_captures_in_one_call(identifier: Identifier, tmp_path: Path) -> None:
-    """Their own data at their scale: 500 captures of four devices, a few damaged, in nested
-    folders; one call, every capture accounted for."""
+def _site(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """500 captures of four devices, a few cut short, in nested folders; and MAC -> device."""
     root = tmp_path / "site"
     devices = ["plug", "cam", "bulb", "speaker"]
+    macs: dict[str, str] = {}
     for i in range(500):
         dev = devices[i % 4]
         folder = root / f"gw{i % 7}" / dev
         folder.mkdir(parents=True, exist_ok=True)
-        data = device_capture(dev, f"02:00:00:00:{i // 256:02x}:{i % 256:02x}", T0 + 600.0 * i)
+        mac = f"02:00:00:00:{i // 256:02x}:{i % 256:02x}"
+        macs[mac] = dev
+        data = device_capture(dev, mac, T0 + 600.0 * i)
         if i % 50 == 49:
             data = data[: len(data) // 2]  # cut short
         (folder / f"{i:03d}.pcapng").write_bytes(data)
+    return root, macs
+
+
+def test_a_users_folder_of_500_captures_in_one_call(identifier: Identifier, tmp_path: Path) -> None:
+    """Their own data at their scale: 500 captures of four devices, a few damaged, in nested
+    folders; one call, every capture accounted for."""
+    root, _ = _site(tmp_path)
     model = tmp_path / "m.npz"
     identifier.save(model)
     out = tmp_path / "o.jsonl"
@@ -180,3 +189,23 @@ def test_a_users_folder_of_500_captures_in_one_call(identifier: Identifier, tmp_
     assert "files read 500, skipped 0; DNS clients 500" in " ".join(res.output.split())
     tops = [x["top"][0]["label"] for x in lines if "/bulb/" in x["file"]]
     assert tops.count("bulb") >= 0.9 * len(tops)
+
+
+def test_training_on_a_users_folder_of_500_captures_then_drift(tmp_path: Path) -> None:
+    """The same site as their own training data: labels by MAC, damage counted, and a drift
+    report over the same traffic that finds nothing moved."""
+    root, macs = _site(tmp_path)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("mac,device,manufacturer,category\n" + "".join(
+        f"{m},{d},{HIERARCHY[d][0]},{HIERARCHY[d][1]}\n" for m, d in macs.items()))  # fmt: skip
+    model = tmp_path / "site.npz"
+    res = runner.invoke(app, ["iot", "train", str(root), "--labels", str(labels),
+                              "--out", str(model), "--checkpoints", "0,2,10"])  # fmt: skip
+    flat = " ".join(res.output.split())
+    assert res.exit_code == 0, res.output
+    assert "trained on 500 events of 4 devices" in flat and "files read 500, skipped 0" in flat
+    assert "records cut short 10" in flat and "unlabelled clients 0" in flat
+    res = runner.invoke(app, ["iot", "drift", str(root), "--model", str(model),
+                              "--labels", str(labels)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "no known device has moved" in " ".join(res.output.split())

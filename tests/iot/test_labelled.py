@@ -98,6 +98,8 @@ def test_a_bad_labels_file_is_one_error_naming_labels(
     assert info.value.field == "labels"
     with pytest.raises(ConfigError, match="does not exist"):
         load_key_labels(tmp_path / "missing.csv")
+    with pytest.raises(ConfigError, match="is a folder, not a file"):
+        load_key_labels(tmp_path)
 
 
 @pytest.fixture

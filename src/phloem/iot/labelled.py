@@ -106,7 +106,8 @@ def load_key_labels(path: Path, stats: LabelStats | None = None) -> KeyLabels:
     """
     stats = stats if stats is not None else LabelStats()
     if not path.is_file():
-        raise ConfigError("labels", f"{path} does not exist (a CSV: mac or ip, device, ...)")
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise ConfigError("labels", f"{path} {what} (a CSV: mac or ip, device, ...)")
     with path.open("rb") as fh:
         head = fh.read(4096)
     if not looks_like_text(head):
