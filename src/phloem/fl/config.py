@@ -42,6 +42,7 @@ __all__ = [
     "BackendName",
     "CompressorConfig",
     "DataConfig",
+    "DownlinkConfig",
     "DtypeName",
     "ExperimentConfig",
     "LocalConfig",
@@ -144,6 +145,16 @@ class CompressorConfig(Section):
 
     ``scaled`` divides an unbiased compressor by ``omega + 1`` to make it contractive.
     """
+
+    name: Annotated[str, Picks(COMPRESSORS, "params")] = "none"
+    params: Any = None
+    scaled: bool = False
+
+
+@dataclass(frozen=True)
+class DownlinkConfig(Section):
+    """``[downlink]``: compression of the server's broadcast, for methods that compress it
+    (``ef21_bc``); ``none``: float32. Same compressors and keys as ``[compressor]``."""
 
     name: Annotated[str, Picks(COMPRESSORS, "params")] = "none"
     params: Any = None
@@ -254,6 +265,7 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     compressor: CompressorConfig = field(default_factory=CompressorConfig)
+    downlink: DownlinkConfig = field(default_factory=DownlinkConfig)
     local: LocalConfig = field(default_factory=LocalConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)

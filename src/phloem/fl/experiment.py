@@ -51,6 +51,7 @@ __all__ = [
     "build_aggregation",
     "build_algorithm",
     "build_compressor",
+    "build_downlink",
     "build_experiment",
     "build_problem",
     "check_resumable",
@@ -151,6 +152,23 @@ def build_compressor(cfg: ExperimentConfig, dim: int) -> Compressor | None:
     return Scaled(inner)
 
 
+def build_downlink(cfg: ExperimentConfig, dim: int) -> Compressor | None:
+    """The ``[downlink]`` compressor of the server's broadcast (``None``: float32).
+
+    Errors name ``downlink.*``, not the ``compressor.*`` keys the operators speak of.
+    """
+    c = cfg.downlink
+    try:
+        inner = COMPRESSORS.get(c.name).from_params(c.params, dim=dim)
+    except ConfigError as e:
+        raise e.with_field("downlink." + e.field.rsplit(".", 1)[-1]) from None
+    if inner is None or not c.scaled:
+        return inner
+    if not inner.unbiased:
+        raise ConfigError("downlink.scaled", f"{c.name} is already contractive")
+    return Scaled(inner)
+
+
 def build_local(cfg: ExperimentConfig) -> LocalSolver:
     """The clients' local solver."""
     lc = cfg.local
@@ -195,6 +213,18 @@ def build_algorithm(cfg: ExperimentConfig, problem: Problem) -> Algorithm[Any, A
         compressor=build_compressor(cfg, problem.dim),
         server_opt=build_server(cfg),
     )
+    downlink = build_downlink(cfg, problem.dim)
+    if downlink is not None:
+        if "downlink" not in {f.name for f in dataclasses.fields(algo)}:
+            with_downlink = [
+                n
+                for n in ALGORITHMS.names()
+                if "downlink" in {f.name for f in dataclasses.fields(ALGORITHMS.get(n))}
+            ]
+            raise ConfigError(
+                "downlink.name", f"{a.name} does not compress its broadcast", with_downlink
+            )
+        algo = dataclasses.replace(algo, downlink=downlink)  # type: ignore[call-arg]
     if cfg.server.lr_rule is LrRule.THEORY:
         if not isinstance(algo.server_opt, ServerSGD):
             raise ConfigError("server.lr_rule", "'theory' applies to the sgd server optimiser")
@@ -243,6 +273,14 @@ def build_experiment(cfg: ExperimentConfig) -> Experiment:
         if isinstance(e, ConfigError):
             raise
         raise ConfigError("algorithm", str(e)) from None
+    if getattr(algorithm, "needs_full_participation", False) and (
+        cohort_size != problem.num_clients
+    ):
+        raise ConfigError(
+            "sampling.scheme",
+            f"{algorithm.name} needs every client every round (each must hear every broadcast)",
+            ["full"],
+        )
     aggregation = build_aggregation(cfg, cohort_size)
     return Experiment(cfg, problem, algorithm, sampler, build_backend(cfg), streams, aggregation)
 
@@ -380,10 +418,10 @@ def theory_report(cfg: ExperimentConfig) -> TheoryReport:
         method = ALGORITHMS.get(name)
         if not method.has_theory_step():
             continue
-        algo = method.from_params(
-            method.Params(), local=build_local(cfg), compressor=comp, server_opt=ServerSGD()
-        )
         try:
+            algo = method.from_params(
+                method.Params(), local=build_local(cfg), compressor=comp, server_opt=ServerSGD()
+            )
             steps.append((name, theory_step(algo, problem), ""))
         except ConfigError as e:
             steps.append((name, None, e.problem))

@@ -12,6 +12,10 @@ multiplies them by ``server.lr_scale``.
   DIANA row; Horvath et al. 2019.
 - MARINA: ``1 / (L + L_tilde sqrt((1 - p) omega / (p n)))`` -- Gorbunov et al., ICML 2021,
   Theorem 2.1.
+- PP-MARINA (``r`` clients with replacement): ``1 / (L + L_tilde sqrt((1 - p)(1 + omega) / (p r)))``
+  -- Gorbunov et al., ICML 2021, Theorem 4.1.
+- PAGE (``b'`` components per difference): ``1 / (L + L_tilde sqrt((1 - p) / (p b')))`` -- Li, Bao,
+  Zhang, Richtarik, ICML 2021, Theorem 1.
 - EF21 (contractive ``alpha``): ``1 / (L + L_tilde sqrt(beta / theta))`` with
   ``theta = 1 - sqrt(1 - alpha)``, ``beta = (1 - alpha) / (1 - sqrt(1 - alpha))`` -- Richtarik,
   Sokolov, Fatkhullin, NeurIPS 2021, Theorem 1.
@@ -36,9 +40,12 @@ __all__ = [
     "contraction",
     "dcgd_step",
     "diana_step",
+    "ef21_pp_step",
     "ef21_step",
     "gd_step",
     "marina_step",
+    "page_step",
+    "pp_marina_step",
     "smoothness_from_clients",
     "unbiased_omega",
 ]
@@ -103,6 +110,20 @@ def marina_step(s: Smoothness, omega: float, p: float) -> float:
     return 1.0 / (s.L + s.L_tilde * math.sqrt((1.0 - p) * omega / (p * s.n)))
 
 
+def pp_marina_step(s: Smoothness, omega: float, p: float, r: int) -> float:
+    """PP-MARINA with synchronisation probability ``p`` and ``r`` clients per compressed round."""
+    if not 0.0 < p <= 1.0:
+        raise ValueError(f"p must be in (0, 1], got {p}")
+    return 1.0 / (s.L + s.L_tilde * math.sqrt((1.0 - p) * (1.0 + omega) / (p * r)))
+
+
+def page_step(s: Smoothness, p: float, batch: int) -> float:
+    """PAGE with full-gradient probability ``p`` and ``batch`` components per difference."""
+    if not 0.0 < p <= 1.0:
+        raise ValueError(f"p must be in (0, 1], got {p}")
+    return 1.0 / (s.L + s.L_tilde * math.sqrt((1.0 - p) / (p * batch)))
+
+
 def ef21_step(s: Smoothness, alpha: float) -> float:
     """EF21 with a contractive compressor of constant ``alpha``."""
     if not 0.0 < alpha <= 1.0:
@@ -112,6 +133,26 @@ def ef21_step(s: Smoothness, alpha: float) -> float:
     root = math.sqrt(1.0 - alpha)
     theta, beta = 1.0 - root, (1.0 - alpha) / (1.0 - root)
     return 1.0 / (s.L + s.L_tilde * math.sqrt(beta / theta))
+
+
+def _ef21_constants(alpha: float) -> tuple[float, float]:
+    """EF21's ``(theta, beta)`` for a contractive compressor of constant ``alpha`` (< 1)."""
+    root = math.sqrt(1.0 - alpha)
+    return 1.0 - root, (1.0 - alpha) / (1.0 - root)
+
+
+def ef21_pp_step(s: Smoothness, alpha: float, q: float) -> float:
+    """EF21-PP, each client taking part with probability ``q`` (see ``ef21_pp``)."""
+    if not 0.0 < alpha <= 1.0:
+        raise ValueError(f"EF21 needs a contractive compressor (0 < alpha <= 1), got alpha={alpha}")
+    if not 0.0 < q <= 1.0:
+        raise ValueError(f"participation must be in (0, 1], got {q}")
+    if q == 1.0:
+        return ef21_step(s, alpha)
+    theta, beta = (1.0, 0.0) if alpha == 1.0 else _ef21_constants(alpha)
+    rho = q * theta / (2.0 * (1.0 - q))
+    theta_q, beta_q = q * theta / 2.0, q * beta + (1.0 - q) * (1.0 + 1.0 / rho)
+    return 1.0 / (s.L + s.L_tilde * math.sqrt(beta_q / theta_q))
 
 
 def unbiased_omega(compressor: Compressor | None, dim: int, method: str) -> float:

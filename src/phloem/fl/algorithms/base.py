@@ -77,6 +77,12 @@ class ClientRng:
     def __init__(self, streams: SeedStreams, round_: int, client: int) -> None:
         self._streams, self._round, self._client = streams, round_, client
 
+    @property
+    def client(self) -> int:
+        """The client's id (for methods whose broadcast addresses clients apart, e.g. PP-MARINA's
+        multiplicities)."""
+        return self._client
+
     @cached_property
     def local(self) -> torch.Generator:
         """Stream ``(CLIENT, round, client)``: shuffles, minibatches."""
