@@ -274,6 +274,16 @@ class Algorithm(ABC, Generic[S, C, U]):
     def server_update(self, server: S, aggregate: Aggregate[U], gen: np.random.Generator) -> S:
         """The next server state from the cohort's aggregate."""
 
+    def begin_round(
+        self, server: S, sampled: np.ndarray, num_clients: int, gen: np.random.Generator
+    ) -> S:
+        """The server state broadcast this round, knowing the sampled clients (default: as is).
+
+        For methods whose broadcast tells clients their part in the round (COFIG's second,
+        independent cohort); ``gen`` is the round's own stream, independent of the sampler's.
+        """
+        return server
+
     def round_cohort(self, server: S, sampled: np.ndarray, num_clients: int) -> np.ndarray:
         """The clients that take part this round (default: the sampled cohort)."""
         return sampled
