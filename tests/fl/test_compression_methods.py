@@ -23,6 +23,8 @@ from phloem.cli.app import app
 from phloem.core.errors import ConfigError
 from phloem.core.rng import SeedStreams, Stage
 from phloem.core.rundir import RunDir
+from phloem.data.synthetic import make_quadratic
+from phloem.fl.aggregation import PlainAggregation
 from phloem.fl.algorithms import (
     DCGD,
     EF21,
@@ -41,7 +43,9 @@ from phloem.fl.problem import QuadraticProblem
 from phloem.fl.registries import ALGORITHMS
 from phloem.fl.sampling import ClientSampler, FixedSchedule, FullParticipation, UniformCohort
 from phloem.fl.server_opt import ServerSGD
+from phloem.fl.secure import SecAgg
 from phloem.fl.simulate import SimulationResult, simulate
+from phloem.secagg import SecAggSettings
 
 runner = CliRunner()
 
@@ -486,3 +490,48 @@ def test_phloem_fl_run_ef21_bc_with_a_downlink_section(tmp_path: Path) -> None:
     )
     assert bad.exit_code == 2 and "config field 'downlink" in " ".join(bad.output.split())
     assert "Traceback" not in bad.output
+
+
+# --------------------------------------------------------------------------- secure aggregation, resume
+
+
+@pytest.mark.parametrize("name", ["cofig", "frecon", "pp_marina", "ef21_bc"])
+def test_under_secure_aggregation_the_server_computes_the_same(name: str) -> None:
+    """The server reads only weighted means and totals, so a securely aggregated run follows
+    the plain one up to the protocol's quantisation."""
+    q = make_quadratic(8, 6, 1.0, 0.2, np.random.default_rng(0), 1.0)
+    problem = QuadraticProblem(q.A, q.b, q.weights)
+    algos: dict[str, Algorithm] = {  # type: ignore[type-arg]
+        "cofig": Cofig(compressor=RandK(3), server_opt=ServerSGD(0.2)),
+        "frecon": Frecon(compressor=RandK(3), server_opt=ServerSGD(0.2)),
+        "pp_marina": PPMarina(compressor=RandK(3), clients=4, p=0.3, server_opt=ServerSGD(0.2)),
+        "ef21_bc": EF21BC(compressor=TopK(2), downlink=TopK(2), server_opt=ServerSGD(0.2)),
+    }
+    sampler = FullParticipation() if name == "ef21_bc" else UniformCohort(4)
+    kw = {"rounds": 4, "seed": 2}
+    plain = simulate(problem, algos[name], sampler, aggregator=PlainAggregation(), **kw)  # type: ignore[arg-type]
+    sec = simulate(
+        problem, algos[name], sampler, aggregator=SecAgg(SecAggSettings(clip=64.0)), **kw
+    )  # type: ignore[arg-type]
+    assert [r["clients"] for r in plain.history.rows] == [r["clients"] for r in sec.history.rows]
+    assert all(r.get("secagg_ok") == 1 for r in sec.history.rows[1:])
+    assert float((sec.x - plain.x).abs().max()) < 1e-4
+
+
+@pytest.mark.parametrize("name", ["cofig", "pp_marina", "ef21_bc"])
+def test_a_resumed_run_continues_exactly(name: str, tmp_path: Path, quad: QuadraticProblem) -> None:
+    algos: dict[str, Algorithm] = {  # type: ignore[type-arg]
+        "cofig": Cofig(compressor=RandK(4), server_opt=ServerSGD(0.2)),
+        "pp_marina": PPMarina(compressor=RandK(4), clients=3, p=0.2, server_opt=ServerSGD(0.2)),
+        "ef21_bc": EF21BC(compressor=TopK(3), downlink=TopK(3), server_opt=ServerSGD(0.2)),
+    }
+    algo, sampler = algos[name], UniformCohort(4)
+    full = simulate(quad, algo, sampler, rounds=12, seed=4)
+    rd = RunDir.create(tmp_path, "r")
+    simulate(quad, algo, sampler, rounds=7, seed=4, run_dir=rd, checkpoint_every=7)
+    resumed = simulate(quad, algo, sampler, rounds=12, seed=4, run_dir=rd, resume=True)
+    assert torch.equal(resumed.x, full.x)
+    keys = ("clients", "up_bits", "down_bits", "dist_to_opt")
+    assert [[r[k] for k in keys] for r in resumed.history.rows] == [
+        [r[k] for k in keys] for r in full.history.rows
+    ]
