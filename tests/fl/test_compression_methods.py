@@ -42,8 +42,8 @@ from phloem.fl.experiment import build_experiment, theory_report, theory_step
 from phloem.fl.problem import QuadraticProblem
 from phloem.fl.registries import ALGORITHMS
 from phloem.fl.sampling import ClientSampler, FixedSchedule, FullParticipation, UniformCohort
-from phloem.fl.server_opt import ServerSGD
 from phloem.fl.secure import SecAgg
+from phloem.fl.server_opt import ServerSGD
 from phloem.fl.simulate import SimulationResult, simulate
 from phloem.secagg import SecAggSettings
 
@@ -492,7 +492,7 @@ def test_phloem_fl_run_ef21_bc_with_a_downlink_section(tmp_path: Path) -> None:
     assert "Traceback" not in bad.output
 
 
-# --------------------------------------------------------------------------- secure aggregation, resume
+# --------------------------------------------------------------- secure aggregation, resume
 
 
 @pytest.mark.parametrize("name", ["cofig", "frecon", "pp_marina", "ef21_bc"])
