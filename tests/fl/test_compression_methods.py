@@ -400,6 +400,10 @@ def test_bad_parameters_name_their_field(algorithm: dict[str, object], field: st
             {"algorithm": {"name": "ef21_bc"}, "sampling": {"scheme": "uniform", "cohort_size": 2}},
             "sampling.scheme",
         ),
+        (
+            {"algorithm": {"name": "pp_marina"}, "sampling": {"scheme": "poisson"}},
+            "sampling.scheme",
+        ),
         ({"algorithm": {"name": "dcgd"}, "downlink": {"name": "topk", "k": 2}}, "downlink.name"),
         ({"algorithm": {"name": "ef21_bc"}, "downlink": {"name": "topk"}}, "downlink.k"),
         ({"algorithm": {"name": "ef21_bc"}, "downlink": {"name": "topk", "k": -1}}, "downlink"),

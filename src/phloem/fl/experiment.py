@@ -273,14 +273,9 @@ def build_experiment(cfg: ExperimentConfig) -> Experiment:
         if isinstance(e, ConfigError):
             raise
         raise ConfigError("algorithm", str(e)) from None
-    if getattr(algorithm, "needs_full_participation", False) and (
-        cohort_size != problem.num_clients
-    ):
-        raise ConfigError(
-            "sampling.scheme",
-            f"{algorithm.name} needs every client every round (each must hear every broadcast)",
-            ["full"],
-        )
+    own_cohort = getattr(algorithm, "own_cohort", None)  # why the method picks its clients
+    if own_cohort and cohort_size != problem.num_clients:
+        raise ConfigError("sampling.scheme", f"{algorithm.name} {own_cohort}", ["full"])
     aggregation = build_aggregation(cfg, cohort_size)
     return Experiment(cfg, problem, algorithm, sampler, build_backend(cfg), streams, aggregation)
 

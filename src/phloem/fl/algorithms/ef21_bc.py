@@ -62,8 +62,8 @@ class EF21BC(Algorithm[EF21BCServer, torch.Tensor, ErrorFeedback]):
 
     name: ClassVar[str] = "ef21_bc"
     description: ClassVar[str] = "EF21, compressed up and down (Fatkhullin et al., 2021)"
-    #: every client must hear every broadcast (see the module docstring)
-    needs_full_participation: ClassVar[bool] = True
+    #: why the method picks its own cohort (``[sampling]`` must be ``full``)
+    own_cohort: ClassVar[str] = "needs every client every round (each must hear every broadcast)"
     local: LocalSolver = field(default_factory=FullGradient)
     #: ``C_M``, the server's broadcast compressor (``[downlink]``); ``None`` sends it in full
     downlink: Compressor | None = None

@@ -19,10 +19,10 @@ secure aggregation. Downlink: ``x^{k+1}``, and on compressed rounds also ``x^k``
 client's multiplicity (a drawn client may have missed the previous round).
 
 Unlike ``marina`` (whose compressed rounds take the ``[sampling]`` cohort, without replacement,
-and average it), ``pp_marina`` draws its own clients: ``algorithm.clients`` is ``r`` and
-``[sampling]`` is not used. Default ``p = (E[bits] / (32 d)) r / n``, the paper's
-``p = zeta_Q r / (d n)``. Theory step (Theorem 4.1):
-``gamma <= 1 / (L + L_tilde sqrt((1 - p) (1 + omega) / (p r)))``.
+and average it), ``pp_marina`` draws its own clients: ``algorithm.clients`` is ``r``, and a
+config must leave ``[sampling] scheme = "full"`` (another scheme is refused, not ignored).
+Default ``p = (E[bits] / (32 d)) r / n``, the paper's ``p = zeta_Q r / (d n)``. Theory step
+(Theorem 4.1): ``gamma <= 1 / (L + L_tilde sqrt((1 - p) (1 + omega) / (p r)))``.
 The run starts with a synchronisation round (``g^0 = 0``, so ``x^1 = x^0``).
 """
 
@@ -87,6 +87,10 @@ class PPMarina(Algorithm[PPMarinaServer, None, Gradient]):
         "MARINA, r clients drawn with replacement per round (Gorbunov et al., ICML 2021)"
     )
     Params: ClassVar[type[PPMarinaParams]] = PPMarinaParams
+    #: why the method picks its own cohort (``[sampling]`` must be ``full``)
+    own_cohort: ClassVar[str] = (
+        "draws its own clients (algorithm.clients, with replacement); [sampling] would be ignored"
+    )
     local: LocalSolver = field(default_factory=FullGradient)
     p: float | None = None
     clients: int | None = None
