@@ -36,6 +36,7 @@ from phloem.fl.algorithms import (
     Page,
     PPMarina,
 )
+from phloem.fl.backends import ProcessBackend
 from phloem.fl.compressors import RandK, TopK
 from phloem.fl.config import load_config
 from phloem.fl.experiment import build_experiment, theory_report, theory_step
@@ -539,3 +540,22 @@ def test_a_resumed_run_continues_exactly(name: str, tmp_path: Path, quad: Quadra
     assert [[r[k] for k in keys] for r in resumed.history.rows] == [
         [r[k] for k in keys] for r in full.history.rows
     ]
+
+
+def test_worker_processes_give_the_serial_history(quad: QuadraticProblem) -> None:
+    """Roles (COFIG's two cohorts) and multiplicities (PP-MARINA) reach clients in worker
+    processes through the broadcast state and the client's id, as in the serial backend."""
+    for algo, sampler in [
+        (Cofig(compressor=RandK(4), server_opt=ServerSGD(0.2)), UniformCohort(4)),
+        (PPMarina(compressor=RandK(4), clients=6, p=0.2, server_opt=ServerSGD(0.2)), None),
+    ]:
+        serial = run(quad, algo, 6, sampler, eval_every=1)
+        workers = simulate(
+            quad,
+            algo,
+            sampler or FullParticipation(),
+            rounds=6,
+            seed=1,
+            backend=ProcessBackend(workers=2),
+        )
+        assert torch.equal(serial.x, workers.x)
