@@ -12,8 +12,10 @@ in a config, with its own ``Params``), with four methods:
   :class:`Aggregate`: the weighted mean or weighted total of any uplink field, whether the
   uplinks arrived one by one or only as a securely aggregated sum.
 
-and, where a convergence theorem gives one, ``theory_step(smoothness, dim)``: the largest step
-size it allows. :func:`phloem.fl.simulate` owns everything else (sampling, bit accounting,
+and, optionally, ``begin_round`` and ``round_cohort`` (the state broadcast and the clients of a
+round, given the sampled ones: MARINA's synchronisation rounds, COFIG's second cohort) and,
+where a convergence theorem gives one, ``theory_step(smoothness, dim)``: the largest step size
+it allows. :func:`phloem.fl.simulate` owns everything else (sampling, bit accounting,
 metrics, callbacks, checkpoints), so an algorithm module reads like the paper's pseudocode.
 """
 
