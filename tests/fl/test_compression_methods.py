@@ -146,6 +146,9 @@ def test_cofig_matches_its_reference_with_two_independent_cohorts(quad: Quadrati
     torch.testing.assert_close(res.x, ref, rtol=0, atol=1e-12)
     sizes = np.array(res.history.column("clients")[1:])
     assert sizes.min() >= 4 and sizes.max() > 4  # S | S~: the second cohort is not S
+    # each member gets the model and its two role flags; one compressed vector goes up
+    assert res.history.column("down_bits")[1:] == [float(k * (32 * 20 + 2)) for k in sizes]
+    assert res.history.column("up_bits")[1:] == [float(k * 5 * (32 + 5)) for k in sizes]
     same_cohort = Cofig(compressor=RandK(5), shift_cohort="same", server_opt=ServerSGD(0.2))
     same = run(quad, same_cohort, 25, FixedSchedule(schedule))
     assert set(same.history.column("clients")[1:]) == {4}

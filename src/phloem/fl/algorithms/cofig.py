@@ -21,15 +21,19 @@ compressed partial-participation SGD stall) vanish at the optimum: on a strongly
 COFIG converges to ``x*`` itself, not to a neighbourhood, without ever contacting every client
 (the paper's convex rate ``O((1 + omega) sqrt(N) / (S eps))`` has no floor).
 
-``algorithm.shift_cohort = "independent"`` (the default) is the paper's Algorithm 1: a member
+Reconstructed from the paper (the detail to check against its box): the shift cohort ``S~_t``
+is drawn independently of ``S_t`` for the analysis; FL_PyTorch's implementation notes
+``S~ = S`` as its simplification. ``algorithm.shift_cohort = "independent"`` (the default) is the
+paper's Algorithm 1: a member
 of ``S~_t`` sends ``c_i`` for the shift update, a member of ``S_t`` for the gradient, and a
 member of both sends one compressed vector that serves both (the paper writes the same
 ``C_i(grad f_i(x^t) - h_i^t)`` in both places). ``shift_cohort = "same"`` takes ``S~_t = S_t``,
 as FL_PyTorch (in which the paper's experiments ran) does; that is DIANA under partial
 participation. The server draws ``S~_t`` from the round's own stream and broadcasts each
-participant's part with the model. So that the server can normalise over ``S_t`` under secure
-aggregation, each uplink carries ``1`` for a member of ``S_t`` (``one``; not counted as uplink
-bits, since a real server knows whom it sampled). Default ``alpha = 1 / (1 + omega)``.
+participant's part with the model (two flags, counted as downlink bits). So that the server can
+normalise over ``S_t`` under secure aggregation, each uplink carries ``1`` for a member of
+``S_t`` (``one``; not counted as uplink bits, since a real server knows whom it sampled).
+Default ``alpha = 1 / (1 + omega)``.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ import numpy as np
 import torch
 
 from phloem.fl.algorithms.base import Aggregate, Algorithm, ClientRng, Message, Uplink, compress
-from phloem.fl.compressors.base import Compressor
+from phloem.fl.compressors.base import FLOAT_BITS, Compressor
 from phloem.fl.local import FullGradient, LocalSolver
 from phloem.fl.problem import ClientOracle
 from phloem.fl.registries import ALGORITHMS
@@ -203,6 +207,10 @@ class Cofig(Algorithm[CofigServer, torch.Tensor, CofigUplink]):
         c, bits = compress(self.compressor, gr.grad - state, rng.compression)
         h = state + shift_step(self.alpha, self.compressor, c.numel()) * c if in_shift else state
         return Message(roles_uplink(c, in_grad, in_shift), bits, gr.loss, gr.samples), h
+
+    def downlink_bits(self, server: CofigServer) -> int:
+        # the model, and the participant's part: two flags (in S_t, in S~_t)
+        return FLOAT_BITS * server.x.numel() + 2
 
     def server_update(
         self, server: CofigServer, aggregate: Aggregate[CofigUplink], gen: np.random.Generator

@@ -27,9 +27,11 @@ Defaults as in the paper's theory: ``alpha = 1 / (1 + omega)`` and ``lambda = S 
 N)``, where ``S / N`` is taken as the cohort's share of the weight, ``sum_{i in S_t} w_i`` (equal
 to ``S / N`` for equal weights). To let the server compute it under secure aggregation, each
 uplink carries the number 1 (``one``), whose weighted total is that share; it is not counted as
-uplink bits, since a real server knows whom it sampled. As in COFIG (see ``cofig``), the shift
-cohort ``S~_t`` is ``S_t``. Downlink: ``x^t`` and ``x^{t-1}`` (a member may have missed the
-previous round).
+uplink bits, since a real server knows whom it sampled. ``algorithm.shift_cohort`` as in ``cofig``
+(``same``: ``S~_t = S_t``, as FL_PyTorch runs it). Two interpretations: the compressions of
+``u_i`` and ``q_i`` are independent draws, and ``x^{-1} = x^0``, ``g^{-1} = h^0``. Downlink:
+``x^t`` and ``x^{t-1}`` (a member may have missed the previous round), and the member's two role
+flags.
 """
 
 from __future__ import annotations
@@ -188,4 +190,4 @@ class Frecon(Algorithm[FreconServer, torch.Tensor, FreconUplink]):
         return FreconServer(x, server.x, g, h, server.roles, opt)
 
     def downlink_bits(self, server: FreconServer) -> int:
-        return 2 * FLOAT_BITS * server.x.numel()
+        return 2 * FLOAT_BITS * server.x.numel() + 2  # and the two role flags
