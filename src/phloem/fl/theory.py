@@ -19,6 +19,9 @@ multiplies them by ``server.lr_scale``.
 - EF21 (contractive ``alpha``): ``1 / (L + L_tilde sqrt(beta / theta))`` with
   ``theta = 1 - sqrt(1 - alpha)``, ``beta = (1 - alpha) / (1 - sqrt(1 - alpha))`` -- Richtarik,
   Sokolov, Fatkhullin, NeurIPS 2021, Theorem 1.
+- EF21-PP (each client taking part with probability ``q``): the same with ``theta_q = q theta / 2``
+  and ``beta_q = q beta + (1 - q)(1 + 1/rho)``, ``rho = q theta / (2 (1 - q))`` -- Fatkhullin et
+  al., "EF21 with Bells & Whistles", 2021 (EF21-PP theorem, equal ``p_i = q``).
 """
 
 from __future__ import annotations
