@@ -21,7 +21,8 @@ multiplies them by ``server.lr_scale``.
   Sokolov, Fatkhullin, NeurIPS 2021, Theorem 1.
 - EF21-PP (each client taking part with probability ``q``): the same with ``theta_q = q theta / 2``
   and ``beta_q = q beta + (1 - q)(1 + 1/rho)``, ``rho = q theta / (2 (1 - q))`` -- Fatkhullin et
-  al., "EF21 with Bells & Whistles", 2021 (EF21-PP theorem, equal ``p_i = q``).
+  al., "EF21 with Bells & Whistles", 2021 (its EF21-PP argument, worked out for equal
+  ``p_i = q``; see ``phloem.fl.algorithms.ef21_pp``).
 """
 
 from __future__ import annotations

@@ -15,8 +15,9 @@ constants of the partial-participation recursion, each client taking part with p
 ``q`` (``algorithm.participation``; e.g. ``cohort_size / n``): a non-participant's error grows
 by ``(1 + rho)`` and ``(1 + 1/rho) L_i^2 ||x^{t+1} - x^t||^2``, a participant's contracts as in
 EF21, and ``rho = q theta / (2 (1 - q))`` gives ``theta_q = q theta / 2`` and
-``beta_q = q beta + (1 - q) (1 + 1/rho)`` (the paper's EF21-PP theorem for equal ``p_i = q``, with
-its free ``rho`` chosen so); ``q = 1`` is EF21's step.
+``beta_q = q beta + (1 - q) (1 + 1/rho)``; ``q = 1`` is EF21's step. This is the paper's
+EF21-PP argument (Young's inequality with a free ``rho`` for absent clients) worked out here for
+equal ``p_i = q`` with that ``rho``; its own theorem's constants may be tighter.
 """
 
 from __future__ import annotations
