@@ -180,7 +180,7 @@ def optimum_cmd(
         ("f*", f"{r.f_star:.15g}"),
         ("||grad f(x*)||", f"{r.grad_norm:.3g}"),
         ("Newton steps", str(r.iterations)),
-        ("seconds", f"{r.seconds:.2f}"),
+        ("seconds", f"{r.seconds:.2f}" + ("" if r.cached is None else " (when solved)")),
         ("L (global bound)", f"{r.L:.6g}"),
         ("L at x*", f"{r.L_at_opt:.6g}"),
         ("mu", f"{r.mu:.6g}"),
@@ -189,6 +189,8 @@ def optimum_cmd(
     for k, v in rows:
         t.add_row(k, v)
     console.print(t)
+    if r.cached is not None:
+        console.print(f"read from the cache (gradient checked there): {r.cached}")
     if out is not None:
         import dataclasses
         import json

@@ -21,6 +21,7 @@ from phloem.core.errors import ConfigError
 from phloem.core.rng import SeedStreams, Stage
 from phloem.core.rundir import RunDir
 from phloem.data.dataset import TrainTest
+from phloem.data.loaders import default_cache_dir
 from phloem.data.registries import DATASETS, PARTITIONS
 from phloem.data.synthetic import QuadraticData
 from phloem.fl.aggregation import Aggregation, DropoutModel
@@ -136,7 +137,7 @@ def _model_problem(cfg: ExperimentConfig, data: TrainTest, streams: SeedStreams)
     if task is Task.BINARY and m.l2 > 0:
         # strongly convex: the exact optimum (Newton, float64, a fraction of a second on the
         # LIBSVM sets) lets every evaluation report f - f* and ||x - x*||
-        problem.solve()
+        problem.solve(cache=default_cache_dir() / "optimum")
     return problem
 
 
@@ -409,10 +410,14 @@ class OptimumReport:
     L_at_opt: float
     mu: float
     x_star: tuple[float, ...]
+    #: the cache file it was read from (checked: ``grad_norm`` recomputed there), else ``None``
+    cached: str | None = None
 
 
 def optimum_report(cfg: ExperimentConfig) -> OptimumReport:
-    """Solve ``cfg``'s binary logistic problem exactly (see :meth:`ModelProblem.solve`).
+    """Solve ``cfg``'s binary logistic problem exactly (see :meth:`ModelProblem.solve`), or
+    read its checked optimum from the cache (``<cache>/optimum``, see
+    :func:`~phloem.data.loaders.default_cache_dir`).
 
     Raises
     ------
@@ -432,5 +437,5 @@ def optimum_report(cfg: ExperimentConfig) -> OptimumReport:
     return OptimumReport(
         cfg.data.dataset, problem.dim, int(problem.num_samples.sum()), opt.f, opt.grad_norm,
         opt.iterations, opt.seconds, s.L, problem.hessian_norm(opt.x), s.mu or 0.0,
-        tuple(float(v) for v in opt.x),
+        tuple(float(v) for v in opt.x), None if opt.cached is None else str(opt.cached),
     )  # fmt: skip

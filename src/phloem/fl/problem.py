@@ -7,12 +7,17 @@ gradient norm, test metrics, distance to a known optimum). Algorithms only ever 
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
+import tempfile
 import time
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -58,6 +63,9 @@ class Optimum:
     grad_norm: float
     iterations: int
     seconds: float
+    #: where it was read from when taken from the cache (checked there: ``grad_norm`` is the
+    #: gradient recomputed at the cached ``x``), else ``None``
+    cached: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -479,7 +487,9 @@ class ModelProblem(Problem):
         a = _design(self.net.module, self._x)
         return float(torch.linalg.eigvalsh(_hessian(a, x.double(), self.l2))[-1])
 
-    def solve(self, *, tol: float = 1e-12, max_iter: int = 100) -> Optimum:
+    def solve(
+        self, *, tol: float = 1e-12, max_iter: int = 100, cache: Path | None = None
+    ) -> Optimum:
         """The exact minimiser of the binary logistic objective, by Newton's method in float64.
 
         ``f(x) = mean_j log(1 + exp(-y_j a_j^T x)) + l2/2 ||x||^2`` over every training row
@@ -487,6 +497,12 @@ class ModelProblem(Problem):
         damped by backtracking on ``f``; iteration stops when ``||grad f|| < tol``. Sets
         :attr:`optimum` (so that :meth:`evaluate` reports ``objective_gap`` and
         ``dist_to_opt``) and returns it.
+
+        With ``cache`` (a folder), the optimum is kept there under a digest of the design
+        matrix, the labels, ``l2`` and ``tol``, and read back on the next call for the same
+        problem. A cached optimum is never trusted: the gradient is recomputed at its ``x``,
+        and an entry that is damaged, forged or not within ``tol`` is solved again and
+        replaced. A cache folder that cannot be written only warns.
 
         Raises
         ------
@@ -506,12 +522,20 @@ class ModelProblem(Problem):
             )
         t0 = time.perf_counter()
         a, y = _design(self.net.module, self._x), self._y.double()
+        file = None if cache is None else cache / f"{_digest(a, y, self.l2, tol)}.npz"
+        if file is not None:
+            hit = _cached_optimum(file, a, y, self.l2, tol)
+            if hit is not None:
+                self.optimum = hit
+                return hit
         x = torch.zeros(a.shape[1], dtype=torch.float64)
         f, g = _logistic_value_grad(a, y, x, self.l2)
         for it in range(max_iter):
             gn = float(torch.linalg.vector_norm(g))
             if gn < tol:
                 self.optimum = Optimum(x, f, gn, it, time.perf_counter() - t0)
+                if file is not None:
+                    _store_optimum(file, self.optimum)
                 return self.optimum
             step = torch.linalg.solve(_hessian(a, x, self.l2), g)
             t = 1.0
@@ -522,6 +546,49 @@ class ModelProblem(Problem):
                 t *= 0.5
             x, f, g = x - t * step, f_new, g_new
         raise ValueError(f"Newton did not reach ||grad f|| < {tol} in {max_iter} steps")
+
+
+def _digest(a: torch.Tensor, y: torch.Tensor, l2: float, tol: float) -> str:
+    """A key for one binary logistic problem: its rows, labels, ``l2`` and the tolerance."""
+    h = hashlib.sha256(b"phloem-logistic-optimum-v1")
+    h.update(np.asarray(a.shape, dtype=np.int64).tobytes())
+    h.update(a.numpy().tobytes())
+    h.update(y.numpy().tobytes())
+    h.update(np.asarray([l2, tol], dtype=np.float64).tobytes())
+    return h.hexdigest()[:32]
+
+
+def _cached_optimum(
+    file: Path, a: torch.Tensor, y: torch.Tensor, l2: float, tol: float
+) -> Optimum | None:
+    """The optimum stored in ``file`` when it is readable and still optimal, else ``None``."""
+    if not file.is_file():
+        return None
+    try:
+        with np.load(file) as z:
+            x = torch.from_numpy(np.asarray(z["x"], dtype=np.float64))
+            iterations, seconds = int(z["iterations"]), float(z["seconds"])
+    except Exception:  # damaged or foreign: solved again, never fatal
+        return None
+    if x.shape != (a.shape[1],) or not bool(torch.isfinite(x).all()):
+        return None
+    f, g = _logistic_value_grad(a, y, x, l2)
+    gn = float(torch.linalg.vector_norm(g))
+    return Optimum(x, f, gn, iterations, seconds, cached=file) if gn < tol else None
+
+
+def _store_optimum(file: Path, opt: Optimum) -> None:
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=file.name, suffix=".tmp")
+        with os.fdopen(fd, "wb") as out:
+            np.savez(out, x=opt.x.numpy(), iterations=opt.iterations, seconds=opt.seconds)
+        os.replace(tmp, file)
+    except OSError as exc:
+        warnings.warn(
+            f"could not cache the optimum in {file.parent} ({exc}); continuing without it",
+            stacklevel=3,
+        )
 
 
 def _hessian(a: torch.Tensor, x: torch.Tensor, l2: float) -> torch.Tensor:
