@@ -27,7 +27,7 @@ from phloem.fl.algorithms.fednova import FedNova
 from phloem.fl.algorithms.gradskip import GradSkip
 from phloem.fl.algorithms.proxskip import ProxSkip
 from phloem.fl.config import load_config
-from phloem.fl.experiment import build_experiment
+from phloem.fl.experiment import build_experiment, run_experiment
 from phloem.fl.local import FullGradient, MinibatchSGD
 from phloem.fl.problem import QuadraticProblem
 from phloem.fl.registries import ALGORITHMS
@@ -388,3 +388,23 @@ def test_resume_continues_exactly(name: str, quad: QuadraticProblem, tmp_path: P
     assert torch.equal(resumed.x, full.x)
     for a, b in zip(resumed.client_states, full.client_states, strict=True):
         assert repr(a) == repr(b)
+
+
+@pytest.mark.parametrize("name", sorted(CLI_ALGOS))
+def test_secure_aggregation_gives_the_plain_run_up_to_quantisation(
+    name: str, tmp_path: Path
+) -> None:
+    """The server sees only weighted sums of the uplinks, so a securely aggregated run follows
+    the plain one up to the protocol's quantisation error."""
+    path = tmp_path / "q.toml"
+    path.write_text(QUAD)
+    finals = {}
+    for agg in ("plain", "secagg"):
+        sets = [f"algorithm.name={name}", *CLI_ALGOS[name], "run.rounds=10"]
+        sets += [f"aggregation.name={agg}", f"run.out_dir={tmp_path / agg}"]
+        res = run_experiment(load_config(path, sets), progress=False)
+        finals[agg] = res.x
+        if agg == "secagg":
+            assert all(r.get("secagg_ok", 1) for r in res.history.rows[1:])
+    assert torch.allclose(finals["plain"], finals["secagg"], rtol=0, atol=1e-5)
+    assert not torch.equal(finals["plain"], finals["secagg"])  # it did go through the protocol
