@@ -20,16 +20,18 @@ from typer.testing import CliRunner
 from phloem.cli.app import app
 from phloem.core.history import Row
 from phloem.core.rundir import RunDir
+from phloem.data.synthetic import make_quadratic
 from phloem.fl.algorithms.base import Algorithm
 from phloem.fl.algorithms.fedavg import FedAvg
 from phloem.fl.algorithms.feddyn import FedDyn
 from phloem.fl.algorithms.fednova import FedNova
 from phloem.fl.algorithms.gradskip import GradSkip
 from phloem.fl.algorithms.proxskip import ProxSkip
+from phloem.fl.backends import ProcessBackend
 from phloem.fl.config import load_config
 from phloem.fl.experiment import build_experiment, run_experiment
-from phloem.fl.local import FullGradient, MinibatchSGD
-from phloem.fl.problem import QuadraticProblem
+from phloem.fl.local import FullGradient, LocalResult, LocalSolver, MinibatchSGD
+from phloem.fl.problem import ClientOracle, GradResult, QuadraticProblem
 from phloem.fl.registries import ALGORITHMS
 from phloem.fl.sampling import ClientSampler, FullParticipation, UniformCohort
 from phloem.fl.server_opt import ServerSGD
@@ -408,3 +410,70 @@ def test_secure_aggregation_gives_the_plain_run_up_to_quantisation(
             assert all(r.get("secagg_ok", 1) for r in res.history.rows[1:])
     assert torch.allclose(finals["plain"], finals["secagg"], rtol=0, atol=1e-5)
     assert not torch.equal(finals["plain"], finals["secagg"])  # it did go through the protocol
+
+
+def weighted_quadratic() -> QuadraticProblem:
+    """Clients of unequal weights: the methods' w-weighted forms must still find x*."""
+    w = np.array([5.0, 1, 1, 2, 8, 1, 3, 1])
+    q = make_quadratic(8, 6, 1.0, 0.2, np.random.default_rng(3), 1.0, w)
+    return QuadraticProblem(q.A, q.b, q.weights)
+
+
+def test_unequal_client_weights_still_give_the_exact_optimum() -> None:
+    q = weighted_quadratic()
+    s = q.smoothness()
+    assert s.L_client is not None and s.L_client != pytest.approx(s.L_max)
+    gamma = ProxSkip().theory_step(s, q.dim)
+    assert dist(q, run(q, ProxSkip(local=FullGradient(gamma), p=0.3), 200)) < TOL
+    assert dist(q, run(q, GradSkip(local=FullGradient(gamma), p=0.3, q=0.6), 200)) < TOL
+    dyn = FedDyn(local=FullGradient(1 / (s.L_client + 1), 30), alpha=1.0)
+    assert dist(q, run(q, dyn, 300, UniformCohort(3))) < TOL
+
+
+@pytest.mark.parametrize("name", ["gradskip", "fednova"])
+def test_serial_and_process_backends_are_bit_identical(name: str, quad: QuadraticProblem) -> None:
+    algo = RESUMED[name]
+    serial = simulate(quad, algo, FullParticipation(), rounds=6, seed=1)
+    procs = simulate(
+        quad, algo, FullParticipation(), rounds=6, seed=1, backend=ProcessBackend(workers=2)
+    )
+    assert stripped(serial.history.rows) == stripped(procs.history.rows)
+    assert torch.equal(serial.x, procs.x)
+
+
+class _Rows(ClientOracle):
+    """An oracle that only says how many rows its client holds."""
+
+    def __init__(self, n: int) -> None:
+        self.num_samples = n
+
+    def workspace(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+    def batch_grad(
+        self, w: torch.Tensor, idx: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.zeros_like(w), torch.zeros(())
+
+
+def test_fednova_steps_default_to_the_solvers_count_for_the_clients_data() -> None:
+    algo = FedNova(local=MinibatchSGD(0.1, batch_size=10, epochs=2))
+    x0, gen = torch.zeros(3), torch.Generator()
+    assert [algo.init_client(x0, _Rows(n), gen) for n in (5, 10, 35, 100)] == [2, 2, 8, 20]
+    with pytest.raises(ValueError, match=r"algorithm\.local_steps needs a local solver"):
+        FedNova(local=_NoSteps(), local_steps="uniform:1:3")
+
+
+class _NoSteps(LocalSolver):
+    """A local solver without a ``steps`` key."""
+
+    name, description, Params, lr = "nosteps", "", dict, 0.1
+
+    def run(self, oracle: ClientOracle, x: torch.Tensor, gen: torch.Generator) -> LocalResult:
+        return LocalResult(x, 1, 0.0, 0)
+
+    def gradient(self, oracle: ClientOracle, x: torch.Tensor, gen: torch.Generator) -> GradResult:
+        return oracle.grad(x)
+
+    def num_steps(self, num_samples: int) -> int:
+        return 1

@@ -36,7 +36,9 @@ needs ``O(sqrt(L/mu) log 1/eps)`` communications. ``gamma`` is the local solver'
 (``server.lr_rule = "theory"`` sets it to ``1 / max_i L_i``); the local solver gives only the
 gradient estimate (``full``: exact; ``sgd``: a minibatch, converging to a neighbourhood).
 Scaffnew needs every client at every communication: the round's cohort is all clients whatever
-the sampler says. A compressor (on ``z_i - x``) makes it a heuristic without this theorem.
+the sampler says (a client that drops out of a round keeps its old ``h_i`` and ``x_hat_i``,
+which breaks ``sum_i w_i h_i = 0``: dropouts make it a heuristic). So does a compressor (on
+``z_i - x``): neither is covered by the theorem.
 """
 
 from __future__ import annotations
