@@ -18,6 +18,7 @@ import torch
 from typer.testing import CliRunner
 
 from phloem.cli.app import app
+from phloem.core.errors import ConfigError
 from phloem.core.history import Row
 from phloem.core.rundir import RunDir
 from phloem.data.synthetic import make_quadratic
@@ -29,7 +30,7 @@ from phloem.fl.algorithms.gradskip import GradSkip
 from phloem.fl.algorithms.proxskip import ProxSkip
 from phloem.fl.backends import ProcessBackend
 from phloem.fl.config import load_config
-from phloem.fl.experiment import build_experiment, run_experiment
+from phloem.fl.experiment import build_experiment, run_experiment, theory_step
 from phloem.fl.local import FullGradient, LocalResult, LocalSolver, MinibatchSGD
 from phloem.fl.problem import ClientOracle, GradResult, QuadraticProblem
 from phloem.fl.registries import ALGORITHMS
@@ -477,3 +478,17 @@ class _NoSteps(LocalSolver):
 
     def num_steps(self, num_samples: int) -> int:
         return 1
+
+
+def test_the_theory_rule_still_needs_the_sgd_server_for_server_step_methods(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "q.toml"
+    path.write_text(QUAD)
+    sets = ["algorithm.name=diana", "server.optimizer=adam", "server.lr_rule=theory"]
+    with pytest.raises(ConfigError, match="'theory' applies to the sgd server optimiser"):
+        build_experiment(load_config(path, sets))
+    diana = build_experiment(load_config(path, ["algorithm.name=diana", "server.lr_rule=theory"]))
+    assert diana.algorithm.server_opt.lr == pytest.approx(
+        theory_step(diana.algorithm, diana.problem)
+    )
