@@ -27,8 +27,12 @@ if TYPE_CHECKING:
         Algorithm,
         Diana,
         FedAvg,
+        FedDyn,
+        FedNova,
         FedProx,
+        GradSkip,
         Marina,
+        ProxSkip,
         Scaffold,
     )
     from phloem.fl.algorithms.base import Aggregate, ClientRng, Cohort, Message, Uplink
@@ -62,7 +66,10 @@ if TYPE_CHECKING:
 _WHERE = {
     **dict.fromkeys(["Aggregation", "DropoutModel", "PlainAggregation"], "aggregation"),
     **dict.fromkeys(
-        ["DCGD", "EF21", "Algorithm", "Diana", "FedAvg", "FedProx", "Marina", "Scaffold"],
+        [
+            *["DCGD", "EF21", "Algorithm", "Diana", "FedAvg", "FedProx", "Marina", "Scaffold"],
+            *["FedDyn", "FedNova", "GradSkip", "ProxSkip"],
+        ],
         "algorithms",
     ),
     **dict.fromkeys(["Aggregate", "ClientRng", "Cohort", "Message", "Uplink"], "algorithms.base"),
@@ -105,11 +112,14 @@ __all__ = [
     "Diana",
     "DropoutModel",
     "FedAvg",
+    "FedDyn",
+    "FedNova",
     "FedProx",
     "FixedSchedule",
     "FlatModule",
     "FullGradient",
     "FullParticipation",
+    "GradSkip",
     "Identity",
     "LocalSolver",
     "Marina",
@@ -121,6 +131,7 @@ __all__ = [
     "Poisson",
     "Problem",
     "ProcessBackend",
+    "ProxSkip",
     "QuadraticProblem",
     "RandK",
     "Scaffold",

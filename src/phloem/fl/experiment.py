@@ -7,7 +7,6 @@ config in a run folder.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
@@ -197,10 +196,7 @@ def build_algorithm(cfg: ExperimentConfig, problem: Problem) -> Algorithm[Any, A
         server_opt=build_server(cfg),
     )
     if cfg.server.lr_rule is LrRule.THEORY:
-        if not isinstance(algo.server_opt, ServerSGD):
-            raise ConfigError("server.lr_rule", "'theory' applies to the sgd server optimiser")
-        step = cfg.server.lr_scale * theory_step(algo, problem)
-        algo = dataclasses.replace(algo, server_opt=dataclasses.replace(algo.server_opt, lr=step))
+        algo = algo.with_theory_step(cfg.server.lr_scale * theory_step(algo, problem))
     return algo
 
 

@@ -12,6 +12,10 @@ multiplies them by ``server.lr_scale``.
   DIANA row; Horvath et al. 2019.
 - MARINA: ``1 / (L + L_tilde sqrt((1 - p) omega / (p n)))`` -- Gorbunov et al., ICML 2021,
   Theorem 2.1.
+- ProxSkip / Scaffnew: the local step ``gamma = 1 / max_i L_i`` -- Mishchenko, Malinovsky,
+  Stich, Richtarik, ICML 2022 (every ``f_i`` ``L``-smooth and ``mu``-strongly convex: the
+  Lyapunov function contracts by ``1 - min(gamma mu, p^2)`` per iteration, so
+  ``p = sqrt(mu / L)`` gives ``O(sqrt(L / mu) log 1/eps)`` communications).
 - EF21 (contractive ``alpha``): ``1 / (L + L_tilde sqrt(beta / theta))`` with
   ``theta = 1 - sqrt(1 - alpha)``, ``beta = (1 - alpha) / (1 - sqrt(1 - alpha))`` -- Richtarik,
   Sokolov, Fatkhullin, NeurIPS 2021, Theorem 1.
@@ -39,6 +43,7 @@ __all__ = [
     "ef21_step",
     "gd_step",
     "marina_step",
+    "proxskip_step",
     "smoothness_from_clients",
     "unbiased_omega",
 ]
@@ -58,6 +63,8 @@ class Smoothness:
         Number of clients.
     mu
         Strong-convexity constant of ``f``, or ``None`` when unknown.
+    L_client
+        ``max_i L_i`` of the clients' own ``f_i`` (unscaled), or ``None`` when unknown.
     """
 
     L: float
@@ -65,6 +72,7 @@ class Smoothness:
     L_tilde: float
     n: int
     mu: float | None = None
+    L_client: float | None = None
 
     @property
     def condition_number(self) -> float:
@@ -78,7 +86,9 @@ def smoothness_from_clients(
     """Build :class:`Smoothness` from ``f``'s constant and the clients' own ``L_i``."""
     n = len(client_L)
     scaled = n * np.asarray(weights, dtype=np.float64) * np.asarray(client_L, dtype=np.float64)
-    return Smoothness(float(L), float(scaled.max()), float(np.sqrt(np.mean(scaled**2))), n, mu)
+    L_client = float(np.max(client_L))
+    root_mean = float(np.sqrt(np.mean(scaled**2)))
+    return Smoothness(float(L), float(scaled.max()), root_mean, n, mu, L_client)
 
 
 def gd_step(s: Smoothness) -> float:
@@ -101,6 +111,15 @@ def marina_step(s: Smoothness, omega: float, p: float) -> float:
     if not 0.0 < p <= 1.0:
         raise ValueError(f"p must be in (0, 1], got {p}")
     return 1.0 / (s.L + s.L_tilde * math.sqrt((1.0 - p) * omega / (p * s.n)))
+
+
+def proxskip_step(s: Smoothness) -> float:
+    """ProxSkip / Scaffnew: ``1 / max_i L_i`` (every ``f_i`` must be smooth with that constant).
+
+    Falls back to ``1 / L_max`` when the clients' own constants are unknown (equal for equal
+    weights).
+    """
+    return 1.0 / (s.L_client if s.L_client is not None else s.L_max)
 
 
 def ef21_step(s: Smoothness, alpha: float) -> float:

@@ -29,6 +29,7 @@ from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 import numpy as np
 import torch
 
+from phloem.core.errors import ConfigError
 from phloem.core.registry import NoParams, as_mapping
 from phloem.core.rng import SeedStreams, Stage
 from phloem.fl.compressors.base import FLOAT_BITS, Compressor
@@ -285,6 +286,21 @@ class Algorithm(ABC, Generic[S, C, U]):
             When the configured compressor does not meet the theorem's assumptions.
         """
         return None
+
+    def with_theory_step(self, step: float) -> Self:
+        """This algorithm with ``step`` (from :meth:`theory_step`) as its step size.
+
+        Default: the server SGD's ``lr`` (the global step of gradient-type methods); a method
+        whose theorem bounds another step (ProxSkip's local ``gamma``) overrides this.
+
+        Raises
+        ------
+        ConfigError
+            When the server optimiser is not SGD.
+        """
+        if not isinstance(self.server_opt, ServerSGD):
+            raise ConfigError("server.lr_rule", "'theory' applies to the sgd server optimiser")
+        return dataclasses.replace(self, server_opt=dataclasses.replace(self.server_opt, lr=step))
 
     @classmethod
     def has_theory_step(cls) -> bool:
