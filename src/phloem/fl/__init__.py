@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from phloem.fl.experiment import build_experiment, run_experiment
     from phloem.fl.local import FullGradient, LocalSolver, MinibatchSGD
     from phloem.fl.models import FlatModule, build_model, cnn28, cnn32, linear_model, mlp, seeded
+    from phloem.fl.privacy import GaussianMechanism, PrivacyLedger, PrivateAggregation
     from phloem.fl.problem import ClientOracle, ModelProblem, Problem, QuadraticProblem
     from phloem.fl.sampling import (
         ClientSampler,
@@ -76,6 +77,7 @@ _WHERE = {
     **dict.fromkeys(
         ["FlatModule", "build_model", "cnn28", "cnn32", "linear_model", "mlp", "seeded"], "models"
     ),
+    **dict.fromkeys(["GaussianMechanism", "PrivacyLedger", "PrivateAggregation"], "privacy"),
     **dict.fromkeys(["ClientOracle", "ModelProblem", "Problem", "QuadraticProblem"], "problem"),
     **dict.fromkeys(
         ["ClientSampler", "FixedSchedule", "FullParticipation", "Poisson", "UniformCohort"],
@@ -110,6 +112,7 @@ __all__ = [
     "FlatModule",
     "FullGradient",
     "FullParticipation",
+    "GaussianMechanism",
     "Identity",
     "LocalSolver",
     "Marina",
@@ -119,6 +122,8 @@ __all__ = [
     "Natural",
     "PlainAggregation",
     "Poisson",
+    "PrivacyLedger",
+    "PrivateAggregation",
     "Problem",
     "ProcessBackend",
     "QuadraticProblem",
