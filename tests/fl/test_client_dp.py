@@ -370,3 +370,11 @@ def test_the_mechanism_refuses_bad_values_itself() -> None:
         GaussianMechanism(clip=0.0, noise_multiplier=1.0, sample_rate=0.1, num_clients=10)
     with pytest.raises(ConfigError, match=r"privacy\.noise_multiplier"):
         GaussianMechanism(clip=1.0, noise_multiplier=math.inf, sample_rate=0.1, num_clients=10)
+
+
+def test_secure_dropouts_warn_of_the_approximation(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, "aggregation.name=secagg", "aggregation.dropout=0.2")
+    with pytest.warns(UserWarning, match=r"z\*sqrt\(m/n\)"):
+        exp = build_experiment(cfg)
+    assert isinstance(exp.aggregator, PrivateAggregation) and exp.aggregator.distributed
+    assert exp.privacy is not None and exp.privacy.describe()["noise"] == "distributed"
