@@ -199,7 +199,7 @@ class PrivateAggregation(Aggregation):
     """
 
     name: ClassVar[str] = "private"
-    description: ClassVar[str] = "DP-FedAvg's Gaussian mechanism around an aggregation"
+    description: ClassVar[str] = "DP-FedAvg's Gaussian mechanism (McMahan et al., ICLR 2018)"
     inner: Aggregation
     mechanism: GaussianMechanism
     dropout: DropoutModel | None = field(default=None, init=False)
