@@ -50,6 +50,14 @@ def print_summary(result: SimulationResult) -> None:
         elif v is not None:
             table.add_row(k, str(v))
     console.print(table)
+    if result.privacy is not None:
+        eps, p = last.get("epsilon"), result.privacy
+        shown = f"{eps:.4g}" if isinstance(eps, float) else str(eps)
+        console.print(
+            f"client-level DP: epsilon = {shown} at delta = {p['delta']:g} "
+            f"({p['accountant']} accountant; noise multiplier {p['noise_multiplier']:.4g}, "
+            f"clip {p['clip']:g}, sample rate {p['sample_rate']:g})"
+        )
     if result.run_dir is not None:
         console.print(f"run folder: {result.run_dir.path}")
 

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from phloem.fl.experiment import build_experiment, run_experiment
     from phloem.fl.local import FullGradient, LocalSolver, MinibatchSGD
     from phloem.fl.models import FlatModule, build_model, cnn28, cnn32, linear_model, mlp, seeded
+    from phloem.fl.privacy import GaussianMechanism, PrivacyLedger, PrivateAggregation
     from phloem.fl.problem import ClientOracle, ModelProblem, Problem, QuadraticProblem
     from phloem.fl.sampling import (
         ClientSampler,
@@ -83,6 +84,7 @@ _WHERE = {
     **dict.fromkeys(
         ["FlatModule", "build_model", "cnn28", "cnn32", "linear_model", "mlp", "seeded"], "models"
     ),
+    **dict.fromkeys(["GaussianMechanism", "PrivacyLedger", "PrivateAggregation"], "privacy"),
     **dict.fromkeys(["ClientOracle", "ModelProblem", "Problem", "QuadraticProblem"], "problem"),
     **dict.fromkeys(
         ["ClientSampler", "FixedSchedule", "FullParticipation", "Poisson", "UniformCohort"],
@@ -119,6 +121,7 @@ __all__ = [
     "FlatModule",
     "FullGradient",
     "FullParticipation",
+    "GaussianMechanism",
     "GradSkip",
     "Identity",
     "LocalSolver",
@@ -129,6 +132,8 @@ __all__ = [
     "Natural",
     "PlainAggregation",
     "Poisson",
+    "PrivacyLedger",
+    "PrivateAggregation",
     "Problem",
     "ProcessBackend",
     "ProxSkip",

@@ -47,6 +47,9 @@ __all__ = [
     "LocalConfig",
     "LrRule",
     "ModelConfig",
+    "PrivacyAccountantName",
+    "PrivacyConfig",
+    "PrivacyMechanism",
     "RunConfig",
     "SamplingConfig",
     "ServerConfig",
@@ -68,6 +71,16 @@ class LrRule(StrEnum):
 class BackendName(StrEnum):
     SERIAL = "serial"
     PROCESS = "process"
+
+
+class PrivacyMechanism(StrEnum):
+    NONE = "none"
+    GAUSSIAN = "gaussian"
+
+
+class PrivacyAccountantName(StrEnum):
+    RDP = "rdp"
+    PRV = "prv"
 
 
 #: ``[aggregation] dropout_stage`` for a uniformly random protocol stage
@@ -216,6 +229,45 @@ class AggregationConfig(Section):
 
 
 @dataclass(frozen=True)
+class PrivacyConfig:
+    """``[privacy]``: client-level differential privacy (DP-FedAvg, :mod:`phloem.fl.privacy`).
+
+    ``mechanism = "gaussian"`` clips each client's update to L2 norm ``clip`` and adds
+    ``N(0, (noise_multiplier * clip)^2 I)`` to the sum (central with ``plain`` aggregation,
+    as per-client shares under ``secagg``), dividing by the fixed ``q N``. Give either
+    ``noise_multiplier`` or ``target_epsilon`` (the multiplier is then calibrated to spend it
+    in ``run.rounds`` rounds). ``accountant`` (Opacus's ``rdp`` or ``prv``) reports the
+    ``epsilon`` spent at ``delta`` after every round. Needs ``[sampling] scheme = "poisson"``
+    and fedavg or fedprox.
+    """
+
+    mechanism: PrivacyMechanism = PrivacyMechanism.NONE
+    clip: float = 1.0
+    noise_multiplier: float | None = None
+    target_epsilon: float | None = None
+    delta: float = 1e-5
+    accountant: PrivacyAccountantName = PrivacyAccountantName.RDP
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.clip) and self.clip > 0):
+            raise ConfigError("privacy.clip", f"must be a positive finite number, got {self.clip}")
+        z = self.noise_multiplier
+        if z is not None and not (math.isfinite(z) and z >= 0):
+            raise ConfigError("privacy.noise_multiplier", f"must be finite and >= 0, got {z}")
+        eps = self.target_epsilon
+        if eps is not None and not (math.isfinite(eps) and eps > 0):
+            raise ConfigError("privacy.target_epsilon", f"must be finite and > 0, got {eps}")
+        if not 0.0 < self.delta < 1.0:  # NaN fails this too
+            raise ConfigError("privacy.delta", f"must lie in (0, 1), got {self.delta}")
+        if self.mechanism is PrivacyMechanism.GAUSSIAN and (z is None) == (eps is None):
+            raise ConfigError(
+                "privacy.noise_multiplier",
+                "give exactly one of privacy.noise_multiplier and privacy.target_epsilon "
+                f"(got {'both' if z is not None else 'neither'})",
+            )
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """``[run]``: length, seed, evaluation, checkpoints and execution.
 
@@ -258,6 +310,7 @@ class ExperimentConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     aggregation: AggregationConfig = field(default_factory=AggregationConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
 

@@ -27,9 +27,17 @@ from phloem.fl.aggregation import Aggregation, DropoutModel
 from phloem.fl.algorithms.base import Algorithm
 from phloem.fl.backends import Backend, ProcessBackend, SerialBackend
 from phloem.fl.compressors import Compressor, Scaled
-from phloem.fl.config import BackendName, DtypeName, ExperimentConfig, LrRule, load_config
+from phloem.fl.config import (
+    BackendName,
+    DtypeName,
+    ExperimentConfig,
+    LrRule,
+    PrivacyMechanism,
+    load_config,
+)
 from phloem.fl.local import LocalSolver
 from phloem.fl.models import seeded
+from phloem.fl.privacy import PrivacyLedger, make_private
 from phloem.fl.problem import ModelProblem, Problem, QuadraticProblem, Task
 from phloem.fl.registries import (
     AGGREGATIONS,
@@ -74,6 +82,8 @@ class Experiment:
     backend: Backend
     streams: SeedStreams
     aggregator: Aggregation
+    #: the ``[privacy]`` ledger (``None``: no privacy mechanism)
+    privacy: PrivacyLedger | None = None
 
 
 def build_problem(cfg: ExperimentConfig, streams: SeedStreams) -> Problem:
@@ -241,7 +251,18 @@ def build_experiment(cfg: ExperimentConfig) -> Experiment:
             raise
         raise ConfigError("algorithm", str(e)) from None
     aggregation = build_aggregation(cfg, cohort_size)
-    return Experiment(cfg, problem, algorithm, sampler, build_backend(cfg), streams, aggregation)
+    ledger = None
+    if cfg.privacy.mechanism is PrivacyMechanism.GAUSSIAN:
+        aggregation, ledger = make_private(
+            cfg.privacy,
+            algorithm=algorithm,
+            sampler=sampler,
+            aggregation=aggregation,
+            weights=problem.weights,
+            rounds=cfg.run.rounds,
+        )
+    backend = build_backend(cfg)
+    return Experiment(cfg, problem, algorithm, sampler, backend, streams, aggregation, ledger)
 
 
 def run_experiment(
@@ -273,6 +294,7 @@ def run_experiment(
         progress=progress,
         aggregator=exp.aggregator,
         divergence_factor=r.divergence_factor,
+        privacy=exp.privacy,
     )
 
 
@@ -317,6 +339,12 @@ def resume_experiment(
     saved = load_config(None, [], saved_data, strict=False)
     cfg = load_config(None, overrides or [], saved_data, strict=False)
     check_resumable(saved, cfg)
+    if saved.privacy.target_epsilon is not None and cfg.run.rounds != saved.run.rounds:
+        raise ConfigError(
+            "run.rounds",
+            "cannot change when resuming a run whose noise was calibrated to "
+            "privacy.target_epsilon over its rounds; start a new run instead",
+        )
     return run_experiment(cfg, run_dir=rd, resume=True, progress=progress)
 
 

@@ -76,12 +76,14 @@ class Rounds:
         cohort = self.cohort(st.server, r)
         results: list[ClientResult] = []
         outcome: RoundOutcome[Any] = RoundOutcome(None, 0.0)
+        gen = self.streams.numpy(Stage.AGGREGATION, r)
         if len(cohort.ids):
-            gen = self.streams.numpy(Stage.AGGREGATION, r)
             plan = self.aggregation.plan(cohort, gen)
             cohort = plan.uploading
             results = self.train(st.server, r, cohort, st.client_states)
             outcome = self.aggregation.aggregate(plan, [m for m, _ in results], r, gen)
+        if not results:
+            outcome = self.aggregation.nothing_uploaded(st.server, outcome, gen)
         down = float(self.algorithm.downlink_bits(st.server) * len(cohort.ids))
         if outcome.aggregate is not None:
             for i, (_, state) in zip(cohort.ids, results, strict=True):
