@@ -38,9 +38,11 @@ from phloem.fl.registries import (
     LOCAL_SOLVERS,
     MODELS,
     SAMPLERS,
+    SCHEDULES,
     SERVER_OPTIMIZERS,
 )
 from phloem.fl.sampling import ClientSampler
+from phloem.fl.schedules import LrSchedules
 from phloem.fl.server_opt import ServerOptimizer, ServerSGD
 from phloem.fl.simulate import SimulationResult, simulate
 
@@ -53,6 +55,7 @@ __all__ = [
     "build_compressor",
     "build_experiment",
     "build_problem",
+    "build_schedules",
     "check_resumable",
     "resume_experiment",
     "run_experiment",
@@ -199,8 +202,24 @@ def build_algorithm(cfg: ExperimentConfig, problem: Problem) -> Algorithm[Any, A
         if not isinstance(algo.server_opt, ServerSGD):
             raise ConfigError("server.lr_rule", "'theory' applies to the sgd server optimiser")
         step = cfg.server.lr_scale * theory_step(algo, problem)
-        algo = dataclasses.replace(algo, server_opt=dataclasses.replace(algo.server_opt, lr=step))
-    return algo
+        if algo.theory_bounds_local_step:
+            # FedAvg, SCAFFOLD: the theorem bounds the clients' step, at the configured server lr
+            local = dataclasses.replace(algo.local, lr=step)  # type: ignore[attr-defined]
+            algo = dataclasses.replace(algo, local=local)  # type: ignore[call-arg]
+        else:
+            opt = dataclasses.replace(algo.server_opt, lr=step)  # type: ignore[type-var]
+            algo = dataclasses.replace(algo, server_opt=opt)
+    return dataclasses.replace(algo, lr_schedules=build_schedules(cfg))
+
+
+def build_schedules(cfg: ExperimentConfig) -> LrSchedules | None:
+    """The step-size schedules of ``[local]`` and ``[server]`` (``None``: both constant)."""
+    schedules = LrSchedules(
+        SCHEDULES.get(cfg.local.schedule).from_params(cfg.local.schedule_params),
+        SCHEDULES.get(cfg.server.schedule).from_params(cfg.server.schedule_params),
+        cfg.run.rounds,
+    )
+    return None if schedules.is_constant else schedules
 
 
 def build_sampler(cfg: ExperimentConfig) -> ClientSampler:
@@ -293,6 +312,15 @@ def check_resumable(saved: ExperimentConfig, new: ExperimentConfig) -> None:
     ConfigError
         Naming the first changed key, and listing those that may change.
     """
+    if saved.run.rounds != new.run.rounds:
+        for section in ("local", "server"):
+            sched = getattr(getattr(new, section), "schedule_params", None)
+            if getattr(sched, "uses_run_length", False):
+                raise ConfigError(
+                    "run.rounds",
+                    f"cannot change when resuming: the {section} schedule decays over the "
+                    f"run's rounds; set {section}.decay_rounds to extend such a run",
+                )
     a, b = to_dict(saved), to_dict(new)
     for section in a:
         for key in {**a[section], **b[section]}:

@@ -33,6 +33,7 @@ from phloem.core.registry import NoParams, as_mapping
 from phloem.core.rng import SeedStreams, Stage
 from phloem.fl.compressors.base import FLOAT_BITS, Compressor
 from phloem.fl.problem import ClientOracle
+from phloem.fl.schedules import LrSchedules
 from phloem.fl.server_opt import OptState, ServerOptimizer, ServerSGD
 from phloem.fl.theory import Smoothness
 
@@ -230,6 +231,11 @@ class Algorithm(ABC, Generic[S, C, U]):
     compressor: Compressor | None = field(default=None, kw_only=True)
     #: How the server steps along the aggregated direction (its ``lr`` is the global step size).
     server_opt: ServerOptimizer = field(default_factory=ServerSGD, kw_only=True)
+    #: Whether :meth:`theory_step` bounds the clients' step (``[local] lr``, local methods)
+    #: rather than the server's (``[server] lr``); ``lr_rule = "theory"`` sets that one.
+    theory_bounds_local_step: ClassVar[bool] = False
+    #: Round-by-round multipliers of ``local.lr`` and ``server_opt.lr`` (``None``: as configured).
+    lr_schedules: LrSchedules | None = field(default=None, kw_only=True)
 
     @classmethod
     def from_params(
@@ -244,6 +250,21 @@ class Algorithm(ABC, Generic[S, C, U]):
         return cls(  # type: ignore[call-arg]
             local=local, compressor=compressor, server_opt=server_opt, **as_mapping(params)
         )
+
+    def at_round(self, k: int) -> Self:
+        """This algorithm with round ``k``'s step sizes from :attr:`lr_schedules` (itself when
+        there are none); the round loop and the backends call the client and server updates of
+        round ``k`` on it, so no algorithm needs to know about schedules."""
+        s = self.lr_schedules
+        if s is None or s.is_constant:
+            return self
+        # every client of a round asks: build the round's copy once (per process)
+        cached: tuple[int, Self] | None = self.__dict__.get("_at_round")
+        if cached is not None and cached[0] == k:
+            return cached[1]
+        algo = s.at_round(self, k, lr_schedules=None)
+        object.__setattr__(self, "_at_round", (k, algo))
+        return algo
 
     @abstractmethod
     def init_server(self, x0: torch.Tensor, client_states: Sequence[C], weights: np.ndarray) -> S:
