@@ -409,12 +409,16 @@ def theory_report(cfg: ExperimentConfig) -> TheoryReport:
         if not method.has_theory_step():
             continue
         algo = method.from_params(
-            method.Params(), local=build_local(cfg), compressor=comp, server_opt=ServerSGD()
+            method.Params(),
+            local=build_local(cfg),
+            compressor=comp,
+            server_opt=ServerSGD(cfg.server.lr),
         )
+        label = f"{name} (local lr)" if method.theory_bounds_local_step else name
         try:
-            steps.append((name, theory_step(algo, problem), ""))
+            steps.append((label, theory_step(algo, problem), ""))
         except ConfigError as e:
-            steps.append((name, None, e.problem))
+            steps.append((label, None, f"{e.field} {e.problem}"))
     return TheoryReport(cfg.data.dataset, s.n, problem.dim, tuple(constants), tuple(steps))
 
 
