@@ -220,7 +220,9 @@ class Inverse(Schedule):
     """``offset / (t + offset)``: SGD theory's ``O(1/k)`` step."""
 
     name: ClassVar[str] = "inverse"
-    description: ClassVar[str] = "offset / (t + offset), the 1/k step of SGD theory (Stich 2019)"
+    description: ClassVar[str] = (
+        "offset / (t + offset), the 1/k step of SGD theory (Stich, arXiv 2019)"
+    )
 
     offset: float = 1.0
 

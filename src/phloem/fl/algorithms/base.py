@@ -259,11 +259,13 @@ class Algorithm(ABC, Generic[S, C, U]):
         if s is None or s.is_constant:
             return self
         # every client of a round asks: build the round's copy once (per process)
-        cached: tuple[int, Self] | None = self.__dict__.get("_at_round")
+        memo: dict[str, Any] = getattr(self, "__dict__", {})
+        cached: tuple[int, Self] | None = memo.get("_at_round")
         if cached is not None and cached[0] == k:
             return cached[1]
         algo = s.at_round(self, k, lr_schedules=None)
-        object.__setattr__(self, "_at_round", (k, algo))
+        if hasattr(self, "__dict__"):
+            object.__setattr__(self, "_at_round", (k, algo))
         return algo
 
     @abstractmethod
