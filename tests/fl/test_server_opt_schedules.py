@@ -178,6 +178,13 @@ def test_each_schedule_matches_its_formula(
     assert all(f > 0 for f in got)
 
 
+def test_a_schedule_that_underflows_to_a_zero_step_is_refused_up_front() -> None:
+    with pytest.raises(ConfigError) as e:
+        LrSchedules(Cosine(), Exponential(gamma=0.5), 2000)
+    assert e.value.field == "server.schedule"
+    LrSchedules(Cosine(), Exponential(gamma=0.5), 1000)  # 0.5 ** 999 is still > 0
+
+
 def test_cosine_with_its_own_horizon_stays_at_its_floor() -> None:
     c = Cosine(min_factor=0.2, decay_rounds=4)
     assert [c.factor(k, 100) for k in (1, 3, 5, 6, 50)] == pytest.approx([1.0, 0.6, 0.2, 0.2, 0.2])

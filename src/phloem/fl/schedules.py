@@ -272,6 +272,16 @@ class LrSchedules:
     server: Schedule
     rounds: int
 
+    def __post_init__(self) -> None:
+        # the decays are non-increasing: a step that survives the last round survives all
+        for section, schedule in (("local", self.local), ("server", self.server)):
+            if self.rounds >= 1 and not schedule.factor(self.rounds, self.rounds) > 0:
+                raise ConfigError(
+                    f"{section}.schedule",
+                    f"{schedule.name} makes the step 0 (underflow) by round {self.rounds}; "
+                    "decay more slowly",
+                )
+
     @property
     def is_constant(self) -> bool:
         """Whether both step sizes stay as configured every round."""
