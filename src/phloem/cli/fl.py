@@ -124,6 +124,7 @@ def _print_registries() -> None:
         "models ([model] name)": r.MODELS,
         "local solvers ([local] solver)": r.LOCAL_SOLVERS,
         "server optimisers ([server] optimizer)": r.SERVER_OPTIMIZERS,
+        "step-size schedules ([local] schedule, [server] schedule)": r.SCHEDULES,
         "sampling ([sampling] scheme)": r.SAMPLERS,
         "aggregation ([aggregation] name)": r.AGGREGATIONS,
     }

@@ -59,8 +59,15 @@ if TYPE_CHECKING:
         Poisson,
         UniformCohort,
     )
+    from phloem.fl.schedules import LrSchedules, Schedule
     from phloem.fl.secure import SecAgg, SecAggPlus, SecureAggregation
-    from phloem.fl.server_opt import ServerAdam, ServerOptimizer, ServerSGD
+    from phloem.fl.server_opt import (
+        ServerAdagrad,
+        ServerAdam,
+        ServerOptimizer,
+        ServerSGD,
+        ServerYogi,
+    )
     from phloem.fl.simulate import TIMING_KEYS, Checkpoint, SimulationResult, simulate
 
 #: public name -> the module that defines it
@@ -91,7 +98,10 @@ _WHERE = {
         "sampling",
     ),
     **dict.fromkeys(["SecAgg", "SecAggPlus", "SecureAggregation"], "secure"),
-    **dict.fromkeys(["ServerAdam", "ServerOptimizer", "ServerSGD"], "server_opt"),
+    **dict.fromkeys(["LrSchedules", "Schedule"], "schedules"),
+    **dict.fromkeys(
+        ["ServerAdagrad", "ServerAdam", "ServerOptimizer", "ServerSGD", "ServerYogi"], "server_opt"
+    ),
     **dict.fromkeys(["TIMING_KEYS", "Checkpoint", "SimulationResult", "simulate"], "simulate"),
 }
 
@@ -125,6 +135,7 @@ __all__ = [
     "GradSkip",
     "Identity",
     "LocalSolver",
+    "LrSchedules",
     "Marina",
     "Message",
     "MinibatchSGD",
@@ -141,13 +152,16 @@ __all__ = [
     "RandK",
     "Scaffold",
     "Scaled",
+    "Schedule",
     "SecAgg",
     "SecAggPlus",
     "SecureAggregation",
     "SerialBackend",
+    "ServerAdagrad",
     "ServerAdam",
     "ServerOptimizer",
     "ServerSGD",
+    "ServerYogi",
     "SimulationResult",
     "TopK",
     "UniformCohort",

@@ -31,6 +31,7 @@ from phloem.fl.registries import (
     LOCAL_SOLVERS,
     MODELS,
     SAMPLERS,
+    SCHEDULES,
     SERVER_OPTIMIZERS,
 )
 from phloem.secagg.stages import Stage
@@ -165,11 +166,15 @@ class CompressorConfig(Section):
 
 @dataclass(frozen=True)
 class LocalConfig(Section):
-    """``[local]``: the client's solver and its step size ``lr``."""
+    """``[local]``: the client's solver and its step size ``lr``; ``schedule`` (with its keys:
+    ``warmup_rounds``, ``gamma``, ``min_factor``, ...) multiplies ``lr`` in round k
+    (:mod:`phloem.fl.schedules`)."""
 
     solver: Annotated[str, Picks(LOCAL_SOLVERS, "params")] = "sgd"
     params: Any = None
     lr: float = 0.1
+    schedule: Annotated[str, Picks(SCHEDULES, "schedule_params")] = "constant"
+    schedule_params: Any = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -182,12 +187,16 @@ class ServerConfig(Section):
 
     ``lr_rule = "theory"`` replaces ``lr`` by ``lr_scale`` times the largest step the method's
     convergence theorem allows (:meth:`phloem.fl.Algorithm.theory_step`; DCGD, DIANA, MARINA,
-    EF21 on problems with known smoothness).
+    EF21 on problems with known smoothness); for the local methods FedAvg and SCAFFOLD the
+    theorem bounds the local step, so it replaces ``[local] lr`` instead. ``schedule`` (with its
+    keys) multiplies ``lr`` in round k (:mod:`phloem.fl.schedules`).
     """
 
     optimizer: Annotated[str, Picks(SERVER_OPTIMIZERS, "params")] = "sgd"
     params: Any = None
     lr: float = 1.0
+    schedule: Annotated[str, Picks(SCHEDULES, "schedule_params")] = "constant"
+    schedule_params: Any = None
     lr_rule: LrRule = LrRule.FIXED
     lr_scale: float = 1.0
 

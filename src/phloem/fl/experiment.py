@@ -7,6 +7,7 @@ config in a run folder.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
@@ -46,9 +47,11 @@ from phloem.fl.registries import (
     LOCAL_SOLVERS,
     MODELS,
     SAMPLERS,
+    SCHEDULES,
     SERVER_OPTIMIZERS,
 )
 from phloem.fl.sampling import ClientSampler
+from phloem.fl.schedules import LrSchedules
 from phloem.fl.server_opt import ServerOptimizer, ServerSGD
 from phloem.fl.simulate import SimulationResult, simulate
 
@@ -61,6 +64,7 @@ __all__ = [
     "build_compressor",
     "build_experiment",
     "build_problem",
+    "build_schedules",
     "check_resumable",
     "resume_experiment",
     "run_experiment",
@@ -207,7 +211,17 @@ def build_algorithm(cfg: ExperimentConfig, problem: Problem) -> Algorithm[Any, A
     )
     if cfg.server.lr_rule is LrRule.THEORY:
         algo = algo.with_theory_step(cfg.server.lr_scale * theory_step(algo, problem))
-    return algo
+    return dataclasses.replace(algo, lr_schedules=build_schedules(cfg))
+
+
+def build_schedules(cfg: ExperimentConfig) -> LrSchedules | None:
+    """The step-size schedules of ``[local]`` and ``[server]`` (``None``: both constant)."""
+    schedules = LrSchedules(
+        SCHEDULES.get(cfg.local.schedule).from_params(cfg.local.schedule_params),
+        SCHEDULES.get(cfg.server.schedule).from_params(cfg.server.schedule_params),
+        cfg.run.rounds,
+    )
+    return None if schedules.is_constant else schedules
 
 
 def build_sampler(cfg: ExperimentConfig) -> ClientSampler:
@@ -312,6 +326,15 @@ def check_resumable(saved: ExperimentConfig, new: ExperimentConfig) -> None:
     ConfigError
         Naming the first changed key, and listing those that may change.
     """
+    if saved.run.rounds != new.run.rounds:
+        for section in ("local", "server"):
+            sched = getattr(getattr(new, section), "schedule_params", None)
+            if getattr(sched, "uses_run_length", False):
+                raise ConfigError(
+                    "run.rounds",
+                    f"cannot change when resuming: the {section} schedule decays over the "
+                    f"run's rounds; set {section}.decay_rounds to extend such a run",
+                )
     a, b = to_dict(saved), to_dict(new)
     for section in a:
         for key in {**a[section], **b[section]}:
@@ -406,12 +429,16 @@ def theory_report(cfg: ExperimentConfig) -> TheoryReport:
         if not method.has_theory_step():
             continue
         algo = method.from_params(
-            method.Params(), local=build_local(cfg), compressor=comp, server_opt=ServerSGD()
+            method.Params(),
+            local=build_local(cfg),
+            compressor=comp,
+            server_opt=ServerSGD(cfg.server.lr),
         )
+        label = f"{name} (local lr)" if method.theory_bounds_local_step else name
         try:
-            steps.append((name, theory_step(algo, problem), ""))
+            steps.append((label, theory_step(algo, problem), ""))
         except ConfigError as e:
-            steps.append((name, None, e.problem))
+            steps.append((label, None, f"{e.field} {e.problem}"))
     return TheoryReport(cfg.data.dataset, s.n, problem.dim, tuple(constants), tuple(steps))
 
 

@@ -25,7 +25,7 @@ from torch import nn
 
 from phloem.data.dataset import ArrayDataset, Partition
 from phloem.fl.models import FlatModule
-from phloem.fl.theory import Smoothness, smoothness_from_clients
+from phloem.fl.theory import Smoothness, pinned_threads, smoothness_from_clients
 
 __all__ = [
     "ClientOracle",
@@ -233,9 +233,10 @@ class QuadraticProblem(Problem):
         self._A_bar = torch.einsum("i,ijk->jk", w, self.A)
         self._b_bar = w @ self.b
         self._x_star: torch.Tensor = torch.linalg.solve(self._A_bar, self._b_bar)
-        eig = torch.linalg.eigvalsh(self._A_bar)
+        with pinned_threads():  # the same constants, bit for bit, on every machine
+            eig = torch.linalg.eigvalsh(self._A_bar)
+            self.client_L = np.array([float(torch.linalg.eigvalsh(a)[-1]) for a in self.A])
         self.mu, self.L = float(eig[0]), float(eig[-1])
-        self.client_L = np.array([float(torch.linalg.eigvalsh(a)[-1]) for a in self.A])
         self.L_max = float(self.client_L.max())
         self._f_star = self._objective(self._x_star)
 
@@ -383,9 +384,10 @@ class ModelProblem(Problem):
 
     def smoothness(self) -> Smoothness | None:
         """Bounds for linear and logistic models (``None`` for anything with a hidden layer),
-        computed once per problem (see :meth:`_smoothness`)."""
+        computed once per problem with torch on one thread (see :meth:`_smoothness`)."""
         if not hasattr(self, "_smooth"):
-            self._smooth = self._smoothness()
+            with pinned_threads():  # the same constants, bit for bit, on every machine
+                self._smooth = self._smoothness()
         return self._smooth
 
     def _smoothness(self) -> Smoothness | None:

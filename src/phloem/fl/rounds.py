@@ -89,7 +89,8 @@ class Rounds:
             for i, (_, state) in zip(cohort.ids, results, strict=True):
                 st.client_states[i] = state
             gen = self.streams.numpy(Stage.SERVER, r)
-            st.server = self.algorithm.server_update(st.server, outcome.aggregate, gen)
+            algo = self.algorithm.at_round(r)  # the round's step sizes (phloem.fl.schedules)
+            st.server = algo.server_update(st.server, outcome.aggregate, gen)
         return self.account(st, cohort, results, outcome, down, t0)
 
     def account(

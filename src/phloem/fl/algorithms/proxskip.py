@@ -43,10 +43,9 @@ which breaks ``sum_i w_i h_i = 0``: dropouts make it a heuristic). So does a com
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Self
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -123,6 +122,7 @@ class ProxSkip(Algorithm[SkipServer, SkipClient, SkipUplink]):
         "(Mishchenko et al., ICML 2022)"
     )
     Params: ClassVar[type[ProxSkipParams]] = ProxSkipParams
+    theory_bounds_local_step: ClassVar[bool] = True
     local: LocalSolver = field(default_factory=FullGradient)
     p: float = 0.2
 
@@ -198,6 +198,3 @@ class ProxSkip(Algorithm[SkipServer, SkipClient, SkipUplink]):
 
     def theory_step(self, smoothness: theory.Smoothness, dim: int) -> float:
         return theory.proxskip_step(smoothness)
-
-    def with_theory_step(self, step: float) -> Self:
-        return dataclasses.replace(self, local=dataclasses.replace(self.local, lr=step))  # type: ignore[type-var]
