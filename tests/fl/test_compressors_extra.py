@@ -834,6 +834,10 @@ def test_a_mixture_config_round_trips_and_builds() -> None:
             "compressor.components[0].k",
         ),
         (["compressor.name=mixture", "compressor.components=[3]"], "compressor.components[0]"),
+        (
+            ["compressor.name=mixture", "compressor.components=[{levels=4}]"],
+            "compressor.components[0].name",
+        ),
         (["compressor.name=mixture", 'compressor.components="sign"'], "compressor.components"),
     ],
 )

@@ -53,7 +53,7 @@ from phloem.fl.compressors.coding import (
 )
 from phloem.fl.registries import COMPRESSORS
 
-__all__ = ["Dithering", "DitheringParams", "parse_norm", "vector_norm"]
+__all__ = ["Dithering", "DitheringParams", "check_levels", "parse_norm", "vector_norm"]
 
 #: the norms a dithering compressor scales by, as a config spells them
 NORMS = (2, "inf")

@@ -61,7 +61,8 @@ _NAME = "mixture"
 class MixturePart(Section):
     """One component of a mixture in a config: a compressor's ``name`` and its ``params``."""
 
-    name: Annotated[str, Picks(COMPRESSORS, "params")] = "identity"
+    #: no default: a table without a name is refused ("unknown compressor ''"), listing the names
+    name: Annotated[str, Picks(COMPRESSORS, "params")] = ""
     params: Any = None
 
     def __post_init__(self) -> None:
