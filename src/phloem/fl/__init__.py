@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from phloem.fl.local import FullGradient, LocalSolver, MinibatchSGD
     from phloem.fl.models import FlatModule, build_model, cnn28, cnn32, linear_model, mlp, seeded
     from phloem.fl.problem import ClientOracle, ModelProblem, Problem, QuadraticProblem
+    from phloem.fl.ray_backend import RayBackend
     from phloem.fl.sampling import (
         ClientSampler,
         FixedSchedule,
@@ -81,6 +82,7 @@ _WHERE = {
         ["ClientSampler", "FixedSchedule", "FullParticipation", "Poisson", "UniformCohort"],
         "sampling",
     ),
+    "RayBackend": "ray_backend",
     **dict.fromkeys(["SecAgg", "SecAggPlus", "SecureAggregation"], "secure"),
     **dict.fromkeys(["ServerAdam", "ServerOptimizer", "ServerSGD"], "server_opt"),
     **dict.fromkeys(["TIMING_KEYS", "Checkpoint", "SimulationResult", "simulate"], "simulate"),
@@ -123,6 +125,7 @@ __all__ = [
     "ProcessBackend",
     "QuadraticProblem",
     "RandK",
+    "RayBackend",
     "Scaffold",
     "Scaled",
     "SecAgg",
