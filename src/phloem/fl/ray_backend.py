@@ -31,16 +31,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
 import torch
 
+import phloem
 from phloem.core.errors import ConfigError, PhloemError
 from phloem.core.rng import SeedStreams
 from phloem.fl.algorithms.base import Algorithm, ClientRng
@@ -128,6 +131,23 @@ def _check_reachable(address: str) -> None:
         ) from None
 
 
+@contextlib.contextmanager
+def _workers_import_this_phloem() -> Iterator[None]:
+    """Put the folder this phloem was imported from first on the ``PYTHONPATH`` that a local
+    Ray instance's workers inherit (a relative entry such as ``src`` would resolve against the
+    workers' own current folder, and an installed copy could shadow this one)."""
+    root = str(Path(phloem.__file__).resolve().parents[1])
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([root, *([before] if before else [])])
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = before
+
+
 class RayBackend(Backend):
     """Clients run in ``workers`` persistent Ray actors, each holding its share of them.
 
@@ -176,8 +196,10 @@ class RayBackend(Backend):
                         "run.ray_address", f"cannot connect to Ray at {self.address!r}: {first}"
                     ) from None
             else:
+                cpus = self.workers * self.threads
                 try:
-                    ray.init(num_cpus=self.workers * self.threads, include_dashboard=False, **quiet)
+                    with _workers_import_this_phloem():
+                        ray.init(num_cpus=cpus, include_dashboard=False, **quiet)
                 except Exception as e:
                     raise PhloemError(f"could not start a local Ray instance: {e}") from None
         self._owns = True
@@ -245,7 +267,9 @@ class RayBackend(Backend):
             out: list[Any] = ray.get(futures)
         except ray.exceptions.RayError as e:
             self.close()
-            raise PhloemError(f"client update failed in a Ray actor:\n{e}") from None
+            raise PhloemError(
+                f"a Ray actor failed (starting, or in a client update):\n{e}"
+            ) from None
         return out
 
     def close(self) -> None:
