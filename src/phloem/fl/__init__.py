@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from phloem.fl.models import FlatModule, build_model, cnn28, cnn32, linear_model, mlp, seeded
     from phloem.fl.privacy import GaussianMechanism, PrivacyLedger, PrivateAggregation
     from phloem.fl.problem import ClientOracle, ModelProblem, Problem, QuadraticProblem
+    from phloem.fl.ray_backend import RayBackend
     from phloem.fl.sampling import (
         ClientSampler,
         FixedSchedule,
@@ -97,6 +98,7 @@ _WHERE = {
         ["ClientSampler", "FixedSchedule", "FullParticipation", "Poisson", "UniformCohort"],
         "sampling",
     ),
+    "RayBackend": "ray_backend",
     **dict.fromkeys(["SecAgg", "SecAggPlus", "SecureAggregation"], "secure"),
     **dict.fromkeys(["LrSchedules", "Schedule"], "schedules"),
     **dict.fromkeys(
@@ -150,6 +152,7 @@ __all__ = [
     "ProxSkip",
     "QuadraticProblem",
     "RandK",
+    "RayBackend",
     "Scaffold",
     "Scaled",
     "Schedule",

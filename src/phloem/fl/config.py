@@ -72,6 +72,7 @@ class LrRule(StrEnum):
 class BackendName(StrEnum):
     SERIAL = "serial"
     PROCESS = "process"
+    RAY = "ray"
 
 
 class PrivacyMechanism(StrEnum):
@@ -282,7 +283,9 @@ class RunConfig:
 
     ``checkpoint_every`` (100 by default; 0: only on interruption or divergence) bounds what a
     ``kill -9`` loses; ``divergence_factor`` stops a run whose training loss exceeds that
-    factor times its first or best magnitude (0: only a non-finite loss or model)."""
+    factor times its first or best magnitude (0: only a non-finite loss or model).
+    ``ray_address`` (``backend = "ray"``): the Ray cluster to join, ``"auto"`` or
+    ``"ray://host:10001"``; empty starts a local one (:mod:`phloem.fl.ray_backend`)."""
 
     name: str = "run"
     rounds: int = 50
@@ -293,6 +296,7 @@ class RunConfig:
     backend: BackendName = BackendName.SERIAL
     workers: int = 2
     threads: int = 1
+    ray_address: str = ""
     out_dir: str = "runs"
     divergence_factor: float = 1e6
 

@@ -235,6 +235,10 @@ def build_backend(cfg: ExperimentConfig) -> Backend:
     r = cfg.run
     if r.backend is BackendName.PROCESS:
         return ProcessBackend(r.workers, r.threads)
+    if r.backend is BackendName.RAY:
+        from phloem.fl.ray_backend import RayBackend  # imports ray only when it opens
+
+        return RayBackend(r.workers, r.threads, r.ray_address)
     return SerialBackend(r.threads)
 
 
@@ -314,7 +318,15 @@ def run_experiment(
 
 #: Settings a resumed run may change: they do not alter the arithmetic of the rounds.
 RESUMABLE = frozenset(
-    {"rounds", "eval_every", "checkpoint_every", "backend", "workers", "divergence_factor"}
+    {
+        "rounds",
+        "eval_every",
+        "checkpoint_every",
+        "backend",
+        "workers",
+        "ray_address",
+        "divergence_factor",
+    }
 )
 
 

@@ -7,6 +7,7 @@ gradient norm, test metrics, distance to a known optimum). Algorithms only ever 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import os
@@ -14,7 +15,7 @@ import tempfile
 import time
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -192,6 +193,16 @@ class Problem(ABC):
         """Samples per client."""
         return np.array([self.client(i).num_samples for i in range(self.num_clients)])
 
+    def shard(self, clients: Sequence[int]) -> Problem | None:
+        """A problem holding only ``clients``' data, its client ``j`` being ``clients[j]``.
+
+        For a backend that spreads clients over machines (:class:`phloem.fl.ray_backend.
+        RayBackend`): each machine keeps its shard, whose oracles compute exactly what this
+        problem's do. Its ``weights`` are the clients' weights in the whole objective; it
+        carries no test data. ``None`` (the default) when the problem cannot be split.
+        """
+        return None
+
 
 # --------------------------------------------------------------------------- quadratics
 
@@ -245,6 +256,14 @@ class QuadraticProblem(Problem):
 
     def client(self, i: int) -> ClientOracle:
         return _QuadraticOracle(self.A[i], self.b[i])
+
+    def shard(self, clients: Sequence[int]) -> QuadraticProblem:
+        part = copy.copy(self)
+        ids = torch.as_tensor(np.asarray(clients, dtype=np.int64))
+        part.A, part.b = self.A[ids].clone(), self.b[ids].clone()
+        part.num_clients, part.weights = len(ids), self.weights[ids.numpy()]
+        part.client_L = self.client_L[ids.numpy()]
+        return part
 
     def initial_point(self, gen: torch.Generator) -> torch.Tensor:
         return torch.zeros(self.dim, dtype=torch.float64)
@@ -381,6 +400,20 @@ class ModelProblem(Problem):
     @property
     def num_samples(self) -> np.ndarray:
         return np.diff(self._bounds)
+
+    def shard(self, clients: Sequence[int]) -> ModelProblem:
+        ids = np.asarray(clients, dtype=np.int64)
+        lo, hi = self._bounds[ids], self._bounds[ids + 1]
+        spans = [np.arange(a, b) for a, b in zip(lo, hi, strict=True)]
+        rows = torch.as_tensor(np.concatenate([np.zeros(0, np.int64), *spans]))
+        part = copy.copy(self)
+        part._x, part._y = self._x[rows], self._y[rows]
+        part._bounds = np.concatenate([[0], np.cumsum(hi - lo)])
+        part._xt, part._yt = self._xt[:0].clone(), self._yt[:0].clone()
+        part.num_clients, part.weights = len(ids), self.weights[ids]
+        part.optimum = None
+        part.__dict__.pop("_smooth", None)
+        return part
 
     def smoothness(self) -> Smoothness | None:
         """Bounds for linear and logistic models (``None`` for anything with a hidden layer),
