@@ -21,15 +21,24 @@ from phloem.core.errors import ConfigError
 from phloem.core.rng import SeedStreams, Stage
 from phloem.core.rundir import RunDir
 from phloem.data.dataset import TrainTest
+from phloem.data.loaders import default_cache_dir
 from phloem.data.registries import DATASETS, PARTITIONS
 from phloem.data.synthetic import QuadraticData
 from phloem.fl.aggregation import Aggregation, DropoutModel
 from phloem.fl.algorithms.base import Algorithm
 from phloem.fl.backends import Backend, ProcessBackend, SerialBackend
 from phloem.fl.compressors import Compressor, Scaled
-from phloem.fl.config import BackendName, DtypeName, ExperimentConfig, LrRule, load_config
+from phloem.fl.config import (
+    BackendName,
+    DtypeName,
+    ExperimentConfig,
+    LrRule,
+    PrivacyMechanism,
+    load_config,
+)
 from phloem.fl.local import LocalSolver
 from phloem.fl.models import seeded
+from phloem.fl.privacy import PrivacyLedger, make_private
 from phloem.fl.problem import ModelProblem, Problem, QuadraticProblem, Task
 from phloem.fl.registries import (
     AGGREGATIONS,
@@ -38,9 +47,11 @@ from phloem.fl.registries import (
     LOCAL_SOLVERS,
     MODELS,
     SAMPLERS,
+    SCHEDULES,
     SERVER_OPTIMIZERS,
 )
 from phloem.fl.sampling import ClientSampler
+from phloem.fl.schedules import LrSchedules
 from phloem.fl.server_opt import ServerOptimizer, ServerSGD
 from phloem.fl.simulate import SimulationResult, simulate
 
@@ -54,6 +65,7 @@ __all__ = [
     "build_downlink",
     "build_experiment",
     "build_problem",
+    "build_schedules",
     "check_resumable",
     "resume_experiment",
     "run_experiment",
@@ -75,6 +87,8 @@ class Experiment:
     backend: Backend
     streams: SeedStreams
     aggregator: Aggregation
+    #: the ``[privacy]`` ledger (``None``: no privacy mechanism)
+    privacy: PrivacyLedger | None = None
 
 
 def build_problem(cfg: ExperimentConfig, streams: SeedStreams) -> Problem:
@@ -137,7 +151,7 @@ def _model_problem(cfg: ExperimentConfig, data: TrainTest, streams: SeedStreams)
     if task is Task.BINARY and m.l2 > 0:
         # strongly convex: the exact optimum (Newton, float64, a fraction of a second on the
         # LIBSVM sets) lets every evaluation report f - f* and ||x - x*||
-        problem.solve()
+        problem.solve(cache=default_cache_dir() / "optimum")
     return problem
 
 
@@ -226,11 +240,18 @@ def build_algorithm(cfg: ExperimentConfig, problem: Problem) -> Algorithm[Any, A
             )
         algo = dataclasses.replace(algo, downlink=downlink)  # type: ignore[call-arg]
     if cfg.server.lr_rule is LrRule.THEORY:
-        if not isinstance(algo.server_opt, ServerSGD):
-            raise ConfigError("server.lr_rule", "'theory' applies to the sgd server optimiser")
-        step = cfg.server.lr_scale * theory_step(algo, problem)
-        algo = dataclasses.replace(algo, server_opt=dataclasses.replace(algo.server_opt, lr=step))
-    return algo
+        algo = algo.with_theory_step(cfg.server.lr_scale * theory_step(algo, problem))
+    return dataclasses.replace(algo, lr_schedules=build_schedules(cfg))
+
+
+def build_schedules(cfg: ExperimentConfig) -> LrSchedules | None:
+    """The step-size schedules of ``[local]`` and ``[server]`` (``None``: both constant)."""
+    schedules = LrSchedules(
+        SCHEDULES.get(cfg.local.schedule).from_params(cfg.local.schedule_params),
+        SCHEDULES.get(cfg.server.schedule).from_params(cfg.server.schedule_params),
+        cfg.run.rounds,
+    )
+    return None if schedules.is_constant else schedules
 
 
 def build_sampler(cfg: ExperimentConfig) -> ClientSampler:
@@ -244,6 +265,10 @@ def build_backend(cfg: ExperimentConfig) -> Backend:
     r = cfg.run
     if r.backend is BackendName.PROCESS:
         return ProcessBackend(r.workers, r.threads)
+    if r.backend is BackendName.RAY:
+        from phloem.fl.ray_backend import RayBackend  # imports ray only when it opens
+
+        return RayBackend(r.workers, r.threads, r.ray_address)
     return SerialBackend(r.threads)
 
 
@@ -277,7 +302,18 @@ def build_experiment(cfg: ExperimentConfig) -> Experiment:
     if own_cohort and cohort_size != problem.num_clients:
         raise ConfigError("sampling.scheme", f"{algorithm.name} {own_cohort}", ["full"])
     aggregation = build_aggregation(cfg, cohort_size)
-    return Experiment(cfg, problem, algorithm, sampler, build_backend(cfg), streams, aggregation)
+    ledger = None
+    if cfg.privacy.mechanism is PrivacyMechanism.GAUSSIAN:
+        aggregation, ledger = make_private(
+            cfg.privacy,
+            algorithm=algorithm,
+            sampler=sampler,
+            aggregation=aggregation,
+            weights=problem.weights,
+            rounds=cfg.run.rounds,
+        )
+    backend = build_backend(cfg)
+    return Experiment(cfg, problem, algorithm, sampler, backend, streams, aggregation, ledger)
 
 
 def run_experiment(
@@ -309,12 +345,21 @@ def run_experiment(
         progress=progress,
         aggregator=exp.aggregator,
         divergence_factor=r.divergence_factor,
+        privacy=exp.privacy,
     )
 
 
 #: Settings a resumed run may change: they do not alter the arithmetic of the rounds.
 RESUMABLE = frozenset(
-    {"rounds", "eval_every", "checkpoint_every", "backend", "workers", "divergence_factor"}
+    {
+        "rounds",
+        "eval_every",
+        "checkpoint_every",
+        "backend",
+        "workers",
+        "ray_address",
+        "divergence_factor",
+    }
 )
 
 
@@ -326,6 +371,15 @@ def check_resumable(saved: ExperimentConfig, new: ExperimentConfig) -> None:
     ConfigError
         Naming the first changed key, and listing those that may change.
     """
+    if saved.run.rounds != new.run.rounds:
+        for section in ("local", "server"):
+            sched = getattr(getattr(new, section), "schedule_params", None)
+            if getattr(sched, "uses_run_length", False):
+                raise ConfigError(
+                    "run.rounds",
+                    f"cannot change when resuming: the {section} schedule decays over the "
+                    f"run's rounds; set {section}.decay_rounds to extend such a run",
+                )
     a, b = to_dict(saved), to_dict(new)
     for section in a:
         for key in {**a[section], **b[section]}:
@@ -353,6 +407,12 @@ def resume_experiment(
     saved = load_config(None, [], saved_data, strict=False)
     cfg = load_config(None, overrides or [], saved_data, strict=False)
     check_resumable(saved, cfg)
+    if saved.privacy.target_epsilon is not None and cfg.run.rounds != saved.run.rounds:
+        raise ConfigError(
+            "run.rounds",
+            "cannot change when resuming a run whose noise was calibrated to "
+            "privacy.target_epsilon over its rounds; start a new run instead",
+        )
     return run_experiment(cfg, run_dir=rd, resume=True, progress=progress)
 
 
@@ -413,13 +473,17 @@ def theory_report(cfg: ExperimentConfig) -> TheoryReport:
         method = ALGORITHMS.get(name)
         if not method.has_theory_step():
             continue
+        label = f"{name} (local lr)" if method.theory_bounds_local_step else name
         try:
             algo = method.from_params(
-                method.Params(), local=build_local(cfg), compressor=comp, server_opt=ServerSGD()
+                method.Params(),
+                local=build_local(cfg),
+                compressor=comp,
+                server_opt=ServerSGD(cfg.server.lr),
             )
-            steps.append((name, theory_step(algo, problem), ""))
+            steps.append((label, theory_step(algo, problem), ""))
         except ConfigError as e:
-            steps.append((name, None, e.problem))
+            steps.append((label, None, f"{e.field} {e.problem}"))
     return TheoryReport(cfg.data.dataset, s.n, problem.dim, tuple(constants), tuple(steps))
 
 
@@ -442,10 +506,14 @@ class OptimumReport:
     L_at_opt: float
     mu: float
     x_star: tuple[float, ...]
+    #: the cache file it was read from (checked: ``grad_norm`` recomputed there), else ``None``
+    cached: str | None = None
 
 
 def optimum_report(cfg: ExperimentConfig) -> OptimumReport:
-    """Solve ``cfg``'s binary logistic problem exactly (see :meth:`ModelProblem.solve`).
+    """Solve ``cfg``'s binary logistic problem exactly (see :meth:`ModelProblem.solve`), or
+    read its checked optimum from the cache (``<cache>/optimum``, see
+    :func:`~phloem.data.loaders.default_cache_dir`).
 
     Raises
     ------
@@ -465,5 +533,5 @@ def optimum_report(cfg: ExperimentConfig) -> OptimumReport:
     return OptimumReport(
         cfg.data.dataset, problem.dim, int(problem.num_samples.sum()), opt.f, opt.grad_norm,
         opt.iterations, opt.seconds, s.L, problem.hessian_norm(opt.x), s.mu or 0.0,
-        tuple(float(v) for v in opt.x),
+        tuple(float(v) for v in opt.x), None if opt.cached is None else str(opt.cached),
     )  # fmt: skip

@@ -8,11 +8,15 @@ from phloem.fl.algorithms.ef21 import EF21
 from phloem.fl.algorithms.ef21_bc import EF21BC
 from phloem.fl.algorithms.ef21_pp import EF21PP
 from phloem.fl.algorithms.fedavg import FedAvg
+from phloem.fl.algorithms.feddyn import FedDyn
+from phloem.fl.algorithms.fednova import FedNova
 from phloem.fl.algorithms.fedprox import FedProx
 from phloem.fl.algorithms.frecon import Frecon
+from phloem.fl.algorithms.gradskip import GradSkip
 from phloem.fl.algorithms.marina import Marina
 from phloem.fl.algorithms.page import Page
 from phloem.fl.algorithms.pp_marina import PPMarina
+from phloem.fl.algorithms.proxskip import ProxSkip
 from phloem.fl.algorithms.scaffold import Scaffold
 
 __all__ = [
@@ -24,10 +28,14 @@ __all__ = [
     "Cofig",
     "Diana",
     "FedAvg",
+    "FedDyn",
+    "FedNova",
     "FedProx",
     "Frecon",
+    "GradSkip",
     "Marina",
     "PPMarina",
     "Page",
+    "ProxSkip",
     "Scaffold",
 ]
