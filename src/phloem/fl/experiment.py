@@ -482,8 +482,9 @@ def theory_report(cfg: ExperimentConfig) -> TheoryReport:
                 server_opt=ServerSGD(cfg.server.lr),
             )
             steps.append((label, theory_step(algo, problem), ""))
-        except ConfigError as e:
-            steps.append((label, None, f"{e.field} {e.problem}"))
+        except ValueError as e:  # a ConfigError, or a method refusing this config's parts
+            why = f"{e.field} {e.problem}" if isinstance(e, ConfigError) else str(e)
+            steps.append((label, None, why))
     return TheoryReport(cfg.data.dataset, s.n, problem.dim, tuple(constants), tuple(steps))
 
 
