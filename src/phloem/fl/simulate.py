@@ -204,7 +204,8 @@ def _brief(row: Row) -> str:
 
 class _LossWatch:
     """Notices a training loss that is not finite, or that exploded past ``factor`` times the
-    largest of the first and the best loss magnitudes seen (``factor`` 0: only non-finite)."""
+    largest of the first nonzero and the best loss magnitudes seen (``factor`` 0: only
+    non-finite)."""
 
     def __init__(self, factor: float) -> None:
         self.factor = factor
@@ -217,7 +218,9 @@ class _LossWatch:
             return None
         if not math.isfinite(loss):
             return f"the training loss is {loss}"
-        if self.first is None:
+        if not self.first:
+            # A first loss of exactly 0 (the quadratic's f(0) at x0 = 0) is no magnitude: the
+            # next loss would "explode" past factor x 1e-12. The first nonzero one is the scale.
             self.first = loss
         self.best = min(self.best, loss)
         scale = max(abs(self.first), abs(self.best), 1e-12)
