@@ -73,3 +73,16 @@ def test_partial_participation_on_the_quadratic_is_not_a_false_divergence(
     # cohorts: runs with a small, safe step stopped at round 2 as "diverged".
     code, out = _cli(tmp_path, alg, "sampling.scheme=poisson", "sampling.rate=0.3", "run.rounds=6")
     assert code == 0, out
+
+
+# --- compressors -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["dithering", "qsgd"])
+def test_absurd_quantisation_levels_are_refused_not_a_traceback(tmp_path: Path, name: str) -> None:
+    # levels = 1e30 ran until compress() raised OverflowError inside the first round.
+    extra = f'[compressor]\nname = "{name}"\nlevels = 1e30\n'
+    code, out = _cli(tmp_path, "diana", extra=extra)
+    assert code == 2 and "compressor.levels" in out and "16777216" in out, out
+    ok = f'[compressor]\nname = "{name}"\nlevels = 16777216\n'
+    assert _cli(tmp_path, "diana", "server.lr=0.1", extra=ok)[0] == 0

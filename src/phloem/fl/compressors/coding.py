@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "MAX_LEVELS",
     "Coding",
     "elias_gamma_bits",
     "elias_omega_bits",
@@ -47,6 +48,11 @@ __all__ = [
     "parse_coding",
     "sparse_levels_bits",
 ]
+
+#: the most quantisation levels of QSGD and random dithering: ``s |v_i| / ||v||`` is rounded in
+#: float32, whose integers are exact up to ``2^24`` (a finer grid is the identity plus rounding
+#: noise; ``s`` past int64 made ``compress`` raise OverflowError)
+MAX_LEVELS = 2**24
 
 
 class Coding(StrEnum):

@@ -46,6 +46,7 @@ from phloem.fl.compressors.base import (
     uniform_like,
 )
 from phloem.fl.compressors.coding import (
+    MAX_LEVELS,
     Coding,
     elias_worst_bits,
     parse_coding,
@@ -99,7 +100,7 @@ class DitheringParams:
     coding: Coding = Coding.FIXED
 
     def __post_init__(self) -> None:
-        check_levels(self.levels, "compressor.levels")
+        check_levels(self.levels, "compressor.levels", MAX_LEVELS)
         parse_norm(self.norm, "compressor.norm")
 
 
@@ -135,7 +136,9 @@ class Dithering(Compressor):
         return cls(params.levels, parse_norm(params.norm, "compressor.norm"), params.coding)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "levels", check_levels(self.levels, "Dithering.levels"))
+        object.__setattr__(
+            self, "levels", check_levels(self.levels, "Dithering.levels", MAX_LEVELS)
+        )
         object.__setattr__(self, "norm", parse_norm(self.norm, "Dithering.norm"))
         object.__setattr__(self, "coding", parse_coding(self.coding, "Dithering.coding"))
 

@@ -39,6 +39,7 @@ from phloem.fl.compressors.base import (
     uniform_like,
 )
 from phloem.fl.compressors.coding import (
+    MAX_LEVELS,
     Coding,
     elias_worst_bits,
     parse_coding,
@@ -57,8 +58,10 @@ class QSGDParams:
     coding: Coding = Coding.FIXED
 
     def __post_init__(self) -> None:
-        if not self.levels > 0:
-            raise ValueError(f"compressor.levels must be positive, got {self.levels}")
+        if not 0 < self.levels <= MAX_LEVELS:
+            raise ValueError(
+                f"compressor.levels must be an integer in [1, {MAX_LEVELS}], got {self.levels}"
+            )
 
 
 @COMPRESSORS.register
@@ -89,9 +92,11 @@ class QSGD(Compressor):
         if (
             isinstance(self.levels, bool)
             or not isinstance(self.levels, numbers.Integral)
-            or self.levels < 1
+            or not 1 <= self.levels <= MAX_LEVELS
         ):
-            raise ConfigError("QSGD.levels", f"must be an integer >= 1, got {self.levels!r}")
+            raise ConfigError(
+                "QSGD.levels", f"must be an integer in [1, {MAX_LEVELS}], got {self.levels!r}"
+            )
         object.__setattr__(self, "levels", int(self.levels))
         object.__setattr__(self, "coding", parse_coding(self.coding, "QSGD.coding"))
 
