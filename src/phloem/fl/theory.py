@@ -80,6 +80,7 @@ __all__ = [
     "pinned_threads",
     "pp_marina_step",
     "proxskip_step",
+    "require_unbiased",
     "scaffold_step",
     "smoothness_from_clients",
     "unbiased_omega",
@@ -276,9 +277,29 @@ def unbiased_omega(compressor: Compressor | None, dim: int, method: str) -> floa
     """
     omega = 0.0 if compressor is None else compressor.omega(dim)
     if not math.isfinite(omega):
+        require_unbiased(None, method, force=True)
+    return omega
+
+
+def require_unbiased(compressor: Compressor | None, method: str, *, force: bool = False) -> None:
+    """Refuse a biased ``compressor`` (Top-K, sign, rank-K, ``scaled``, a mixture with a biased
+    part) for a ``method`` whose estimator and shift steps are built for unbiased ones (its
+    ``omega`` would be infinite, so its shift step ``1 / (1 + omega)`` silently 0).
+
+    Raises
+    ------
+    ConfigError
+        On ``compressor.name``, listing the unbiased compressors.
+    """
+    if compressor is not None and compressor.name == "scaled":
+        raise ConfigError(
+            "compressor.scaled",
+            f"{method} needs an unbiased compressor; scaled = true makes it contractive (biased)",
+            ["false"],
+        )
+    if force or (compressor is not None and not compressor.unbiased):
         unbiased = [n for n in COMPRESSORS.names() if getattr(COMPRESSORS.get(n), "unbiased", 0)]
         raise ConfigError("compressor.name", f"{method} needs an unbiased compressor", unbiased)
-    return omega
 
 
 def contraction(compressor: Compressor | None, dim: int, method: str) -> float:

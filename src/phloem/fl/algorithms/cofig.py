@@ -52,6 +52,7 @@ from phloem.fl.local import FullGradient, LocalSolver
 from phloem.fl.problem import ClientOracle
 from phloem.fl.registries import ALGORITHMS
 from phloem.fl.server_opt import OptState
+from phloem.fl.theory import require_unbiased
 
 __all__ = [
     "Cofig",
@@ -173,6 +174,7 @@ class Cofig(Algorithm[CofigServer, torch.Tensor, CofigUplink]):
 
     def __post_init__(self) -> None:
         CofigParams(self.alpha, self.shift_cohort)
+        require_unbiased(self.compressor, self.name)
         object.__setattr__(self, "shift_cohort", ShiftCohort(self.shift_cohort))
 
     def init_server(

@@ -77,6 +77,7 @@ class Diana(Algorithm[DianaServer, torch.Tensor, GradientDifference]):
 
     def __post_init__(self) -> None:
         DianaParams(self.alpha)
+        theory.require_unbiased(self.compressor, self.name)
 
     def shift_step(self, d: int) -> float:
         """The shift learning rate ``alpha`` for dimension ``d``."""

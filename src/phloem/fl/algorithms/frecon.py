@@ -57,6 +57,7 @@ from phloem.fl.local import FullGradient, LocalSolver
 from phloem.fl.problem import ClientOracle
 from phloem.fl.registries import ALGORITHMS
 from phloem.fl.server_opt import OptState
+from phloem.fl.theory import require_unbiased
 
 __all__ = ["Frecon", "FreconParams", "FreconServer", "FreconUplink"]
 
@@ -123,6 +124,7 @@ class Frecon(Algorithm[FreconServer, torch.Tensor, FreconUplink]):
 
     def __post_init__(self) -> None:
         FreconParams(self.alpha, self.lam, self.shift_cohort)
+        require_unbiased(self.compressor, self.name)
         object.__setattr__(self, "shift_cohort", ShiftCohort(self.shift_cohort))
 
     def mixing(self, share: float, d: int) -> float:

@@ -82,6 +82,7 @@ class Marina(Algorithm[MarinaServer, None, Gradient]):
 
     def __post_init__(self) -> None:
         MarinaParams(self.p)
+        theory.require_unbiased(self.compressor, self.name)
 
     def sync_probability(self, d: int) -> float:
         """The probability ``p`` of a synchronisation round for dimension ``d``."""

@@ -97,6 +97,7 @@ class PPMarina(Algorithm[PPMarinaServer, None, Gradient]):
 
     def __post_init__(self) -> None:
         PPMarinaParams(self.p, self.clients)
+        theory.require_unbiased(self.compressor, self.name)
 
     def draws(self, n: int) -> int:
         """``r`` for ``n`` clients."""
