@@ -86,3 +86,51 @@ def test_absurd_quantisation_levels_are_refused_not_a_traceback(tmp_path: Path, 
     assert code == 2 and "compressor.levels" in out and "16777216" in out, out
     ok = f'[compressor]\nname = "{name}"\nlevels = 16777216\n'
     assert _cli(tmp_path, "diana", "server.lr=0.1", extra=ok)[0] == 0
+
+
+_TOPK = '[compressor]\nname = "topk"\nk = 2\n'
+
+
+@pytest.mark.parametrize("alg", ["diana", "marina", "pp_marina", "cofig", "frecon"])
+@pytest.mark.parametrize(
+    "comp",
+    [
+        _TOPK,
+        '[compressor]\nname = "sign"\n',
+        '[compressor]\nname = "rankk"\n',
+        '[compressor]\nname = "mixture"\ncomponents = [{name = "randk", k = 2}, "sign"]\n',
+    ],
+    ids=["topk", "sign", "rankk", "mixture-with-sign"],
+)
+def test_unbiased_only_methods_refuse_a_biased_compressor(
+    tmp_path: Path, alg: str, comp: str
+) -> None:
+    # omega = inf made the shift step 1 / (1 + omega) silently 0: DIANA ran as biased DCGD,
+    # COFIG/FRECON never moved their shifts.
+    code, out = _cli(tmp_path, alg, extra=comp)
+    assert code == 2 and "compressor.name" in out and "needs an unbiased compressor" in out, out
+    assert "'randk'" in out and "'topk'" not in out
+
+
+def test_scaled_unbiased_compressor_is_refused_by_name_for_diana(tmp_path: Path) -> None:
+    code, out = _cli(
+        tmp_path, "diana", extra='[compressor]\nname = "randk"\nk = 2\nscaled = true\n'
+    )
+    assert code == 2 and "compressor.scaled" in out, out
+
+
+@pytest.mark.parametrize("alg", ["ef21", "ef21_pp", "ef21_bc"])
+def test_error_feedback_refuses_a_non_contractive_compressor(tmp_path: Path, alg: str) -> None:
+    # EF21 with an unscaled Rand-K (omega = 3) diverged at round ~16 at any step, with advice
+    # to lower the learning rate.
+    extra = '[compressor]\nname = "randk"\nk = 1\n'
+    code, out = _cli(tmp_path, alg, "server.lr=0.05", extra=extra)
+    assert code == 2 and "'compressor'" in out and "contractive" in out, out
+    scaled = '[compressor]\nname = "randk"\nk = 1\nscaled = true\n'
+    assert _cli(tmp_path, alg, "server.lr=0.05", extra=scaled)[0] == 0
+
+
+def test_ef21_bc_refuses_a_non_contractive_downlink(tmp_path: Path) -> None:
+    extra = _TOPK + '[downlink]\nname = "randk"\nk = 1\n'
+    code, out = _cli(tmp_path, "ef21_bc", "server.lr=0.05", extra=extra)
+    assert code == 2 and "downlink.name" in out and "downlink.scaled" in out, out

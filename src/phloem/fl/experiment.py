@@ -54,6 +54,7 @@ from phloem.fl.sampling import ClientSampler
 from phloem.fl.schedules import LrSchedules
 from phloem.fl.server_opt import ServerOptimizer, ServerSGD
 from phloem.fl.simulate import SimulationResult, simulate
+from phloem.fl.theory import contraction
 
 __all__ = [
     "RESUMABLE",
@@ -239,6 +240,15 @@ def build_algorithm(cfg: ExperimentConfig, problem: Problem) -> Algorithm[Any, A
                 "downlink.name", f"{a.name} does not compress its broadcast", with_downlink
             )
         algo = dataclasses.replace(algo, downlink=downlink)  # type: ignore[call-arg]
+    if getattr(algo, "contractive_only", False):
+        # error feedback with a non-contractive compressor (Rand-K unscaled) diverges at any step
+        contraction(algo.compressor, problem.dim, a.name)
+        if downlink is not None and downlink.alpha(problem.dim) <= 0.0:
+            raise ConfigError(
+                "downlink.name",
+                f"{a.name} needs a contractive downlink compressor; {downlink.name} is not "
+                "(use topk, or set downlink.scaled = true)",
+            )
     if cfg.server.lr_rule is LrRule.THEORY:
         algo = algo.with_theory_step(cfg.server.lr_scale * theory_step(algo, problem))
     return dataclasses.replace(algo, lr_schedules=build_schedules(cfg))

@@ -59,6 +59,9 @@ class EF21(Algorithm[EF21Server, torch.Tensor, ErrorFeedback]):
     """EF21 (EF21-PP under partial participation)."""
 
     name: ClassVar[str] = "ef21"
+    #: error feedback needs a contractive compressor (alpha > 0); with an unscaled Rand-K the
+    #: tracking error grows by omega each round whatever the step (checked by ``phloem fl run``)
+    contractive_only: ClassVar[bool] = True
     description: ClassVar[str] = "error feedback, reengineered (Richtarik et al., NeurIPS 2021)"
     local: LocalSolver = field(default_factory=FullGradient)
 

@@ -61,6 +61,8 @@ class EF21BC(Algorithm[EF21BCServer, torch.Tensor, ErrorFeedback]):
     """EF21-BC: error feedback on the uplink and on the server's broadcast."""
 
     name: ClassVar[str] = "ef21_bc"
+    #: both ways need contractive compressors (``alpha > 0``; checked by ``phloem fl run``)
+    contractive_only: ClassVar[bool] = True
     description: ClassVar[str] = "EF21, compressed up and down (Fatkhullin et al., 2021)"
     #: why the method picks its own cohort (``[sampling]`` must be ``full``)
     own_cohort: ClassVar[str] = "needs every client every round (each must hear every broadcast)"
