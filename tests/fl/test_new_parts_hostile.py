@@ -134,3 +134,16 @@ def test_ef21_bc_refuses_a_non_contractive_downlink(tmp_path: Path) -> None:
     extra = _TOPK + '[downlink]\nname = "randk"\nk = 1\n'
     code, out = _cli(tmp_path, "ef21_bc", "server.lr=0.05", extra=extra)
     assert code == 2 and "downlink.name" in out and "downlink.scaled" in out, out
+
+
+# --- schedules -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("section", ["local", "server"])
+@pytest.mark.parametrize("warmup", ["4", "1000", "1e300"])
+def test_a_warm_up_as_long_as_the_run_is_refused(tmp_path: Path, section: str, warmup: str) -> None:
+    # warmup_rounds >= run.rounds: every round was warm-up, the configured lr never taken (and
+    # 1e300 made every step ~1e-300), silently.
+    code, out = _cli(tmp_path, "fedavg", f"{section}.warmup_rounds={warmup}")
+    assert code == 2 and f"{section}.warmup_rounds" in out and "run.rounds (4)" in out, out
+    assert _cli(tmp_path, "fedavg", f"{section}.warmup_rounds=3")[0] == 0

@@ -275,6 +275,13 @@ class LrSchedules:
     def __post_init__(self) -> None:
         # the decays are non-increasing: a step that survives the last round survives all
         for section, schedule in (("local", self.local), ("server", self.server)):
+            if self.rounds >= 1 and schedule.warmup_rounds >= self.rounds:
+                # the whole run would be warm-up: the configured step never taken, silently
+                raise ConfigError(
+                    f"{section}.warmup_rounds",
+                    f"must be below run.rounds ({self.rounds}) so that {section}.lr is reached, "
+                    f"got {schedule.warmup_rounds}",
+                )
             if self.rounds >= 1 and not schedule.factor(self.rounds, self.rounds) > 0:
                 raise ConfigError(
                     f"{section}.schedule",
