@@ -147,3 +147,28 @@ def test_a_warm_up_as_long_as_the_run_is_refused(tmp_path: Path, section: str, w
     code, out = _cli(tmp_path, "fedavg", f"{section}.warmup_rounds={warmup}")
     assert code == 2 and f"{section}.warmup_rounds" in out and "run.rounds (4)" in out, out
     assert _cli(tmp_path, "fedavg", f"{section}.warmup_rounds=3")[0] == 0
+
+
+# --- privacy ---------------------------------------------------------------------------------
+
+_DP = '[privacy]\nmechanism = "gaussian"\n'
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        # 1e300 (and anything past ~1e160) raised OverflowError in Opacus's RDP analysis
+        ("noise_multiplier", "1e300"),
+        # Opacus's bisection never ended (a run hung for over 10 minutes)
+        ("target_epsilon", "1e300"),
+        ("target_epsilon", "1000"),
+    ],
+)
+def test_privacy_numbers_past_what_the_accountant_handles_are_refused(
+    tmp_path: Path, key: str, value: str
+) -> None:
+    extra = _DP + f"{key} = {value}\n"
+    code, out = _cli(
+        tmp_path, "fedavg", "sampling.scheme=poisson", "sampling.rate=0.5", extra=extra
+    )
+    assert code == 2 and f"privacy.{key}" in out and "must lie in" in out, out

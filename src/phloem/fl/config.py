@@ -86,6 +86,11 @@ class PrivacyAccountantName(StrEnum):
     PRV = "prv"
 
 
+#: the largest ``[privacy] noise_multiplier`` (Opacus's ``MAX_SIGMA``)
+MAX_NOISE_MULTIPLIER = 1e6
+#: the largest ``[privacy] target_epsilon`` calibrated to
+MAX_TARGET_EPSILON = 100.0
+
 #: ``[aggregation] dropout_stage`` for a uniformly random protocol stage
 ANY_STAGE = "any"
 
@@ -273,11 +278,18 @@ class PrivacyConfig:
         if not (math.isfinite(self.clip) and self.clip > 0):
             raise ConfigError("privacy.clip", f"must be a positive finite number, got {self.clip}")
         z = self.noise_multiplier
-        if z is not None and not (math.isfinite(z) and z >= 0):
-            raise ConfigError("privacy.noise_multiplier", f"must be finite and >= 0, got {z}")
+        # z past Opacus's MAX_SIGMA (1e6) adds only noise and overflows its RDP analysis (1e160
+        # raised OverflowError); a target epsilon past 100 promises no privacy, and Opacus's
+        # calibration never ends for a huge one (its bisection cannot reach 1e300)
+        if z is not None and not (math.isfinite(z) and 0 <= z <= MAX_NOISE_MULTIPLIER):
+            raise ConfigError(
+                "privacy.noise_multiplier", f"must lie in [0, {MAX_NOISE_MULTIPLIER:g}], got {z}"
+            )
         eps = self.target_epsilon
-        if eps is not None and not (math.isfinite(eps) and eps > 0):
-            raise ConfigError("privacy.target_epsilon", f"must be finite and > 0, got {eps}")
+        if eps is not None and not (math.isfinite(eps) and 0 < eps <= MAX_TARGET_EPSILON):
+            raise ConfigError(
+                "privacy.target_epsilon", f"must lie in (0, {MAX_TARGET_EPSILON:g}], got {eps}"
+            )
         if not 0.0 < self.delta < 1.0:  # NaN fails this too
             raise ConfigError("privacy.delta", f"must lie in (0, 1), got {self.delta}")
         if self.mechanism is PrivacyMechanism.GAUSSIAN and (z is None) == (eps is None):
