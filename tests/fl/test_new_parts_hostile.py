@@ -172,3 +172,73 @@ def test_privacy_numbers_past_what_the_accountant_handles_are_refused(
         tmp_path, "fedavg", "sampling.scheme=poisson", "sampling.rate=0.5", extra=extra
     )
     assert code == 2 and f"privacy.{key}" in out and "must lie in" in out, out
+
+
+# --- a user's own LIBSVM file ------------------------------------------------------------------
+
+_OWN = """
+[data]
+dataset = "libsvm"
+path = "{path}"
+num_clients = 3
+partition = "iid"
+
+[model]
+name = "binary_logistic"
+l2 = 0.01
+
+[local]
+solver = "full"
+
+[sampling]
+scheme = "full"
+
+[run]
+rounds = 2
+out_dir = "{out}"
+"""
+
+
+def _own_file(tmp_path: Path, labels: list[str], text: str | None = None) -> tuple[int, str]:
+    data = tmp_path / "mine.txt"
+    rows = (
+        [f"{labels[i % len(labels)]} 1:{(i % 5) / 5 - 0.3:.2f} 2:{i % 3}" for i in range(30)]
+        if labels
+        else []
+    )
+    data.write_text(text if text is not None else "\n".join(rows) + "\n")
+    cfg = tmp_path / "own.toml"
+    cfg.write_text(_OWN.format(path=data, out=tmp_path / "runs"))
+    res = runner.invoke(app, ["fl", "run", str(cfg)])
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    return res.exit_code, " ".join(res.output.split())
+
+
+@pytest.mark.parametrize("labels", [["-1", "+1"], ["1", "2"], ["2", "4"], ["0", "1"]])
+def test_an_own_binary_libsvm_file_is_binary_whatever_its_two_labels(
+    tmp_path: Path, labels: list[str]
+) -> None:
+    # labels 1/2 were kept as class ids: "3 classes", refused by binary_logistic
+    code, out = _own_file(tmp_path, labels)
+    assert code == 0, out
+
+
+def test_libsvm_labels_are_ranked_jointly_over_train_and_test(tmp_path: Path) -> None:
+    from phloem.data.loaders import load_libsvm
+
+    (tmp_path / "t.txt").write_text("1 1:1\n3 1:2\n2 1:3\n")
+    (tmp_path / "t.txt.t").write_text("3 1:1\n3 1:2\n")  # the test file lacks classes 1 and 2
+    tt = load_libsvm(tmp_path / "t.txt")
+    assert tt.train.y.tolist() == [0, 2, 1] and tt.test.y.tolist() == [2, 2]
+    assert tt.train.num_classes == 3
+
+
+def test_an_own_libsvm_file_with_one_class_is_refused(tmp_path: Path) -> None:
+    # Newton's exact optimum failed with a traceback
+    code, out = _own_file(tmp_path, ["1"])
+    assert code == 2 and "data.dataset" in out and "single class" in out, out
+
+
+def test_a_malformed_own_libsvm_file_names_its_line(tmp_path: Path) -> None:
+    code, out = _own_file(tmp_path, [], text="1 1:0.5\nhello world\n")
+    assert code == 2 and "line 2" in out and "'hello' is not a number" in out, out

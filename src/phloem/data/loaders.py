@@ -171,6 +171,7 @@ def load_digits(test_fraction: float = 0.2, *, rng: np.random.Generator) -> Trai
     bunch = _sk_load_digits()
     x = (np.asarray(bunch.data, dtype=np.float32) / np.float32(16.0)).astype(np.float32)
     y = np.asarray(bunch.target, dtype=np.int64)
+    (y,) = _ranked(y)
     train, test = _stratified_split(y, test_fraction, rng)
     return TrainTest(
         "digits", ArrayDataset(x[train], y[train], 10), ArrayDataset(x[test], y[test], 10)
@@ -311,6 +312,15 @@ def _num_classes(*ys: IntArray) -> int:
     return max(2, max(int(y.max(initial=0)) for y in ys) + 1)
 
 
+def _ranked(*ys: IntArray) -> list[IntArray]:
+    """Labels replaced by their rank among the values the files use together: ``{1, 2}`` (or
+    ``{2, 4}``) becomes ``{0, 1}``, 1-based multi-class ``1..K`` becomes ``0..K-1``; labels
+    already ``0..K-1`` (and ±1, mapped to {0, 1} before) are unchanged. Without it a file
+    labelled 1/2 read as three classes, and a binary model refused it."""
+    values = np.unique(np.concatenate(ys))
+    return [np.searchsorted(values, y).astype(np.int64) for y in ys]
+
+
 def _find_libsvm(name: str, path: str | Path | None) -> Path:
     return _find_first(
         [f"libsvm/{name}.gz", f"libsvm/{name}"], path, what=f"LIBSVM data set '{name}'"
@@ -337,13 +347,15 @@ def load_libsvm_pair(
     Returns
     -------
     TrainTest
-        Dense ``float32`` features, labels in {0, 1}.
+        Dense ``float32`` features, labels ranked to ``0..K-1`` (±1 and ``{1, 2}`` become
+        {0, 1}).
     """
     train_file = _find_libsvm(name, path)
     test_file = _find_libsvm(f"{name}.t", path)
     width = n_features if n_features is not None else _LIBSVM_FEATURES.get(name)
     x_tr, y_tr = read_libsvm(train_file, width)
     x_te, y_te = read_libsvm(test_file, x_tr.shape[1])
+    y_tr, y_te = _ranked(y_tr, y_te)
     k = _num_classes(y_tr, y_te)
     return TrainTest(name, ArrayDataset(x_tr, y_tr, k), ArrayDataset(x_te, y_te, k))
 
@@ -378,7 +390,8 @@ def load_libsvm(
     Returns
     -------
     TrainTest
-        Dense ``float32`` features, labels in {0, 1}.
+        Dense ``float32`` features, labels ranked to ``0..K-1`` (±1 and ``{1, 2}`` become
+        {0, 1}).
     """
     text = str(name_or_path)
     is_path = isinstance(name_or_path, Path) or "/" in text or os.sep in text
@@ -398,6 +411,7 @@ def load_libsvm(
     x, y = read_libsvm(train_file, width)
     if test_file is not None:
         x_te, y_te = read_libsvm(test_file, x.shape[1])
+        y, y_te = _ranked(y, y_te)
         k = _num_classes(y, y_te)
         return TrainTest(name, ArrayDataset(x, y, k), ArrayDataset(x_te, y_te, k))
     if rng is None:
@@ -405,6 +419,7 @@ def load_libsvm(
             f"{train_file} has no test file next to it ({_libsvm_test_name(train_file).name}); "
             f"pass rng=<numpy Generator> to split off test_fraction={test_fraction} of the rows"
         )
+    (y,) = _ranked(y)
     train, test = _stratified_split(y, test_fraction, rng)
     k = _num_classes(y)
     return TrainTest(name, ArrayDataset(x[train], y[train], k), ArrayDataset(x[test], y[test], k))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from phloem.core.config import load_toml, to_dict, to_toml
@@ -96,7 +97,14 @@ def build_problem(cfg: ExperimentConfig, streams: SeedStreams) -> Problem:
     """The federated problem of ``cfg`` (data loaded, partitioned, model initialised)."""
     d = cfg.data
     dataset = DATASETS.get(d.dataset)
-    data = dataset.load(d.dataset_params, num_clients=d.num_clients, rng=streams.numpy(Stage.DATA))
+    try:
+        data = dataset.load(
+            d.dataset_params, num_clients=d.num_clients, rng=streams.numpy(Stage.DATA)
+        )
+    except ValueError as e:  # a malformed file of the user's own (its line named)
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"data.dataset ({d.dataset})", str(e)) from None
     if isinstance(data, QuadraticData):
         return QuadraticProblem(data.A, data.b, data.weights)
     return _model_problem(cfg, data, streams)
@@ -128,6 +136,13 @@ def _model_problem(cfg: ExperimentConfig, data: TrainTest, streams: SeedStreams)
             stacklevel=2,
         )
     model = MODELS.get(m.name)
+    if not model.regression and len(np.unique(data.train.y)) < 2:
+        # a classifier on one class: the binary optimum does not exist without l2 and Newton
+        # failed with a traceback with it; nothing to learn either way
+        raise ConfigError(
+            "data.dataset",
+            f"the training data of {d.dataset} have a single class; a classifier needs two",
+        )
     outputs = 1 if model.regression else int(data.train.num_classes or 2)
     shape = data.train.feature_shape
     try:
