@@ -242,3 +242,13 @@ def test_an_own_libsvm_file_with_one_class_is_refused(tmp_path: Path) -> None:
 def test_a_malformed_own_libsvm_file_names_its_line(tmp_path: Path) -> None:
     code, out = _own_file(tmp_path, [], text="1 1:0.5\nhello world\n")
     assert code == 2 and "line 2" in out and "'hello' is not a number" in out, out
+
+
+# --- server optimisers -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("opt", ["adagrad", "yogi"])
+def test_an_adaptive_server_eps_whose_square_overflows_is_refused(tmp_path: Path, opt: str) -> None:
+    # eps = 1e300: eps**2 (the default initial accumulator) raised OverflowError in round 1
+    code, out = _cli(tmp_path, "fedavg", f"server.optimizer={opt}", "server.eps=1e300")
+    assert code == 2 and "server.eps" in out, out

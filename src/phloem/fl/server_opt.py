@@ -171,14 +171,19 @@ class ServerAdam(ServerOptimizer):
         return x - self.lr * m_hat / (v_hat.sqrt() + self.eps), OptState(t, m, v)
 
 
+#: the largest ``eps`` of FedAdagrad/FedYogi (``eps^2``, their default ``v_0``, stays finite)
+MAX_EPS = 1e100
+
+
 def _check_adaptive(beta1: float, beta2: float | None, eps: float, v0: float | None) -> None:
     """The checks of Algorithm 2's constants (``beta2`` ``None``: FedAdagrad has none)."""
     betas = {"beta1": beta1} if beta2 is None else {"beta1": beta1, "beta2": beta2}
     for key, value in betas.items():
         if not 0.0 <= value < 1.0:
             raise ValueError(f"server.{key} must be in [0, 1), got {value}")
-    if not (math.isfinite(eps) and eps > 0):
-        raise ValueError(f"server.eps must be a finite number > 0, got {eps}")
+    # eps^2 is the default initial accumulator: it must be finite too (1e300 overflowed)
+    if not (math.isfinite(eps) and eps > 0 and eps <= MAX_EPS):
+        raise ValueError(f"server.eps must be a number in (0, {MAX_EPS:g}], got {eps}")
     if v0 is not None and not (math.isfinite(v0) and v0 >= eps * eps):
         raise ValueError(
             f"server.initial_accumulator must be a finite number >= eps^2 = {eps * eps:g} "
