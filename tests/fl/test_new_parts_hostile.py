@@ -252,3 +252,12 @@ def test_an_adaptive_server_eps_whose_square_overflows_is_refused(tmp_path: Path
     # eps = 1e300: eps**2 (the default initial accumulator) raised OverflowError in round 1
     code, out = _cli(tmp_path, "fedavg", f"server.optimizer={opt}", "server.eps=1e300")
     assert code == 2 and "server.eps" in out, out
+
+
+# --- backends --------------------------------------------------------------------------------
+
+
+def test_process_backend_refuses_more_workers_than_the_machine_can_hold(tmp_path: Path) -> None:
+    # run.workers = 100000 started one process per worker: the run hung for over 10 minutes
+    code, out = _cli(tmp_path, "fedavg", "run.backend=process", "run.workers=100000")
+    assert code == 2 and "run.workers" in out and "4 per core" in out, out

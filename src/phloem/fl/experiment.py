@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -289,6 +290,15 @@ def build_backend(cfg: ExperimentConfig) -> Backend:
     """Where the clients run."""
     r = cfg.run
     if r.backend is BackendName.PROCESS:
+        # each worker is a process holding a copy of the problem: workers = 100000 started
+        # processes until the run hung (over 10 minutes on a 2-core machine, untouched by ^C)
+        most = 4 * (os.cpu_count() or 1)
+        if r.workers > most:
+            raise ConfigError(
+                "run.workers",
+                f"the process backend starts one process per worker on this machine; at most "
+                f"{most} (4 per core), got {r.workers}",
+            )
         return ProcessBackend(r.workers, r.threads)
     if r.backend is BackendName.RAY:
         from phloem.fl.ray_backend import RayBackend  # imports ray only when it opens
