@@ -261,3 +261,9 @@ def test_process_backend_refuses_more_workers_than_the_machine_can_hold(tmp_path
     # run.workers = 100000 started one process per worker: the run hung for over 10 minutes
     code, out = _cli(tmp_path, "fedavg", "run.backend=process", "run.workers=100000")
     assert code == 2 and "run.workers" in out and "4 per core" in out, out
+
+
+def test_a_ray_address_without_the_ray_backend_is_refused(tmp_path: Path) -> None:
+    # the address was ignored and the run went serial, silently
+    code, out = _cli(tmp_path, "fedavg", "run.ray_address=auto")
+    assert code == 2 and "run.ray_address" in out and "'ray'" in out, out

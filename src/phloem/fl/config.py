@@ -327,6 +327,13 @@ class RunConfig:
         _positive("run", eval_every=self.eval_every, workers=self.workers, threads=self.threads)
         if self.rounds < 0 or self.seed < 0 or self.checkpoint_every < 0:
             raise ValueError("run.rounds, run.seed and run.checkpoint_every must be >= 0")
+        if self.ray_address and self.backend is not BackendName.RAY:
+            # it was ignored: the run went serial (or to worker processes) silently
+            raise ConfigError(
+                "run.ray_address",
+                f"is only for run.backend = 'ray'; got backend '{self.backend}'",
+                ["ray"],
+            )
         if not (math.isfinite(self.divergence_factor) and self.divergence_factor >= 0):
             raise ValueError(
                 f"run.divergence_factor must be a finite number >= 0 (0: off), got "
