@@ -267,3 +267,12 @@ def test_a_ray_address_without_the_ray_backend_is_refused(tmp_path: Path) -> Non
     # the address was ignored and the run went serial, silently
     code, out = _cli(tmp_path, "fedavg", "run.ray_address=auto")
     assert code == 2 and "run.ray_address" in out and "'ray'" in out, out
+
+
+@pytest.mark.parametrize("clients", ["1000000000", "1000000000000000000"])
+def test_pp_marina_refuses_an_absurd_number_of_draws(tmp_path: Path, clients: str) -> None:
+    # 1e18 raised inside numpy in round 1; 1e9 hung allocating the draws
+    extra = '[compressor]\nname = "randk"\nk = 2\n'
+    sets = (f"algorithm.clients={clients}", "algorithm.p=0.5")
+    code, out = _cli(tmp_path, "pp_marina", *sets, extra=extra)
+    assert code == 2 and "algorithm.clients" in out and "1000000]" in out, out

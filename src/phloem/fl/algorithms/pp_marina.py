@@ -47,6 +47,10 @@ from phloem.fl.server_opt import OptState
 __all__ = ["PPMarina", "PPMarinaParams", "PPMarinaServer"]
 
 
+#: the most clients ``r`` PP-MARINA draws (with replacement) in a round
+MAX_DRAWS = 1_000_000
+
+
 @dataclass(frozen=True)
 class PPMarinaParams:
     """``p``: probability of a synchronisation round, in (0, 1] (empty: ``zeta r / (d n)``);
@@ -58,10 +62,15 @@ class PPMarinaParams:
     def __post_init__(self) -> None:
         if self.p is not None and not (isinstance(self.p, float | int) and 0.0 < self.p <= 1.0):
             raise ValueError(f"algorithm.p must be in (0, 1], got {self.p}")
+        # r draws a round are materialised: 1e9 hung allocating them, 1e18 overflowed numpy
         if self.clients is not None and (
-            isinstance(self.clients, bool) or not isinstance(self.clients, int) or self.clients < 1
+            isinstance(self.clients, bool)
+            or not isinstance(self.clients, int)
+            or not 1 <= self.clients <= MAX_DRAWS
         ):
-            raise ValueError(f"algorithm.clients must be an integer >= 1, got {self.clients}")
+            raise ValueError(
+                f"algorithm.clients must be an integer in [1, {MAX_DRAWS}], got {self.clients}"
+            )
 
 
 @dataclass(frozen=True)
