@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from phloem.core.config import load_toml, to_dict, to_toml
@@ -54,6 +55,7 @@ __all__ = [
     "build_experiment",
     "build_problem",
     "check_resumable",
+    "resolve_device",
     "resume_experiment",
     "run_experiment",
     "theory_report",
@@ -86,8 +88,33 @@ def build_problem(cfg: ExperimentConfig, streams: SeedStreams) -> Problem:
     return _model_problem(cfg, data, streams)
 
 
+def resolve_device(name: str) -> torch.device:
+    """The torch device of ``run.device``, refused with the allowed ones when absent.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``run.device`` when CUDA is asked for and torch sees no such GPU.
+    """
+    if name == "cpu":
+        return torch.device("cpu")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    allowed = ["cpu", *(["cuda"] if count else []), *(f"cuda:{i}" for i in range(count))]
+    index = int(name.split(":")[1]) if ":" in name else 0
+    if count == 0:
+        raise ConfigError("run.device", f"= {name} but torch sees no GPU", allowed)
+    if index >= count:
+        raise ConfigError("run.device", f"= {name} but torch sees {count} GPU(s)", allowed)
+    return torch.device("cuda", index)
+
+
 def _model_problem(cfg: ExperimentConfig, data: TrainTest, streams: SeedStreams) -> ModelProblem:
     d, m = cfg.data, cfg.model
+    device = resolve_device(cfg.run.device)
+    if device.type != "cpu" and cfg.run.backend is BackendName.PROCESS:
+        raise ConfigError(
+            "run.backend", f"'process' forks workers, which cannot share {device}", ["serial"]
+        )
     partitioner = PARTITIONS.get(d.partition)
     if partitioner.needs_owners and data.train.groups is None:
         owners = [n for n in DATASETS.names() if DATASETS.get(n).has_owners]
@@ -112,6 +139,11 @@ def _model_problem(cfg: ExperimentConfig, data: TrainTest, streams: SeedStreams)
             stacklevel=2,
         )
     model = MODELS.get(m.name)
+    token_data = np.issubdtype(data.train.x.dtype, np.integer)
+    if token_data != model.tokens:
+        fits = [n for n in MODELS.names() if MODELS.get(n).tokens == token_data]
+        what = "windows of token indices" if token_data else "float features"
+        raise ConfigError("model.name", f"{m.name!r} cannot learn {d.dataset} ({what})", fits)
     outputs = 1 if model.regression else int(data.train.num_classes or 2)
     shape = data.train.feature_shape
     try:
@@ -129,7 +161,15 @@ def _model_problem(cfg: ExperimentConfig, data: TrainTest, streams: SeedStreams)
     )
     try:
         problem = ModelProblem(
-            module, data.train, data.test, part, task=task, l2=m.l2, dtype=_DTYPES[m.dtype]
+            module,
+            data.train,
+            data.test,
+            part,
+            task=task,
+            l2=m.l2,
+            dtype=_DTYPES[m.dtype],
+            device=device,
+            perplexity=model.tokens,
         )
     except ValueError as e:
         raise ConfigError("data.partition", str(e)) from None

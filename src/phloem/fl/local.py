@@ -73,7 +73,7 @@ def _descend(
 ) -> LocalResult:
     """Step from ``x`` once per batch (``None``: all rows); the loop every solver shares."""
     w = oracle.workspace(x)
-    loss_sum = torch.zeros((), dtype=x.dtype)
+    loss_sum = torch.zeros((), dtype=x.dtype, device=w.device)
     steps = samples = 0
     for idx in batches:
         g, loss = oracle.batch_grad(w, idx)
@@ -81,7 +81,7 @@ def _descend(
         w.add_(g, alpha=-lr)
         steps += 1
         samples += oracle.num_samples if idx is None else len(idx)
-    return LocalResult(w.clone(), steps, float(loss_sum) / max(steps, 1), samples)
+    return LocalResult(w.to(x.device, copy=True), steps, float(loss_sum) / max(steps, 1), samples)
 
 
 def _minibatches(
@@ -218,4 +218,4 @@ class MinibatchSGD(LocalSolver):
         idx = torch.randperm(n, generator=gen)[: self.batch_size]
         w = oracle.workspace(x)
         g, loss = oracle.batch_grad(w, idx)
-        return GradResult(g.clone(), float(loss), len(idx))
+        return GradResult(g.to(x.device, copy=True), float(loss), len(idx))
