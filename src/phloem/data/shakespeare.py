@@ -61,9 +61,7 @@ __all__ = [
 ]
 
 #: LEAF's 80 characters (``language_utils.ALL_LETTERS``); a character's index is its position
-VOCAB: Final = (
-    "\n !\"&'(),-.0123456789:;>?ABCDEFGHIJKLMNOPQRSTUVWXYZ[]abcdefghijklmnopqrstuvwxyz}"
-)
+VOCAB: Final = "\n !\"&'(),-.0123456789:;>?ABCDEFGHIJKLMNOPQRSTUVWXYZ[]abcdefghijklmnopqrstuvwxyz}"
 _SPACE: Final = VOCAB.index(" ")
 _TABLE: Final = np.full(256, _SPACE, dtype=np.int64)
 _TABLE[[ord(c) for c in VOCAB]] = np.arange(len(VOCAB))

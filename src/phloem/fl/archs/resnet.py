@@ -123,9 +123,7 @@ class ResNet20Params:
 
     def __post_init__(self) -> None:
         if self.groups not in (1, 2, 4, 8, 16):
-            raise ValueError(
-                f"model.groups must divide 16 (1, 2, 4, 8 or 16), got {self.groups!r}"
-            )
+            raise ValueError(f"model.groups must divide 16 (1, 2, 4, 8 or 16), got {self.groups!r}")
 
 
 @MODELS.register
