@@ -320,3 +320,11 @@ def test_cuda_char_lstm_and_resnet_gradients_match_cpu() -> None:
             loss.backward()  # type: ignore[no-untyped-call]
             grads.append(f.grad.cpu())
         torch.testing.assert_close(grads[1], grads[0], rtol=1e-3, atol=1e-4)
+
+
+def test_cifar10_limit_test_is_validated() -> None:
+    from phloem.data.datasets import Cifar10Params
+
+    with pytest.raises(ValueError, match=r"data\.limit_test"):
+        Cifar10Params(limit_test=0)
+    assert Cifar10Params(limit_test=100).limit_test == 100

@@ -283,7 +283,7 @@ class ShakespeareParams:
 class Shakespeare(Dataset):
     name: ClassVar[str] = "shakespeare"
     description: ClassVar[str] = (
-        "LEAF Shakespeare next character, one client per (play, speaker) (Caldas et al., 2018)"
+        "LEAF Shakespeare next char, one client per (play, speaker) (Caldas et al., arXiv 2018)"
     )
     Params: ClassVar[type[ShakespeareParams]] = ShakespeareParams
     has_owners: ClassVar[bool] = True

@@ -69,7 +69,7 @@ class CharLSTMParams:
 class CharLSTM(Model):
     name: ClassVar[str] = "char_lstm"
     description: ClassVar[str] = (
-        "character LSTM, next-char cross-entropy on the last char (Caldas et al., LEAF 2018)"
+        "character LSTM, next-char cross-entropy on the last char (Caldas et al., arXiv 2018)"
     )
     Params: ClassVar[type[CharLSTMParams]] = CharLSTMParams
     tokens: ClassVar[bool] = True

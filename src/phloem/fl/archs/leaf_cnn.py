@@ -44,7 +44,7 @@ def femnist_cnn(num_classes: int = 62, in_channels: int = 1) -> nn.Module:
 class FemnistCNN(Model):
     name: ClassVar[str] = "femnist_cnn"
     description: ClassVar[str] = (
-        "CNN conv32-pool-conv64-pool-fc2048 for 28x28 images (Caldas et al., LEAF 2018)"
+        "CNN conv32-pool-conv64-pool-fc2048 for 28x28 images (Caldas et al., arXiv 2018)"
     )
 
     @classmethod
