@@ -1,9 +1,10 @@
-"""Shared test fixtures: small federated problems, and gating on the shared data folder."""
+"""Shared test fixtures: small federated problems, gating on the shared data folder, and a
+private cache folder (decode caches and cached optima never go to the user's ~/.cache)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -48,3 +49,11 @@ def quadratic(num_clients: int = 10, dim: int = 20, seed: int = 0) -> QuadraticP
 @pytest.fixture(scope="session")
 def quad() -> QuadraticProblem:
     return quadratic()
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Caches go to a temporary folder, never to the user's ~/.cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PHLOEM_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "phloem-cache"))
+        yield

@@ -254,10 +254,10 @@ def test_theory_command_and_theory_step_rule(config: Path, tmp_path: Path) -> No
             "--set",
             "server.lr_rule=theory",
             "--set",
-            "algorithm.name=fedavg",
+            "algorithm.name=fedprox",
         ],
     )
-    assert bad.exit_code == 2 and "no theory step size for fedavg" in bad.output
+    assert bad.exit_code == 2 and "no theory step size for fedprox" in bad.output
 
 
 def test_resume_refuses_to_change_the_experiment(config: Path, tmp_path: Path) -> None:

@@ -114,10 +114,45 @@ def test_optimum_command(data_file: Callable[[str], Path], tmp_path: Path) -> No
     doc = json.loads(out.read_text())
     assert doc["dim"] == 123 and doc["grad_norm"] < 1e-12 and doc["mu"] == 0.001
     assert doc["f_star"] == pytest.approx(0.333340752068716, abs=1e-12)
+    # solved once (here or by an earlier test), then read back from the cache
+    res = CliRunner().invoke(app, ["fl", "optimum", str(CONFIG), "--out", str(out)])
+    assert res.exit_code == 0 and "read from the cache" in res.output
+    assert json.loads(out.read_text())["f_star"] == doc["f_star"]
     res = CliRunner().invoke(app, ["fl", "optimum", str(CONFIG), "--set", "model.name=logistic"])
     assert res.exit_code == 2 and "model.name" in res.output
     with pytest.raises(ConfigError):
         load_config(CONFIG, ["model.l2=-1"])
+
+
+def test_the_optimum_is_cached_and_a_cached_one_is_checked(tmp_path: Path) -> None:
+    cache = tmp_path / "optimum"
+    solved = _problem().solve(cache=cache)
+    assert solved.cached is None
+    (file,) = cache.glob("*.npz")
+    again = _problem().solve(cache=cache)
+    assert again.cached == file and again.iterations == solved.iterations
+    assert torch.equal(again.x, solved.x) and again.grad_norm < 1e-12
+    # another problem (l2) has another key
+    _problem(l2=0.02).solve(cache=cache)
+    assert len(list(cache.glob("*.npz"))) == 2
+    # a forged entry (x moved off the optimum) is not trusted: solved again and replaced
+    np.savez(file, x=solved.x.numpy() + 1e-3, iterations=0, seconds=0.0)
+    forged = _problem().solve(cache=cache)
+    assert forged.cached is None and torch.allclose(forged.x, solved.x, atol=1e-12)
+    assert _problem().solve(cache=cache).cached == file
+    # damaged bytes, or an entry of the wrong shape: solved again
+    file.write_bytes(b"not an npz")
+    assert _problem().solve(cache=cache).cached is None
+    np.savez(file, x=np.zeros(3), iterations=0, seconds=0.0)
+    assert _problem().solve(cache=cache).cached is None
+
+
+def test_an_unwritable_cache_only_warns(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache folder should be")
+    with pytest.warns(UserWarning, match="could not cache the optimum"):
+        opt = _problem().solve(cache=blocker / "optimum")
+    assert opt.grad_norm < 1e-12 and opt.cached is None
 
 
 def test_smoothness_is_computed_once_per_problem() -> None:

@@ -50,6 +50,14 @@ def print_summary(result: SimulationResult) -> None:
         elif v is not None:
             table.add_row(k, str(v))
     console.print(table)
+    if result.privacy is not None:
+        eps, p = last.get("epsilon"), result.privacy
+        shown = f"{eps:.4g}" if isinstance(eps, float) else str(eps)
+        console.print(
+            f"client-level DP: epsilon = {shown} at delta = {p['delta']:g} "
+            f"({p['accountant']} accountant; noise multiplier {p['noise_multiplier']:.4g}, "
+            f"clip {p['clip']:g}, sample rate {p['sample_rate']:g})"
+        )
     if result.run_dir is not None:
         console.print(f"run folder: {result.run_dir.path}")
 
@@ -116,6 +124,7 @@ def _print_registries() -> None:
         "models ([model] name)": r.MODELS,
         "local solvers ([local] solver)": r.LOCAL_SOLVERS,
         "server optimisers ([server] optimizer)": r.SERVER_OPTIMIZERS,
+        "step-size schedules ([local] schedule, [server] schedule)": r.SCHEDULES,
         "sampling ([sampling] scheme)": r.SAMPLERS,
         "aggregation ([aggregation] name)": r.AGGREGATIONS,
     }
@@ -180,7 +189,7 @@ def optimum_cmd(
         ("f*", f"{r.f_star:.15g}"),
         ("||grad f(x*)||", f"{r.grad_norm:.3g}"),
         ("Newton steps", str(r.iterations)),
-        ("seconds", f"{r.seconds:.2f}"),
+        ("seconds", f"{r.seconds:.2f}" + ("" if r.cached is None else " (when solved)")),
         ("L (global bound)", f"{r.L:.6g}"),
         ("L at x*", f"{r.L_at_opt:.6g}"),
         ("mu", f"{r.mu:.6g}"),
@@ -189,6 +198,8 @@ def optimum_cmd(
     for k, v in rows:
         t.add_row(k, v)
     console.print(t)
+    if r.cached is not None:
+        console.print(f"read from the cache (gradient checked there): {r.cached}")
     if out is not None:
         import dataclasses
         import json

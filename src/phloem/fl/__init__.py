@@ -27,8 +27,12 @@ if TYPE_CHECKING:
         Algorithm,
         Diana,
         FedAvg,
+        FedDyn,
+        FedNova,
         FedProx,
+        GradSkip,
         Marina,
+        ProxSkip,
         Scaffold,
     )
     from phloem.fl.algorithms.base import Aggregate, ClientRng, Cohort, Message, Uplink
@@ -46,7 +50,9 @@ if TYPE_CHECKING:
     from phloem.fl.experiment import build_experiment, run_experiment
     from phloem.fl.local import FullGradient, LocalSolver, MinibatchSGD
     from phloem.fl.models import FlatModule, build_model, cnn28, cnn32, linear_model, mlp, seeded
+    from phloem.fl.privacy import GaussianMechanism, PrivacyLedger, PrivateAggregation
     from phloem.fl.problem import ClientOracle, ModelProblem, Problem, QuadraticProblem
+    from phloem.fl.ray_backend import RayBackend
     from phloem.fl.sampling import (
         ClientSampler,
         FixedSchedule,
@@ -54,15 +60,25 @@ if TYPE_CHECKING:
         Poisson,
         UniformCohort,
     )
+    from phloem.fl.schedules import LrSchedules, Schedule
     from phloem.fl.secure import SecAgg, SecAggPlus, SecureAggregation
-    from phloem.fl.server_opt import ServerAdam, ServerOptimizer, ServerSGD
+    from phloem.fl.server_opt import (
+        ServerAdagrad,
+        ServerAdam,
+        ServerOptimizer,
+        ServerSGD,
+        ServerYogi,
+    )
     from phloem.fl.simulate import TIMING_KEYS, Checkpoint, SimulationResult, simulate
 
 #: public name -> the module that defines it
 _WHERE = {
     **dict.fromkeys(["Aggregation", "DropoutModel", "PlainAggregation"], "aggregation"),
     **dict.fromkeys(
-        ["DCGD", "EF21", "Algorithm", "Diana", "FedAvg", "FedProx", "Marina", "Scaffold"],
+        [
+            *["DCGD", "EF21", "Algorithm", "Diana", "FedAvg", "FedProx", "Marina", "Scaffold"],
+            *["FedDyn", "FedNova", "GradSkip", "ProxSkip"],
+        ],
         "algorithms",
     ),
     **dict.fromkeys(["Aggregate", "ClientRng", "Cohort", "Message", "Uplink"], "algorithms.base"),
@@ -76,13 +92,18 @@ _WHERE = {
     **dict.fromkeys(
         ["FlatModule", "build_model", "cnn28", "cnn32", "linear_model", "mlp", "seeded"], "models"
     ),
+    **dict.fromkeys(["GaussianMechanism", "PrivacyLedger", "PrivateAggregation"], "privacy"),
     **dict.fromkeys(["ClientOracle", "ModelProblem", "Problem", "QuadraticProblem"], "problem"),
     **dict.fromkeys(
         ["ClientSampler", "FixedSchedule", "FullParticipation", "Poisson", "UniformCohort"],
         "sampling",
     ),
+    "RayBackend": "ray_backend",
     **dict.fromkeys(["SecAgg", "SecAggPlus", "SecureAggregation"], "secure"),
-    **dict.fromkeys(["ServerAdam", "ServerOptimizer", "ServerSGD"], "server_opt"),
+    **dict.fromkeys(["LrSchedules", "Schedule"], "schedules"),
+    **dict.fromkeys(
+        ["ServerAdagrad", "ServerAdam", "ServerOptimizer", "ServerSGD", "ServerYogi"], "server_opt"
+    ),
     **dict.fromkeys(["TIMING_KEYS", "Checkpoint", "SimulationResult", "simulate"], "simulate"),
 }
 
@@ -105,13 +126,18 @@ __all__ = [
     "Diana",
     "DropoutModel",
     "FedAvg",
+    "FedDyn",
+    "FedNova",
     "FedProx",
     "FixedSchedule",
     "FlatModule",
     "FullGradient",
     "FullParticipation",
+    "GaussianMechanism",
+    "GradSkip",
     "Identity",
     "LocalSolver",
+    "LrSchedules",
     "Marina",
     "Message",
     "MinibatchSGD",
@@ -119,19 +145,26 @@ __all__ = [
     "Natural",
     "PlainAggregation",
     "Poisson",
+    "PrivacyLedger",
+    "PrivateAggregation",
     "Problem",
     "ProcessBackend",
+    "ProxSkip",
     "QuadraticProblem",
     "RandK",
+    "RayBackend",
     "Scaffold",
     "Scaled",
+    "Schedule",
     "SecAgg",
     "SecAggPlus",
     "SecureAggregation",
     "SerialBackend",
+    "ServerAdagrad",
     "ServerAdam",
     "ServerOptimizer",
     "ServerSGD",
+    "ServerYogi",
     "SimulationResult",
     "TopK",
     "UniformCohort",

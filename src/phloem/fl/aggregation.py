@@ -125,15 +125,19 @@ class SecureRoundStats:
 
 @dataclass(frozen=True)
 class AggregationStats:
-    """A round's aggregation columns: clients dropped, and the secure protocol's report."""
+    """A round's aggregation columns: clients dropped, the secure protocol's report, and the
+    privacy mechanism's columns (:mod:`phloem.fl.privacy`)."""
 
     dropped: int
     secure: SecureRoundStats | None = None
+    privacy: Row | None = None
 
     def row(self) -> Row:
         out: Row = {"dropped": self.dropped}
         if self.secure is not None:
             out.update(self.secure.row())
+        if self.privacy is not None:
+            out.update(self.privacy)
         return out
 
 
@@ -198,6 +202,15 @@ class Aggregation(ABC):
         gen: np.random.Generator,
     ) -> RoundOutcome[U]:
         """The outcome of the round; ``messages`` are ``plan.uploading``'s, in cohort order."""
+
+    def nothing_uploaded(
+        self, server: Any, outcome: RoundOutcome[Any], gen: np.random.Generator
+    ) -> RoundOutcome[Any]:
+        """The outcome of a round in which no client uploaded (an empty cohort, or everyone
+        dropped before uploading); ``outcome`` is the aggregation's own (``aggregate``'s, or
+        an empty one), ``gen`` the round's aggregation stream. Default: ``outcome``, which
+        changes nothing; a privacy mechanism releases its noise here."""
+        return outcome
 
 
 @AGGREGATIONS.register

@@ -51,6 +51,7 @@ def run_client(
 ) -> ClientResult:
     """One client's update, with its generators for this round."""
     rng = ClientRng(streams, round_, cid)
+    algorithm = algorithm.at_round(round_)  # the round's step sizes (phloem.fl.schedules)
     return algorithm.client_update(server, state, problem.client(cid), rng)
 
 

@@ -32,6 +32,7 @@ from phloem.fl.registries import (
     LOCAL_SOLVERS,
     MODELS,
     SAMPLERS,
+    SCHEDULES,
     SERVER_OPTIMIZERS,
 )
 from phloem.secagg.stages import Stage
@@ -48,6 +49,9 @@ __all__ = [
     "LocalConfig",
     "LrRule",
     "ModelConfig",
+    "PrivacyAccountantName",
+    "PrivacyConfig",
+    "PrivacyMechanism",
     "RunConfig",
     "SamplingConfig",
     "ServerConfig",
@@ -69,6 +73,17 @@ class LrRule(StrEnum):
 class BackendName(StrEnum):
     SERIAL = "serial"
     PROCESS = "process"
+    RAY = "ray"
+
+
+class PrivacyMechanism(StrEnum):
+    NONE = "none"
+    GAUSSIAN = "gaussian"
+
+
+class PrivacyAccountantName(StrEnum):
+    RDP = "rdp"
+    PRV = "prv"
 
 
 #: ``[aggregation] dropout_stage`` for a uniformly random protocol stage
@@ -156,11 +171,15 @@ class CompressorConfig(Section):
 
 @dataclass(frozen=True)
 class LocalConfig(Section):
-    """``[local]``: the client's solver and its step size ``lr``."""
+    """``[local]``: the client's solver and its step size ``lr``; ``schedule`` (with its keys:
+    ``warmup_rounds``, ``gamma``, ``min_factor``, ...) multiplies ``lr`` in round k
+    (:mod:`phloem.fl.schedules`)."""
 
     solver: Annotated[str, Picks(LOCAL_SOLVERS, "params")] = "sgd"
     params: Any = None
     lr: float = 0.1
+    schedule: Annotated[str, Picks(SCHEDULES, "schedule_params")] = "constant"
+    schedule_params: Any = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -173,12 +192,16 @@ class ServerConfig(Section):
 
     ``lr_rule = "theory"`` replaces ``lr`` by ``lr_scale`` times the largest step the method's
     convergence theorem allows (:meth:`phloem.fl.Algorithm.theory_step`; DCGD, DIANA, MARINA,
-    EF21 on problems with known smoothness).
+    EF21 on problems with known smoothness); for the local methods FedAvg and SCAFFOLD the
+    theorem bounds the local step, so it replaces ``[local] lr`` instead. ``schedule`` (with its
+    keys) multiplies ``lr`` in round k (:mod:`phloem.fl.schedules`).
     """
 
     optimizer: Annotated[str, Picks(SERVER_OPTIMIZERS, "params")] = "sgd"
     params: Any = None
     lr: float = 1.0
+    schedule: Annotated[str, Picks(SCHEDULES, "schedule_params")] = "constant"
+    schedule_params: Any = None
     lr_rule: LrRule = LrRule.FIXED
     lr_scale: float = 1.0
 
@@ -220,12 +243,53 @@ class AggregationConfig(Section):
 
 
 @dataclass(frozen=True)
+class PrivacyConfig:
+    """``[privacy]``: client-level differential privacy (DP-FedAvg, :mod:`phloem.fl.privacy`).
+
+    ``mechanism = "gaussian"`` clips each client's update to L2 norm ``clip`` and adds
+    ``N(0, (noise_multiplier * clip)^2 I)`` to the sum (central with ``plain`` aggregation,
+    as per-client shares under ``secagg``), dividing by the fixed ``q N``. Give either
+    ``noise_multiplier`` or ``target_epsilon`` (the multiplier is then calibrated to spend it
+    in ``run.rounds`` rounds). ``accountant`` (Opacus's ``rdp`` or ``prv``) reports the
+    ``epsilon`` spent at ``delta`` after every round. Needs ``[sampling] scheme = "poisson"``
+    and fedavg or fedprox.
+    """
+
+    mechanism: PrivacyMechanism = PrivacyMechanism.NONE
+    clip: float = 1.0
+    noise_multiplier: float | None = None
+    target_epsilon: float | None = None
+    delta: float = 1e-5
+    accountant: PrivacyAccountantName = PrivacyAccountantName.RDP
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.clip) and self.clip > 0):
+            raise ConfigError("privacy.clip", f"must be a positive finite number, got {self.clip}")
+        z = self.noise_multiplier
+        if z is not None and not (math.isfinite(z) and z >= 0):
+            raise ConfigError("privacy.noise_multiplier", f"must be finite and >= 0, got {z}")
+        eps = self.target_epsilon
+        if eps is not None and not (math.isfinite(eps) and eps > 0):
+            raise ConfigError("privacy.target_epsilon", f"must be finite and > 0, got {eps}")
+        if not 0.0 < self.delta < 1.0:  # NaN fails this too
+            raise ConfigError("privacy.delta", f"must lie in (0, 1), got {self.delta}")
+        if self.mechanism is PrivacyMechanism.GAUSSIAN and (z is None) == (eps is None):
+            raise ConfigError(
+                "privacy.noise_multiplier",
+                "give exactly one of privacy.noise_multiplier and privacy.target_epsilon "
+                f"(got {'both' if z is not None else 'neither'})",
+            )
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """``[run]``: length, seed, evaluation, checkpoints and execution.
 
     ``checkpoint_every`` (100 by default; 0: only on interruption or divergence) bounds what a
     ``kill -9`` loses; ``divergence_factor`` stops a run whose training loss exceeds that
     factor times its first or best magnitude (0: only a non-finite loss or model).
+    ``ray_address`` (``backend = "ray"``): the Ray cluster to join, ``"auto"`` or
+    ``"ray://host:10001"``; empty starts a local one (:mod:`phloem.fl.ray_backend`).
     ``device``: where a model's data and local steps run, ``cpu``, ``cuda`` or ``cuda:N``
     (checked against the GPUs torch sees when the experiment is built)."""
 
@@ -238,6 +302,7 @@ class RunConfig:
     backend: BackendName = BackendName.SERIAL
     workers: int = 2
     threads: int = 1
+    ray_address: str = ""
     out_dir: str = "runs"
     divergence_factor: float = 1e6
     device: str = "cpu"
@@ -267,6 +332,7 @@ class ExperimentConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     aggregation: AggregationConfig = field(default_factory=AggregationConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
 

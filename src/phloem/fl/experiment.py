@@ -22,15 +22,24 @@ from phloem.core.errors import ConfigError
 from phloem.core.rng import SeedStreams, Stage
 from phloem.core.rundir import RunDir
 from phloem.data.dataset import TrainTest
+from phloem.data.loaders import default_cache_dir
 from phloem.data.registries import DATASETS, PARTITIONS
 from phloem.data.synthetic import QuadraticData
 from phloem.fl.aggregation import Aggregation, DropoutModel
 from phloem.fl.algorithms.base import Algorithm
 from phloem.fl.backends import Backend, ProcessBackend, SerialBackend
 from phloem.fl.compressors import Compressor, Scaled
-from phloem.fl.config import BackendName, DtypeName, ExperimentConfig, LrRule, load_config
+from phloem.fl.config import (
+    BackendName,
+    DtypeName,
+    ExperimentConfig,
+    LrRule,
+    PrivacyMechanism,
+    load_config,
+)
 from phloem.fl.local import LocalSolver
 from phloem.fl.models import seeded
+from phloem.fl.privacy import PrivacyLedger, make_private
 from phloem.fl.problem import ModelProblem, Problem, QuadraticProblem, Task
 from phloem.fl.registries import (
     AGGREGATIONS,
@@ -39,9 +48,11 @@ from phloem.fl.registries import (
     LOCAL_SOLVERS,
     MODELS,
     SAMPLERS,
+    SCHEDULES,
     SERVER_OPTIMIZERS,
 )
 from phloem.fl.sampling import ClientSampler
+from phloem.fl.schedules import LrSchedules
 from phloem.fl.server_opt import ServerOptimizer, ServerSGD
 from phloem.fl.simulate import SimulationResult, simulate
 
@@ -54,6 +65,7 @@ __all__ = [
     "build_compressor",
     "build_experiment",
     "build_problem",
+    "build_schedules",
     "check_resumable",
     "resolve_device",
     "resume_experiment",
@@ -76,6 +88,8 @@ class Experiment:
     backend: Backend
     streams: SeedStreams
     aggregator: Aggregation
+    #: the ``[privacy]`` ledger (``None``: no privacy mechanism)
+    privacy: PrivacyLedger | None = None
 
 
 def build_problem(cfg: ExperimentConfig, streams: SeedStreams) -> Problem:
@@ -111,9 +125,12 @@ def resolve_device(name: str) -> torch.device:
 def _model_problem(cfg: ExperimentConfig, data: TrainTest, streams: SeedStreams) -> ModelProblem:
     d, m = cfg.data, cfg.model
     device = resolve_device(cfg.run.device)
-    if device.type != "cpu" and cfg.run.backend is BackendName.PROCESS:
+    if device.type != "cpu" and cfg.run.backend is not BackendName.SERIAL:
         raise ConfigError(
-            "run.backend", f"'process' forks workers, which cannot share {device}", ["serial"]
+            "run.backend",
+            f"{cfg.run.backend.value!r} runs clients in other processes, which cannot share "
+            f"{device}",
+            ["serial"],
         )
     partitioner = PARTITIONS.get(d.partition)
     if partitioner.needs_owners and data.train.groups is None:
@@ -176,7 +193,7 @@ def _model_problem(cfg: ExperimentConfig, data: TrainTest, streams: SeedStreams)
     if task is Task.BINARY and m.l2 > 0:
         # strongly convex: the exact optimum (Newton, float64, a fraction of a second on the
         # LIBSVM sets) lets every evaluation report f - f* and ||x - x*||
-        problem.solve()
+        problem.solve(cache=default_cache_dir() / "optimum")
     return problem
 
 
@@ -236,11 +253,18 @@ def build_algorithm(cfg: ExperimentConfig, problem: Problem) -> Algorithm[Any, A
         server_opt=build_server(cfg),
     )
     if cfg.server.lr_rule is LrRule.THEORY:
-        if not isinstance(algo.server_opt, ServerSGD):
-            raise ConfigError("server.lr_rule", "'theory' applies to the sgd server optimiser")
-        step = cfg.server.lr_scale * theory_step(algo, problem)
-        algo = dataclasses.replace(algo, server_opt=dataclasses.replace(algo.server_opt, lr=step))
-    return algo
+        algo = algo.with_theory_step(cfg.server.lr_scale * theory_step(algo, problem))
+    return dataclasses.replace(algo, lr_schedules=build_schedules(cfg))
+
+
+def build_schedules(cfg: ExperimentConfig) -> LrSchedules | None:
+    """The step-size schedules of ``[local]`` and ``[server]`` (``None``: both constant)."""
+    schedules = LrSchedules(
+        SCHEDULES.get(cfg.local.schedule).from_params(cfg.local.schedule_params),
+        SCHEDULES.get(cfg.server.schedule).from_params(cfg.server.schedule_params),
+        cfg.run.rounds,
+    )
+    return None if schedules.is_constant else schedules
 
 
 def build_sampler(cfg: ExperimentConfig) -> ClientSampler:
@@ -254,6 +278,10 @@ def build_backend(cfg: ExperimentConfig) -> Backend:
     r = cfg.run
     if r.backend is BackendName.PROCESS:
         return ProcessBackend(r.workers, r.threads)
+    if r.backend is BackendName.RAY:
+        from phloem.fl.ray_backend import RayBackend  # imports ray only when it opens
+
+        return RayBackend(r.workers, r.threads, r.ray_address)
     return SerialBackend(r.threads)
 
 
@@ -284,7 +312,18 @@ def build_experiment(cfg: ExperimentConfig) -> Experiment:
             raise
         raise ConfigError("algorithm", str(e)) from None
     aggregation = build_aggregation(cfg, cohort_size)
-    return Experiment(cfg, problem, algorithm, sampler, build_backend(cfg), streams, aggregation)
+    ledger = None
+    if cfg.privacy.mechanism is PrivacyMechanism.GAUSSIAN:
+        aggregation, ledger = make_private(
+            cfg.privacy,
+            algorithm=algorithm,
+            sampler=sampler,
+            aggregation=aggregation,
+            weights=problem.weights,
+            rounds=cfg.run.rounds,
+        )
+    backend = build_backend(cfg)
+    return Experiment(cfg, problem, algorithm, sampler, backend, streams, aggregation, ledger)
 
 
 def run_experiment(
@@ -316,12 +355,21 @@ def run_experiment(
         progress=progress,
         aggregator=exp.aggregator,
         divergence_factor=r.divergence_factor,
+        privacy=exp.privacy,
     )
 
 
 #: Settings a resumed run may change: they do not alter the arithmetic of the rounds.
 RESUMABLE = frozenset(
-    {"rounds", "eval_every", "checkpoint_every", "backend", "workers", "divergence_factor"}
+    {
+        "rounds",
+        "eval_every",
+        "checkpoint_every",
+        "backend",
+        "workers",
+        "ray_address",
+        "divergence_factor",
+    }
 )
 
 
@@ -333,6 +381,15 @@ def check_resumable(saved: ExperimentConfig, new: ExperimentConfig) -> None:
     ConfigError
         Naming the first changed key, and listing those that may change.
     """
+    if saved.run.rounds != new.run.rounds:
+        for section in ("local", "server"):
+            sched = getattr(getattr(new, section), "schedule_params", None)
+            if getattr(sched, "uses_run_length", False):
+                raise ConfigError(
+                    "run.rounds",
+                    f"cannot change when resuming: the {section} schedule decays over the "
+                    f"run's rounds; set {section}.decay_rounds to extend such a run",
+                )
     a, b = to_dict(saved), to_dict(new)
     for section in a:
         for key in {**a[section], **b[section]}:
@@ -360,6 +417,12 @@ def resume_experiment(
     saved = load_config(None, [], saved_data, strict=False)
     cfg = load_config(None, overrides or [], saved_data, strict=False)
     check_resumable(saved, cfg)
+    if saved.privacy.target_epsilon is not None and cfg.run.rounds != saved.run.rounds:
+        raise ConfigError(
+            "run.rounds",
+            "cannot change when resuming a run whose noise was calibrated to "
+            "privacy.target_epsilon over its rounds; start a new run instead",
+        )
     return run_experiment(cfg, run_dir=rd, resume=True, progress=progress)
 
 
@@ -421,12 +484,16 @@ def theory_report(cfg: ExperimentConfig) -> TheoryReport:
         if not method.has_theory_step():
             continue
         algo = method.from_params(
-            method.Params(), local=build_local(cfg), compressor=comp, server_opt=ServerSGD()
+            method.Params(),
+            local=build_local(cfg),
+            compressor=comp,
+            server_opt=ServerSGD(cfg.server.lr),
         )
+        label = f"{name} (local lr)" if method.theory_bounds_local_step else name
         try:
-            steps.append((name, theory_step(algo, problem), ""))
+            steps.append((label, theory_step(algo, problem), ""))
         except ConfigError as e:
-            steps.append((name, None, e.problem))
+            steps.append((label, None, f"{e.field} {e.problem}"))
     return TheoryReport(cfg.data.dataset, s.n, problem.dim, tuple(constants), tuple(steps))
 
 
@@ -449,10 +516,14 @@ class OptimumReport:
     L_at_opt: float
     mu: float
     x_star: tuple[float, ...]
+    #: the cache file it was read from (checked: ``grad_norm`` recomputed there), else ``None``
+    cached: str | None = None
 
 
 def optimum_report(cfg: ExperimentConfig) -> OptimumReport:
-    """Solve ``cfg``'s binary logistic problem exactly (see :meth:`ModelProblem.solve`).
+    """Solve ``cfg``'s binary logistic problem exactly (see :meth:`ModelProblem.solve`), or
+    read its checked optimum from the cache (``<cache>/optimum``, see
+    :func:`~phloem.data.loaders.default_cache_dir`).
 
     Raises
     ------
@@ -472,5 +543,5 @@ def optimum_report(cfg: ExperimentConfig) -> OptimumReport:
     return OptimumReport(
         cfg.data.dataset, problem.dim, int(problem.num_samples.sum()), opt.f, opt.grad_norm,
         opt.iterations, opt.seconds, s.L, problem.hessian_norm(opt.x), s.mu or 0.0,
-        tuple(float(v) for v in opt.x),
+        tuple(float(v) for v in opt.x), None if opt.cached is None else str(opt.cached),
     )  # fmt: skip

@@ -1,7 +1,9 @@
 """Local solvers: what a client does with its oracle between two communications.
 
 - :class:`FullGradient`: ``steps`` steps of gradient descent on the full local objective.
-- :class:`MinibatchSGD`: SGD over shuffled minibatches for ``epochs`` passes or ``steps`` steps.
+- :class:`MinibatchSGD`: SGD over shuffled minibatches for ``epochs`` passes or ``steps`` steps,
+  optionally with heavy-ball ``momentum`` and decoupled-from-the-loss ``weight_decay`` (PyTorch's
+  ``torch.optim.SGD`` rule, the buffer reset at the start of every round).
 
 A method that changes the local objective (FedProx's proximal term, SCAFFOLD's correction)
 wraps the client's oracle (:class:`~phloem.fl.problem.ProximalOracle`,
@@ -11,6 +13,7 @@ are registered (``[local] solver``); the section's ``lr`` is their step size.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -84,6 +87,31 @@ def _descend(
     return LocalResult(w.to(x.device, copy=True), steps, float(loss_sum) / max(steps, 1), samples)
 
 
+def _descend_heavy_ball(
+    oracle: ClientOracle,
+    x: torch.Tensor,
+    batches: Iterable[torch.Tensor | None],
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+) -> LocalResult:
+    """:func:`_descend` with ``torch.optim.SGD``'s update: ``d = g + weight_decay * w``,
+    ``b = momentum * b + d`` (``b = d`` at the first step), ``w = w - lr * b``."""
+    w = oracle.workspace(x)
+    loss_sum = torch.zeros((), dtype=x.dtype, device=w.device)
+    buf: torch.Tensor | None = None
+    steps = samples = 0
+    for idx in batches:
+        g, loss = oracle.batch_grad(w, idx)
+        loss_sum += loss
+        d = g + weight_decay * w if weight_decay else g.clone()
+        buf = d if buf is None else buf.mul_(momentum).add_(d)
+        w.add_(buf, alpha=-lr)
+        steps += 1
+        samples += oracle.num_samples if idx is None else len(idx)
+    return LocalResult(w.to(x.device, copy=True), steps, float(loss_sum) / max(steps, 1), samples)
+
+
 def _minibatches(
     n: int, batch_size: int, total: int, gen: torch.Generator
 ) -> Iterator[torch.Tensor]:
@@ -99,7 +127,7 @@ def _minibatches(
 
 
 def _check_lr(lr: float) -> None:
-    if not lr > 0:
+    if not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"local.lr must be positive, got {lr}")
 
 
@@ -155,11 +183,14 @@ class FullGradient(LocalSolver):
 
 @dataclass(frozen=True)
 class MinibatchSGDParams:
-    """``batch_size`` rows a step; ``epochs`` passes a round, or exactly ``steps`` steps."""
+    """``batch_size`` rows a step; ``epochs`` passes a round, or exactly ``steps`` steps;
+    heavy-ball ``momentum`` in [0, 1) and ``weight_decay`` >= 0 (both 0: plain SGD)."""
 
     batch_size: int = 32
     epochs: int = 1
     steps: int | None = None
+    momentum: float = 0.0
+    weight_decay: float = 0.0
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -168,6 +199,12 @@ class MinibatchSGDParams:
             raise ValueError(f"local.epochs must be >= 1, got {self.epochs}")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"local.steps must be >= 1 when set, got {self.steps}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(f"local.momentum must be in [0, 1), got {self.momentum}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(
+                f"local.weight_decay must be a finite number >= 0, got {self.weight_decay}"
+            )
 
 
 @LOCAL_SOLVERS.register
@@ -185,6 +222,11 @@ class MinibatchSGD(LocalSolver):
         Passes over the local data per round; ignored when ``steps`` is set.
     steps
         Exact number of local steps per round (reshuffling when an epoch ends), or ``None``.
+    momentum, weight_decay
+        ``torch.optim.SGD``'s heavy-ball coefficient and L2 weight decay (added to every
+        gradient, also :meth:`gradient`'s; the reported loss is the unregularised one). The
+        momentum buffer starts afresh every round. Both 0 (the default) is plain SGD, computed
+        exactly as before these options existed.
     """
 
     name: ClassVar[str] = "sgd"
@@ -195,10 +237,14 @@ class MinibatchSGD(LocalSolver):
     batch_size: int = 32
     epochs: int = 1
     steps: int | None = None
+    momentum: float = 0.0
+    weight_decay: float = 0.0
 
     def __post_init__(self) -> None:
         _check_lr(self.lr)
-        MinibatchSGDParams(self.batch_size, self.epochs, self.steps)
+        MinibatchSGDParams(
+            self.batch_size, self.epochs, self.steps, self.momentum, self.weight_decay
+        )
 
     def num_steps(self, num_samples: int) -> int:
         if self.steps is not None:
@@ -209,13 +255,21 @@ class MinibatchSGD(LocalSolver):
         batches = _minibatches(
             oracle.num_samples, self.batch_size, self.num_steps(oracle.num_samples), gen
         )
+        if self.momentum or self.weight_decay:
+            return _descend_heavy_ball(
+                oracle, x, batches, self.lr, self.momentum, self.weight_decay
+            )
         return _descend(oracle, x, batches, self.lr)
 
     def gradient(self, oracle: ClientOracle, x: torch.Tensor, gen: torch.Generator) -> GradResult:
         n = oracle.num_samples
         if self.batch_size >= n:
-            return oracle.grad(x)
-        idx = torch.randperm(n, generator=gen)[: self.batch_size]
-        w = oracle.workspace(x)
-        g, loss = oracle.batch_grad(w, idx)
-        return GradResult(g.to(x.device, copy=True), float(loss), len(idx))
+            res = oracle.grad(x)
+        else:
+            idx = torch.randperm(n, generator=gen)[: self.batch_size]
+            w = oracle.workspace(x)
+            g, loss = oracle.batch_grad(w, idx)
+            res = GradResult(g.to(x.device, copy=True), float(loss), len(idx))
+        if self.weight_decay:
+            return GradResult(res.grad + self.weight_decay * x, res.loss, res.samples)
+        return res

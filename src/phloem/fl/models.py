@@ -277,6 +277,16 @@ class FlatModule:
         """A copy of the current parameters as a flat vector (on the CPU)."""
         return self.flat.to("cpu", copy=True)
 
+    # Pickled as is, every parameter would travel with its own copy of the storage and come
+    # back cut loose from ``flat`` and ``grad`` (a Ray actor or a spawned worker would then
+    # train a model the oracles never write to); the aliasing is rebuilt on arrival instead.
+    def __getstate__(self) -> dict[str, Any]:
+        return {"module": self.module, "dtype": self.flat.dtype, "device": self.device}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        device = state.get("device", "cpu")
+        self.__init__(state["module"], state["dtype"], device)  # type: ignore[misc]
+
 
 def seeded(factory: Callable[[], nn.Module], seed: int) -> nn.Module:
     """Build ``factory()`` with PyTorch's default initialisation drawn from ``seed``.

@@ -7,12 +7,18 @@ gradient norm, test metrics, distance to a known optimum). Algorithms only ever 
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import math
+import os
+import tempfile
 import time
+import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,7 +26,7 @@ from torch import nn
 
 from phloem.data.dataset import ArrayDataset, Partition
 from phloem.fl.models import FlatModule
-from phloem.fl.theory import Smoothness, smoothness_from_clients
+from phloem.fl.theory import Smoothness, pinned_threads, smoothness_from_clients
 
 __all__ = [
     "ClientOracle",
@@ -58,6 +64,9 @@ class Optimum:
     grad_norm: float
     iterations: int
     seconds: float
+    #: where it was read from when taken from the cache (checked there: ``grad_norm`` is the
+    #: gradient recomputed at the cached ``x``), else ``None``
+    cached: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -194,6 +203,16 @@ class Problem(ABC):
         """Samples per client."""
         return np.array([self.client(i).num_samples for i in range(self.num_clients)])
 
+    def shard(self, clients: Sequence[int]) -> Problem | None:
+        """A problem holding only ``clients``' data, its client ``j`` being ``clients[j]``.
+
+        For a backend that spreads clients over machines (:class:`phloem.fl.ray_backend.
+        RayBackend`): each machine keeps its shard, whose oracles compute exactly what this
+        problem's do. Its ``weights`` are the clients' weights in the whole objective; it
+        carries no test data. ``None`` (the default) when the problem cannot be split.
+        """
+        return None
+
 
 # --------------------------------------------------------------------------- quadratics
 
@@ -235,9 +254,10 @@ class QuadraticProblem(Problem):
         self._A_bar = torch.einsum("i,ijk->jk", w, self.A)
         self._b_bar = w @ self.b
         self._x_star: torch.Tensor = torch.linalg.solve(self._A_bar, self._b_bar)
-        eig = torch.linalg.eigvalsh(self._A_bar)
+        with pinned_threads():  # the same constants, bit for bit, on every machine
+            eig = torch.linalg.eigvalsh(self._A_bar)
+            self.client_L = np.array([float(torch.linalg.eigvalsh(a)[-1]) for a in self.A])
         self.mu, self.L = float(eig[0]), float(eig[-1])
-        self.client_L = np.array([float(torch.linalg.eigvalsh(a)[-1]) for a in self.A])
         self.L_max = float(self.client_L.max())
         self._f_star = self._objective(self._x_star)
 
@@ -246,6 +266,14 @@ class QuadraticProblem(Problem):
 
     def client(self, i: int) -> ClientOracle:
         return _QuadraticOracle(self.A[i], self.b[i])
+
+    def shard(self, clients: Sequence[int]) -> QuadraticProblem:
+        part = copy.copy(self)
+        ids = torch.as_tensor(np.asarray(clients, dtype=np.int64))
+        part.A, part.b = self.A[ids].clone(), self.b[ids].clone()
+        part.num_clients, part.weights = len(ids), self.weights[ids.numpy()]
+        part.client_L = self.client_L[ids.numpy()]
+        return part
 
     def initial_point(self, gen: torch.Generator) -> torch.Tensor:
         return torch.zeros(self.dim, dtype=torch.float64)
@@ -401,11 +429,26 @@ class ModelProblem(Problem):
     def num_samples(self) -> np.ndarray:
         return np.diff(self._bounds)
 
+    def shard(self, clients: Sequence[int]) -> ModelProblem:
+        ids = np.asarray(clients, dtype=np.int64)
+        lo, hi = self._bounds[ids], self._bounds[ids + 1]
+        spans = [np.arange(a, b) for a, b in zip(lo, hi, strict=True)]
+        rows = torch.as_tensor(np.concatenate([np.zeros(0, np.int64), *spans]))
+        part = copy.copy(self)
+        part._x, part._y = self._x[rows], self._y[rows]
+        part._bounds = np.concatenate([[0], np.cumsum(hi - lo)])
+        part._xt, part._yt = self._xt[:0].clone(), self._yt[:0].clone()
+        part.num_clients, part.weights = len(ids), self.weights[ids]
+        part.optimum = None
+        part.__dict__.pop("_smooth", None)
+        return part
+
     def smoothness(self) -> Smoothness | None:
         """Bounds for linear and logistic models (``None`` for anything with a hidden layer),
-        computed once per problem (see :meth:`_smoothness`)."""
+        computed once per problem with torch on one thread (see :meth:`_smoothness`)."""
         if not hasattr(self, "_smooth"):
-            self._smooth = self._smoothness()
+            with pinned_threads():  # the same constants, bit for bit, on every machine
+                self._smooth = self._smoothness()
         return self._smooth
 
     def _smoothness(self) -> Smoothness | None:
@@ -520,7 +563,9 @@ class ModelProblem(Problem):
         a = _design(self.net.module, self._x)
         return float(torch.linalg.eigvalsh(_hessian(a, x.double(), self.l2))[-1])
 
-    def solve(self, *, tol: float = 1e-12, max_iter: int = 100) -> Optimum:
+    def solve(
+        self, *, tol: float = 1e-12, max_iter: int = 100, cache: Path | None = None
+    ) -> Optimum:
         """The exact minimiser of the binary logistic objective, by Newton's method in float64.
 
         ``f(x) = mean_j log(1 + exp(-y_j a_j^T x)) + l2/2 ||x||^2`` over every training row
@@ -528,6 +573,12 @@ class ModelProblem(Problem):
         damped by backtracking on ``f``; iteration stops when ``||grad f|| < tol``. Sets
         :attr:`optimum` (so that :meth:`evaluate` reports ``objective_gap`` and
         ``dist_to_opt``) and returns it.
+
+        With ``cache`` (a folder), the optimum is kept there under a digest of the design
+        matrix, the labels, ``l2`` and ``tol``, and read back on the next call for the same
+        problem. A cached optimum is never trusted: the gradient is recomputed at its ``x``,
+        and an entry that is damaged, forged or not within ``tol`` is solved again and
+        replaced. A cache folder that cannot be written only warns.
 
         Raises
         ------
@@ -547,12 +598,20 @@ class ModelProblem(Problem):
             )
         t0 = time.perf_counter()
         a, y = _design(self.net.module, self._x), self._y.double().cpu()
+        file = None if cache is None else cache / f"{_digest(a, y, self.l2, tol)}.npz"
+        if file is not None:
+            hit = _cached_optimum(file, a, y, self.l2, tol)
+            if hit is not None:
+                self.optimum = hit
+                return hit
         x = torch.zeros(a.shape[1], dtype=torch.float64)
         f, g = _logistic_value_grad(a, y, x, self.l2)
         for it in range(max_iter):
             gn = float(torch.linalg.vector_norm(g))
             if gn < tol:
                 self.optimum = Optimum(x, f, gn, it, time.perf_counter() - t0)
+                if file is not None:
+                    _store_optimum(file, self.optimum)
                 return self.optimum
             step = torch.linalg.solve(_hessian(a, x, self.l2), g)
             t = 1.0
@@ -563,6 +622,49 @@ class ModelProblem(Problem):
                 t *= 0.5
             x, f, g = x - t * step, f_new, g_new
         raise ValueError(f"Newton did not reach ||grad f|| < {tol} in {max_iter} steps")
+
+
+def _digest(a: torch.Tensor, y: torch.Tensor, l2: float, tol: float) -> str:
+    """A key for one binary logistic problem: its rows, labels, ``l2`` and the tolerance."""
+    h = hashlib.sha256(b"phloem-logistic-optimum-v1")
+    h.update(np.asarray(a.shape, dtype=np.int64).tobytes())
+    h.update(a.numpy().tobytes())
+    h.update(y.numpy().tobytes())
+    h.update(np.asarray([l2, tol], dtype=np.float64).tobytes())
+    return h.hexdigest()[:32]
+
+
+def _cached_optimum(
+    file: Path, a: torch.Tensor, y: torch.Tensor, l2: float, tol: float
+) -> Optimum | None:
+    """The optimum stored in ``file`` when it is readable and still optimal, else ``None``."""
+    if not file.is_file():
+        return None
+    try:
+        with np.load(file) as z:
+            x = torch.from_numpy(np.asarray(z["x"], dtype=np.float64))
+            iterations, seconds = int(z["iterations"]), float(z["seconds"])
+    except Exception:  # damaged or foreign: solved again, never fatal
+        return None
+    if x.shape != (a.shape[1],) or not bool(torch.isfinite(x).all()):
+        return None
+    f, g = _logistic_value_grad(a, y, x, l2)
+    gn = float(torch.linalg.vector_norm(g))
+    return Optimum(x, f, gn, iterations, seconds, cached=file) if gn < tol else None
+
+
+def _store_optimum(file: Path, opt: Optimum) -> None:
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=file.name, suffix=".tmp")
+        with os.fdopen(fd, "wb") as out:
+            np.savez(out, x=opt.x.numpy(), iterations=opt.iterations, seconds=opt.seconds)
+        os.replace(tmp, file)
+    except OSError as exc:
+        warnings.warn(
+            f"could not cache the optimum in {file.parent} ({exc}); continuing without it",
+            stacklevel=3,
+        )
 
 
 def _hessian(a: torch.Tensor, x: torch.Tensor, l2: float) -> torch.Tensor:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from phloem.fl.local import LocalSolver
     from phloem.fl.models import Model
     from phloem.fl.sampling import ClientSampler
+    from phloem.fl.schedules import Schedule
     from phloem.fl.server_opt import ServerOptimizer
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "LOCAL_SOLVERS",
     "MODELS",
     "SAMPLERS",
+    "SCHEDULES",
     "SERVER_OPTIMIZERS",
 ]
 
@@ -58,4 +60,8 @@ MODELS: Registry[type[Model]] = Registry(
 #: ``[aggregation] name``: how the server receives the cohort's updates
 AGGREGATIONS: Registry[type[Aggregation]] = Registry(
     "aggregation", "aggregation.name", populate=["phloem.fl.aggregation", "phloem.fl.secure"]
+)
+#: ``[local] schedule`` and ``[server] schedule``: the step size's multiplier in round k
+SCHEDULES: Registry[type[Schedule]] = Registry(
+    "schedule", "schedule", populate=["phloem.fl.schedules"]
 )

@@ -76,18 +76,21 @@ class Rounds:
         cohort = self.cohort(st.server, r)
         results: list[ClientResult] = []
         outcome: RoundOutcome[Any] = RoundOutcome(None, 0.0)
+        gen = self.streams.numpy(Stage.AGGREGATION, r)
         if len(cohort.ids):
-            gen = self.streams.numpy(Stage.AGGREGATION, r)
             plan = self.aggregation.plan(cohort, gen)
             cohort = plan.uploading
             results = self.train(st.server, r, cohort, st.client_states)
             outcome = self.aggregation.aggregate(plan, [m for m, _ in results], r, gen)
+        if not results:
+            outcome = self.aggregation.nothing_uploaded(st.server, outcome, gen)
         down = float(self.algorithm.downlink_bits(st.server) * len(cohort.ids))
         if outcome.aggregate is not None:
             for i, (_, state) in zip(cohort.ids, results, strict=True):
                 st.client_states[i] = state
             gen = self.streams.numpy(Stage.SERVER, r)
-            st.server = self.algorithm.server_update(st.server, outcome.aggregate, gen)
+            algo = self.algorithm.at_round(r)  # the round's step sizes (phloem.fl.schedules)
+            st.server = algo.server_update(st.server, outcome.aggregate, gen)
         return self.account(st, cohort, results, outcome, down, t0)
 
     def account(

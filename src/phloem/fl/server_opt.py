@@ -2,13 +2,31 @@
 
 Every algorithm hands its server optimiser a *direction* ``g`` (a gradient estimate, or FedAvg's
 pseudo-gradient ``x - mean(x_i)``); the optimiser returns the next model. FedAvg with
-:class:`ServerAdam` is FedAdam and with :class:`ServerSGD` momentum FedAvgM (Reddi et al.,
-"Adaptive Federated Optimization", ICLR 2021; Hsu et al. 2019).
+:class:`ServerSGD` momentum is FedAvgM (Hsu, Qi, Brown, 2019) and with the adaptive ones below
+FedAdam, FedAdagrad and FedYogi: Reddi, Charles, Zaheer, Garrett, Rush, Konecny, Kumar,
+McMahan, "Adaptive Federated Optimization", ICLR 2021, Algorithm 2.
+
+With ``Delta_t = -g_t`` (the mean client delta), ``eta = lr`` and ``tau = eps``, Algorithm 2 is::
+
+    m_t = beta1 m_{t-1} + (1 - beta1) Delta_t                      (m_0 = 0)
+    v_t = v_{t-1} + Delta_t^2                                        FedAdagrad
+    v_t = v_{t-1} - (1 - beta2) Delta_t^2 sign(v_{t-1} - Delta_t^2)  FedYogi
+    v_t = beta2 v_{t-1} + (1 - beta2) Delta_t^2                      FedAdam
+    x_{t+1} = x_t + eta m_t / (sqrt(v_t) + tau)
+
+elementwise, with no bias correction and ``v_0 >= tau^2``. :class:`ServerAdagrad` and
+:class:`ServerYogi` implement exactly that, with ``v_0 = initial_accumulator`` (default
+``tau^2``, the paper's smallest allowed value). :class:`ServerAdam` differs from the paper: it
+starts from ``v_0 = 0`` and divides ``m_t`` by ``1 - beta1^t`` and ``v_t`` by ``1 - beta2^t``
+(Kingma and Ba's bias correction, as in most FedAdam code); it is kept as it was so that
+earlier runs reproduce.
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
@@ -19,11 +37,15 @@ from phloem.fl.registries import SERVER_OPTIMIZERS
 
 __all__ = [
     "OptState",
+    "ServerAdagrad",
+    "ServerAdagradParams",
     "ServerAdam",
     "ServerAdamParams",
     "ServerOptimizer",
     "ServerSGD",
     "ServerSGDParams",
+    "ServerYogi",
+    "ServerYogiParams",
 ]
 
 
@@ -60,7 +82,7 @@ class ServerOptimizer(ABC):
 
 
 def _check_lr(lr: float) -> None:
-    if not lr > 0:
+    if not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"server.lr must be positive, got {lr}")
 
 
@@ -147,3 +169,122 @@ class ServerAdam(ServerOptimizer):
         m_hat = m / (1 - self.beta1**t)
         v_hat = v / (1 - self.beta2**t)
         return x - self.lr * m_hat / (v_hat.sqrt() + self.eps), OptState(t, m, v)
+
+
+def _check_adaptive(beta1: float, beta2: float | None, eps: float, v0: float | None) -> None:
+    """The checks of Algorithm 2's constants (``beta2`` ``None``: FedAdagrad has none)."""
+    betas = {"beta1": beta1} if beta2 is None else {"beta1": beta1, "beta2": beta2}
+    for key, value in betas.items():
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"server.{key} must be in [0, 1), got {value}")
+    if not (math.isfinite(eps) and eps > 0):
+        raise ValueError(f"server.eps must be a finite number > 0, got {eps}")
+    if v0 is not None and not (math.isfinite(v0) and v0 >= eps * eps):
+        raise ValueError(
+            f"server.initial_accumulator must be a finite number >= eps^2 = {eps * eps:g} "
+            f"(v_0 >= tau^2 in Reddi et al.), got {v0}"
+        )
+
+
+def _adaptive_step(
+    x: torch.Tensor, g: torch.Tensor, state: OptState, lr: float, beta1: float, eps: float,
+    v_next: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], v0: float,
+) -> tuple[torch.Tensor, OptState]:  # fmt: skip
+    """One step of Algorithm 2 along ``-g`` with the second-moment rule ``v_next(v, g^2)``."""
+    m_prev = torch.zeros_like(g) if state.m is None else state.m
+    v_prev = torch.full_like(g, v0) if state.v is None else state.v
+    m = beta1 * m_prev + (1 - beta1) * g
+    v = v_next(v_prev, g * g)
+    return x - lr * m / (v.sqrt() + eps), OptState(state.step + 1, m, v)
+
+
+@dataclass(frozen=True)
+class ServerAdagradParams:
+    """FedAdagrad: ``beta1`` in [0, 1) (0: plain Adagrad), ``eps`` = tau > 0 and
+    ``initial_accumulator`` = v_0 >= tau^2 (empty: tau^2)."""
+
+    beta1: float = 0.9
+    eps: float = 1e-3
+    initial_accumulator: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_adaptive(self.beta1, None, self.eps, self.initial_accumulator)
+
+
+@SERVER_OPTIMIZERS.register
+@dataclass(frozen=True)
+class ServerAdagrad(ServerOptimizer):
+    """FedAdagrad: ``v_t = v_{t-1} + g_t^2``, no bias correction (Reddi et al., Algorithm 2)."""
+
+    name: ClassVar[str] = "adagrad"
+    description: ClassVar[str] = (
+        "Adagrad on the server, no bias correction (FedAdagrad, Reddi et al., ICLR 2021)"
+    )
+    Params: ClassVar[type[ServerAdagradParams]] = ServerAdagradParams
+
+    lr: float = 0.1
+    beta1: float = 0.9
+    eps: float = 1e-3
+    initial_accumulator: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_lr(self.lr)
+        ServerAdagradParams(self.beta1, self.eps, self.initial_accumulator)
+
+    def step(
+        self, x: torch.Tensor, g: torch.Tensor, state: OptState
+    ) -> tuple[torch.Tensor, OptState]:
+        v0 = self.eps**2 if self.initial_accumulator is None else self.initial_accumulator
+        return _adaptive_step(x, g, state, self.lr, self.beta1, self.eps, _adagrad_v, v0)
+
+
+def _adagrad_v(v: torch.Tensor, g2: torch.Tensor) -> torch.Tensor:
+    return v + g2
+
+
+@dataclass(frozen=True)
+class ServerYogiParams:
+    """FedYogi: ``beta1``, ``beta2`` in [0, 1), ``eps`` = tau > 0, ``initial_accumulator`` =
+    v_0 >= tau^2 (empty: tau^2)."""
+
+    beta1: float = 0.9
+    beta2: float = 0.99
+    eps: float = 1e-3
+    initial_accumulator: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_adaptive(self.beta1, self.beta2, self.eps, self.initial_accumulator)
+
+
+@SERVER_OPTIMIZERS.register
+@dataclass(frozen=True)
+class ServerYogi(ServerOptimizer):
+    """FedYogi: ``v_t = v_{t-1} - (1 - beta2) g_t^2 sign(v_{t-1} - g_t^2)``, no bias correction
+    (Reddi et al., Algorithm 2)."""
+
+    name: ClassVar[str] = "yogi"
+    description: ClassVar[str] = (
+        "Yogi on the server, no bias correction (FedYogi, Reddi et al., ICLR 2021)"
+    )
+    Params: ClassVar[type[ServerYogiParams]] = ServerYogiParams
+
+    lr: float = 0.01
+    beta1: float = 0.9
+    beta2: float = 0.99
+    eps: float = 1e-3
+    initial_accumulator: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_lr(self.lr)
+        ServerYogiParams(self.beta1, self.beta2, self.eps, self.initial_accumulator)
+
+    def step(
+        self, x: torch.Tensor, g: torch.Tensor, state: OptState
+    ) -> tuple[torch.Tensor, OptState]:
+        v0 = self.eps**2 if self.initial_accumulator is None else self.initial_accumulator
+        c = 1.0 - self.beta2
+
+        def v_next(v: torch.Tensor, g2: torch.Tensor) -> torch.Tensor:
+            return v - c * g2 * torch.sign(v - g2)
+
+        return _adaptive_step(x, g, state, self.lr, self.beta1, self.eps, v_next, v0)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -32,6 +32,9 @@ from phloem.fl.record import TIMING_KEYS, Checkpoint, Recorder, RoundRecord, Tot
 from phloem.fl.rounds import Rounds
 from phloem.fl.sampling import ClientSampler
 
+if TYPE_CHECKING:
+    from phloem.fl.privacy import PrivacyLedger
+
 __all__ = ["TIMING_KEYS", "Checkpoint", "SimulationResult", "simulate"]
 
 
@@ -44,6 +47,8 @@ class SimulationResult:
     status: str  # finished | stopped (callback)
     run_dir: RunDir | None = None
     client_states: list[Any] = field(default_factory=list, repr=False)
+    #: the privacy parameters (``None``: no privacy mechanism); ``epsilon`` is in the history
+    privacy: dict[str, Any] | None = None
 
     @property
     def x(self) -> torch.Tensor:
@@ -68,6 +73,7 @@ def simulate(
     progress: bool = False,
     aggregator: Aggregation | None = None,
     divergence_factor: float = 1e6,
+    privacy: PrivacyLedger | None = None,
 ) -> SimulationResult:
     """Run ``algorithm`` on ``problem`` for ``rounds`` rounds.
 
@@ -102,6 +108,11 @@ def simulate(
     divergence_factor
         The run has diverged when its training loss exceeds this factor times the largest of
         its first and best magnitudes (0: only a non-finite loss or model counts).
+    privacy
+        The ledger of a privacy mechanism (:mod:`phloem.fl.privacy`, whose
+        :class:`~phloem.fl.privacy.PrivateAggregation` is the ``aggregator``): every round's
+        row gets the ``epsilon`` spent so far; the run record gets the privacy parameters. A
+        resumed run rebuilds it from the kept history.
 
     Raises
     ------
@@ -130,8 +141,12 @@ def simulate(
         full_eval,
     )
     summary = {"algorithm": algorithm.describe(), "rounds": rounds, "seed": streams.seed}
+    if privacy is not None:
+        summary["privacy"] = privacy.describe()
     rec = Recorder(run_dir, checkpoint_every, summary)
     st = rec.resume() if resume else _begin(loop, rec)
+    if privacy is not None and resume:
+        privacy.restore(rec.history.rows)
     cbs = CallbackList(callbacks)
     cbs.on_run_start({"round": st.round, "rounds": rounds, "resumed": resume})
     status, good = "finished", st.snapshot()
@@ -141,6 +156,8 @@ def simulate(
             while st.round < rounds:
                 good = st.snapshot()
                 row = loop.play(st).row()
+                if privacy is not None:
+                    row.update(privacy.record(row))
                 why = (
                     "the model has NaN/inf entries"
                     if not loop.finite(st.server)
@@ -163,7 +180,8 @@ def simulate(
         cbs.on_run_end(rec.history.rows)
         rec.close()
     rec.save(st.snapshot(), status)
-    return SimulationResult(rec.history, st.server, status, run_dir, st.client_states)
+    described = privacy.describe() if privacy is not None else None
+    return SimulationResult(rec.history, st.server, status, run_dir, st.client_states, described)
 
 
 def _begin(loop: Rounds, rec: Recorder) -> Checkpoint:

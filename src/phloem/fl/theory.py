@@ -12,14 +12,40 @@ multiplies them by ``server.lr_scale``.
   DIANA row; Horvath et al. 2019.
 - MARINA: ``1 / (L + L_tilde sqrt((1 - p) omega / (p n)))`` -- Gorbunov et al., ICML 2021,
   Theorem 2.1.
+- ProxSkip / Scaffnew: the local step ``gamma = 1 / max_i L_i`` -- Mishchenko, Malinovsky,
+  Stich, Richtarik, ICML 2022 (every ``f_i`` ``L``-smooth and ``mu``-strongly convex: the
+  Lyapunov function contracts by ``1 - min(gamma mu, p^2)`` per iteration, so
+  ``p = sqrt(mu / L)`` gives ``O(sqrt(L / mu) log 1/eps)`` communications).
 - EF21 (contractive ``alpha``): ``1 / (L + L_tilde sqrt(beta / theta))`` with
   ``theta = 1 - sqrt(1 - alpha)``, ``beta = (1 - alpha) / (1 - sqrt(1 - alpha))`` -- Richtarik,
   Sokolov, Fatkhullin, NeurIPS 2021, Theorem 1.
+
+The local methods bound the clients' step ``eta_l`` (``[local] lr``) instead, in terms of
+``L_client = max_i L(f_i)``, the largest smoothness constant of a client's own objective (the
+one its local steps descend on; ``= L_max`` when the weights are equal):
+
+- FedAvg / local GD (full local gradients, server lr 1): ``1 / (4 L_client)`` -- Khaled,
+  Mishchenko, Richtarik, "Tighter Theory for Local SGD on Identical and Heterogeneous Data",
+  AISTATS 2020: their heterogeneous-data analysis of local GD (convex, L-smooth f_m, uniform
+  average over all M clients) assumes ``gamma <= 1/(4L)``. The bound does not shrink with the
+  number of local steps ``H``; the error term it leaves (from the clients' drift, growing
+  with ``gamma^2 (H-1)^2``) means FedAvg converges to a neighbourhood of ``x*``, not to it.
+- SCAFFOLD: ``1 / (81 L_client K eta_g)`` with ``K`` local steps and server step ``eta_g`` --
+  Karimireddy, Kale, Mohri, Reddi, Stich, Suresh, "SCAFFOLD", ICML 2020, Theorem III (convex
+  and mu-strongly convex cases: ``eta_l <= 1 / (81 beta K eta_g)``, beta-smooth ``f_i``). The
+  strongly convex case also asks ``eta_l <= S / (15 mu N K eta_g)`` (``S`` of ``N`` clients
+  sampled), which binds only when ``S / N < 15 mu / (81 L)``; it is not applied here.
+
+Smoothness is computed once per problem (``Problem.smoothness``) with torch pinned to one
+thread (:func:`pinned_threads`), so the constants, and the theory steps, are the same bits
+whatever the machine's thread count.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -33,12 +59,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Smoothness",
+    "check_plain_local_method",
     "contraction",
     "dcgd_step",
     "diana_step",
     "ef21_step",
     "gd_step",
+    "local_gd_step",
     "marina_step",
+    "pinned_threads",
+    "proxskip_step",
+    "scaffold_step",
     "smoothness_from_clients",
     "unbiased_omega",
 ]
@@ -58,6 +89,9 @@ class Smoothness:
         Number of clients.
     mu
         Strong-convexity constant of ``f``, or ``None`` when unknown.
+    L_client
+        ``max_i L(f_i)``: the largest constant of a client's own (unscaled) objective, or
+        ``None`` when unknown.
     """
 
     L: float
@@ -65,6 +99,12 @@ class Smoothness:
     L_tilde: float
     n: int
     mu: float | None = None
+    L_client: float | None = None
+
+    @property
+    def local_smoothness(self) -> float:
+        """``max_i L(f_i)`` (``L_client``), or ``L_max`` when it is not known."""
+        return self.L_client if self.L_client is not None else self.L_max
 
     @property
     def condition_number(self) -> float:
@@ -77,8 +117,11 @@ def smoothness_from_clients(
 ) -> Smoothness:
     """Build :class:`Smoothness` from ``f``'s constant and the clients' own ``L_i``."""
     n = len(client_L)
-    scaled = n * np.asarray(weights, dtype=np.float64) * np.asarray(client_L, dtype=np.float64)
-    return Smoothness(float(L), float(scaled.max()), float(np.sqrt(np.mean(scaled**2))), n, mu)
+    own = np.asarray(client_L, dtype=np.float64)
+    scaled = n * np.asarray(weights, dtype=np.float64) * own
+    return Smoothness(
+        float(L), float(scaled.max()), float(np.sqrt(np.mean(scaled**2))), n, mu, float(own.max())
+    )
 
 
 def gd_step(s: Smoothness) -> float:
@@ -103,6 +146,15 @@ def marina_step(s: Smoothness, omega: float, p: float) -> float:
     return 1.0 / (s.L + s.L_tilde * math.sqrt((1.0 - p) * omega / (p * s.n)))
 
 
+def proxskip_step(s: Smoothness) -> float:
+    """ProxSkip / Scaffnew: ``1 / max_i L_i`` (every ``f_i`` must be smooth with that constant).
+
+    Falls back to ``1 / L_max`` when the clients' own constants are unknown (equal for equal
+    weights).
+    """
+    return 1.0 / (s.L_client if s.L_client is not None else s.L_max)
+
+
 def ef21_step(s: Smoothness, alpha: float) -> float:
     """EF21 with a contractive compressor of constant ``alpha``."""
     if not 0.0 < alpha <= 1.0:
@@ -112,6 +164,61 @@ def ef21_step(s: Smoothness, alpha: float) -> float:
     root = math.sqrt(1.0 - alpha)
     theta, beta = 1.0 - root, (1.0 - alpha) / (1.0 - root)
     return 1.0 / (s.L + s.L_tilde * math.sqrt(beta / theta))
+
+
+def local_gd_step(s: Smoothness) -> float:
+    """FedAvg / local GD: ``1 / (4 L_client)`` (Khaled et al., AISTATS 2020)."""
+    return 1.0 / (4.0 * s.local_smoothness)
+
+
+def scaffold_step(s: Smoothness, local_steps: int, server_lr: float) -> float:
+    """SCAFFOLD: ``1 / (81 L_client K eta_g)`` (Karimireddy et al., ICML 2020, Theorem III)."""
+    if local_steps < 1:
+        raise ValueError(f"local_steps must be >= 1, got {local_steps}")
+    if not server_lr > 0:
+        raise ValueError(f"server_lr must be > 0, got {server_lr}")
+    return 1.0 / (81.0 * s.local_smoothness * local_steps * server_lr)
+
+
+@contextlib.contextmanager
+def pinned_threads(threads: int = 1) -> Iterator[None]:
+    """Run the body with torch pinned to ``threads`` intra-op threads; restore the count after.
+
+    Kernels may sum in another order with another thread count; smoothness constants computed
+    under this context are the same bits on every machine.
+    """
+    import torch  # here, so that importing this module stays cheap
+
+    before = torch.get_num_threads()
+    if before != threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+def check_plain_local_method(
+    method: str, compressor: object, server_opt: object, local: object
+) -> None:
+    """Refuse what the local methods' theorems leave out: compression, server momentum and
+    the local solver's momentum or weight decay.
+
+    Raises
+    ------
+    ConfigError
+        Naming the field at fault.
+    """
+    if compressor is not None:
+        raise ConfigError(
+            "compressor.name", f"{method}'s theory step assumes no compression", ["none"]
+        )
+    for field, part in (("server.momentum", server_opt), ("local.momentum", local)):
+        if getattr(part, "momentum", 0.0):
+            raise ConfigError(field, f"must be 0 for {method}'s theory step (plain SGD steps)")
+    if getattr(local, "weight_decay", 0.0):
+        raise ConfigError("local.weight_decay", f"must be 0 for {method}'s theory step")
 
 
 def unbiased_omega(compressor: Compressor | None, dim: int, method: str) -> float:

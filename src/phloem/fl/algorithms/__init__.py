@@ -5,8 +5,25 @@ from phloem.fl.algorithms.dcgd import DCGD
 from phloem.fl.algorithms.diana import Diana
 from phloem.fl.algorithms.ef21 import EF21
 from phloem.fl.algorithms.fedavg import FedAvg
+from phloem.fl.algorithms.feddyn import FedDyn
+from phloem.fl.algorithms.fednova import FedNova
 from phloem.fl.algorithms.fedprox import FedProx
+from phloem.fl.algorithms.gradskip import GradSkip
 from phloem.fl.algorithms.marina import Marina
+from phloem.fl.algorithms.proxskip import ProxSkip
 from phloem.fl.algorithms.scaffold import Scaffold
 
-__all__ = ["DCGD", "EF21", "Algorithm", "Diana", "FedAvg", "FedProx", "Marina", "Scaffold"]
+__all__ = [
+    "DCGD",
+    "EF21",
+    "Algorithm",
+    "Diana",
+    "FedAvg",
+    "FedDyn",
+    "FedNova",
+    "FedProx",
+    "GradSkip",
+    "Marina",
+    "ProxSkip",
+    "Scaffold",
+]

@@ -29,10 +29,12 @@ from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 import numpy as np
 import torch
 
+from phloem.core.errors import ConfigError
 from phloem.core.registry import NoParams, as_mapping
 from phloem.core.rng import SeedStreams, Stage
 from phloem.fl.compressors.base import FLOAT_BITS, Compressor
 from phloem.fl.problem import ClientOracle
+from phloem.fl.schedules import LrSchedules
 from phloem.fl.server_opt import OptState, ServerOptimizer, ServerSGD
 from phloem.fl.theory import Smoothness
 
@@ -230,6 +232,11 @@ class Algorithm(ABC, Generic[S, C, U]):
     compressor: Compressor | None = field(default=None, kw_only=True)
     #: How the server steps along the aggregated direction (its ``lr`` is the global step size).
     server_opt: ServerOptimizer = field(default_factory=ServerSGD, kw_only=True)
+    #: Whether :meth:`theory_step` bounds the clients' step (``[local] lr``, local methods)
+    #: rather than the server's (``[server] lr``); ``lr_rule = "theory"`` sets that one.
+    theory_bounds_local_step: ClassVar[bool] = False
+    #: Round-by-round multipliers of ``local.lr`` and ``server_opt.lr`` (``None``: as configured).
+    lr_schedules: LrSchedules | None = field(default=None, kw_only=True)
 
     @classmethod
     def from_params(
@@ -244,6 +251,23 @@ class Algorithm(ABC, Generic[S, C, U]):
         return cls(  # type: ignore[call-arg]
             local=local, compressor=compressor, server_opt=server_opt, **as_mapping(params)
         )
+
+    def at_round(self, k: int) -> Self:
+        """This algorithm with round ``k``'s step sizes from :attr:`lr_schedules` (itself when
+        there are none); the round loop and the backends call the client and server updates of
+        round ``k`` on it, so no algorithm needs to know about schedules."""
+        s = self.lr_schedules
+        if s is None or s.is_constant:
+            return self
+        # every client of a round asks: build the round's copy once (per process)
+        memo: dict[str, Any] = getattr(self, "__dict__", {})
+        cached: tuple[int, Self] | None = memo.get("_at_round")
+        if cached is not None and cached[0] == k:
+            return cached[1]
+        algo = s.at_round(self, k, lr_schedules=None)
+        if hasattr(self, "__dict__"):
+            object.__setattr__(self, "_at_round", (k, algo))
+        return algo
 
     @abstractmethod
     def init_server(self, x0: torch.Tensor, client_states: Sequence[C], weights: np.ndarray) -> S:
@@ -285,6 +309,26 @@ class Algorithm(ABC, Generic[S, C, U]):
             When the configured compressor does not meet the theorem's assumptions.
         """
         return None
+
+    def with_theory_step(self, step: float) -> Self:
+        """This algorithm with ``step`` (from :meth:`theory_step`) as its step size.
+
+        The server SGD's ``lr`` (the global step of gradient-type methods), or the local
+        solver's ``lr`` where the theorem bounds the clients' step
+        (:attr:`theory_bounds_local_step`: FedAvg, SCAFFOLD, ProxSkip), at the configured
+        server step.
+
+        Raises
+        ------
+        ConfigError
+            When the server optimiser is not SGD.
+        """
+        if not isinstance(self.server_opt, ServerSGD):
+            raise ConfigError("server.lr_rule", "'theory' applies to the sgd server optimiser")
+        if self.theory_bounds_local_step:
+            local = dataclasses.replace(self.local, lr=step)  # type: ignore[attr-defined]
+            return dataclasses.replace(self, local=local)  # type: ignore[call-arg]
+        return dataclasses.replace(self, server_opt=dataclasses.replace(self.server_opt, lr=step))
 
     @classmethod
     def has_theory_step(cls) -> bool:

@@ -15,6 +15,7 @@ from typing import ClassVar
 
 import torch
 
+from phloem.fl.algorithms.base import Algorithm
 from phloem.fl.algorithms.fedavg import FedAvg
 from phloem.fl.problem import ClientOracle, ProximalOracle
 from phloem.fl.registries import ALGORITHMS
@@ -42,6 +43,9 @@ class FedProx(FedAvg):
     description: ClassVar[str] = "FedAvg with a proximal local objective (Li et al., MLSys 2020)"
     Params: ClassVar[type[FedProxParams]] = FedProxParams
     mu: float = 0.01
+
+    # Khaled et al.'s local GD theorem (FedAvg's theory step) does not cover the proximal term
+    theory_step = Algorithm.theory_step
 
     def __post_init__(self) -> None:
         FedProxParams(self.mu)

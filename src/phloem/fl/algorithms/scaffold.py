@@ -7,6 +7,11 @@ Local steps follow ``g_i(y) - c_i + c``; after ``K`` steps of size ``eta_l`` the
 ``c_i+ = c_i - c + (x - y) / (K eta_l)`` and sends ``(y - x, c_i+ - c_i)``. The server steps
 along the mean model delta and moves ``c`` by the weighted sum of the control deltas, so that
 ``c = sum_i w_i c_i`` holds under partial participation.
+
+Theory step (``[server] lr_rule = "theory"``, which then sets ``[local] lr``):
+``eta_l <= 1 / (81 beta K eta_g)``, ``beta = max_i L(f_i)``, ``K`` local steps, ``eta_g`` the
+server lr -- Theorem III of the paper (convex and strongly convex cases); see
+:func:`phloem.fl.theory.scaffold_step`.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from phloem.core.errors import ConfigError
+from phloem.fl import theory
 from phloem.fl.algorithms.base import (
     Aggregate,
     Algorithm,
@@ -63,12 +70,32 @@ class Scaffold(Algorithm[ScaffoldServer, torch.Tensor, ControlledDelta]):
 
     name: ClassVar[str] = "scaffold"
     description: ClassVar[str] = "stochastic controlled averaging (Karimireddy et al., ICML 2020)"
+    theory_bounds_local_step: ClassVar[bool] = True
     local: LocalSolver = field(default_factory=MinibatchSGD)
 
     def init_server(
         self, x0: torch.Tensor, client_states: Sequence[torch.Tensor], weights: np.ndarray
     ) -> ScaffoldServer:
         return ScaffoldServer(x0, torch.zeros_like(x0))
+
+    def theory_step(self, smoothness: theory.Smoothness, dim: int) -> float:
+        """The local step ``1 / (81 max_i L(f_i) K eta_g)`` of Theorem III.
+
+        Raises
+        ------
+        ConfigError
+            When clients take different numbers of local steps (set ``local.steps``), or the
+            uplink is compressed, or there is momentum.
+        """
+        theory.check_plain_local_method(self.name, self.compressor, self.server_opt, self.local)
+        k = self.local.num_steps(1)
+        if self.local.num_steps(1 << 30) != k:
+            raise ConfigError(
+                "local.steps",
+                f"{self.name}'s theory step needs the same number K of local steps on every "
+                "client: set local.steps, or use local.solver = 'full'",
+            )
+        return theory.scaffold_step(smoothness, k, self.server_opt.lr)
 
     def init_client(
         self, x0: torch.Tensor, oracle: ClientOracle, gen: torch.Generator

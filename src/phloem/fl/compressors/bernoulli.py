@@ -58,7 +58,9 @@ class Bernoulli(Compressor):
     p: float
 
     name: ClassVar[str] = "bernoulli"
-    description: ClassVar[str] = "Bernoulli / lazy: send with probability p, unbiased"
+    description: ClassVar[str] = (
+        "Bernoulli / lazy: send with probability p, unbiased (Konecny & Richtarik, Frontiers 2018)"
+    )
     Params: ClassVar[type[BernoulliParams]] = BernoulliParams
     unbiased: ClassVar[bool] = True
 

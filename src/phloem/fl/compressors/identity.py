@@ -34,7 +34,9 @@ class Identity(Compressor):
     """
 
     name: ClassVar[str] = "identity"
-    description: ClassVar[str] = "identity, counted like none"
+    description: ClassVar[str] = (
+        "identity, counted like none (Burlachenko et al., DistributedML 2021)"
+    )
     unbiased: ClassVar[bool] = True
 
     def compress(self, v: torch.Tensor, gen: torch.Generator) -> Compressed:

@@ -39,7 +39,9 @@ class Natural(Compressor):
     """Natural compression ``C_nat``: unbiased random rounding of each entry to a power of two."""
 
     name: ClassVar[str] = "natural"
-    description: ClassVar[str] = "natural compression, unbiased, 9 bits/entry"
+    description: ClassVar[str] = (
+        "natural compression, unbiased, 9 bits/entry (Horvath et al., MSML 2022)"
+    )
     unbiased: ClassVar[bool] = True
 
     def compress(self, v: torch.Tensor, gen: torch.Generator) -> Compressed:

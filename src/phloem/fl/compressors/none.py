@@ -20,7 +20,9 @@ class Uncompressed:
     """Builds no compressor."""
 
     name: ClassVar[str] = "none"
-    description: ClassVar[str] = "no compression (32-bit floats)"
+    description: ClassVar[str] = (
+        "no compression, 32-bit floats (Burlachenko et al., DistributedML 2021)"
+    )
     Params: ClassVar[type[NoParams]] = NoParams
     #: sending the vector itself: ``omega = 0``
     unbiased: ClassVar[bool] = True

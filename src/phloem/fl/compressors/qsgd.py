@@ -11,10 +11,14 @@ Then ``E[C(v)] = v``.
 Constants: ``omega = min(d / s^2, sqrt(d) / s)`` (Lemma 3.1 of the paper); the bound is not
 tight in general.
 
-Bits: ``FLOAT_BITS + d * (1 + ceil(log2(s + 1)))`` -- the norm as a float32, then per entry a
-sign bit and the level ``xi_i`` in ``{0, ..., s}`` as a fixed-length integer. This is the plain
-fixed-length code; the paper's Elias coding of the sparse levels sends fewer bits when ``s`` is
-small relative to ``sqrt(d)``, and is not modelled here.
+Bits, with ``coding = "fixed"`` (the default): ``FLOAT_BITS + d * (1 + ceil(log2(s + 1)))`` --
+the norm as a float32, then per entry a sign bit and the level ``xi_i`` in ``{0, ..., s}`` as a
+fixed-length integer. With ``coding = "elias"``: the length of the paper's sparse Elias code of
+the realised levels (Section 3.2; :func:`phloem.fl.compressors.coding.sparse_levels_bits`),
+which is shorter when ``s`` is small relative to ``sqrt(d)`` (most levels are then 0). Its
+length depends on the draw, so ``expected_bits`` is then an upper bound, the longest possible
+message (:func:`phloem.fl.compressors.coding.elias_worst_bits`); the bits a run counts are the
+realised ones.
 """
 
 from __future__ import annotations
@@ -34,6 +38,12 @@ from phloem.fl.compressors.base import (
     check_vector,
     uniform_like,
 )
+from phloem.fl.compressors.coding import (
+    Coding,
+    elias_worst_bits,
+    parse_coding,
+    sparse_levels_bits,
+)
 from phloem.fl.registries import COMPRESSORS
 
 __all__ = ["QSGD", "QSGDParams"]
@@ -41,9 +51,10 @@ __all__ = ["QSGD", "QSGDParams"]
 
 @dataclass(frozen=True)
 class QSGDParams:
-    """``levels``: quantisation levels s >= 1."""
+    """``levels``: quantisation levels s >= 1; ``coding``: ``fixed`` or ``elias`` bit count."""
 
     levels: int = 4
+    coding: Coding = Coding.FIXED
 
     def __post_init__(self) -> None:
         if not self.levels > 0:
@@ -60,12 +71,17 @@ class QSGD(Compressor):
     levels
         Number of quantisation levels ``s >= 1`` (``s = 1`` is random 1-bit dithering: each
         entry becomes ``0`` or ``sign(v_i) ||v||_2``).
+    coding
+        How the message's bits are counted: ``Coding.FIXED`` or QSGD's ``Coding.ELIAS``.
     """
 
     levels: int
+    coding: Coding = Coding.FIXED
 
     name: ClassVar[str] = "qsgd"
-    description: ClassVar[str] = "QSGD with `levels` levels, unbiased"
+    description: ClassVar[str] = (
+        "QSGD with `levels` levels, unbiased, fixed or Elias bits (Alistarh et al., NeurIPS 2017)"
+    )
     Params: ClassVar[type[QSGDParams]] = QSGDParams
     unbiased: ClassVar[bool] = True
 
@@ -77,6 +93,7 @@ class QSGD(Compressor):
         ):
             raise ConfigError("QSGD.levels", f"must be an integer >= 1, got {self.levels!r}")
         object.__setattr__(self, "levels", int(self.levels))
+        object.__setattr__(self, "coding", parse_coding(self.coding, "QSGD.coding"))
 
     def compress(self, v: torch.Tensor, gen: torch.Generator) -> Compressed:
         """Quantise ``v`` stochastically to ``levels`` levels of its Euclidean norm."""
@@ -85,13 +102,14 @@ class QSGD(Compressor):
         u = uniform_like(v, gen)
         norm = torch.linalg.vector_norm(v)
         if float(norm) == 0.0:
-            return Compressed(torch.zeros_like(v), self._bits(d))
+            zero = torch.zeros_like(v)
+            return Compressed(zero, self._bits(d, zero))
         # Rounding can push |v_i| / ||v|| a hair above 1; the clamp keeps xi_i <= s.
         r = (v.abs() / norm * s).clamp_(max=s)
         low = torch.floor(r)
         xi = low + (u < r - low).to(v.dtype)
         out = torch.sign(v) * xi * (norm / s)
-        return Compressed(out, self._bits(d))
+        return Compressed(out, self._bits(d, xi))
 
     def omega(self, d: int) -> float:
         """``min(d / s^2, sqrt(d) / s)``."""
@@ -99,8 +117,12 @@ class QSGD(Compressor):
         return min(d / s**2, math.sqrt(d) / s)
 
     def expected_bits(self, d: int) -> float:
-        """``FLOAT_BITS + d * (1 + ceil(log2(s + 1)))``."""
-        return float(self._bits(d))
+        """``FLOAT_BITS + d * (1 + ceil(log2(s + 1)))``; with Elias coding, an upper bound."""
+        if self.coding is Coding.ELIAS:
+            return float(elias_worst_bits(d, self.levels))
+        return float(FLOAT_BITS + d * (1 + math.ceil(math.log2(self.levels + 1))))
 
-    def _bits(self, d: int) -> int:
+    def _bits(self, d: int, levels: torch.Tensor) -> int:
+        if self.coding is Coding.ELIAS:
+            return sparse_levels_bits(levels)
         return FLOAT_BITS + d * (1 + math.ceil(math.log2(self.levels + 1)))

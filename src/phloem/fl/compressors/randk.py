@@ -60,7 +60,9 @@ class RandK(Compressor):
     shared_seed: bool = False
 
     name: ClassVar[str] = "randk"
-    description: ClassVar[str] = "Rand-K sparsification, unbiased (k or ratio)"
+    description: ClassVar[str] = (
+        "Rand-K sparsification, unbiased, k or ratio (Stich et al., NeurIPS 2018)"
+    )
     Params: ClassVar[type[SparsifierParams]] = SparsifierParams
     unbiased: ClassVar[bool] = True
 

@@ -56,7 +56,9 @@ class TopK(Compressor):
     k: int
 
     name: ClassVar[str] = "topk"
-    description: ClassVar[str] = "Top-K sparsification, contractive (k or ratio)"
+    description: ClassVar[str] = (
+        "Top-K sparsification, contractive, k or ratio (Alistarh et al., NeurIPS 2018)"
+    )
     Params: ClassVar[type[SparsifierParams]] = SparsifierParams
     unbiased: ClassVar[bool] = False
 
