@@ -328,3 +328,19 @@ def test_cifar10_limit_test_is_validated() -> None:
     with pytest.raises(ValueError, match=r"data\.limit_test"):
         Cifar10Params(limit_test=0)
     assert Cifar10Params(limit_test=100).limit_test == 100
+
+
+def test_femnist_cnn_on_the_femnist_writers(data_file: Callable[[str], Path]) -> None:
+    data_file("femnist/femnist_leaf_sample.npz")
+    base = {
+        "data": {"dataset": "femnist", "partition": "natural", "num_clients": 105},
+        "model": {"name": "femnist_cnn"},
+    }
+    problem = build_problem(load_config(None, [], base), SeedStreams(0))
+    assert problem.num_clients == 105 and problem.dim == 6_603_710
+    x0 = problem.initial_point(torch.Generator())
+    out = problem.evaluate(x0, full=False)
+    assert 0.0 <= out["test_acc"] <= out["test_top5"] <= 1.0
+    oracle = problem.client(0)
+    g, loss = oracle.batch_grad(oracle.workspace(x0), torch.arange(8))
+    assert g.shape == (problem.dim,) and float(loss) == pytest.approx(math.log(62), rel=0.1)
