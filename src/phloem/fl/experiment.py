@@ -239,6 +239,7 @@ def build_algorithm(cfg: ExperimentConfig, problem: Problem) -> Algorithm[Any, A
                 "downlink.name", f"{a.name} does not compress its broadcast", with_downlink
             )
         algo = dataclasses.replace(algo, downlink=downlink)  # type: ignore[call-arg]
+    algo = algo.with_constants(problem.smoothness)
     if cfg.server.lr_rule is LrRule.THEORY:
         algo = algo.with_theory_step(cfg.server.lr_scale * theory_step(algo, problem))
     return dataclasses.replace(algo, lr_schedules=build_schedules(cfg))
@@ -455,6 +456,7 @@ def theory_report(cfg: ExperimentConfig) -> TheoryReport:
             ["linear", "logistic"],
         )
     comp = build_compressor(cfg, problem.dim)
+    down = build_downlink(cfg, problem.dim)
     constants = [
         ("L", s.L),
         ("L_max (of n w_i f_i)", s.L_max),
@@ -481,6 +483,8 @@ def theory_report(cfg: ExperimentConfig) -> TheoryReport:
                 compressor=comp,
                 server_opt=ServerSGD(cfg.server.lr),
             )
+            if down is not None and "downlink" in {f.name for f in dataclasses.fields(algo)}:
+                algo = dataclasses.replace(algo, downlink=down)  # type: ignore[call-arg]
             steps.append((label, theory_step(algo, problem), ""))
         except ValueError as e:  # a ConfigError, or a method refusing this config's parts
             why = f"{e.field} {e.problem}" if isinstance(e, ConfigError) else str(e)
