@@ -68,6 +68,7 @@ class LrRule(StrEnum):
 class BackendName(StrEnum):
     SERIAL = "serial"
     PROCESS = "process"
+    VECTORISED = "vectorised"
 
 
 #: ``[aggregation] dropout_stage`` for a uniformly random protocol stage

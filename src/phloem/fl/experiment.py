@@ -214,6 +214,10 @@ def build_backend(cfg: ExperimentConfig) -> Backend:
     r = cfg.run
     if r.backend is BackendName.PROCESS:
         return ProcessBackend(r.workers, r.threads)
+    if r.backend is BackendName.VECTORISED:
+        from phloem.fl.vectorised import VectorisedBackend
+
+        return VectorisedBackend(r.threads)
     return SerialBackend(r.threads)
 
 

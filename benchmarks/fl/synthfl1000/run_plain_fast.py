@@ -1,0 +1,160 @@
+# ruff: noqa: E402, N806  (the clock starts before the imports; X, Y, W are matrices)
+"""SynthFL-1000: the leanest plain PyTorch loop we could write for the shared workload's maths.
+
+The shared ``run_plain.py`` builds a fresh model and ``torch.optim.SGD`` for every client. This
+driver does the same work -- same data, schedule, initial model, per-(round, client) shuffle,
+1 epoch of minibatch SGD on the mean cross-entropy, weighted model average, evaluation every 10
+rounds, one torch thread -- with as little around the arithmetic as we could manage:
+
+- ``--mode manual`` (default, the fastest): raw weight tensors and hand-written gradients, no
+  autograd: per step ``z = X W^T + b``, ``g = (softmax(z) - onehot(y)) / n``,
+  ``W -= lr g^T X``, ``b -= lr sum(g)`` (and the ReLU layer's backward for ``BENCH_HIDDEN``).
+- ``--mode module``: one reused ``nn.Module`` (the workload's model) with autograd,
+  ``p.grad = None`` and ``p -= lr * p.grad`` under ``no_grad`` (no optimiser object).
+
+Both are sequential over clients and sum ``n_k x_k`` into one flat accumulator.
+Prints ``RESULT plain_fast ...`` with the fields of ``run_plain.py``.
+"""
+
+from __future__ import annotations
+
+import time
+
+T_START = time.perf_counter()
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+import os
+
+import numpy as np
+import torch
+
+BENCH_FL_DIR = Path(
+    os.environ.get(
+        "BENCH_FL_DIR", Path(__file__).resolve().parents[4] / "shared" / "bench" / "fl"
+    )
+)
+sys.path.insert(0, str(BENCH_FL_DIR))
+import workload as w
+
+SEED_STRIDE = 100003
+
+
+def layers_of(model: torch.nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``(W, b)`` of every Linear layer, detached copies (the manual mode's parameters)."""
+    return [
+        (m.weight.detach().clone(), m.bias.detach().clone())
+        for m in model.modules()
+        if isinstance(m, torch.nn.Linear)
+    ]
+
+
+def manual_client(
+    params: list[tuple[torch.Tensor, torch.Tensor]],
+    X: torch.Tensor,
+    Y: torch.Tensor,
+    rnd: int,
+    cid: int,
+) -> None:
+    """One epoch of minibatch SGD on ``params`` in place, gradients by hand."""
+    g = torch.Generator().manual_seed(rnd * SEED_STRIDE + cid)
+    n = len(X)
+    for _ in range(w.LOCAL_EPOCHS):
+        perm = torch.randperm(n, generator=g)
+        for i in range(0, n, w.BATCH):
+            idx = perm[i : i + w.BATCH]
+            xb, yb = X[idx], Y[idx]
+            acts = [xb]
+            h = xb
+            for j, (W, b) in enumerate(params):
+                h = torch.addmm(b, h, W.t())
+                if j < len(params) - 1:
+                    h = torch.relu(h)
+                    acts.append(h)
+            dz = torch.softmax(h, 1)
+            dz[torch.arange(len(yb)), yb] -= 1.0
+            dz /= len(yb)
+            for j in range(len(params) - 1, -1, -1):
+                W, b = params[j]
+                din = dz @ W if j > 0 else None
+                W.addmm_(dz.t(), acts[j], alpha=-w.LR)
+                b.add_(dz.sum(0), alpha=-w.LR)
+                if din is not None:
+                    dz = din.mul_(acts[j] > 0)
+
+
+def module_client(
+    model: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, rnd: int, cid: int
+) -> None:
+    """One epoch of minibatch SGD on the reused module, autograd, no optimiser object."""
+    g = torch.Generator().manual_seed(rnd * SEED_STRIDE + cid)
+    params = list(model.parameters())
+    n = len(X)
+    for _ in range(w.LOCAL_EPOCHS):
+        perm = torch.randperm(n, generator=g)
+        for i in range(0, n, w.BATCH):
+            idx = perm[i : i + w.BATCH]
+            for p in params:
+                p.grad = None
+            torch.nn.functional.cross_entropy(model(X[idx]), Y[idx]).backward()
+            with torch.no_grad():
+                for p in params:
+                    p.sub_(p.grad, alpha=w.LR)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mode", choices=["manual", "module"], default="manual")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    d = w.generate()
+    order, bounds = w.client_slices(d)
+    X = torch.from_numpy(np.ascontiguousarray(d["x"][order]))
+    Y = torch.from_numpy(np.ascontiguousarray(d["y"][order]))
+    glob = w.make_model(torch)  # the global model (evaluation); its parameters are the state
+    gparams = [p.detach() for p in glob.parameters()]
+    local = w.make_model(torch)  # module mode: the one reused client model
+    lparams = [p.detach() for p in local.parameters()]
+    manual = layers_of(local)
+    mparams = [t for pair in manual for t in pair]  # same order as glob.parameters()
+    work = mparams if args.mode == "manual" else lparams
+    acc_state = [torch.zeros_like(p) for p in gparams]
+    rt: list[float] = []
+    acc = float("nan")
+    for r in range(1, w.ROUNDS + 1):
+        ts = time.perf_counter()
+        tot = 0
+        for a in acc_state:
+            a.zero_()
+        for cid in d["schedule"][r - 1]:
+            lo, hi = int(bounds[cid]), int(bounds[cid + 1])
+            for p, gp in zip(work, gparams, strict=True):
+                p.copy_(gp)
+            if args.mode == "manual":
+                manual_client(manual, X[lo:hi], Y[lo:hi], r, int(cid))
+            else:
+                module_client(local, X[lo:hi], Y[lo:hi], r, int(cid))
+            n = hi - lo
+            tot += n
+            for a, p in zip(acc_state, work, strict=True):
+                a.add_(p, alpha=n)
+        for gp, a in zip(gparams, acc_state, strict=True):
+            torch.div(a, tot, out=gp)
+        if r % w.EVAL_EVERY == 0 or r == w.ROUNDS:
+            acc = w.accuracy(torch, glob, d)
+            print(f"round {r} acc={acc:.4f}", flush=True)
+        rt.append(time.perf_counter() - ts)
+    total = time.perf_counter() - T_START
+    print(
+        f"RESULT plain_fast mode={args.mode} rounds={w.ROUNDS} "
+        f"first_round_end_s={total - sum(rt[1:]):.2f} median_round_s={statistics.median(rt[1:]):.4f} "
+        f"total_s={total:.2f} final_acc={acc:.4f}",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()
