@@ -53,9 +53,9 @@ from torch import nn
 
 from phloem.core.rng import SeedStreams
 from phloem.fl.algorithms.base import Algorithm, ClientRng, Message, compress
-from phloem.fl.compressors.base import FLOAT_BITS
 from phloem.fl.algorithms.fedavg import FedAvg, ModelDelta
 from phloem.fl.backends import Backend, ClientResult, SerialBackend, Task
+from phloem.fl.compressors.base import FLOAT_BITS
 from phloem.fl.local import FullGradient, MinibatchSGD
 from phloem.fl.problem import ModelProblem, Problem, ProximalOracle
 from phloem.fl.problem import Task as LossTask
@@ -113,7 +113,8 @@ def vectorisable(problem: Problem, algorithm: Algorithm[Any, Any, Any]) -> str |
     if not isinstance(algorithm, FedAvg) or type(algorithm).client_update is not (
         FedAvg.client_update
     ):
-        return f"algorithm {getattr(algorithm, 'name', type(algorithm).__name__)} is not FedAvg-family"
+        name = getattr(algorithm, "name", type(algorithm).__name__)
+        return f"algorithm {name} is not FedAvg-family"
     if algorithm.stateful_clients:
         return f"algorithm {algorithm.name} keeps client state"
     if type(algorithm.local) not in (MinibatchSGD, FullGradient):
@@ -254,7 +255,7 @@ def _plan(problem: ModelProblem, algo: FedAvg, ids: list[int], rngs: list[Client
     count = torch.clamp(n_s.view(K, 1, 1) - first, max=bs)
     real = (torch.arange(B).view(1, 1, B) < count) & (t < steps_s.view(K, 1, 1))
     scale = torch.where(real, 1.0 / count.to(problem.dtype), 0.0).to(problem.dtype)
-    bounds = torch.as_tensor(problem._bounds, dtype=torch.long)  # noqa: SLF001
+    bounds = torch.as_tensor(problem._bounds, dtype=torch.long)
     base = bounds[torch.tensor([ids[j] for j in order])].view(K, 1)
     rows = (rel + base).view(K, T, B).transpose(0, 1).reshape(T, K * B)
     active = (steps_s.view(1, K) > torch.arange(T).view(T, 1)).sum(1).tolist()
@@ -267,6 +268,10 @@ def _plan(problem: ModelProblem, algo: FedAvg, ids: list[int], rngs: list[Client
         scale.transpose(0, 1).unsqueeze(-1).contiguous(),
         real.sum((1, 2)),
     )
+
+
+def _first(b: torch.Tensor | None) -> torch.Tensor | None:
+    return None if b is None else b[None]
 
 
 #: logit of a padding class: exp(PAD_LOGIT - max) is exactly 0 in float32 and float64
@@ -288,14 +293,14 @@ class _Net:
         layers = _layers(problem.net.module)
         assert not isinstance(layers, str)
         self.problem, self.layers = problem, layers
-        x = problem._x.reshape(len(problem._x), -1)  # noqa: SLF001
+        x = problem._x.reshape(len(problem._x), -1)
         ones_bytes = x.shape[0] * (x.shape[1] + 1) * x.element_size()
         self.aug = layers[0].b is not None and ones_bytes <= 1 << 29
         self.x = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1) if self.aug else x
         last = layers[-1]
         classes = problem.task is LossTask.CLASSIFICATION
         self.pad = 16 - last.out if classes and last.out < 16 and last.b is not None else 0
-        y = problem._y  # noqa: SLF001
+        y = problem._y
         if classes:
             self.onehot = torch.eye(last.out + self.pad, dtype=problem.dtype)
         self.y = y
@@ -359,15 +364,15 @@ class _Net:
         reg_on = l2 > 0 or prox
         if reg_on:
             reals = [self.real(li, ws[li], bs[li]) for li in range(nl)]
-            centres = [self.real(li, w0[li][None], b0[li] if b0[li] is None else b0[li][None])
-                       for li in range(nl)]
+            centres = [self.real(li, w0[li][None], _first(b0[li])) for li in range(nl)]
         loss_sum = torch.zeros(K, dtype=dtype)
         rows_all = plan.rows.view(T, K, B)
         if task is LossTask.CLASSIFICATION:
             target = self.onehot[self.y[rows_all]].mul_(plan.scale)  # (T, K, B, C'): 1/c_k at y
-            logp_all = torch.zeros_like(target)
+            neg_target = -target
+            z_all = torch.zeros_like(target)  # the logits, for the losses after the loop
         else:
-            target = self.y[rows_all]  # (T, K, B): +-1 labels or regression targets
+            target = self.y[rows_all].reshape(T, K, B)  # +-1 labels or regression targets
             part_all = torch.zeros(T, K, B, dtype=dtype)
         scale = plan.scale
         for t, a in enumerate(plan.active):
@@ -376,14 +381,17 @@ class _Net:
             for li in range(nl):
                 wt = ws[li][:a].transpose(1, 2)
                 b = bs[li]
-                h = torch.bmm(h, wt) if b is None else torch.baddbmm(b[:a].unsqueeze(1), h, wt)
+                out = z_all[t, :a] if li == nl - 1 and task is LossTask.CLASSIFICATION else None
+                if b is None:
+                    h = torch.bmm(h, wt, out=out)
+                else:
+                    h = torch.baddbmm(b[:a].unsqueeze(1), h, wt, out=out)
                 if li < nl - 1:
                     h = torch.relu(h)
                     acts.append(h)
             s = scale[t, :a]
             if task is LossTask.CLASSIFICATION:  # cross-entropy: softmax - onehot, per row / c_k
-                logp = torch.log_softmax(h, -1, out=logp_all[t, :a])
-                g = logp.exp().mul_(s).sub_(target[t, :a])
+                g = torch.addcmul(neg_target[t, :a], torch.softmax(h, -1), s)
             elif task is LossTask.BINARY:  # log(1 + exp(-y z)): -y sigmoid(-y z)
                 yb = target[t, :a].unsqueeze(-1)
                 m = h * yb
@@ -398,11 +406,10 @@ class _Net:
                 for li in range(nl):
                     for p, c in zip(reals[li], centres[li], strict=True):
                         pa = p[:a]
-                        regs.append((pa, pa * l2 + mu[:a].view(-1, *[1] * (pa.dim() - 1)) * (pa - c)))
+                        m = mu[:a].view(-1, *[1] * (pa.dim() - 1))
+                        regs.append((pa, pa * l2 + m * (pa - c)))
                 if l2 > 0:
-                    loss_sum[:a] += 0.5 * l2 * sum(
-                        (pa * pa).flatten(1).sum(1) for pa, _ in regs
-                    )
+                    loss_sum[:a] += 0.5 * l2 * sum((pa * pa).flatten(1).sum(1) for pa, _ in regs)
             for li in range(nl - 1, -1, -1):  # backward, each layer updated after use
                 wa = ws[li][:a]
                 g_in = torch.bmm(g, wa) if li > 0 else None
@@ -416,7 +423,7 @@ class _Net:
                 for pa, r in regs:
                     pa.add_(r, alpha=-lr)
         if task is LossTask.CLASSIFICATION:
-            loss_sum -= (logp_all * target).sum((0, 2, 3))
+            loss_sum -= (torch.log_softmax(z_all, -1) * target).sum((0, 2, 3))
         elif task is LossTask.BINARY:
             loss_sum += part_all.sum((0, 2))
         else:
