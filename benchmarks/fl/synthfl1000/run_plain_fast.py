@@ -237,7 +237,7 @@ def main() -> None:
         rt.append(time.perf_counter() - ts)
     total = time.perf_counter() - T_START
     print(
-        f"RESULT plain_fast mode={args.mode} rounds={w.ROUNDS} "
+        f"RESULT plain_fast mode={args.mode} hidden={w.HIDDEN} rounds={w.ROUNDS} "
         f"first_round_end_s={total - sum(rt[1:]):.2f} "
         f"median_round_s={statistics.median(rt[1:]):.4f} "
         f"total_s={total:.2f} final_acc={acc:.4f}",

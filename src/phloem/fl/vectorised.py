@@ -345,9 +345,9 @@ class _Net:
         P = torch.empty(K, dim, dtype=ws[0].dtype)
         for li, ly in enumerate(self.layers):
             w, b = ws[li], bs[li]
-            P[:, ly.w] = w[:, : ly.out, : ly.inp].reshape(K, -1)
+            P[:, ly.w].view(K, ly.out, ly.inp).copy_(w[:, : ly.out, : ly.inp])
             if ly.b is not None:
-                P[:, ly.b] = w[:, : ly.out, ly.inp] if b is None else b[:, : ly.out]
+                P[:, ly.b].copy_(w[:, : ly.out, ly.inp] if b is None else b[:, : ly.out])
         return P
 
     def train(
