@@ -179,12 +179,12 @@ class VectorisedBackend(Backend):
         if not ids:
             return []
         rngs = [ClientRng(streams, round_, c) for c in ids]
-        plan = _plan(net.problem, algo, ids, rngs)
+        plan = _plan(net.problem, net.sizes, algo, ids, rngs)
         mu = _prox_mu(algo, net.problem, [ids[j] for j in plan.order], x0)
         params, loss_sum = net.train(plan, x0, mu, algo.local.lr)
         deltas = params.sub_(x0)
         losses = loss_sum.tolist()
-        steps, samples = plan.steps.tolist(), plan.samples.tolist()
+        steps, samples = plan.steps, plan.samples
         results: list[ClientResult | None] = [None] * len(ids)
         for pos, j in enumerate(plan.order):
             delta, bits = deltas[pos], FLOAT_BITS * deltas.shape[1]
@@ -195,44 +195,52 @@ class VectorisedBackend(Backend):
         return [r for r in results if r is not None]
 
 
-def _prox_mu(algo: FedAvg, problem: ModelProblem, cids: list[int], x: torch.Tensor) -> torch.Tensor:
+def _prox_mu(algo: FedAvg, problem: ModelProblem, cids: list[int], x: torch.Tensor) -> list[float]:
     """``mu`` of each client's local objective: 0 for its own oracle, FedProx's ``mu`` for a
     proximal one centred at the server model."""
-    mu = torch.zeros(len(cids), dtype=x.dtype)
     if type(algo).local_objective is FedAvg.local_objective:
-        return mu
-    for k, cid in enumerate(cids):
+        return [0.0] * len(cids)
+    mu = []
+    for cid in cids:
         oracle = problem.client(cid)
         obj = algo.local_objective(oracle, x)
         if obj is oracle:
-            continue
-        if not (isinstance(obj, ProximalOracle) and obj.inner is oracle and obj.center is x):
+            mu.append(0.0)
+        elif isinstance(obj, ProximalOracle) and obj.inner is oracle and obj.center is x:
+            mu.append(float(obj.mu))
+        else:
             raise TypeError(
                 f"run.backend = 'vectorised' cannot train {algo.name}'s local objective "
                 f"{type(obj).__name__}; use run.backend = 'serial'"
             )
-        mu[k] = obj.mu
     return mu
 
 
 @dataclass(frozen=True)
 class _Plan:
-    """Every client's minibatches for the round, padded, clients sorted by step count."""
+    """Every client's minibatches for the round, clients sorted by step count (descending).
+
+    Step ``t`` trains the ``active[t]`` first clients (those with more than ``t`` steps) on
+    ``B`` rows each. The real and padding rows of all steps are stored back to back ("compact"
+    order: step, then client, then row), so that a step's rows are one slice.
+    """
 
     order: list[int]  # position in the sorted cohort -> index in the task list
-    steps: torch.Tensor  # (K,) steps of each sorted client
-    active: list[int]  # active[t]: clients with more than t steps (a prefix of the sorted ones)
+    steps: list[int]  # steps of each sorted client
+    active: list[int]  # active[t]: clients training at step t (a prefix of the sorted ones)
     batch: int  # B: rows of a padded minibatch
-    rows: torch.Tensor  # (T, K * B) global row indices (padding: the client's first row)
-    scale: torch.Tensor  # (T, K, B, 1): 1 / c_k on a step's real rows, 0 on padding
-    samples: torch.Tensor  # (K,) per-sample gradients computed
+    rows: torch.Tensor  # (R,) global row indices (padding: one of the client's rows)
+    scale: torch.Tensor  # (R,) 1 / c_k on a step's c_k real rows, 0 on padding
+    client: torch.Tensor  # (R,) sorted position of the client a row belongs to
+    samples: list[int]  # per-sample gradients each sorted client computed
 
 
-def _plan(problem: ModelProblem, algo: FedAvg, ids: list[int], rngs: list[ClientRng]) -> _Plan:
+def _plan(
+    problem: ModelProblem, sizes: list[int], algo: FedAvg, ids: list[int], rngs: list[ClientRng]
+) -> _Plan:
     """The rows each client visits, drawn from its own generator exactly as its solver does."""
     local = algo.local
-    sizes = problem.num_samples
-    n = [int(sizes[c]) for c in ids]
+    n = [sizes[c] for c in ids]
     steps = [local.num_steps(nk) for nk in n]
     order = sorted(range(len(ids)), key=lambda j: -steps[j])  # stable: ties keep cohort order
     K, T = len(ids), steps[order[0]]
@@ -255,18 +263,22 @@ def _plan(problem: ModelProblem, algo: FedAvg, ids: list[int], rngs: list[Client
     count = torch.clamp(n_s.view(K, 1, 1) - first, max=bs)
     real = (torch.arange(B).view(1, 1, B) < count) & (t < steps_s.view(K, 1, 1))
     scale = torch.where(real, 1.0 / count.to(problem.dtype), 0.0).to(problem.dtype)
-    bounds = torch.as_tensor(problem._bounds, dtype=torch.long)
-    base = bounds[torch.tensor([ids[j] for j in order])].view(K, 1)
-    rows = (rel + base).view(K, T, B).transpose(0, 1).reshape(T, K * B)
-    active = (steps_s.view(1, K) > torch.arange(T).view(T, 1)).sum(1).tolist()
+    base = torch.tensor([int(problem._bounds[ids[j]]) for j in order]).view(K, 1)
+    training = (t < steps_s.view(K, 1, 1)).view(K, T).T  # (T, K): client k trains at step t
+
+    def compact(v: torch.Tensor) -> torch.Tensor:  # (K, T, B) -> (R,) in step-major order
+        return v.transpose(0, 1)[training].reshape(-1)
+
+    client = torch.arange(K).view(K, 1, 1).expand(K, T, B)
     return _Plan(
         order,
-        steps_s,
-        active,
+        steps_s.tolist(),
+        training.sum(1).tolist(),
         B,
-        rows,
-        scale.transpose(0, 1).unsqueeze(-1).contiguous(),
-        real.sum((1, 2)),
+        compact((rel + base).view(K, T, B)),
+        compact(scale),
+        compact(client),
+        real.sum((1, 2)).tolist(),
     )
 
 
@@ -293,6 +305,7 @@ class _Net:
         layers = _layers(problem.net.module)
         assert not isinstance(layers, str)
         self.problem, self.layers = problem, layers
+        self.sizes = [int(v) for v in problem.num_samples]
         x = problem._x.reshape(len(problem._x), -1)
         ones_bytes = x.shape[0] * (x.shape[1] + 1) * x.element_size()
         self.aug = layers[0].b is not None and ones_bytes <= 1 << 29
@@ -351,37 +364,49 @@ class _Net:
         return P
 
     def train(
-        self, plan: _Plan, x0: torch.Tensor, mu: torch.Tensor, lr: float
+        self, plan: _Plan, x0: torch.Tensor, mu: list[float], lr: float
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Every client's end point ``(K, d)`` and its sum of minibatch losses ``(K,)``."""
         problem, nl = self.problem, len(self.layers)
-        K, T, B = len(plan.order), len(plan.active), plan.batch
+        K, B = len(plan.order), plan.batch
         dtype, task, l2 = x0.dtype, problem.task, problem.l2
         w0, b0 = self.unpack(x0)
         ws = [w.expand(K, *w.shape).clone() for w in w0]
         bs = [None if b is None else b.expand(K, *b.shape).clone() for b in b0]
-        prox = bool((mu > 0).any())
+        prox = any(m > 0 for m in mu)
         reg_on = l2 > 0 or prox
+        loss_sum = torch.zeros(K, dtype=dtype)
         if reg_on:
+            mu_t = torch.tensor(mu, dtype=dtype)
             reals = [self.real(li, ws[li], bs[li]) for li in range(nl)]
             centres = [self.real(li, w0[li][None], _first(b0[li])) for li in range(nl)]
-        loss_sum = torch.zeros(K, dtype=dtype)
-        rows_all = plan.rows.view(T, K, B)
-        if task is LossTask.CLASSIFICATION:
-            target = self.onehot[self.y[rows_all]].mul_(plan.scale)  # (T, K, B, C'): 1/c_k at y
-            neg_target = -target
-            z_all = torch.zeros_like(target)  # the logits, for the losses after the loop
+        # per-row data of the whole round, in compact order, cut into one view per step
+        sizes = [a * B for a in plan.active]
+        y = self.y[plan.rows]
+        s = plan.scale.unsqueeze(-1)  # (R, 1)
+        scales = s.split(sizes)
+        classes = task is LossTask.CLASSIFICATION
+        if classes:
+            target = self.onehot[y].mul_(s)  # (R, C'): 1 / c_k at the label
+            coef = (-target).split(sizes)
+        elif task is LossTask.BINARY:
+            target = y.reshape(-1, 1)
+            coef = (-target * s).split(sizes)  # dloss/dz = -y s sigmoid(-y z)
+            ys = target.split(sizes)
         else:
-            target = self.y[rows_all].reshape(T, K, B)  # +-1 labels or regression targets
-            part_all = torch.zeros(T, K, B, dtype=dtype)
-        scale = plan.scale
+            target = y.reshape(-1, 1)
+            coef = s.split(sizes)  # dloss/dz = s (z - y)
+            ys = target.split(sizes)
+        z_all = torch.empty(len(plan.rows), self.shapes(nl - 1)[0], dtype=dtype)
+        zs = z_all.split(sizes)
+        idx = plan.rows.split(sizes)
         for t, a in enumerate(plan.active):
-            h = torch.index_select(self.x, 0, plan.rows[t, : a * B]).view(a, B, -1)
+            h = torch.index_select(self.x, 0, idx[t]).view(a, B, -1)
             acts = [h]
             for li in range(nl):
                 wt = ws[li][:a].transpose(1, 2)
                 b = bs[li]
-                out = z_all[t, :a] if li == nl - 1 and task is LossTask.CLASSIFICATION else None
+                out = zs[t].view(a, B, -1) if li == nl - 1 else None
                 if b is None:
                     h = torch.bmm(h, wt, out=out)
                 else:
@@ -389,25 +414,20 @@ class _Net:
                 if li < nl - 1:
                     h = torch.relu(h)
                     acts.append(h)
-            s = scale[t, :a]
-            if task is LossTask.CLASSIFICATION:  # cross-entropy: softmax - onehot, per row / c_k
-                g = torch.addcmul(neg_target[t, :a], torch.softmax(h, -1), s)
-            elif task is LossTask.BINARY:  # log(1 + exp(-y z)): -y sigmoid(-y z)
-                yb = target[t, :a].unsqueeze(-1)
-                m = h * yb
-                torch.mul(nn.functional.softplus(-m), s, out=part_all[t, :a].unsqueeze(-1))
-                g = torch.sigmoid(-m).mul_(yb).mul_(s).neg_()
-            else:  # squared loss / 2: z - y
-                diff = h - target[t, :a].unsqueeze(-1)
-                torch.mul(diff * diff, s, out=part_all[t, :a].unsqueeze(-1))
-                g = diff.mul_(s)
+            c = coef[t].view(a, B, -1)
+            if classes:  # cross-entropy: (softmax - onehot) / c_k
+                g = torch.addcmul(c, torch.softmax(h, -1), scales[t].view(a, B, 1))
+            elif task is LossTask.BINARY:
+                g = torch.sigmoid(h.mul(ys[t].view(a, B, 1)).neg_()).mul_(c)
+            else:
+                g = (h - ys[t].view(a, B, 1)).mul_(c)
             if reg_on:  # l2 w + mu (w - x): at the point before the step, every layer
                 regs = []
                 for li in range(nl):
-                    for p, c in zip(reals[li], centres[li], strict=True):
+                    for p, ctr in zip(reals[li], centres[li], strict=True):
                         pa = p[:a]
-                        m = mu[:a].view(-1, *[1] * (pa.dim() - 1))
-                        regs.append((pa, pa * l2 + m * (pa - c)))
+                        m = mu_t[:a].view(-1, *[1] * (pa.dim() - 1))
+                        regs.append((pa, pa * l2 + m * (pa - ctr)))
                 if l2 > 0:
                     loss_sum[:a] += 0.5 * l2 * sum((pa * pa).flatten(1).sum(1) for pa, _ in regs)
             for li in range(nl - 1, -1, -1):  # backward, each layer updated after use
@@ -422,10 +442,12 @@ class _Net:
             if reg_on:
                 for pa, r in regs:
                     pa.add_(r, alpha=-lr)
-        if task is LossTask.CLASSIFICATION:
-            loss_sum -= (torch.log_softmax(z_all, -1) * target).sum((0, 2, 3))
+        # the minibatch losses, at the logits each step saw, summed per client
+        if classes:
+            per_row = -(torch.log_softmax(z_all, -1) * target).sum(1)
         elif task is LossTask.BINARY:
-            loss_sum += part_all.sum((0, 2))
+            per_row = nn.functional.softplus(-(z_all * target)).squeeze(1) * plan.scale
         else:
-            loss_sum += 0.5 * part_all.sum((0, 2))
+            per_row = 0.5 * (z_all - target).square_().squeeze(1) * plan.scale
+        loss_sum.index_add_(0, plan.client, per_row)
         return self.pack(ws, bs, problem.dim), loss_sum
