@@ -289,3 +289,14 @@ def test_a_misspelt_backend_is_a_one_line_error(tmp_path: Path) -> None:
     assert res.exit_code == 2, res.output
     assert "run.backend" in res.output and "vectorised" in res.output
     assert "Traceback" not in res.output
+
+
+def test_inputs_gathered_step_by_step_when_a_round_is_large(monkeypatch: Any) -> None:
+    """Past ``_GATHER_BYTES`` a round's inputs are gathered per step: the same numbers."""
+    import phloem.fl.vectorised as vectorised
+
+    algo = FedProx(mu=0.2, local=MinibatchSGD(0.1, 16, 2))
+    at_once = run(problem(), algo, VectorisedBackend())
+    monkeypatch.setattr(vectorised, "_GATHER_BYTES", 0)
+    per_step = run(problem(), algo, VectorisedBackend())
+    assert torch.equal(at_once.x, per_step.x)

@@ -248,13 +248,26 @@ def _plan(
     bs = local.batch_size if isinstance(local, MinibatchSGD) else max(n)
     B = min(bs, max(n))
     per_epoch = [-(-nk // bs) for nk in n]  # batches per pass (1 for the full gradient)
-    rel = torch.zeros(K, T * B, dtype=torch.long)
+    # Client k's epoch e fills slots [e * span_k, e * span_k + n_k) of its row of T * B slots
+    # (an epoch's batches, each padded to B slots); the rest point at its first row.
+    perms, owners, starts, lengths = [], [], [], []
     for pos, j in enumerate(order):
-        nk, span = n[j], per_epoch[j] * B  # an epoch's batches, each padded to B slots
+        nk, span = n[j], per_epoch[j] * B
         for e in range(-(-steps[j] // per_epoch[j])):  # MinibatchSGD: one randperm per epoch
-            lo = e * span
-            perm = torch.randperm(nk, generator=rngs[j].local) if sgd else torch.arange(nk)
-            rel[pos, lo : lo + nk] = perm[: T * B - lo]
+            perms.append(torch.randperm(nk, generator=rngs[j].local) if sgd else torch.arange(nk))
+            owners.append(pos)
+            starts.append(e * span)
+            lengths.append(nk)
+    length = torch.tensor(lengths)
+    within = torch.arange(int(length.sum())) - torch.repeat_interleave(
+        torch.cumsum(length, 0) - length, length
+    )
+    slot = torch.repeat_interleave(torch.tensor(starts), length) + within
+    keep = slot < T * B  # not past the client's last step
+    dest = torch.repeat_interleave(torch.tensor(owners) * (T * B), length) + slot
+    rel = torch.zeros(K * T * B, dtype=torch.long)
+    rel[dest[keep]] = torch.cat(perms)[keep]
+    rel = rel.view(K, T * B)
     n_s = torch.tensor([n[j] for j in order])
     steps_s = torch.tensor([steps[j] for j in order])
     ek = torch.tensor([per_epoch[j] for j in order]).view(K, 1, 1)
@@ -285,6 +298,9 @@ def _plan(
 def _first(b: torch.Tensor | None) -> torch.Tensor | None:
     return None if b is None else b[None]
 
+
+#: inputs of a whole round are gathered at once when they take at most this many bytes
+_GATHER_BYTES = 64 << 20
 
 #: logit of a padding class: exp(PAD_LOGIT - max) is exactly 0 in float32 and float64
 _PAD_LOGIT = -1e30
@@ -381,32 +397,38 @@ class _Net:
             reals = [self.real(li, ws[li], bs[li]) for li in range(nl)]
             centres = [self.real(li, w0[li][None], _first(b0[li])) for li in range(nl)]
         # per-row data of the whole round, in compact order, cut into one view per step
-        sizes = [a * B for a in plan.active]
+        act = plan.active
+        steps3 = (len(plan.rows) // B, B, -1)  # compact rows as (client-steps, B, .)
+
+        def per_step(v: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            return torch.split(v.reshape(steps3), act)  # step t: (active[t], B, .)
+
         y = self.y[plan.rows]
         s = plan.scale.unsqueeze(-1)  # (R, 1)
-        scales = s.split(sizes)
+        scales = per_step(s)
         classes = task is LossTask.CLASSIFICATION
         if classes:
             target = self.onehot[y].mul_(s)  # (R, C'): 1 / c_k at the label
-            coef = (-target).split(sizes)
-        elif task is LossTask.BINARY:
-            target = y.reshape(-1, 1)
-            coef = (-target * s).split(sizes)  # dloss/dz = -y s sigmoid(-y z)
-            ys = target.split(sizes)
+            coef = per_step(-target)
         else:
             target = y.reshape(-1, 1)
-            coef = s.split(sizes)  # dloss/dz = s (z - y)
-            ys = target.split(sizes)
+            ys = per_step(target)
+            # dloss/dz: -y s sigmoid(-y z) (logistic), s (z - y) (squared)
+            coef = per_step(-target * s if task is LossTask.BINARY else s)
         z_all = torch.empty(len(plan.rows), self.shapes(nl - 1)[0], dtype=dtype)
-        zs = z_all.split(sizes)
-        idx = plan.rows.split(sizes)
-        for t, a in enumerate(plan.active):
-            h = torch.index_select(self.x, 0, idx[t]).view(a, B, -1)
+        zs = per_step(z_all)
+        gathered = len(plan.rows) * self.x.shape[1] * self.x.element_size() <= _GATHER_BYTES
+        if gathered:  # every step's inputs in one gather
+            xs = per_step(torch.index_select(self.x, 0, plan.rows))
+        else:
+            idx = torch.split(plan.rows, [a * B for a in act])
+        for t, a in enumerate(act):
+            h = xs[t] if gathered else torch.index_select(self.x, 0, idx[t]).view(a, B, -1)
             acts = [h]
             for li in range(nl):
                 wt = ws[li][:a].transpose(1, 2)
                 b = bs[li]
-                out = zs[t].view(a, B, -1) if li == nl - 1 else None
+                out = zs[t] if li == nl - 1 else None
                 if b is None:
                     h = torch.bmm(h, wt, out=out)
                 else:
@@ -414,13 +436,12 @@ class _Net:
                 if li < nl - 1:
                     h = torch.relu(h)
                     acts.append(h)
-            c = coef[t].view(a, B, -1)
             if classes:  # cross-entropy: (softmax - onehot) / c_k
-                g = torch.addcmul(c, torch.softmax(h, -1), scales[t].view(a, B, 1))
+                g = torch.addcmul(coef[t], torch.softmax(h, -1), scales[t])
             elif task is LossTask.BINARY:
-                g = torch.sigmoid(h.mul(ys[t].view(a, B, 1)).neg_()).mul_(c)
+                g = torch.sigmoid(h.mul(ys[t]).neg_()).mul_(coef[t])
             else:
-                g = (h - ys[t].view(a, B, 1)).mul_(c)
+                g = (h - ys[t]).mul_(coef[t])
             if reg_on:  # l2 w + mu (w - x): at the point before the step, every layer
                 regs = []
                 for li in range(nl):
