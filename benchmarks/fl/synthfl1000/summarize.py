@@ -47,10 +47,11 @@ def table(runs: list[Run], baseline: str) -> str:
         by_driver[r["driver"]].append(r)
     plain = {r["rep"]: float(r["median_round_s"]) for r in by_driver.get(baseline, [])}
     head = (
-        "| driver | runs | start-up s | s/round | total s | CPU s | peak RSS MiB | peak PSS MiB "
-        f"| final acc | repeats identical | s/round vs {baseline} (range per repeat) |"
+        "| driver | runs | start-up s | s/round | CPU s/round | total s | CPU s | peak RSS MiB "
+        f"| peak PSS MiB | final acc | repeats identical | s/round vs {baseline} "
+        "(range per repeat) |"
     )
-    lines = [head, "|" + "---|" * 11]
+    lines = [head, "|" + "---|" * 12]
     for name, rs in by_driver.items():
         accs = {r["final_acc"] for r in rs}
         shas = {r.get("model_sha") for r in rs}
@@ -60,9 +61,11 @@ def table(runs: list[Run], baseline: str) -> str:
         per_rep = [float(r["median_round_s"]) / plain[r["rep"]] for r in rs if r["rep"] in plain]
         ratio = _median(rs, "median_round_s") / statistics.median(plain.values()) if plain else 0
         spread = f" ({min(per_rep):.2f}-{max(per_rep):.2f})" if per_rep else ""
+        cpu_rs = [r for r in rs if "median_round_cpu_s" in r]
+        cpu = f"{_median(cpu_rs, 'median_round_cpu_s'):.4f}" if cpu_rs else "-"
         lines.append(
             f"| {name} | {len(rs)} | {_median(rs, 'first_round_end_s'):.2f} "
-            f"| {_median(rs, 'median_round_s'):.4f} | {_median(rs, 'total_s'):.1f} "
+            f"| {_median(rs, 'median_round_s'):.4f} | {cpu} | {_median(rs, 'total_s'):.1f} "
             f"| {_median(rs, 'cpu_user_sys_s'):.1f} | {_median(rs, 'peak_tree_rss_MiB'):.0f} "
             f"| {_median(rs, 'peak_tree_pss_MiB'):.0f} | {_median(rs, 'final_acc'):.4f} "
             f"| {same} | {ratio:.2f}x{spread} |"
@@ -70,20 +73,23 @@ def table(runs: list[Run], baseline: str) -> str:
     return "\n".join(lines)
 
 
-def sweep_table(runs: list[Run], baseline: str) -> str:
-    """Per hidden width: median s/round of each driver, and each one's ratio to the baseline
-    within every repeat (median and range)."""
+def sweep_table(runs: list[Run], baseline: str, key: str = "median_round_s") -> str:
+    """Per hidden width: median ``key`` (seconds a round) of each driver, and the baseline's
+    time over each driver's within every repeat (median and range): > 1 is faster."""
     by: dict[tuple[int, str], dict[str, float]] = defaultdict(dict)
     for r in runs:
-        by[(int(r["hidden"]), r["driver"])][r["rep"]] = float(r["median_round_s"])
+        if key in r:
+            by[(int(r["hidden"]), r["driver"])][r["rep"]] = float(r[key])
     widths = sorted({h for h, _ in by})
     drivers = sorted({d for _, d in by}, key=lambda d: (d != baseline, d))
-    head = "| hidden | params | " + " | ".join(f"{d} s/round" for d in drivers)
+    head = "| hidden | params | " + " | ".join(f"{d} {key}" for d in drivers)
     head += " | " + " | ".join(f"{baseline} / {d} (range)" for d in drivers if d != baseline)
     lines = [head + " |", "|" + "---|" * (2 + 2 * len(drivers) - 1)]
     for h in widths:
         params = 60 * 10 + 10 if h == 0 else 60 * h + h + h * 10 + 10
-        cells = [f"{statistics.median(by[(h, d)].values()):.4f}" for d in drivers]
+        cells = [
+            f"{statistics.median(by[(h, d)].values()):.4f}" if by[(h, d)] else "-" for d in drivers
+        ]
         base = by[(h, baseline)]
         for d in drivers:
             if d == baseline:
@@ -113,6 +119,8 @@ def main() -> None:
     baseline = args.baseline or ("plain_fast" if "plain_fast" in drivers else "plain")
     if args.sweep:
         print(sweep_table(runs, baseline))
+        print("\nCPU seconds of the driver process per round:\n")
+        print(sweep_table(runs, baseline, "median_round_cpu_s"))
         return
     print(table(runs, baseline))
     shas = defaultdict(set)

@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from phloem.fl.secure import SecAgg, SecAggPlus, SecureAggregation
     from phloem.fl.server_opt import ServerAdam, ServerOptimizer, ServerSGD
     from phloem.fl.simulate import TIMING_KEYS, Checkpoint, SimulationResult, simulate
+    from phloem.fl.vectorised import VectorisedBackend
 
 #: public name -> the module that defines it
 _WHERE = {
@@ -67,6 +68,7 @@ _WHERE = {
     ),
     **dict.fromkeys(["Aggregate", "ClientRng", "Cohort", "Message", "Uplink"], "algorithms.base"),
     **dict.fromkeys(["Backend", "ProcessBackend", "SerialBackend"], "backends"),
+    "VectorisedBackend": "vectorised",
     **dict.fromkeys(
         ["QSGD", "Bernoulli", "Compressor", "Identity", "Natural", "RandK", "Scaled", "TopK"],
         "compressors",
@@ -136,6 +138,7 @@ __all__ = [
     "TopK",
     "UniformCohort",
     "Uplink",
+    "VectorisedBackend",
     "build_experiment",
     "build_model",
     "cnn28",
