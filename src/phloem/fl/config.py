@@ -74,6 +74,7 @@ class BackendName(StrEnum):
     SERIAL = "serial"
     PROCESS = "process"
     RAY = "ray"
+    VECTORISED = "vectorised"
 
 
 class PrivacyMechanism(StrEnum):

@@ -270,6 +270,10 @@ def build_backend(cfg: ExperimentConfig) -> Backend:
         from phloem.fl.ray_backend import RayBackend  # imports ray only when it opens
 
         return RayBackend(r.workers, r.threads, r.ray_address)
+    if r.backend is BackendName.VECTORISED:
+        from phloem.fl.vectorised import VectorisedBackend
+
+        return VectorisedBackend(r.threads)
     return SerialBackend(r.threads)
 
 
