@@ -87,7 +87,7 @@ def test_a_key_of_another_part_is_refused_naming_its_owner() -> None:
     with pytest.raises(ConfigError) as e:
         from_dict(ExperimentConfig, {"algorithm": {"name": "fedavg", "alpha": 0.5}})
     assert e.value.field == "algorithm.alpha"
-    assert "(a key of algorithm 'diana'" in str(e.value)  # and of feddyn
+    assert "(a key of algorithm 'cofig', 'diana'" in str(e.value)  # and of feddyn, frecon
     assert e.value.allowed == ("name",)
     with pytest.raises(ConfigError, match=r"data\.dim.*a key of data set 'quadratic'"):
         from_dict(ExperimentConfig, {"data": {"dataset": "digits", "dim": 3}})

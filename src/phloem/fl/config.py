@@ -44,6 +44,7 @@ __all__ = [
     "BackendName",
     "CompressorConfig",
     "DataConfig",
+    "DownlinkConfig",
     "DtypeName",
     "ExperimentConfig",
     "LocalConfig",
@@ -74,6 +75,7 @@ class BackendName(StrEnum):
     SERIAL = "serial"
     PROCESS = "process"
     RAY = "ray"
+    VECTORISED = "vectorised"
 
 
 class PrivacyMechanism(StrEnum):
@@ -163,6 +165,16 @@ class CompressorConfig(Section):
 
     ``scaled`` divides an unbiased compressor by ``omega + 1`` to make it contractive.
     """
+
+    name: Annotated[str, Picks(COMPRESSORS, "params")] = "none"
+    params: Any = None
+    scaled: bool = False
+
+
+@dataclass(frozen=True)
+class DownlinkConfig(Section):
+    """``[downlink]``: compression of the server's broadcast, for methods that compress it
+    (``ef21_bc``); ``none``: float32. Same compressors and keys as ``[compressor]``."""
 
     name: Annotated[str, Picks(COMPRESSORS, "params")] = "none"
     params: Any = None
@@ -328,6 +340,7 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     compressor: CompressorConfig = field(default_factory=CompressorConfig)
+    downlink: DownlinkConfig = field(default_factory=DownlinkConfig)
     local: LocalConfig = field(default_factory=LocalConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)

@@ -63,6 +63,7 @@ __all__ = [
     "build_aggregation",
     "build_algorithm",
     "build_compressor",
+    "build_downlink",
     "build_experiment",
     "build_problem",
     "build_schedules",
@@ -128,8 +129,8 @@ def _model_problem(cfg: ExperimentConfig, data: TrainTest, streams: SeedStreams)
     if device.type != "cpu" and cfg.run.backend is not BackendName.SERIAL:
         raise ConfigError(
             "run.backend",
-            f"{cfg.run.backend.value!r} runs clients in other processes, which cannot share "
-            f"{device}",
+            f"{cfg.run.backend.value!r} runs clients on the CPU (other processes or batched "
+            f"kernels); only 'serial' runs them on {device}",
             ["serial"],
         )
     partitioner = PARTITIONS.get(d.partition)
@@ -208,6 +209,23 @@ def build_compressor(cfg: ExperimentConfig, dim: int) -> Compressor | None:
     return Scaled(inner)
 
 
+def build_downlink(cfg: ExperimentConfig, dim: int) -> Compressor | None:
+    """The ``[downlink]`` compressor of the server's broadcast (``None``: float32).
+
+    Errors name ``downlink.*``, not the ``compressor.*`` keys the operators speak of.
+    """
+    c = cfg.downlink
+    try:
+        inner = COMPRESSORS.get(c.name).from_params(c.params, dim=dim)
+    except ConfigError as e:
+        raise e.with_field("downlink." + e.field.rsplit(".", 1)[-1]) from None
+    if inner is None or not c.scaled:
+        return inner
+    if not inner.unbiased:
+        raise ConfigError("downlink.scaled", f"{c.name} is already contractive")
+    return Scaled(inner)
+
+
 def build_local(cfg: ExperimentConfig) -> LocalSolver:
     """The clients' local solver."""
     lc = cfg.local
@@ -252,6 +270,19 @@ def build_algorithm(cfg: ExperimentConfig, problem: Problem) -> Algorithm[Any, A
         compressor=build_compressor(cfg, problem.dim),
         server_opt=build_server(cfg),
     )
+    downlink = build_downlink(cfg, problem.dim)
+    if downlink is not None:
+        if "downlink" not in {f.name for f in dataclasses.fields(algo)}:
+            with_downlink = [
+                n
+                for n in ALGORITHMS.names()
+                if "downlink" in {f.name for f in dataclasses.fields(ALGORITHMS.get(n))}
+            ]
+            raise ConfigError(
+                "downlink.name", f"{a.name} does not compress its broadcast", with_downlink
+            )
+        algo = dataclasses.replace(algo, downlink=downlink)  # type: ignore[call-arg]
+    algo = algo.with_constants(problem.smoothness)
     if cfg.server.lr_rule is LrRule.THEORY:
         algo = algo.with_theory_step(cfg.server.lr_scale * theory_step(algo, problem))
     return dataclasses.replace(algo, lr_schedules=build_schedules(cfg))
@@ -282,6 +313,10 @@ def build_backend(cfg: ExperimentConfig) -> Backend:
         from phloem.fl.ray_backend import RayBackend  # imports ray only when it opens
 
         return RayBackend(r.workers, r.threads, r.ray_address)
+    if r.backend is BackendName.VECTORISED:
+        from phloem.fl.vectorised import VectorisedBackend
+
+        return VectorisedBackend(r.threads)
     return SerialBackend(r.threads)
 
 
@@ -311,6 +346,9 @@ def build_experiment(cfg: ExperimentConfig) -> Experiment:
         if isinstance(e, ConfigError):
             raise
         raise ConfigError("algorithm", str(e)) from None
+    own_cohort = getattr(algorithm, "own_cohort", None)  # why the method picks its clients
+    if own_cohort and cohort_size != problem.num_clients:
+        raise ConfigError("sampling.scheme", f"{algorithm.name} {own_cohort}", ["full"])
     aggregation = build_aggregation(cfg, cohort_size)
     ledger = None
     if cfg.privacy.mechanism is PrivacyMechanism.GAUSSIAN:
@@ -465,6 +503,7 @@ def theory_report(cfg: ExperimentConfig) -> TheoryReport:
             ["linear", "logistic"],
         )
     comp = build_compressor(cfg, problem.dim)
+    down = build_downlink(cfg, problem.dim)
     constants = [
         ("L", s.L),
         ("L_max (of n w_i f_i)", s.L_max),
@@ -483,17 +522,20 @@ def theory_report(cfg: ExperimentConfig) -> TheoryReport:
         method = ALGORITHMS.get(name)
         if not method.has_theory_step():
             continue
-        algo = method.from_params(
-            method.Params(),
-            local=build_local(cfg),
-            compressor=comp,
-            server_opt=ServerSGD(cfg.server.lr),
-        )
         label = f"{name} (local lr)" if method.theory_bounds_local_step else name
         try:
+            algo = method.from_params(
+                method.Params(),
+                local=build_local(cfg),
+                compressor=comp,
+                server_opt=ServerSGD(cfg.server.lr),
+            )
+            if down is not None and "downlink" in {f.name for f in dataclasses.fields(algo)}:
+                algo = dataclasses.replace(algo, downlink=down)  # type: ignore[call-arg]
             steps.append((label, theory_step(algo, problem), ""))
-        except ConfigError as e:
-            steps.append((label, None, f"{e.field} {e.problem}"))
+        except ValueError as e:  # a ConfigError, or a method refusing this config's parts
+            why = f"{e.field} {e.problem}" if isinstance(e, ConfigError) else str(e)
+            steps.append((label, None, why))
     return TheoryReport(cfg.data.dataset, s.n, problem.dim, tuple(constants), tuple(steps))
 
 

@@ -54,12 +54,17 @@ class Rounds:
             ]
         return Checkpoint(0, a.init_server(x0, states, p.weights), states, Totals())
 
-    def cohort(self, server: Any, round_: int) -> Cohort:
-        """The round's clients, from the sampling stream of that round."""
-        n = self.problem.num_clients
+    def cohort(self, server: Any, round_: int) -> tuple[Any, Cohort]:
+        """The server state as broadcast this round and the round's clients, from the sampling
+        stream of that round (and its sub-stream 1 for :meth:`Algorithm.begin_round`)."""
+        n, a = self.problem.num_clients, self.algorithm
         sampled = self.sampler.cohort(round_, n, self.streams.numpy(Stage.SAMPLING, round_))
-        ids = np.asarray(self.algorithm.round_cohort(server, sampled, n), dtype=np.int64)
-        return Cohort(ids, self.problem.weights[ids], n)
+        if type(a).begin_round is not Algorithm.begin_round:
+            server = a.begin_round(
+                server, sampled, n, self.streams.numpy(Stage.SAMPLING, round_, 1)
+            )
+        ids = np.asarray(a.round_cohort(server, sampled, n), dtype=np.int64)
+        return server, Cohort(ids, self.problem.weights[ids], n)
 
     def train(
         self, server: Any, round_: int, cohort: Cohort, states: list[Any]
@@ -73,7 +78,7 @@ class Rounds:
         """One round: advances ``st`` in place and returns the round's record."""
         t0 = time.perf_counter()
         r = st.round + 1
-        cohort = self.cohort(st.server, r)
+        st.server, cohort = self.cohort(st.server, r)
         results: list[ClientResult] = []
         outcome: RoundOutcome[Any] = RoundOutcome(None, 0.0)
         gen = self.streams.numpy(Stage.AGGREGATION, r)

@@ -12,13 +12,31 @@ multiplies them by ``server.lr_scale``.
   DIANA row; Horvath et al. 2019.
 - MARINA: ``1 / (L + L_tilde sqrt((1 - p) omega / (p n)))`` -- Gorbunov et al., ICML 2021,
   Theorem 2.1.
+- PP-MARINA (``r`` clients with replacement): ``1 / (L + L_tilde sqrt((1 - p)(1 + omega) / (p r)))``
+  -- Gorbunov et al., ICML 2021, Theorem 4.1.
+- PAGE (``b'`` components per difference): ``1 / (L + L_tilde sqrt((1 - p) / (p b')))`` -- Li, Bao,
+  Zhang, Richtarik, ICML 2021, Theorem 1.
 - ProxSkip / Scaffnew: the local step ``gamma = 1 / max_i L_i`` -- Mishchenko, Malinovsky,
   Stich, Richtarik, ICML 2022 (every ``f_i`` ``L``-smooth and ``mu``-strongly convex: the
   Lyapunov function contracts by ``1 - min(gamma mu, p^2)`` per iteration, so
-  ``p = sqrt(mu / L)`` gives ``O(sqrt(L / mu) log 1/eps)`` communications).
+  ``p = sqrt(mu / L)`` gives ``O(sqrt(L / mu) log 1/eps)`` communications). An empty
+  ``algorithm.p`` takes that value, ``sqrt(mu / max_i L_i)`` (:func:`proxskip_probability`),
+  when ``mu`` is known.
+- GradSkip: the same local step ``gamma = 1 / max_i L_i`` -- Maranjyan, Safaryan, Richtarik,
+  "GradSkip", 2022 (arXiv:2210.16402), its linear-convergence theorem for GradSkip (every
+  ``f_i`` ``L_i``-smooth and ``mu_i``-strongly convex, exact gradients): ``gamma <= min_i
+  1/L_i``, any ``p`` and ``q_i`` in (0, 1]; the ``q_i`` enter the rate, not the step
+  (``q_i = 1`` is ProxSkip's theorem).
+- EF21-BC with an uncompressed broadcast (``[downlink] name = "none"``): the method is EF21,
+  and so is its step; the paper's EF21-BC theorem for a compressed broadcast couples the two
+  contraction constants in a way not reproduced here (no step then).
 - EF21 (contractive ``alpha``): ``1 / (L + L_tilde sqrt(beta / theta))`` with
   ``theta = 1 - sqrt(1 - alpha)``, ``beta = (1 - alpha) / (1 - sqrt(1 - alpha))`` -- Richtarik,
   Sokolov, Fatkhullin, NeurIPS 2021, Theorem 1.
+- EF21-PP (each client taking part with probability ``q``): the same with ``theta_q = q theta / 2``
+  and ``beta_q = q beta + (1 - q)(1 + 1/rho)``, ``rho = q theta / (2 (1 - q))`` -- Fatkhullin et
+  al., "EF21 with Bells & Whistles", 2021 (its EF21-PP argument, worked out for equal
+  ``p_i = q``; see ``phloem.fl.algorithms.ef21_pp``).
 
 The local methods bound the clients' step ``eta_l`` (``[local] lr``) instead, in terms of
 ``L_client = max_i L(f_i)``, the largest smoothness constant of a client's own objective (the
@@ -35,6 +53,12 @@ one its local steps descend on; ``= L_max`` when the weights are equal):
   and mu-strongly convex cases: ``eta_l <= 1 / (81 beta K eta_g)``, beta-smooth ``f_i``). The
   strongly convex case also asks ``eta_l <= S / (15 mu N K eta_g)`` (``S`` of ``N`` clients
   sampled), which binds only when ``S / N < 15 mu / (81 L)``; it is not applied here.
+
+No step is given (``lr_rule = "theory"`` names the methods that have one) for COFIG and FRECON
+(Zhao et al.: their theorems' numerical constants could not be checked), FedDyn (Acar et al.,
+ICLR 2021: the theorem assumes exactly solved local problems and is stated in ``alpha``),
+FedNova (Wang et al., NeurIPS 2020: a horizon-dependent learning rate), FedProx, and EF21-BC
+with a compressed broadcast (see each module).
 
 Smoothness is computed once per problem (``Problem.smoothness``) with torch pinned to one
 thread (:func:`pinned_threads`), so the constants, and the theory steps, are the same bits
@@ -63,11 +87,15 @@ __all__ = [
     "contraction",
     "dcgd_step",
     "diana_step",
+    "ef21_pp_step",
     "ef21_step",
     "gd_step",
     "local_gd_step",
     "marina_step",
+    "page_step",
     "pinned_threads",
+    "pp_marina_step",
+    "proxskip_probability",
     "proxskip_step",
     "scaffold_step",
     "smoothness_from_clients",
@@ -146,6 +174,20 @@ def marina_step(s: Smoothness, omega: float, p: float) -> float:
     return 1.0 / (s.L + s.L_tilde * math.sqrt((1.0 - p) * omega / (p * s.n)))
 
 
+def pp_marina_step(s: Smoothness, omega: float, p: float, r: int) -> float:
+    """PP-MARINA with synchronisation probability ``p`` and ``r`` clients per compressed round."""
+    if not 0.0 < p <= 1.0:
+        raise ValueError(f"p must be in (0, 1], got {p}")
+    return 1.0 / (s.L + s.L_tilde * math.sqrt((1.0 - p) * (1.0 + omega) / (p * r)))
+
+
+def page_step(s: Smoothness, p: float, batch: int) -> float:
+    """PAGE with full-gradient probability ``p`` and ``batch`` components per difference."""
+    if not 0.0 < p <= 1.0:
+        raise ValueError(f"p must be in (0, 1], got {p}")
+    return 1.0 / (s.L + s.L_tilde * math.sqrt((1.0 - p) / (p * batch)))
+
+
 def proxskip_step(s: Smoothness) -> float:
     """ProxSkip / Scaffnew: ``1 / max_i L_i`` (every ``f_i`` must be smooth with that constant).
 
@@ -153,6 +195,21 @@ def proxskip_step(s: Smoothness) -> float:
     weights).
     """
     return 1.0 / (s.L_client if s.L_client is not None else s.L_max)
+
+
+def proxskip_probability(s: Smoothness) -> float | None:
+    """ProxSkip's communication probability ``p = sqrt(mu / max_i L_i)`` (``None``: ``mu``
+    unknown).
+
+    The Lyapunov function contracts by ``1 - min(gamma mu, p^2)`` per iteration; with
+    ``gamma = 1 / max_i L_i`` this ``p`` balances the two terms, for ``O(sqrt(L / mu) log
+    1/eps)`` communications (Mishchenko et al., ICML 2022). The theorem's ``mu`` is every
+    ``f_i``'s; ``Smoothness.mu`` is ``f``'s, at least ``min_i mu_i``, so the ``p`` here is at
+    least the theorem's balanced one (any ``p`` in (0, 1] converges).
+    """
+    if s.mu is None or not s.mu > 0:
+        return None
+    return min(1.0, math.sqrt(s.mu / s.local_smoothness))
 
 
 def ef21_step(s: Smoothness, alpha: float) -> float:
@@ -164,6 +221,26 @@ def ef21_step(s: Smoothness, alpha: float) -> float:
     root = math.sqrt(1.0 - alpha)
     theta, beta = 1.0 - root, (1.0 - alpha) / (1.0 - root)
     return 1.0 / (s.L + s.L_tilde * math.sqrt(beta / theta))
+
+
+def _ef21_constants(alpha: float) -> tuple[float, float]:
+    """EF21's ``(theta, beta)`` for a contractive compressor of constant ``alpha`` (< 1)."""
+    root = math.sqrt(1.0 - alpha)
+    return 1.0 - root, (1.0 - alpha) / (1.0 - root)
+
+
+def ef21_pp_step(s: Smoothness, alpha: float, q: float) -> float:
+    """EF21-PP, each client taking part with probability ``q`` (see ``ef21_pp``)."""
+    if not 0.0 < alpha <= 1.0:
+        raise ValueError(f"EF21 needs a contractive compressor (0 < alpha <= 1), got alpha={alpha}")
+    if not 0.0 < q <= 1.0:
+        raise ValueError(f"participation must be in (0, 1], got {q}")
+    if q == 1.0:
+        return ef21_step(s, alpha)
+    theta, beta = (1.0, 0.0) if alpha == 1.0 else _ef21_constants(alpha)
+    rho = q * theta / (2.0 * (1.0 - q))
+    theta_q, beta_q = q * theta / 2.0, q * beta + (1.0 - q) * (1.0 + 1.0 / rho)
+    return 1.0 / (s.L + s.L_tilde * math.sqrt(beta_q / theta_q))
 
 
 def local_gd_step(s: Smoothness) -> float:

@@ -12,8 +12,10 @@ in a config, with its own ``Params``), with four methods:
   :class:`Aggregate`: the weighted mean or weighted total of any uplink field, whether the
   uplinks arrived one by one or only as a securely aggregated sum.
 
-and, where a convergence theorem gives one, ``theory_step(smoothness, dim)``: the largest step
-size it allows. :func:`phloem.fl.simulate` owns everything else (sampling, bit accounting,
+and, optionally, ``begin_round`` and ``round_cohort`` (the state broadcast and the clients of a
+round, given the sampled ones: MARINA's synchronisation rounds, COFIG's second cohort) and,
+where a convergence theorem gives one, ``theory_step(smoothness, dim)``: the largest step size
+it allows. :func:`phloem.fl.simulate` owns everything else (sampling, bit accounting,
 metrics, callbacks, checkpoints), so an algorithm module reads like the paper's pseudocode.
 """
 
@@ -78,6 +80,12 @@ class ClientRng:
 
     def __init__(self, streams: SeedStreams, round_: int, client: int) -> None:
         self._streams, self._round, self._client = streams, round_, client
+
+    @property
+    def client(self) -> int:
+        """The client's id (for methods whose broadcast addresses clients apart, e.g. PP-MARINA's
+        multiplicities)."""
+        return self._client
 
     @cached_property
     def local(self) -> torch.Generator:
@@ -292,6 +300,16 @@ class Algorithm(ABC, Generic[S, C, U]):
     def server_update(self, server: S, aggregate: Aggregate[U], gen: np.random.Generator) -> S:
         """The next server state from the cohort's aggregate."""
 
+    def begin_round(
+        self, server: S, sampled: np.ndarray, num_clients: int, gen: np.random.Generator
+    ) -> S:
+        """The server state broadcast this round, knowing the sampled clients (default: as is).
+
+        For methods whose broadcast tells clients their part in the round (COFIG's second,
+        independent cohort); ``gen`` is the round's own stream, independent of the sampler's.
+        """
+        return server
+
     def round_cohort(self, server: S, sampled: np.ndarray, num_clients: int) -> np.ndarray:
         """The clients that take part this round (default: the sampled cohort)."""
         return sampled
@@ -309,6 +327,12 @@ class Algorithm(ABC, Generic[S, C, U]):
             When the configured compressor does not meet the theorem's assumptions.
         """
         return None
+
+    def with_constants(self, smoothness: Callable[[], Smoothness | None]) -> Self:
+        """This algorithm with the hyper-parameters left empty that the theory sets from the
+        problem's constants (``smoothness()``, called only when needed) filled in (default:
+        itself; ProxSkip's ``p``)."""
+        return self
 
     def with_theory_step(self, step: float) -> Self:
         """This algorithm with ``step`` (from :meth:`theory_step`) as its step size.

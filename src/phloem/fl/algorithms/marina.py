@@ -1,7 +1,9 @@
 """MARINA: compressed gradient differences with rare full synchronisations.
 
 Gorbunov, Burlachenko, Li, Richtarik. "MARINA: Faster Non-Convex Distributed Learning with
-Compression." ICML 2021 (Algorithm 1, and PP-MARINA, Algorithm 4, for partial participation).
+Compression." ICML 2021 (Algorithm 1). Under a partial-participation sampler its compressed
+rounds average the sampled cohort (drawn without replacement): a variant of PP-MARINA
+(Algorithm 4), which ``pp_marina`` runs as written (clients drawn with replacement).
 
 With the server at ``x^{k+1} = x^k - gamma g^k``, a shared coin ``c_k ~ Be(p)`` decides the round:
 on a synchronisation round *every* client sends ``grad f_i(x^{k+1})`` and
@@ -66,7 +68,7 @@ class MarinaServer:
 @ALGORITHMS.register
 @dataclass(frozen=True)
 class Marina(Algorithm[MarinaServer, None, Gradient]):
-    """MARINA / PP-MARINA (partial participation on compressed rounds).
+    """MARINA (the sampler's cohort on compressed rounds; see ``pp_marina`` for Algorithm 4).
 
     The uplink is a :class:`~phloem.fl.algorithms.dcgd.Gradient`: the full gradient on a
     synchronisation round, the compressed gradient difference otherwise.
