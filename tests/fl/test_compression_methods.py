@@ -440,7 +440,7 @@ def test_theory_report_and_theory_rule_for_the_new_methods() -> None:
     steps = {name: (step, why) for name, step, why in theory_report(cfg).steps}
     assert steps["page"][0] is None and "uncompressed" in steps["page"][1]
     assert steps["ef21_pp"][0] is None and "taking part" in steps["ef21_pp"][1]
-    assert "ef21_bc" not in steps  # no theorem reproduced
+    assert steps["ef21_bc"][0] == steps["ef21"][0]  # uncompressed broadcast: EF21's step
     cfg = load_config(
         None, [], {**QUAD, "algorithm": {"name": "ef21_pp", "participation": 0.5},
                    "compressor": {"name": "topk", "k": 2}, "server": {"lr_rule": "theory"}},

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# SynthFL-1000: interleaved repeats of the plain PyTorch loop, phloem (serial and 2 processes),
-# and pfl / Flower when their virtualenvs exist, each under the shared memwatch.py.
+# SynthFL-1000: interleaved repeats of the plain PyTorch loop (the shared one and our lean one),
+# phloem (serial, 2 processes, vectorised), and pfl / Flower when their virtualenvs exist, each
+# under the shared memwatch.py.
 # Appends one line per run to results/results.txt; logs go to results/<driver>_<rep>.log.
 #
 #   benchmarks/fl/synthfl1000/run_series.sh              # 3 repeats, BENCH_ROUNDS=200
@@ -18,7 +19,7 @@ PY=${PY:-$repo/.venv/bin/python}
 VENV_PFL=${VENV_PFL:-/tmp/venv-pfl}
 VENV_FLWR=${VENV_FLWR:-/tmp/venv-flwr}
 REPEATS=${REPEATS:-3}
-DRIVERS=${DRIVERS:-plain phloem phloem2 pfl pfl2 flower}
+DRIVERS=${DRIVERS:-plain plain_fast phloem phloem_vec phloem2 pfl pfl2 flower}
 PAUSE_S=${PAUSE_S:-8}
 export BENCH_FL_DIR BENCH_ROUNDS=${BENCH_ROUNDS:-200} FLWR_TELEMETRY_ENABLED=0
 
@@ -27,13 +28,15 @@ cd "$here/results" || exit 1
 # The workload caches its data here; build it once so no driver's start-up pays for it.
 PYTHONPATH=$BENCH_FL_DIR "$PY" -c 'import workload; workload.generate()'
 echo "# series $(date -u +%Y-%m-%dT%H:%M:%SZ) rounds=$BENCH_ROUNDS repeats=$REPEATS" \
-  "nproc=$(nproc) drivers=$DRIVERS" | tee -a results.txt
+  "nproc=$(nproc) hidden=${BENCH_HIDDEN:-0} drivers=$DRIVERS" | tee -a results.txt
 
 for rep in $(seq 1 "$REPEATS"); do
   for name in $DRIVERS; do
     case $name in
       plain) cmd=("$PY" "$BENCH_FL_DIR/run_plain.py") ;;
+      plain_fast) cmd=("$PY" "$here/run_plain_fast.py") ;;
       phloem) cmd=("$PY" "$here/run_phloem.py") ;;
+      phloem_vec) cmd=("$PY" "$here/run_phloem.py" --backend vectorised) ;;
       phloem2) cmd=("$PY" "$here/run_phloem.py" --workers 2) ;;
       pfl) cmd=("$VENV_PFL/bin/python" "$BENCH_FL_DIR/run_pfl.py") ;;
       pfl2) cmd=("$VENV_PFL/bin/torchrun" --standalone --nnodes=1 --nproc_per_node=2

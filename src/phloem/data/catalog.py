@@ -43,6 +43,9 @@ CATALOG: tuple[DatasetFiles, ...] = (
     ),
     DatasetFiles("femnist", ("femnist/femnist_leaf_sample.npz",), "research and tests only"),
     DatasetFiles("cifar10", ("cifar10_jpeg/cifar10_jpeg.npz",), "or cifar-10-batches-py/"),
+    DatasetFiles(
+        "shakespeare", ("shakespeare/shaks12.txt.gz",), "Gutenberg #100; non-commercial, unshipped"
+    ),
     DatasetFiles("quadratic", (), "generated"),
     DatasetFiles("synthetic", (), "generated (FedProx Synthetic(alpha, beta))"),
 )

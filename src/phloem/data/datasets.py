@@ -147,14 +147,15 @@ class Femnist(Dataset):
 
 @dataclass(frozen=True)
 class Cifar10Params:
-    """``path``: a file or folder instead of the data folder; ``limit_train``: decode at most
-    this many training images (class-balanced)."""
+    """``path``: a file or folder instead of the data folder; ``limit_train``, ``limit_test``:
+    decode at most this many training / test images (class-balanced)."""
 
     path: str | None = None
     limit_train: int | None = None
+    limit_test: int | None = None
 
     def __post_init__(self) -> None:
-        _positive(limit_train=self.limit_train)
+        _positive(limit_train=self.limit_train, limit_test=self.limit_test)
 
 
 @DATASETS.register
@@ -167,7 +168,9 @@ class Cifar10(Dataset):
     def load(
         cls, params: Cifar10Params, *, num_clients: int, rng: np.random.Generator
     ) -> TrainTest:
-        return loaders.load_cifar10(params.path, limit_train=params.limit_train)
+        return loaders.load_cifar10(
+            params.path, limit_train=params.limit_train, limit_test=params.limit_test
+        )
 
 
 @dataclass(frozen=True)

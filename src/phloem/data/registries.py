@@ -18,7 +18,7 @@ __all__ = ["DATASETS", "PARTITIONS"]
 
 #: ``[data] dataset``: where the rows come from (:class:`phloem.data.datasets.Dataset`)
 DATASETS: Registry[type[Dataset]] = Registry(
-    "data set", "data.dataset", populate=["phloem.data.datasets"]
+    "data set", "data.dataset", populate=["phloem.data.datasets", "phloem.data.shakespeare"]
 )
 #: ``[data] partition``: how training rows are split among clients
 PARTITIONS: Registry[type[Partitioner]] = Registry(

@@ -70,6 +70,7 @@ if TYPE_CHECKING:
         ServerYogi,
     )
     from phloem.fl.simulate import TIMING_KEYS, Checkpoint, SimulationResult, simulate
+    from phloem.fl.vectorised import VectorisedBackend
 
 #: public name -> the module that defines it
 _WHERE = {
@@ -83,6 +84,7 @@ _WHERE = {
     ),
     **dict.fromkeys(["Aggregate", "ClientRng", "Cohort", "Message", "Uplink"], "algorithms.base"),
     **dict.fromkeys(["Backend", "ProcessBackend", "SerialBackend"], "backends"),
+    "VectorisedBackend": "vectorised",
     **dict.fromkeys(
         ["QSGD", "Bernoulli", "Compressor", "Identity", "Natural", "RandK", "Scaled", "TopK"],
         "compressors",
@@ -169,6 +171,7 @@ __all__ = [
     "TopK",
     "UniformCohort",
     "Uplink",
+    "VectorisedBackend",
     "build_experiment",
     "build_model",
     "cnn28",

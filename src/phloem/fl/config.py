@@ -15,6 +15,7 @@ config is validated.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -74,6 +75,7 @@ class BackendName(StrEnum):
     SERIAL = "serial"
     PROCESS = "process"
     RAY = "ray"
+    VECTORISED = "vectorised"
 
 
 class PrivacyMechanism(StrEnum):
@@ -109,6 +111,9 @@ def parse_dropout_stage(value: object, field: str = "aggregation.dropout_stage")
         return Stage.parse(value, field)
     except ConfigError as e:
         raise ConfigError(field, e.problem, [ANY_STAGE, *(e.allowed or ())]) from None
+
+
+_DEVICE = re.compile(r"cpu|cuda|cuda:[0-9]+")
 
 
 def _positive(section: str, **values: float | int | None) -> None:
@@ -308,7 +313,9 @@ class RunConfig:
     ``kill -9`` loses; ``divergence_factor`` stops a run whose training loss exceeds that
     factor times its first or best magnitude (0: only a non-finite loss or model).
     ``ray_address`` (``backend = "ray"``): the Ray cluster to join, ``"auto"`` or
-    ``"ray://host:10001"``; empty starts a local one (:mod:`phloem.fl.ray_backend`)."""
+    ``"ray://host:10001"``; empty starts a local one (:mod:`phloem.fl.ray_backend`).
+    ``device``: where a model's data and local steps run, ``cpu``, ``cuda`` or ``cuda:N``
+    (checked against the GPUs torch sees when the experiment is built)."""
 
     name: str = "run"
     rounds: int = 50
@@ -322,8 +329,11 @@ class RunConfig:
     ray_address: str = ""
     out_dir: str = "runs"
     divergence_factor: float = 1e6
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
+        if not _DEVICE.fullmatch(str(self.device)):
+            raise ValueError(f"run.device must be cpu, cuda or cuda:N, got {self.device!r}")
         _positive("run", eval_every=self.eval_every, workers=self.workers, threads=self.threads)
         if self.rounds < 0 or self.seed < 0 or self.checkpoint_every < 0:
             raise ValueError("run.rounds, run.seed and run.checkpoint_every must be >= 0")

@@ -70,6 +70,7 @@ __all__ = [
     "build_problem",
     "build_schedules",
     "check_resumable",
+    "resolve_device",
     "resume_experiment",
     "run_experiment",
     "theory_report",
@@ -111,8 +112,36 @@ def build_problem(cfg: ExperimentConfig, streams: SeedStreams) -> Problem:
     return _model_problem(cfg, data, streams)
 
 
+def resolve_device(name: str) -> torch.device:
+    """The torch device of ``run.device``, refused with the allowed ones when absent.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``run.device`` when CUDA is asked for and torch sees no such GPU.
+    """
+    if name == "cpu":
+        return torch.device("cpu")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    allowed = ["cpu", *(["cuda"] if count else []), *(f"cuda:{i}" for i in range(count))]
+    index = int(name.split(":")[1]) if ":" in name else 0
+    if count == 0:
+        raise ConfigError("run.device", f"= {name} but torch sees no GPU", allowed)
+    if index >= count:
+        raise ConfigError("run.device", f"= {name} but torch sees {count} GPU(s)", allowed)
+    return torch.device("cuda", index)
+
+
 def _model_problem(cfg: ExperimentConfig, data: TrainTest, streams: SeedStreams) -> ModelProblem:
     d, m = cfg.data, cfg.model
+    device = resolve_device(cfg.run.device)
+    if device.type != "cpu" and cfg.run.backend is not BackendName.SERIAL:
+        raise ConfigError(
+            "run.backend",
+            f"{cfg.run.backend.value!r} runs clients on the CPU (other processes or batched "
+            f"kernels); only 'serial' runs them on {device}",
+            ["serial"],
+        )
     partitioner = PARTITIONS.get(d.partition)
     if partitioner.needs_owners and data.train.groups is None:
         owners = [n for n in DATASETS.names() if DATASETS.get(n).has_owners]
@@ -137,6 +166,11 @@ def _model_problem(cfg: ExperimentConfig, data: TrainTest, streams: SeedStreams)
             stacklevel=2,
         )
     model = MODELS.get(m.name)
+    token_data = np.issubdtype(data.train.x.dtype, np.integer)
+    if token_data != model.tokens:
+        fits = [n for n in MODELS.names() if MODELS.get(n).tokens == token_data]
+        what = "windows of token indices" if token_data else "float features"
+        raise ConfigError("model.name", f"{m.name!r} cannot learn {d.dataset} ({what})", fits)
     if not model.regression and len(np.unique(data.train.y)) < 2:
         # a classifier on one class: the binary optimum does not exist without l2 and Newton
         # failed with a traceback with it; nothing to learn either way
@@ -161,7 +195,15 @@ def _model_problem(cfg: ExperimentConfig, data: TrainTest, streams: SeedStreams)
     )
     try:
         problem = ModelProblem(
-            module, data.train, data.test, part, task=task, l2=m.l2, dtype=_DTYPES[m.dtype]
+            module,
+            data.train,
+            data.test,
+            part,
+            task=task,
+            l2=m.l2,
+            dtype=_DTYPES[m.dtype],
+            device=device,
+            perplexity=model.tokens,
         )
     except ValueError as e:
         raise ConfigError("data.partition", str(e)) from None
@@ -265,6 +307,7 @@ def build_algorithm(cfg: ExperimentConfig, problem: Problem) -> Algorithm[Any, A
                 f"{a.name} needs a contractive downlink compressor; {downlink.name} is not "
                 "(use topk, or set downlink.scaled = true)",
             )
+    algo = algo.with_constants(problem.smoothness)
     if cfg.server.lr_rule is LrRule.THEORY:
         algo = algo.with_theory_step(cfg.server.lr_scale * theory_step(algo, problem))
     return dataclasses.replace(algo, lr_schedules=build_schedules(cfg))
@@ -304,6 +347,10 @@ def build_backend(cfg: ExperimentConfig) -> Backend:
         from phloem.fl.ray_backend import RayBackend  # imports ray only when it opens
 
         return RayBackend(r.workers, r.threads, r.ray_address)
+    if r.backend is BackendName.VECTORISED:
+        from phloem.fl.vectorised import VectorisedBackend
+
+        return VectorisedBackend(r.threads)
     return SerialBackend(r.threads)
 
 
@@ -490,6 +537,7 @@ def theory_report(cfg: ExperimentConfig) -> TheoryReport:
             ["linear", "logistic"],
         )
     comp = build_compressor(cfg, problem.dim)
+    down = build_downlink(cfg, problem.dim)
     constants = [
         ("L", s.L),
         ("L_max (of n w_i f_i)", s.L_max),
@@ -516,6 +564,8 @@ def theory_report(cfg: ExperimentConfig) -> TheoryReport:
                 compressor=comp,
                 server_opt=ServerSGD(cfg.server.lr),
             )
+            if down is not None and "downlink" in {f.name for f in dataclasses.fields(algo)}:
+                algo = dataclasses.replace(algo, downlink=down)  # type: ignore[call-arg]
             steps.append((label, theory_step(algo, problem), ""))
         except ValueError as e:  # a ConfigError, or a method refusing this config's parts
             why = f"{e.field} {e.problem}" if isinstance(e, ConfigError) else str(e)

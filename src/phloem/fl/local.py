@@ -76,7 +76,7 @@ def _descend(
 ) -> LocalResult:
     """Step from ``x`` once per batch (``None``: all rows); the loop every solver shares."""
     w = oracle.workspace(x)
-    loss_sum = torch.zeros((), dtype=x.dtype)
+    loss_sum = torch.zeros((), dtype=x.dtype, device=w.device)
     steps = samples = 0
     for idx in batches:
         g, loss = oracle.batch_grad(w, idx)
@@ -84,7 +84,7 @@ def _descend(
         w.add_(g, alpha=-lr)
         steps += 1
         samples += oracle.num_samples if idx is None else len(idx)
-    return LocalResult(w.clone(), steps, float(loss_sum) / max(steps, 1), samples)
+    return LocalResult(w.to(x.device, copy=True), steps, float(loss_sum) / max(steps, 1), samples)
 
 
 def _descend_heavy_ball(
@@ -98,7 +98,7 @@ def _descend_heavy_ball(
     """:func:`_descend` with ``torch.optim.SGD``'s update: ``d = g + weight_decay * w``,
     ``b = momentum * b + d`` (``b = d`` at the first step), ``w = w - lr * b``."""
     w = oracle.workspace(x)
-    loss_sum = torch.zeros((), dtype=x.dtype)
+    loss_sum = torch.zeros((), dtype=x.dtype, device=w.device)
     buf: torch.Tensor | None = None
     steps = samples = 0
     for idx in batches:
@@ -109,7 +109,7 @@ def _descend_heavy_ball(
         w.add_(buf, alpha=-lr)
         steps += 1
         samples += oracle.num_samples if idx is None else len(idx)
-    return LocalResult(w.clone(), steps, float(loss_sum) / max(steps, 1), samples)
+    return LocalResult(w.to(x.device, copy=True), steps, float(loss_sum) / max(steps, 1), samples)
 
 
 def _minibatches(
@@ -269,7 +269,7 @@ class MinibatchSGD(LocalSolver):
             idx = torch.randperm(n, generator=gen)[: self.batch_size]
             w = oracle.workspace(x)
             g, loss = oracle.batch_grad(w, idx)
-            res = GradResult(g.clone(), float(loss), len(idx))
+            res = GradResult(g.to(x.device, copy=True), float(loss), len(idx))
         if self.weight_decay:
             return GradResult(res.grad + self.weight_decay * x, res.loss, res.samples)
         return res

@@ -92,6 +92,9 @@ class Model(ABC):
     regression: ClassVar[bool] = False
     #: one logit and the logistic loss on labels +-1 (two classes only)
     binary: ClassVar[bool] = False
+    #: takes windows of int64 token indices (not float features); its evaluation reports
+    #: perplexity, ``exp`` of the test cross-entropy
+    tokens: ClassVar[bool] = False
 
     @classmethod
     @abstractmethod
@@ -233,17 +236,34 @@ class FlatModule:
         The model. Its parameters are re-pointed at slices of :attr:`flat` (values preserved).
     dtype
         Floating dtype of parameters (and so of every vector the simulator handles).
+    device
+        Where the module, :attr:`flat` and :attr:`grad` live (``"cpu"``, ``"cuda:0"``).
+
+    Notes
+    -----
+    Only parameters are federated: a module with buffers (batch norm's running statistics)
+    is refused; use GroupNorm or batch norm without running statistics
+    (``track_running_stats=False``), as :mod:`phloem.fl.archs.resnet` does.
     """
 
-    def __init__(self, module: nn.Module, dtype: torch.dtype = torch.float32) -> None:
-        module.to(dtype)
+    def __init__(
+        self,
+        module: nn.Module,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        module.to(device=device, dtype=dtype)
         params = list(module.parameters())
         if list(module.buffers()):
-            raise ValueError("FlatModule supports parameter-only models (no buffers such as BN)")
+            raise ValueError(
+                "FlatModule supports parameter-only models (no buffers such as batch norm's "
+                "running statistics; use GroupNorm or BatchNorm2d(track_running_stats=False))"
+            )
         self.module = module
+        self.device = torch.device(device)
         self.dim = sum(p.numel() for p in params)
-        self.flat = torch.empty(self.dim, dtype=dtype)
-        self.grad = torch.zeros(self.dim, dtype=dtype)
+        self.flat = torch.empty(self.dim, dtype=dtype, device=self.device)
+        self.grad = torch.zeros(self.dim, dtype=dtype, device=self.device)
         offset = 0
         for p in params:
             n = p.numel()
@@ -254,17 +274,18 @@ class FlatModule:
             offset += n
 
     def initial_vector(self) -> torch.Tensor:
-        """A copy of the current parameters as a flat vector."""
-        return self.flat.clone()
+        """A copy of the current parameters as a flat vector (on the CPU)."""
+        return self.flat.to("cpu", copy=True)
 
     # Pickled as is, every parameter would travel with its own copy of the storage and come
     # back cut loose from ``flat`` and ``grad`` (a Ray actor or a spawned worker would then
     # train a model the oracles never write to); the aliasing is rebuilt on arrival instead.
     def __getstate__(self) -> dict[str, Any]:
-        return {"module": self.module, "dtype": self.flat.dtype}
+        return {"module": self.module, "dtype": self.flat.dtype, "device": self.device}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["module"], state["dtype"])  # type: ignore[misc]
+        device = state.get("device", "cpu")
+        self.__init__(state["module"], state["dtype"], device)  # type: ignore[misc]
 
 
 def seeded(factory: Callable[[], nn.Module], seed: int) -> nn.Module:

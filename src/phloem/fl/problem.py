@@ -99,10 +99,10 @@ class ClientOracle(ABC):
         """Gradient and loss (0-d tensor) of the mean loss over rows ``idx`` (all rows if None)."""
 
     def grad(self, x: torch.Tensor) -> GradResult:
-        """Full local gradient at ``x`` (a new tensor)."""
+        """Full local gradient at ``x`` (a new tensor, on ``x``'s device)."""
         w = self.workspace(x)
         g, loss = self.batch_grad(w, None)
-        return GradResult(g.clone(), float(loss), self.num_samples)
+        return GradResult(g.to(x.device, copy=True), float(loss), self.num_samples)
 
     def loss(self, x: torch.Tensor) -> float:
         """Full local loss at ``x``."""
@@ -115,9 +115,19 @@ class _Wrapped(ClientOracle):
     def __init__(self, inner: ClientOracle) -> None:
         self.inner = inner
         self.num_samples = inner.num_samples
+        self._moved: dict[tuple[int, torch.device], torch.Tensor] = {}
 
     def workspace(self, x: torch.Tensor) -> torch.Tensor:
         return self.inner.workspace(x)
+
+    def _on(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """``t`` on ``like``'s device (the workspace may live on a GPU), moved once."""
+        if t.device == like.device:
+            return t
+        key = (id(t), like.device)
+        if key not in self._moved:
+            self._moved[key] = t.to(like.device)
+        return self._moved[key]
 
 
 class ProximalOracle(_Wrapped):
@@ -142,7 +152,7 @@ class ProximalOracle(_Wrapped):
         self, w: torch.Tensor, idx: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         g, loss = self.inner.batch_grad(w, idx)
-        return g + self.mu * (w - self.center), loss
+        return g + self.mu * (w - self._on(self.center, w)), loss
 
 
 class ShiftedOracle(_Wrapped):
@@ -156,7 +166,7 @@ class ShiftedOracle(_Wrapped):
         self, w: torch.Tensor, idx: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         g, loss = self.inner.batch_grad(w, idx)
-        return g + self.shift, loss
+        return g + self._on(self.shift, w), loss
 
 
 class Problem(ABC):
@@ -331,12 +341,19 @@ class ModelProblem(Problem):
     partition
         Row indices of each client.
     task
-        ``"classification"`` (cross-entropy, accuracy reported) or ``"regression"`` (squared loss).
+        ``"classification"`` (cross-entropy, accuracy reported, and top-5 accuracy with at
+        least 5 classes) or ``"regression"`` (squared loss).
     l2
         L2 regularisation ``l2/2 ||x||^2`` added to every ``f_i`` (makes logistic regression
         strongly convex).
     dtype
-        Parameter and data dtype.
+        Parameter and float-feature dtype. Integer features (token indices) stay ``int64``.
+    device
+        Where the model and the data tensors live (``"cpu"``, ``"cuda"``, ``"cuda:1"``). The
+        vectors the algorithms see (``x``, gradients, local results) stay on the CPU; a
+        client's local steps run on the device, with one copy of ``x`` in and out.
+    perplexity
+        Also report ``test_perplexity = exp(test cross-entropy)`` (language models).
     """
 
     def __init__(
@@ -349,6 +366,8 @@ class ModelProblem(Problem):
         task: Task | str = Task.CLASSIFICATION,
         l2: float = 0.0,
         dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+        perplexity: bool = False,
     ) -> None:
         if task not in set(Task):
             raise ValueError(f"task must be one of {[t.value for t in Task]}, got {task!r}")
@@ -361,7 +380,10 @@ class ModelProblem(Problem):
                 "use fewer clients, a larger Dirichlet alpha, or min_size >= 1 in the partitioner"
             )
         self.task, self.l2, self.dtype = task, float(l2), dtype
-        self.net = FlatModule(module, dtype)
+        self.device = torch.device(device)
+        self.perplexity = bool(perplexity) and task is Task.CLASSIFICATION
+        self.num_classes = train.num_classes
+        self.net = FlatModule(module, dtype, self.device)
         self.dim = self.net.dim
         self._x0 = self.net.initial_vector()
         self.num_clients = partition.num_clients
@@ -369,10 +391,10 @@ class ModelProblem(Problem):
         # Rows reordered so that every client's data is one contiguous slice (zero-copy views).
         order = np.concatenate(partition.clients)
         bounds = np.concatenate([[0], np.cumsum(sizes)])
-        self._x = torch.as_tensor(np.ascontiguousarray(train.x[order])).to(dtype)
+        self._x = self._features(train.x[order])
         self._y = self._target(train.y[order])
         self._bounds = bounds
-        self._xt = torch.as_tensor(np.ascontiguousarray(test.x)).to(dtype)
+        self._xt = self._features(test.x)
         self._yt = self._target(test.y)
         self.loss_fn: LossFn
         if task is Task.CLASSIFICATION:
@@ -383,15 +405,21 @@ class ModelProblem(Problem):
             self.loss_fn = _mse
         self.optimum: Optimum | None = None  # set by :meth:`solve` (or a cached copy)
 
+    def _features(self, x: np.ndarray) -> torch.Tensor:
+        """Float features in the problem's dtype, integer ones (token indices) as int64."""
+        t = torch.as_tensor(np.ascontiguousarray(x))
+        kind = torch.long if np.issubdtype(x.dtype, np.integer) else self.dtype
+        return t.to(device=self.device, dtype=kind)
+
     def _target(self, y: np.ndarray) -> torch.Tensor:
         t = torch.as_tensor(np.ascontiguousarray(y))
         if self.task is Task.CLASSIFICATION:
-            return t.long()
+            return t.to(self.device, torch.long)
         if self.task is Task.BINARY:
             if len(t) and not bool(((t == 0) | (t == 1)).all()):
                 raise ValueError("the binary logistic model needs labels {0, 1} (or +-1)")
-            return (2 * t - 1).to(self.dtype)  # +-1
-        return t.to(self.dtype).reshape(-1, 1)
+            return (2 * t - 1).to(self.device, self.dtype)  # +-1
+        return t.to(self.device, self.dtype).reshape(-1, 1)
 
     def client(self, i: int) -> ClientOracle:
         lo, hi = int(self._bounds[i]), int(self._bounds[i + 1])
@@ -440,7 +468,7 @@ class ModelProblem(Problem):
         bias = linear[0].bias is not None
 
         def gram_eigs(x: torch.Tensor) -> torch.Tensor:
-            xa = x.reshape(len(x), -1).double()
+            xa = x.reshape(len(x), -1).double().cpu()
             if bias:
                 xa = torch.cat([xa, torch.ones(len(x), 1, dtype=torch.float64)], 1)
             small = xa @ xa.T if len(xa) < xa.shape[1] else xa.T @ xa
@@ -467,25 +495,38 @@ class ModelProblem(Problem):
         # The model was initialised (from the run's model-init stream) before it was handed over.
         return self._x0.clone()
 
-    def _dataset_metrics(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-        total_loss, correct = 0.0, 0
+    @property
+    def reports_top5(self) -> bool:
+        """Whether evaluation reports ``test_top5`` (classification with >= 5 classes)."""
+        return self.task is Task.CLASSIFICATION and (self.num_classes or 0) >= 5
+
+    def _dataset_metrics(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float, float]:
+        """Mean loss, accuracy and top-5 accuracy (0 unless :attr:`reports_top5`)."""
+        total_loss, correct, top5 = 0.0, 0, 0
         with torch.no_grad():
             for lo in range(0, len(y), _EVAL_CHUNK):
                 out = self.net.module(x[lo : lo + _EVAL_CHUNK])
                 yb = y[lo : lo + _EVAL_CHUNK]
                 total_loss += float(self.loss_fn(out, yb)) * len(yb)
                 correct += _correct(self.task, out, yb)
+                if self.reports_top5:
+                    top5 += _correct_top_k(out, yb, 5)
         n = max(len(y), 1)
-        return total_loss / n, correct / n
+        return total_loss / n, correct / n, top5 / n
 
     def evaluate(self, x: torch.Tensor, *, full: bool) -> dict[str, float]:
         self.net.flat.copy_(x)
         reg = 0.5 * self.l2 * float(torch.dot(x, x))
         out: dict[str, float] = {}
-        test_loss, test_acc = self._dataset_metrics(self._xt, self._yt)
+        test_loss, test_acc, test_top5 = self._dataset_metrics(self._xt, self._yt)
         out["test_loss"] = test_loss + reg
         if self.task is not Task.REGRESSION:
             out["test_acc"] = test_acc
+        if self.reports_top5:
+            out["test_top5"] = test_top5
+        if self.perplexity:
+            # exp of the mean test cross-entropy (without the l2 term); inf past exp's range
+            out["test_perplexity"] = math.exp(test_loss) if test_loss < 700 else math.inf
         if self.optimum is not None:
             out["dist_to_opt"] = float(torch.linalg.vector_norm(x.double() - self.optimum.x))
         if full:
@@ -497,7 +538,7 @@ class ModelProblem(Problem):
     def _full_train(self, x: torch.Tensor, reg: float) -> dict[str, float]:
         # Objective and gradient over all training rows, in chunks, as a sum of chunk gradients.
         n = len(self._y)
-        g_sum = torch.zeros_like(x)
+        g_sum = torch.zeros_like(self.net.grad)
         loss_sum, correct = 0.0, 0
         for lo in range(0, n, _EVAL_CHUNK):
             xb, yb = self._x[lo : lo + _EVAL_CHUNK], self._y[lo : lo + _EVAL_CHUNK]
@@ -508,7 +549,7 @@ class ModelProblem(Problem):
             g_sum += self.net.grad
             loss_sum += float(loss.detach())
             correct += _correct(self.task, out, yb)
-        g = g_sum / n + self.l2 * x
+        g = g_sum.to(x.device) / n + self.l2 * x
         res = {"objective": loss_sum / n + reg, "grad_norm": float(torch.linalg.vector_norm(g))}
         if self.task is not Task.REGRESSION:
             res["train_acc"] = correct / n
@@ -556,7 +597,7 @@ class ModelProblem(Problem):
                 "convex; without it the minimiser may not exist)"
             )
         t0 = time.perf_counter()
-        a, y = _design(self.net.module, self._x), self._y.double()
+        a, y = _design(self.net.module, self._x), self._y.double().cpu()
         file = None if cache is None else cache / f"{_digest(a, y, self.l2, tol)}.npz"
         if file is not None:
             hit = _cached_optimum(file, a, y, self.l2, tol)
@@ -634,7 +675,7 @@ def _hessian(a: torch.Tensor, x: torch.Tensor, l2: float) -> torch.Tensor:
 
 def _design(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The rows ``a_j`` in the order of the flat parameter vector (weights, then the bias)."""
-    a = x.reshape(len(x), -1).double()
+    a = x.reshape(len(x), -1).double().cpu()
     linear = [m for m in module.modules() if isinstance(m, nn.Linear)]
     if linear and linear[0].bias is not None:
         a = torch.cat([a, torch.ones(len(a), 1, dtype=torch.float64)], 1)
@@ -656,6 +697,12 @@ def _correct(task: Task, out: torch.Tensor, y: torch.Tensor) -> int:
     if task is Task.BINARY:
         return int(((out.reshape(-1) > 0) == (y > 0)).sum())
     return 0
+
+
+def _correct_top_k(out: torch.Tensor, y: torch.Tensor, k: int) -> int:
+    """Rows whose label is among the ``k`` highest scores."""
+    top = out.topk(min(k, out.shape[1]), dim=1).indices
+    return int((top == y.reshape(-1, 1)).any(dim=1).sum())
 
 
 def _logistic(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

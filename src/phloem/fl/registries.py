@@ -54,7 +54,9 @@ LOCAL_SOLVERS: Registry[type[LocalSolver]] = Registry(
     "local solver", "local.solver", populate=["phloem.fl.local"]
 )
 #: ``[model] name``: the model a data set is learnt with
-MODELS: Registry[type[Model]] = Registry("model", "model.name", populate=["phloem.fl.models"])
+MODELS: Registry[type[Model]] = Registry(
+    "model", "model.name", populate=["phloem.fl.models", "phloem.fl.archs"]
+)
 #: ``[aggregation] name``: how the server receives the cohort's updates
 AGGREGATIONS: Registry[type[Aggregation]] = Registry(
     "aggregation", "aggregation.name", populate=["phloem.fl.aggregation", "phloem.fl.secure"]

@@ -129,6 +129,8 @@ def simulate(
     if not (math.isfinite(divergence_factor) and divergence_factor >= 0):
         raise ValueError(f"divergence_factor must be >= 0, got {divergence_factor}")
     watch = _LossWatch(divergence_factor)
+    # hyper-parameters left empty for the theory to set (ProxSkip's p); a no-op for most
+    algorithm = algorithm.with_constants(problem.smoothness)
     streams = seed if isinstance(seed, SeedStreams) else SeedStreams(seed)
     loop = Rounds(
         problem,

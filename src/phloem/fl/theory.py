@@ -19,7 +19,17 @@ multiplies them by ``server.lr_scale``.
 - ProxSkip / Scaffnew: the local step ``gamma = 1 / max_i L_i`` -- Mishchenko, Malinovsky,
   Stich, Richtarik, ICML 2022 (every ``f_i`` ``L``-smooth and ``mu``-strongly convex: the
   Lyapunov function contracts by ``1 - min(gamma mu, p^2)`` per iteration, so
-  ``p = sqrt(mu / L)`` gives ``O(sqrt(L / mu) log 1/eps)`` communications).
+  ``p = sqrt(mu / L)`` gives ``O(sqrt(L / mu) log 1/eps)`` communications). An empty
+  ``algorithm.p`` takes that value, ``sqrt(mu / max_i L_i)`` (:func:`proxskip_probability`),
+  when ``mu`` is known.
+- GradSkip: the same local step ``gamma = 1 / max_i L_i`` -- Maranjyan, Safaryan, Richtarik,
+  "GradSkip", 2022 (arXiv:2210.16402), its linear-convergence theorem for GradSkip (every
+  ``f_i`` ``L_i``-smooth and ``mu_i``-strongly convex, exact gradients): ``gamma <= min_i
+  1/L_i``, any ``p`` and ``q_i`` in (0, 1]; the ``q_i`` enter the rate, not the step
+  (``q_i = 1`` is ProxSkip's theorem).
+- EF21-BC with an uncompressed broadcast (``[downlink] name = "none"``): the method is EF21,
+  and so is its step; the paper's EF21-BC theorem for a compressed broadcast couples the two
+  contraction constants in a way not reproduced here (no step then).
 - EF21 (contractive ``alpha``): ``1 / (L + L_tilde sqrt(beta / theta))`` with
   ``theta = 1 - sqrt(1 - alpha)``, ``beta = (1 - alpha) / (1 - sqrt(1 - alpha))`` -- Richtarik,
   Sokolov, Fatkhullin, NeurIPS 2021, Theorem 1.
@@ -43,6 +53,12 @@ one its local steps descend on; ``= L_max`` when the weights are equal):
   and mu-strongly convex cases: ``eta_l <= 1 / (81 beta K eta_g)``, beta-smooth ``f_i``). The
   strongly convex case also asks ``eta_l <= S / (15 mu N K eta_g)`` (``S`` of ``N`` clients
   sampled), which binds only when ``S / N < 15 mu / (81 L)``; it is not applied here.
+
+No step is given (``lr_rule = "theory"`` names the methods that have one) for COFIG and FRECON
+(Zhao et al.: their theorems' numerical constants could not be checked), FedDyn (Acar et al.,
+ICLR 2021: the theorem assumes exactly solved local problems and is stated in ``alpha``),
+FedNova (Wang et al., NeurIPS 2020: a horizon-dependent learning rate), FedProx, and EF21-BC
+with a compressed broadcast (see each module).
 
 Smoothness is computed once per problem (``Problem.smoothness``) with torch pinned to one
 thread (:func:`pinned_threads`), so the constants, and the theory steps, are the same bits
@@ -79,6 +95,7 @@ __all__ = [
     "page_step",
     "pinned_threads",
     "pp_marina_step",
+    "proxskip_probability",
     "proxskip_step",
     "require_unbiased",
     "scaffold_step",
@@ -179,6 +196,21 @@ def proxskip_step(s: Smoothness) -> float:
     weights).
     """
     return 1.0 / (s.L_client if s.L_client is not None else s.L_max)
+
+
+def proxskip_probability(s: Smoothness) -> float | None:
+    """ProxSkip's communication probability ``p = sqrt(mu / max_i L_i)`` (``None``: ``mu``
+    unknown).
+
+    The Lyapunov function contracts by ``1 - min(gamma mu, p^2)`` per iteration; with
+    ``gamma = 1 / max_i L_i`` this ``p`` balances the two terms, for ``O(sqrt(L / mu) log
+    1/eps)`` communications (Mishchenko et al., ICML 2022). The theorem's ``mu`` is every
+    ``f_i``'s; ``Smoothness.mu`` is ``f``'s, at least ``min_i mu_i``, so the ``p`` here is at
+    least the theorem's balanced one (any ``p`` in (0, 1] converges).
+    """
+    if s.mu is None or not s.mu > 0:
+        return None
+    return min(1.0, math.sqrt(s.mu / s.local_smoothness))
 
 
 def ef21_step(s: Smoothness, alpha: float) -> float:

@@ -328,6 +328,12 @@ class Algorithm(ABC, Generic[S, C, U]):
         """
         return None
 
+    def with_constants(self, smoothness: Callable[[], Smoothness | None]) -> Self:
+        """This algorithm with the hyper-parameters left empty that the theory sets from the
+        problem's constants (``smoothness()``, called only when needed) filled in (default:
+        itself; ProxSkip's ``p``)."""
+        return self
+
     def with_theory_step(self, step: float) -> Self:
         """This algorithm with ``step`` (from :meth:`theory_step`) as its step size.
 

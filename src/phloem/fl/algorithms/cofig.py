@@ -34,6 +34,12 @@ participant's part with the model (two flags, counted as downlink bits). So that
 normalise over ``S_t`` under secure aggregation, each uplink carries ``1`` for a member of
 ``S_t`` (``one``; not counted as uplink bits, since a real server knows whom it sampled).
 Default ``alpha = 1 / (1 + omega)``.
+
+No theory step size (``server.lr_rule = "theory"`` says so): the paper's theorems bound the
+number of rounds (non-convex: ``O((1 + omega)^(3/2) sqrt(N) / (S eps^2) + (1 + omega) N^(2/3) /
+(S eps^2))`` for COFIG, ``O((1 + omega) sqrt(N) / (S eps^2))`` for FRECON; convex COFIG:
+``O((1 + omega) sqrt(N) / (S eps))``) with step sizes in ``L``, ``omega`` and ``S / N`` whose
+numerical constants could not be checked here, so none is implemented rather than a guessed one.
 """
 
 from __future__ import annotations

@@ -19,8 +19,13 @@ first round's downlink is ``32 d`` bits a client and every later one the bits of
 Every client must receive every broadcast to keep ``x`` in step, so EF21-BC runs with full
 participation, as in the paper (``[sampling] scheme = "full"``; the cohort is every client).
 
-No theory step size here: the paper's EF21-BC theorem couples the two contraction constants
-in a way not reproduced in phloem (``server.lr_rule = "theory"`` says so).
+Theory step: with an uncompressed broadcast (``[downlink] name = "none"``, ``alpha_M = 1``)
+EF21-BC is EF21, and ``server.lr_rule = "theory"`` gives EF21's step
+``1 / (L + L_tilde sqrt(beta / theta))`` for ``C_w``'s ``alpha`` (Richtarik, Sokolov,
+Fatkhullin, NeurIPS 2021, Theorem 1; :func:`phloem.fl.theory.ef21_step`). With a compressed
+broadcast there is none: the paper's EF21-BC theorem bounds the step through constants that
+couple ``alpha_w`` and ``alpha_M``, which are not reproduced in phloem (it says so, naming
+``downlink.name``).
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from phloem.core.errors import ConfigError
+from phloem.fl import theory
 from phloem.fl.algorithms.base import Aggregate, Algorithm, ClientRng, Message, compress
 from phloem.fl.algorithms.ef21 import ErrorFeedback
 from phloem.fl.compressors.base import FLOAT_BITS, Compressor
@@ -112,3 +119,22 @@ class EF21BC(Algorithm[EF21BCServer, torch.Tensor, ErrorFeedback]):
 
     def downlink_bits(self, server: EF21BCServer) -> int:
         return server.down
+
+    def theory_step(self, smoothness: theory.Smoothness, dim: int) -> float:
+        """EF21's step when the broadcast is not compressed (then EF21-BC is EF21).
+
+        Raises
+        ------
+        ConfigError
+            On ``downlink.name`` when the broadcast is compressed (the EF21-BC theorem's
+            constants are not reproduced here), or on ``compressor`` when ``C_w`` is not
+            contractive.
+        """
+        if self.downlink is not None:
+            raise ConfigError(
+                "downlink.name",
+                "ef21_bc's theory step is EF21's, for an uncompressed broadcast; the EF21-BC "
+                "theorem's constants for a compressed one are not reproduced in phloem",
+                ["none"],
+            )
+        return theory.ef21_step(smoothness, theory.contraction(self.compressor, dim, self.name))

@@ -21,6 +21,11 @@ The server keeps ``h = sum_i w_i g_i`` exactly, also under partial participation
 ``y_i = x`` and ``sum_i w_i grad f_i(x) = h = 0``: with accurately solved local problems the
 method converges to the exact optimum of ``f`` despite heterogeneous clients, under full and
 partial participation.
+
+No theory step size (``server.lr_rule = "theory"`` says so): the paper's convergence theorem
+assumes each client's local problem is solved exactly (``y_i`` its minimiser), and its rates are
+stated in terms of ``alpha`` (and ``L``), not of a gradient step; the local solver's ``lr``,
+which only approximates that minimiser, is not covered by it, so none is given here.
 """
 
 from __future__ import annotations

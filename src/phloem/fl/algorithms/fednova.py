@@ -21,6 +21,12 @@ integers ``LO..HI`` (so the local solver must take a ``steps`` key: ``full`` or 
 empty uses the solver's own count for the client's data (``sgd`` with ``epochs``: proportional
 to the client's size, FedNova's main example). ``normalize = false`` sends ``y_i - x`` with
 ``a_i = 1``: FedAvg with the same heterogeneous steps, the inconsistent baseline.
+
+No theory step size (``server.lr_rule = "theory"`` says so): the paper's non-convex theorem
+takes a learning rate that shrinks with the horizon (of order ``sqrt(m / (tau_bar T))`` for
+``m`` clients a round, mean local steps ``tau_bar`` and ``T`` rounds) under stochastic gradients,
+with a smallness condition on ``eta L`` whose constant is not reproduced here; it gives no
+constant step to set from ``L`` alone.
 """
 
 from __future__ import annotations

@@ -32,6 +32,12 @@ uplink bits, since a real server knows whom it sampled. ``algorithm.shift_cohort
 ``u_i`` and ``q_i`` are independent draws, and ``x^{-1} = x^0``, ``g^{-1} = h^0``. Downlink:
 ``x^t`` and ``x^{t-1}`` (a member may have missed the previous round), and the member's two role
 flags.
+
+No theory step size (``server.lr_rule = "theory"`` says so): the paper's theorems bound the
+number of rounds (non-convex: ``O((1 + omega)^(3/2) sqrt(N) / (S eps^2) + (1 + omega) N^(2/3) /
+(S eps^2))`` for COFIG, ``O((1 + omega) sqrt(N) / (S eps^2))`` for FRECON; convex COFIG:
+``O((1 + omega) sqrt(N) / (S eps))``) with step sizes in ``L``, ``omega`` and ``S / N`` whose
+numerical constants could not be checked here, so none is implemented rather than a guessed one.
 """
 
 from __future__ import annotations

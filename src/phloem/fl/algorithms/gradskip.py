@@ -21,14 +21,23 @@ gradient is not computed again. A client with ``q_i < 1`` thus computes
 ``min(K, Geometric(1 - q_i))`` gradients in a round of ``K`` iterations instead of ``K``
 (``Message.samples`` counts those computed). ``q_i = 1`` for every client is ProxSkip.
 
-The paper proves linear convergence to the exact optimum under the same assumptions as ProxSkip
-(every ``f_i`` smooth and strongly convex, exact gradients), with ProxSkip's communication
-complexity and fewer gradients for clients whose local condition number ``kappa_i`` is small
-(its choice ties ``q_i`` to ``kappa_i`` and ``kappa_max``). Here ``q_i`` is ``q`` for every
-client, or, with ``q_min`` set, drawn once per client uniformly from ``[q_min, q]``. The skipped
-gradients are exact only for full gradients, so the local solver must be ``full``. No theory
-step size is implemented: the paper's bound on ``gamma`` involves the ``q_i``; ProxSkip's
-``1 / max_i L_i`` is the ``q_i = 1`` case.
+**Theory.** The paper's convergence theorem for GradSkip assumes every ``f_i`` ``L_i``-smooth
+and ``mu_i``-strongly convex and exact gradients, and asks for
+
+- the step ``0 < gamma <= min_i 1 / L_i`` (ProxSkip's step; ``server.lr_rule = "theory"`` sets
+  ``local.lr`` to ``1 / max_i L_i``, :func:`phloem.fl.theory.proxskip_step`),
+- a communication probability ``p`` in (0, 1] and gradient-step probabilities ``q_i`` in
+  (0, 1] (any; they enter the linear rate, not the step),
+
+and then a Lyapunov function of the iterates and control variates contracts linearly to the
+exact optimum; with ``q_i = 1`` it is ProxSkip's theorem. Its corollary keeps ProxSkip's
+communication complexity (``p`` of order ``sqrt(mu / L)``, the empty ``algorithm.p`` here, as
+for ProxSkip) while a client whose local condition number ``kappa_i = L_i / mu_i`` is smaller
+than ``kappa_max`` may take ``q_i < 1`` (the paper ties ``q_i`` to ``kappa_i`` and
+``kappa_max``; that choice is not computed here: ``q``/``q_min`` are set by hand). Here ``q_i`` is
+``q`` for every client, or, with ``q_min`` set, drawn once per client uniformly from
+``[q_min, q]``. The skipped gradients are exact only for full gradients, so the local solver
+must be ``full``.
 """
 
 from __future__ import annotations
@@ -38,7 +47,8 @@ from typing import ClassVar
 
 import torch
 
-from phloem.fl.algorithms.base import Algorithm, ClientRng, Message
+from phloem.fl import theory
+from phloem.fl.algorithms.base import ClientRng, Message
 from phloem.fl.algorithms.proxskip import (
     ProxSkip,
     SkipClient,
@@ -55,16 +65,18 @@ __all__ = ["GradSkip", "GradSkipParams"]
 
 @dataclass(frozen=True)
 class GradSkipParams:
-    """``p``: probability of a communication per iteration, in (0, 1]; ``q``: a client's
+    """``p``: probability of a communication per iteration, in (0, 1] (empty: as ProxSkip's,
+    ``sqrt(mu / max_i L_i)`` when ``mu`` is known); ``q``: a client's
     probability of a gradient step per iteration, in (0, 1]; ``q_min``: when set, each client
     draws its ``q_i`` once, uniformly from ``[q_min, q]``."""
 
-    p: float = 0.2
+    p: float | None = None
     q: float = 1.0
     q_min: float | None = None
 
     def __post_init__(self) -> None:
-        check_probability("p", self.p)
+        if self.p is not None:
+            check_probability("p", self.p)
         check_probability("q", self.q)
         if self.q_min is not None:
             check_probability("q_min", self.q_min)
@@ -125,4 +137,7 @@ class GradSkip(ProxSkip):
             y -= self.gamma * (gr.grad - h)
         return self.send(server, y, h, sum(losses) / len(losses), samples, rng, state.q)
 
-    theory_step = Algorithm.theory_step  # type: ignore[assignment]
+    def theory_step(self, smoothness: theory.Smoothness, dim: int) -> float:
+        """``gamma = 1 / max_i L_i``: GradSkip's theorem (Maranjyan, Safaryan, Richtarik, 2022)
+        allows ``gamma <= min_i 1/L_i`` for any ``p`` and ``q_i`` in (0, 1], as ProxSkip's."""
+        return theory.proxskip_step(smoothness)

@@ -32,7 +32,10 @@ its ``h_i`` update at the start of the next round, when it has learnt ``x`` (kep
 **Guarantees.** When every ``f_i`` is ``L``-smooth and ``mu``-strongly convex and gradients are
 exact, ``gamma <= 1/L`` and any ``p`` in (0, 1] give linear convergence to the exact optimum
 (a Lyapunov function contracting by ``1 - min(gamma mu, p^2)`` per iteration); ``p = sqrt(mu/L)``
-needs ``O(sqrt(L/mu) log 1/eps)`` communications. ``gamma`` is the local solver's ``lr``
+needs ``O(sqrt(L/mu) log 1/eps)`` communications. An empty ``algorithm.p`` takes that value,
+``p = sqrt(mu / max_i L_i)`` with ``mu`` the problem's (``Smoothness.mu``, of ``f``; see
+:func:`phloem.fl.theory.proxskip_probability`), when ``mu`` is known, and ``0.2`` otherwise.
+``gamma`` is the local solver's ``lr``
 (``server.lr_rule = "theory"`` sets it to ``1 / max_i L_i``); the local solver gives only the
 gradient estimate (``full``: exact; ``sgd``: a minibatch, converging to a neighbourhood).
 Scaffnew needs every client at every communication: the round's cohort is all clients whatever
@@ -43,9 +46,10 @@ which breaks ``sum_i w_i h_i = 0``: dropouts make it a heuristic). So does a com
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Self
 
 import numpy as np
 import torch
@@ -64,7 +68,10 @@ from phloem.fl.problem import ClientOracle
 from phloem.fl.registries import ALGORITHMS
 from phloem.fl.server_opt import ServerSGD
 
-__all__ = ["ProxSkip", "ProxSkipParams", "SkipClient", "SkipServer", "SkipUplink"]
+__all__ = ["FALLBACK_P", "ProxSkip", "ProxSkipParams", "SkipClient", "SkipServer", "SkipUplink"]
+
+#: ``p`` when ``algorithm.p`` is empty and the problem's ``mu`` is unknown
+FALLBACK_P = 0.2
 
 
 def check_probability(key: str, value: float) -> None:
@@ -75,14 +82,15 @@ def check_probability(key: str, value: float) -> None:
 
 @dataclass(frozen=True)
 class ProxSkipParams:
-    """``p``: probability that an iteration ends in a communication, in (0, 1] (the theory's
-    choice is ``sqrt(mu / L)``); a round then has ``Geometric(p)`` local steps, ``1/p`` on
-    average."""
+    """``p``: probability that an iteration ends in a communication, in (0, 1] (empty: the
+    theory's ``sqrt(mu / max_i L_i)`` when the problem's ``mu`` is known, else
+    :data:`FALLBACK_P`); a round then has ``Geometric(p)`` local steps, ``1/p`` on average."""
 
-    p: float = 0.2
+    p: float | None = None
 
     def __post_init__(self) -> None:
-        check_probability("p", self.p)
+        if self.p is not None:
+            check_probability("p", self.p)
 
 
 @dataclass(frozen=True)
@@ -114,7 +122,11 @@ class SkipClient:
 @ALGORITHMS.register
 @dataclass(frozen=True)
 class ProxSkip(Algorithm[SkipServer, SkipClient, SkipUplink]):
-    """ProxSkip / Scaffnew; ``gamma`` is ``local.lr``, the local steps ``Geometric(p)``."""
+    """ProxSkip / Scaffnew; ``gamma`` is ``local.lr``, the local steps ``Geometric(p)``.
+
+    ``p=None`` is filled in by :meth:`with_constants` (the experiment builder calls it); until
+    then the method cannot run.
+    """
 
     name: ClassVar[str] = "proxskip"
     description: ClassVar[str] = (
@@ -124,7 +136,7 @@ class ProxSkip(Algorithm[SkipServer, SkipClient, SkipUplink]):
     Params: ClassVar[type[ProxSkipParams]] = ProxSkipParams
     theory_bounds_local_step: ClassVar[bool] = True
     local: LocalSolver = field(default_factory=FullGradient)
-    p: float = 0.2
+    p: float | None = None
 
     def __post_init__(self) -> None:
         ProxSkipParams(self.p)
@@ -136,13 +148,38 @@ class ProxSkip(Algorithm[SkipServer, SkipClient, SkipUplink]):
             )
 
     @property
+    def prob(self) -> float:
+        """``p``, the probability that an iteration ends in a communication.
+
+        Raises
+        ------
+        ValueError
+            When ``p`` is still empty (not filled in by :meth:`with_constants`).
+        """
+        if self.p is None:
+            raise ValueError(
+                f"algorithm.p is empty for {self.name}: set it, or build the algorithm with "
+                "with_constants(problem.smoothness) (the experiment builder does)"
+            )
+        return self.p
+
+    def with_constants(self, smoothness: Callable[[], theory.Smoothness | None]) -> Self:
+        """With an empty ``p`` set to ``sqrt(mu / max_i L_i)`` (:data:`FALLBACK_P` when ``mu``
+        is unknown)."""
+        if self.p is not None:
+            return self
+        s = smoothness()
+        p = theory.proxskip_probability(s) if s is not None else None
+        return dataclasses.replace(self, p=FALLBACK_P if p is None else p)
+
+    @property
     def gamma(self) -> float:
         """The step size ``gamma`` of the local gradient steps."""
         return self.local.lr
 
     def first_steps(self) -> int:
         """Local steps of round 1 (``round(1/p)``, the mean of ``Geometric(p)``)."""
-        return max(1, round(1.0 / self.p))
+        return max(1, round(1.0 / self.prob))
 
     def init_server(
         self, x0: torch.Tensor, client_states: Sequence[SkipClient], weights: np.ndarray
@@ -159,7 +196,7 @@ class ProxSkip(Algorithm[SkipServer, SkipClient, SkipUplink]):
 
     def control_variate(self, server: SkipServer, state: SkipClient) -> torch.Tensor:
         """``h_i`` after the last communication: ``h + (p/gamma)(x - x_hat)``."""
-        return state.h + (self.p / self.gamma) * (server.x - state.x_hat)
+        return state.h + (self.prob / self.gamma) * (server.x - state.x_hat)
 
     def client_update(
         self, server: SkipServer, state: SkipClient, oracle: ClientOracle, rng: ClientRng
@@ -186,7 +223,7 @@ class ProxSkip(Algorithm[SkipServer, SkipClient, SkipUplink]):
         q: float,
     ) -> tuple[Message[SkipUplink], SkipClient]:
         """The message ``z_i - x`` and the state that waits for the next model."""
-        z = x_hat - (self.gamma / self.p) * h
+        z = x_hat - (self.gamma / self.prob) * h
         delta, bits = compress(self.compressor, z - server.x, rng.compression)
         return Message(SkipUplink(delta), bits, loss, samples), SkipClient(h, x_hat, q)
 
@@ -194,7 +231,7 @@ class ProxSkip(Algorithm[SkipServer, SkipClient, SkipUplink]):
         self, server: SkipServer, aggregate: Aggregate[SkipUplink], gen: np.random.Generator
     ) -> SkipServer:
         x = server.x + aggregate.mean(lambda u: u.delta)
-        return SkipServer(x, int(gen.geometric(self.p)))
+        return SkipServer(x, int(gen.geometric(self.prob)))
 
     def theory_step(self, smoothness: theory.Smoothness, dim: int) -> float:
         return theory.proxskip_step(smoothness)
