@@ -426,6 +426,14 @@ def test_wrong_combinations_name_the_field(extra: dict[str, object], field: str)
     assert e.value.field == field
 
 
+def test_a_downlink_error_speaks_of_the_downlink_keys() -> None:
+    with pytest.raises(ConfigError) as e:
+        build_experiment(load_config(None, [], {**QUAD, "algorithm": {"name": "ef21_bc"},
+                                                "downlink": {"name": "topk"}}))  # fmt: skip
+    assert e.value.field == "downlink.k"
+    assert "downlink.k or downlink.ratio" in str(e.value) and "compressor." not in str(e.value)
+
+
 def test_every_new_method_is_listed_under_its_own_name() -> None:
     res = runner.invoke(app, ["fl", "list"])
     assert res.exit_code == 0, res.output

@@ -234,7 +234,8 @@ def build_downlink(cfg: ExperimentConfig, dim: int) -> Compressor | None:
     try:
         inner = COMPRESSORS.get(c.name).from_params(c.params, dim=dim)
     except ConfigError as e:
-        raise e.with_field("downlink." + e.field.rsplit(".", 1)[-1]) from None
+        key = "downlink." + e.field.rsplit(".", 1)[-1]
+        raise ConfigError(key, e.problem.replace("compressor.", "downlink."), e.allowed) from None
     if inner is None or not c.scaled:
         return inner
     if not inner.unbiased:
