@@ -7,32 +7,18 @@ Prints the machine, the wall time and the final metrics (copied into README.md b
 
 from __future__ import annotations
 
-import argparse
-import csv
-import os
-import platform
-import time
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from phloem.core.history import History
-from phloem.core.plotting import plot_histories
 from phloem.data.shakespeare import VOCAB, load_shakespeare
-from phloem.fl.config import ExperimentConfig, load_config
-from phloem.fl.experiment import run_experiment
+from phloem.fl.config import ExperimentConfig
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[2]
+sys.path.insert(0, str(HERE.parent))
 
-
-def write_csv(history: History, out: Path) -> None:
-    cols = history.columns()
-    with out.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols)
-        w.writeheader()
-        for row in history:
-            w.writerow({k: row.get(k, "") for k in cols})
+from curves import run_curve  # noqa: E402
 
 
 def unigram_baseline(cfg: ExperimentConfig) -> None:
@@ -57,31 +43,11 @@ def unigram_baseline(cfg: ExperimentConfig) -> None:
     )
 
 
-def main(config: str, plots: list[tuple[str, str]], stem: str) -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--set", action="append", default=[], help="section.key=value override")
-    ap.add_argument("--out", type=Path, default=HERE)
-    args = ap.parse_args()
-    cfg = load_config(ROOT / config, [*args.set, "run.out_dir=/tmp/phloem-bench-runs"])
-    unigram_baseline(cfg)
-    t0 = time.perf_counter()
-    result = run_experiment(cfg, progress=False)
-    wall = time.perf_counter() - t0
-    h = result.history
-    write_csv(h, args.out / f"{stem}_history.csv")
-    for y, name in plots:
-        plot_histories([(stem, h)], "rounds", y, args.out / f"{stem}_{name}.png", logy=False)
-    last = h.last()
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, load {os.getloadavg()}")
-    print(f"wall time: {wall:.0f} s for {cfg.run.rounds} rounds")
-    for k in ("train_loss", "test_loss", "test_acc", "test_top5", "test_perplexity"):
-        if k in last:
-            print(f"final {k}: {last[k]:.4f}")
-
-
 if __name__ == "__main__":
-    main(
+    run_curve(
         "configs/shakespeare_char_lstm.toml",
         [("test_perplexity", "perplexity"), ("test_acc", "accuracy")],
         "shakespeare",
+        HERE,
+        before=unigram_baseline,
     )

@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 import torch
 
@@ -54,7 +54,14 @@ from phloem.fl.compressors.coding import (
 )
 from phloem.fl.registries import COMPRESSORS
 
-__all__ = ["Dithering", "DitheringParams", "check_levels", "parse_norm", "vector_norm"]
+__all__ = [
+    "DitheredLevels",
+    "Dithering",
+    "DitheringParams",
+    "check_levels",
+    "parse_norm",
+    "vector_norm",
+]
 
 #: the norms a dithering compressor scales by, as a config spells them
 NORMS = (2, "inf")
@@ -104,9 +111,35 @@ class DitheringParams:
         parse_norm(self.norm, "compressor.norm")
 
 
+@dataclass(frozen=True)
+class DitheredLevels(Compressor):
+    """What standard and natural dithering share: ``levels``, ``norm`` and ``coding``, checked
+    and normalised on construction (errors name ``<Class>.<field>``), and read from a config's
+    ``Params`` (errors name ``compressor.<field>``). A subclass sets :attr:`most_levels`."""
+
+    levels: int
+    norm: float = 2.0
+    coding: Coding = Coding.FIXED
+
+    #: the largest ``levels`` the operator takes
+    most_levels: ClassVar[int] = MAX_LEVELS
+
+    @classmethod
+    def from_params(cls, params: Any, *, dim: int) -> Self:
+        """From a ``DitheringParams`` or ``NaturalDitheringParams`` (the same three keys)."""
+        return cls(params.levels, parse_norm(params.norm, "compressor.norm"), params.coding)
+
+    def __post_init__(self) -> None:
+        who = type(self).__name__
+        levels = check_levels(self.levels, f"{who}.levels", self.most_levels)
+        object.__setattr__(self, "levels", levels)
+        object.__setattr__(self, "norm", parse_norm(self.norm, f"{who}.norm"))
+        object.__setattr__(self, "coding", parse_coding(self.coding, f"{who}.coding"))
+
+
 @COMPRESSORS.register
 @dataclass(frozen=True)
-class Dithering(Compressor):
+class Dithering(DitheredLevels):
     """Standard random dithering ``C_sd^{p,s}``: ``s`` uniform levels of ``||v||_p``, unbiased.
 
     Parameters
@@ -119,10 +152,6 @@ class Dithering(Compressor):
         How the message's bits are counted: ``Coding.FIXED`` or QSGD's ``Coding.ELIAS``.
     """
 
-    levels: int
-    norm: float = 2.0
-    coding: Coding = Coding.FIXED
-
     name: ClassVar[str] = "dithering"
     description: ClassVar[str] = (
         "standard random dithering, s uniform levels of the 2- or inf-norm, unbiased "
@@ -130,17 +159,6 @@ class Dithering(Compressor):
     )
     Params: ClassVar[type[DitheringParams]] = DitheringParams
     unbiased: ClassVar[bool] = True
-
-    @classmethod
-    def from_params(cls, params: DitheringParams, *, dim: int) -> Self:
-        return cls(params.levels, parse_norm(params.norm, "compressor.norm"), params.coding)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(
-            self, "levels", check_levels(self.levels, "Dithering.levels", MAX_LEVELS)
-        )
-        object.__setattr__(self, "norm", parse_norm(self.norm, "Dithering.norm"))
-        object.__setattr__(self, "coding", parse_coding(self.coding, "Dithering.coding"))
 
     def compress(self, v: torch.Tensor, gen: torch.Generator) -> Compressed:
         """Round ``s |v_i| / ||v||_p`` up or down to an integer level, unbiasedly."""

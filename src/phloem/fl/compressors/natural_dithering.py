@@ -33,24 +33,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar, Self
+from typing import ClassVar
 
 import torch
 
 from phloem.fl.compressors.base import (
     FLOAT_BITS,
     Compressed,
-    Compressor,
     check_vector,
     uniform_like,
 )
 from phloem.fl.compressors.coding import (
     Coding,
     elias_worst_bits,
-    parse_coding,
     sparse_levels_bits,
 )
-from phloem.fl.compressors.dithering import check_levels, parse_norm, vector_norm
+from phloem.fl.compressors.dithering import DitheredLevels, check_levels, parse_norm, vector_norm
 from phloem.fl.registries import COMPRESSORS
 
 __all__ = ["MAX_NATURAL_LEVELS", "NaturalDithering", "NaturalDitheringParams"]
@@ -74,7 +72,7 @@ class NaturalDitheringParams:
 
 @COMPRESSORS.register
 @dataclass(frozen=True)
-class NaturalDithering(Compressor):
+class NaturalDithering(DitheredLevels):
     """Natural dithering ``C_nd^{p,s}``: levels ``0, 2^(1-s), ..., 1/2, 1`` of ``||v||_p``.
 
     Parameters
@@ -87,10 +85,6 @@ class NaturalDithering(Compressor):
         How the message's bits are counted: ``Coding.FIXED`` or QSGD's ``Coding.ELIAS``.
     """
 
-    levels: int
-    norm: float = 2.0
-    coding: Coding = Coding.FIXED
-
     name: ClassVar[str] = "natural_dithering"
     description: ClassVar[str] = (
         "natural dithering, levels 1, 1/2, ..., 2^(1-s) of the 2- or inf-norm, unbiased "
@@ -98,16 +92,7 @@ class NaturalDithering(Compressor):
     )
     Params: ClassVar[type[NaturalDitheringParams]] = NaturalDitheringParams
     unbiased: ClassVar[bool] = True
-
-    @classmethod
-    def from_params(cls, params: NaturalDitheringParams, *, dim: int) -> Self:
-        return cls(params.levels, parse_norm(params.norm, "compressor.norm"), params.coding)
-
-    def __post_init__(self) -> None:
-        levels = check_levels(self.levels, "NaturalDithering.levels", MAX_NATURAL_LEVELS)
-        object.__setattr__(self, "levels", levels)
-        object.__setattr__(self, "norm", parse_norm(self.norm, "NaturalDithering.norm"))
-        object.__setattr__(self, "coding", parse_coding(self.coding, "NaturalDithering.coding"))
+    most_levels: ClassVar[int] = MAX_NATURAL_LEVELS
 
     def compress(self, v: torch.Tensor, gen: torch.Generator) -> Compressed:
         """Round each ``|v_i| / ||v||_p`` to a neighbouring level, unbiasedly."""
