@@ -103,7 +103,7 @@ class ServerSGD(ServerOptimizer):
     """``x' = x - lr * d`` with heavy-ball momentum ``d = momentum * d + g`` when momentum > 0."""
 
     name: ClassVar[str] = "sgd"
-    description: ClassVar[str] = "SGD with heavy-ball momentum (FedAvgM when momentum > 0)"
+    description: ClassVar[str] = "SGD, heavy-ball momentum: FedAvgM when > 0 (Hsu et al., 2019)"
     Params: ClassVar[type[ServerSGDParams]] = ServerSGDParams
 
     lr: float = 1.0
