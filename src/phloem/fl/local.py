@@ -66,6 +66,17 @@ class LocalSolver(ABC):
     def gradient(self, oracle: ClientOracle, x: torch.Tensor, gen: torch.Generator) -> GradResult:
         """One gradient estimate at ``x`` (full, or a minibatch) for gradient-type methods."""
 
+    def gradient_pair(
+        self, oracle: ClientOracle, x: torch.Tensor, x_prev: torch.Tensor, gen: torch.Generator
+    ) -> tuple[GradResult, GradResult]:
+        """Gradient estimates at ``x`` and at ``x_prev`` on the *same* minibatch (``gen`` is
+        replayed for the second), as MARINA and PAGE difference them; ``gen`` ends where the
+        draw at ``x_prev`` left it."""
+        saved = gen.get_state()
+        new = self.gradient(oracle, x, gen)
+        gen.set_state(saved)
+        return new, self.gradient(oracle, x_prev, gen)
+
     @abstractmethod
     def num_steps(self, num_samples: int) -> int:
         """Local steps :meth:`run` takes on a client with ``num_samples`` rows."""

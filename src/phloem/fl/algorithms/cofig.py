@@ -52,7 +52,15 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from phloem.fl.algorithms.base import Aggregate, Algorithm, ClientRng, Message, Uplink, compress
+from phloem.fl.algorithms.base import (
+    Aggregate,
+    Algorithm,
+    ClientRng,
+    Message,
+    Uplink,
+    compress,
+    weighted_sum,
+)
 from phloem.fl.compressors.base import FLOAT_BITS, Compressor
 from phloem.fl.local import FullGradient, LocalSolver
 from phloem.fl.problem import ClientOracle
@@ -186,9 +194,7 @@ class Cofig(Algorithm[CofigServer, torch.Tensor, CofigUplink]):
     def init_server(
         self, x0: torch.Tensor, client_states: Sequence[torch.Tensor], weights: np.ndarray
     ) -> CofigServer:
-        h = torch.zeros_like(x0)
-        for hi, wi in zip(client_states, weights, strict=True):
-            h.add_(hi, alpha=float(wi))
+        h = weighted_sum(client_states, weights)
         return CofigServer(x0, h, Roles.none(len(weights)))
 
     def init_client(

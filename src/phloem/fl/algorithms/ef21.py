@@ -28,6 +28,7 @@ from phloem.fl.algorithms.base import (
     Message,
     Uplink,
     compress,
+    weighted_sum,
 )
 from phloem.fl.local import FullGradient, LocalSolver
 from phloem.fl.problem import ClientOracle
@@ -75,9 +76,7 @@ class EF21(Algorithm[EF21Server, torch.Tensor, ErrorFeedback]):
     def init_server(
         self, x0: torch.Tensor, client_states: Sequence[torch.Tensor], weights: np.ndarray
     ) -> EF21Server:
-        g = torch.zeros_like(x0)
-        for gi, wi in zip(client_states, weights, strict=True):
-            g.add_(gi, alpha=float(wi))
+        g = weighted_sum(client_states, weights)
         opt = OptState()
         x, opt = self.server_opt.step(x0, g, opt)
         return EF21Server(x, g, opt)

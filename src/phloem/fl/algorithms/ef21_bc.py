@@ -39,7 +39,14 @@ import torch
 
 from phloem.core.errors import ConfigError
 from phloem.fl import theory
-from phloem.fl.algorithms.base import Aggregate, Algorithm, ClientRng, Message, compress
+from phloem.fl.algorithms.base import (
+    Aggregate,
+    Algorithm,
+    ClientRng,
+    Message,
+    compress,
+    weighted_sum,
+)
 from phloem.fl.algorithms.ef21 import ErrorFeedback
 from phloem.fl.compressors.base import FLOAT_BITS, Compressor
 from phloem.fl.local import FullGradient, LocalSolver
@@ -87,9 +94,7 @@ class EF21BC(Algorithm[EF21BCServer, torch.Tensor, ErrorFeedback]):
     def init_server(
         self, x0: torch.Tensor, client_states: Sequence[torch.Tensor], weights: np.ndarray
     ) -> EF21BCServer:
-        tracked = torch.zeros_like(x0)
-        for gi, wi in zip(client_states, weights, strict=True):
-            tracked.add_(gi, alpha=float(wi))
+        tracked = weighted_sum(client_states, weights)
         opt = OptState()
         x, opt = self.server_opt.step(x0, tracked, opt)
         return EF21BCServer(x, tracked.clone(), tracked, FLOAT_BITS * x0.numel(), opt)

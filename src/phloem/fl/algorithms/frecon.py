@@ -56,6 +56,7 @@ from phloem.fl.algorithms.base import (
     Message,
     Uplink,
     compress,
+    weighted_sum,
 )
 from phloem.fl.algorithms.cofig import Roles, ShiftCohort, draw_roles, shift_step
 from phloem.fl.compressors.base import FLOAT_BITS
@@ -143,9 +144,7 @@ class Frecon(Algorithm[FreconServer, torch.Tensor, FreconUplink]):
     def init_server(
         self, x0: torch.Tensor, client_states: Sequence[torch.Tensor], weights: np.ndarray
     ) -> FreconServer:
-        h = torch.zeros_like(x0)
-        for hi, wi in zip(client_states, weights, strict=True):
-            h.add_(hi, alpha=float(wi))
+        h = weighted_sum(client_states, weights)
         return FreconServer(x0, x0, h.clone(), h, Roles.none(len(weights)))
 
     def init_client(

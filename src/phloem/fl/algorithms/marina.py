@@ -109,11 +109,7 @@ class Marina(Algorithm[MarinaServer, None, Gradient]):
             gr = self.local.gradient(oracle, server.x, rng.local)
             bits = FLOAT_BITS * gr.grad.numel()
             return Message(Gradient(gr.grad), bits, gr.loss, gr.samples), None
-        # The same minibatch at both points: replay the generator.
-        saved = rng.local.get_state()
-        new = self.local.gradient(oracle, server.x, rng.local)
-        rng.local.set_state(saved)
-        old = self.local.gradient(oracle, server.x_prev, rng.local)
+        new, old = self.local.gradient_pair(oracle, server.x, server.x_prev, rng.local)
         diff, bits = compress(self.compressor, new.grad - old.grad, rng.compression)
         return Message(Gradient(diff), bits, new.loss, new.samples + old.samples), None
 

@@ -109,10 +109,7 @@ class Page(Algorithm[PageServer, None, Gradient]):
         if server.full:
             gr = oracle.grad(server.x)  # the large batch: all local data
             return Message(Gradient(gr.grad), bits, gr.loss, gr.samples), None
-        saved = rng.local.get_state()  # the same minibatch at both points
-        new = self.local.gradient(oracle, server.x, rng.local)
-        rng.local.set_state(saved)
-        old = self.local.gradient(oracle, server.x_prev, rng.local)
+        new, old = self.local.gradient_pair(oracle, server.x, server.x_prev, rng.local)
         diff = new.grad - old.grad
         return Message(Gradient(diff), bits, new.loss, new.samples + old.samples), None
 

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from phloem.fl import theory
-from phloem.fl.algorithms.base import Aggregate, Algorithm, ClientRng, Message
+from phloem.fl.algorithms.base import Aggregate, Algorithm, ClientRng, Message, compress
 from phloem.fl.algorithms.dcgd import Gradient
 from phloem.fl.compressors.base import FLOAT_BITS, index_bits
 from phloem.fl.local import FullGradient, LocalSolver
@@ -141,18 +141,11 @@ class PPMarina(Algorithm[PPMarinaServer, None, Gradient]):
             gr = self.local.gradient(oracle, server.x, rng.local)
             bits = FLOAT_BITS * gr.grad.numel()
             return Message(Gradient(gr.grad), bits, gr.loss, gr.samples), None
-        saved = rng.local.get_state()
-        new = self.local.gradient(oracle, server.x, rng.local)
-        rng.local.set_state(saved)
-        old = self.local.gradient(oracle, server.x_prev, rng.local)
+        new, old = self.local.gradient_pair(oracle, server.x, server.x_prev, rng.local)
         diff = new.grad - old.grad
         total, bits = torch.zeros_like(diff), 0
         for _ in range(int(server.counts[rng.client])):  # one compression per draw
-            if self.compressor is None:
-                part, b = diff, FLOAT_BITS * diff.numel()
-            else:
-                out = self.compressor.compress(diff, rng.compression)
-                part, b = out.value, out.bits
+            part, b = compress(self.compressor, diff, rng.compression)
             total.add_(part)
             bits += b
         return Message(Gradient(total), bits, new.loss, new.samples + old.samples), None
