@@ -5,6 +5,7 @@ accountant asked directly, secure vs plain sums, and an uninterrupted run vs a r
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +18,7 @@ from opacus.accountants import PRVAccountant, RDPAccountant
 from typer.testing import CliRunner
 
 from phloem.cli.app import app
-from phloem.core.errors import ConfigError
+from phloem.core.errors import ConfigError, PhloemError
 from phloem.fl.aggregation import (
     Aggregation,
     DropoutModel,
@@ -278,6 +279,37 @@ def test_resume_keeps_the_ledger(tmp_path: Path) -> None:
         r.get("epsilon") for r in full.history.rows
     ]
     assert torch.equal(resumed.x, full.x)
+
+
+@pytest.mark.parametrize(
+    ("edit", "says"),
+    [
+        ({"dp_noise_multiplier": 100.0}, "dp_noise_multiplier = 100.0"),  # less privacy spent
+        ({"dp_noise_multiplier": float("nan")}, "dp_noise_multiplier = nan"),
+        ({"dp_noise_multiplier": "1"}, "dp_noise_multiplier = '1'"),
+        ({"dp_noise_multiplier": None}, "dp_noise_multiplier = None"),  # a round left out
+        ({"epsilon": 0.01}, "epsilon = 0.01"),
+    ],
+)
+def test_an_edited_history_cannot_lower_the_privacy_spent_on_resume(
+    tmp_path: Path, edit: dict[str, object], says: str
+) -> None:
+    """Resuming rebuilds the ledger from history.jsonl: a row whose privacy columns the run
+    cannot have written (a larger multiplier, one left out, an epsilon the ledger does not
+    give) stops the resume instead of reporting less epsilon than was spent."""
+    part = _run(tmp_path, "run.rounds=4")
+    file = part.run_dir.path / "history.jsonl"
+    rows = [json.loads(line) for line in file.read_text().splitlines()]
+    target = 2 if "epsilon" not in edit else len(rows) - 1
+    for k, v in edit.items():
+        if v is None:
+            rows[target].pop(k)
+        else:
+            rows[target][k] = v
+    file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(PhloemError, match="cannot resume a private run") as e:
+        resume_experiment(part.run_dir.path, ["run.rounds=6"], progress=False)
+    assert says in str(e.value)
 
 
 def test_secure_run_matches_plain_run_without_noise(tmp_path: Path) -> None:

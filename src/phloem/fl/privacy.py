@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 import numpy as np
 import torch
 
-from phloem.core.errors import ConfigError
+from phloem.core.errors import ConfigError, PhloemError
 from phloem.core.history import Row
 from phloem.fl.aggregation import (
     Aggregation,
@@ -311,11 +311,44 @@ class PrivacyLedger:
         self._rdp_cache: dict[tuple[float, float], np.ndarray] = {}
 
     def restore(self, rows: Sequence[Row]) -> None:
-        """Step the accountant for every round already in ``rows`` (a resumed history)."""
+        """Step the accountant for every round already in ``rows`` (a resumed history).
+
+        The rows are checked first, since a lower multiplier, or a round left out, would
+        report less privacy spent than was: every round must record a finite multiplier in
+        ``[0, z]`` (``z`` the configured one; rounds with dropouts under secure aggregation
+        record less), and the ``epsilon`` the last round recorded must be the one the
+        rebuilt ledger gives.
+
+        Raises
+        ------
+        PhloemError
+            Naming the first round whose privacy columns cannot be what the run wrote.
+        """
+        most = float(self.record_.get("noise_multiplier", math.inf))
+        last: Row | None = None
         for r in rows:
+            round_ = r.get("round")
+            if not (isinstance(round_, int) and round_ >= 1):
+                continue
             z = r.get(NOISE_COLUMN)
-            if isinstance(r.get("round"), int) and int(r["round"] or 0) >= 1 and z is not None:
-                self.step(float(z))
+            ok = isinstance(z, float | int) and not isinstance(z, bool)
+            if not ok or not 0.0 <= float(z) <= most * (1 + 1e-12):  # type: ignore[arg-type]
+                raise self._tampered(round_, f"{NOISE_COLUMN} = {z!r}, not in [0, {most:g}]")
+            self.step(float(z))  # type: ignore[arg-type]
+            last = r
+        if last is not None:
+            eps, now = last.get("epsilon"), self.epsilon()
+            if not isinstance(eps, float | int) or not math.isclose(
+                float(eps), now, rel_tol=1e-9, abs_tol=1e-12
+            ):
+                raise self._tampered(last["round"], f"epsilon = {eps!r}, the ledger gives {now:g}")
+
+    @staticmethod
+    def _tampered(round_: object, what: str) -> PhloemError:
+        return PhloemError(
+            f"cannot resume a private run: round {round_} of history.jsonl records {what}; "
+            "the privacy spent cannot be rebuilt from it (was the file edited?). Start a new run"
+        )
 
     def step(self, noise_multiplier: float) -> None:
         """One round of the mechanism with this multiplier."""
