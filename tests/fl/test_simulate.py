@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from phloem.core.callbacks import Callback, EarlyStop
-from phloem.core.errors import DivergenceError
+from phloem.core.errors import ConfigError, DivergenceError
 from phloem.core.history import Row, read_history
 from phloem.core.rundir import RunDir
 from phloem.data.dataset import ArrayDataset
@@ -104,6 +104,21 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
     assert stripped(resumed.history.rows) == stripped(full.history.rows)
     assert torch.equal(resumed.x, full.x)
     assert stripped(read_history(rd.history_path).rows) == stripped(full.history.rows)
+
+
+def test_resuming_with_fewer_rounds_than_done_names_run_rounds(tmp_path: Path) -> None:
+    """A careless --set run.rounds below the checkpoint's round is an error, not a silent
+    'finished' with a negative progress bar; the run folder is left as it was."""
+    algo = ALGOS["diana"]
+    rd = RunDir.create(tmp_path, "r")
+    run(small_model_problem(), algo, rounds=6, run_dir=rd, checkpoint_every=3)
+    before = rd.history_path.read_bytes()
+    with pytest.raises(ConfigError, match="checkpoint is at round 6") as e:
+        run(small_model_problem(), algo, rounds=4, run_dir=rd, resume=True)
+    assert e.value.field == "run.rounds"
+    assert rd.history_path.read_bytes() == before
+    same = run(small_model_problem(), algo, rounds=6, run_dir=rd, resume=True)  # nothing to do
+    assert same.history.last()["round"] == 6
 
 
 def test_divergence_saves_history_and_last_good_checkpoint(tmp_path: Path) -> None:

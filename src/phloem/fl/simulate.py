@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from phloem.core.callbacks import Callback, CallbackList
-from phloem.core.errors import DivergenceError
+from phloem.core.errors import ConfigError, DivergenceError
 from phloem.core.history import History, Row
 from phloem.core.progress import progress_bar
 from phloem.core.rng import SeedStreams
@@ -147,6 +147,12 @@ def simulate(
         summary["privacy"] = privacy.describe()
     rec = Recorder(run_dir, checkpoint_every, summary)
     st = rec.resume() if resume else _begin(loop, rec)
+    if st.round > rounds:
+        raise ConfigError(
+            "run.rounds",
+            f"is {rounds}, but the resumed run's checkpoint is at round {st.round}; "
+            f"give run.rounds >= {st.round} to continue it",
+        )
     if privacy is not None and resume:
         privacy.restore(rec.history.rows)
     cbs = CallbackList(callbacks)
