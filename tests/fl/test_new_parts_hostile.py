@@ -276,3 +276,37 @@ def test_pp_marina_refuses_an_absurd_number_of_draws(tmp_path: Path, clients: st
     sets = (f"algorithm.clients={clients}", "algorithm.p=0.5")
     code, out = _cli(tmp_path, "pp_marina", *sets, extra=extra)
     assert code == 2 and "algorithm.clients" in out and "1000000]" in out, out
+
+
+def test_an_own_libsvm_file_with_more_features_than_a9a_keeps_its_own_width(
+    tmp_path: Path,
+) -> None:
+    """`path` naming a file: its width is its largest feature index, not a9a's 123 (the
+    default libsvm_name's), which refused any file using a feature beyond 123."""
+    rows = [f"{'+1' if i % 2 else '-1'} {i % 7 + 1}:0.5 {200 + i % 50}:{i % 3}" for i in range(40)]
+    code, out = _own_file(tmp_path, [], text="\n".join(rows) + "\n")
+    assert code == 0, out
+    from phloem.core.rng import SeedStreams
+    from phloem.fl.config import load_config
+    from phloem.fl.experiment import build_problem
+
+    cfg = load_config(tmp_path / "own.toml", [])
+    assert build_problem(cfg, SeedStreams(0)).dim == 239  # the largest index; no bias column
+
+
+def test_a_large_own_problem_skips_the_automatic_optimum_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Newton's d x d Hessian is not formed behind a user's back for a wide problem: the run
+    warns that it reports no gap; `fl optimum` still solves it."""
+    from phloem.core.rng import SeedStreams
+    from phloem.fl import experiment
+    from phloem.fl.config import load_config
+
+    _own_file(tmp_path, ["-1", "+1"])
+    cfg = load_config(tmp_path / "own.toml", [])
+    monkeypatch.setattr(experiment, "AUTO_SOLVE_MAX_DIM", 1)
+    with pytest.warns(UserWarning, match="not solved for every run at d = 2"):
+        problem = experiment.build_problem(cfg, SeedStreams(0))
+    assert problem.optimum is None  # type: ignore[union-attr]
+    assert experiment.optimum_report(cfg).grad_norm < 1e-12

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -107,6 +108,12 @@ class Libsvm(Dataset):
 
     @classmethod
     def load(cls, params: LibsvmParams, *, num_clients: int, rng: np.random.Generator) -> TrainTest:
+        if params.path is not None and Path(params.path).expanduser().is_file():
+            # the user's own file: its own width (largest feature index), its own name, and a
+            # test file beside it (<file>.t) if there is one; libsvm_name does not apply
+            return loaders.load_libsvm(
+                Path(params.path).expanduser(), test_fraction=params.test_fraction, rng=rng
+            )
         try:
             return loaders.load_libsvm_pair(params.libsvm_name, path=params.path)
         except FileNotFoundError:

@@ -210,8 +210,22 @@ def _model_problem(cfg: ExperimentConfig, data: TrainTest, streams: SeedStreams)
     if task is Task.BINARY and m.l2 > 0:
         # strongly convex: the exact optimum (Newton, float64, a fraction of a second on the
         # LIBSVM sets) lets every evaluation report f - f* and ||x - x*||
-        problem.solve(cache=default_cache_dir() / "optimum")
+        if problem.dim <= AUTO_SOLVE_MAX_DIM:
+            problem.solve(cache=default_cache_dir() / "optimum")
+        else:
+            warnings.warn(
+                f"the exact optimum is not solved for every run at d = {problem.dim} > "
+                f"{AUTO_SOLVE_MAX_DIM} (Newton forms a d x d Hessian); runs report no "
+                "objective_gap / dist_to_opt (`phloem fl optimum CONFIG` computes it)",
+                UserWarning,
+                stacklevel=2,
+            )
     return problem
+
+
+#: the largest dimension whose exact optimum a run solves by itself (Newton's d x d Hessian:
+#: 0.2 GB and about a second per step at 5,000 on a 2-core machine)
+AUTO_SOLVE_MAX_DIM = 5000
 
 
 def build_compressor(cfg: ExperimentConfig, dim: int) -> Compressor | None:
@@ -614,7 +628,8 @@ def optimum_report(cfg: ExperimentConfig) -> OptimumReport:
         )
     if problem.l2 <= 0:
         raise ConfigError("model.l2", "must be > 0: without it the minimiser may not exist")
-    opt = problem.optimum or problem.solve()  # build_problem solved it already
+    # build_problem solved it already (or read it from the cache), unless d is large
+    opt = problem.optimum or problem.solve(cache=default_cache_dir() / "optimum")
     s = problem.smoothness()
     assert s is not None  # a linear model
     return OptimumReport(
